@@ -1,0 +1,1 @@
+"""INPUT: capture files -> raw frames with Wireshark frame numbers. Knows link types, nothing above."""

@@ -1,0 +1,338 @@
+"""Read pcap and pcapng files (plain or gzip) into raw frames with Wireshark frame numbers.
+
+Reads: a capture path. Produces: (frame, ts_ns, linktype, data, wirelen) tuples for the frames
+that pass the BPF filter, then a CaptureEnd saying how reading ended.
+Never: modifies or copies the input; raises for damage found after the file header (damage is
+recorded in CaptureEnd and the frames before it are still delivered).
+
+Why two readers:
+- libpcap (pcapy-ng) reads classic microsecond pcap, the format of tcpdump ring buffers and the
+  bulk of post-mortem data, entirely in C.
+- A small Python reader handles what pcapy-ng's bundled libpcap 1.9.1 cannot: gzip files,
+  nanosecond pcap (libpcap would round to microseconds), and pcapng (several interfaces with
+  different link types, per-interface timestamp resolution, and an exact byte offset for damage).
+Both apply the same compiled BPF program (libpcap's `bpf_filter`, in C) to every frame. We do not
+use `setfilter`: libpcap then skips non-matching frames silently and the frame numbers, which
+every finding cites and users look up in Wireshark, would be lost.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import pcapy
+
+from dsrdiag.capture.bpf import dlt_for, filter_for
+from dsrdiag.capture.frame import (
+    LINKTYPE_RAW,
+    SUPPORTED_LINKTYPES,
+    CaptureEnd,
+    linktype_name,
+)
+from dsrdiag.core.errors import CaptureError
+
+PCAP_MAGIC_US = (0xA1B2C3D4, 0xD4C3B2A1)
+PCAP_MAGIC_NS = (0xA1B23C4D, 0x4D3CB2A1)
+PCAPNG_SHB = 0x0A0D0D0A
+MAX_CAPLEN = 262144
+"""libpcap's largest snapshot length; a bigger record length means the file is corrupt."""
+MAX_BLOCK = 16 * 1024 * 1024
+"""Wireshark's limit for one pcapng block."""
+# libpcap's DLT numbers that differ from LINKTYPE numbers (DLT_RAW is 12 on Linux, 14 on OpenBSD)
+_DLT_TO_LINKTYPE = {12: LINKTYPE_RAW, 14: LINKTYPE_RAW}
+
+
+class Capture:
+    """One capture file, read once: iterate `frames()`, then look at `end`."""
+
+    def __init__(self, path: str | os.PathLike, ports: tuple[int, ...] = (25,)):
+        self.path = str(path)
+        self.ports = ports
+        self.end = CaptureEnd()
+        self.size = 0
+        self._kind = self._sniff()
+        self._programs: dict[int, object] = {}
+
+    # ---- format detection -------------------------------------------------------------
+    def _sniff(self) -> str:
+        p = Path(self.path)
+        try:
+            with open(p, "rb") as f:
+                head = f.read(4)
+            self.size = p.stat().st_size
+        except FileNotFoundError:
+            raise CaptureError(f"{self.path}: no such file") from None
+        except IsADirectoryError:
+            raise CaptureError(f"{self.path}: is a directory, not a capture file") from None
+        except PermissionError:
+            raise CaptureError(f"{self.path}: permission denied") from None
+        except OSError as e:
+            raise CaptureError(f"{self.path}: cannot be read ({e.strerror})") from None
+        if not head:
+            raise CaptureError(f"{self.path}: empty file, not a capture")
+        if head[:2] == b"\x1f\x8b":
+            return "gzip"
+        kind = _kind_of_magic(head)
+        if kind is None:
+            raise CaptureError(
+                f"{self.path}: not a pcap or pcapng capture (starts with {head.hex(' ')})"
+            )
+        return kind
+
+    # ---- the one entry point ------------------------------------------------------------
+    def frames(self) -> Iterator[tuple]:
+        if self._kind == "pcap-us":
+            self.end.reader = "libpcap"
+            return self._libpcap_frames()
+        self.end.reader = "python"
+        return self._python_frames()
+
+    def _program(self, linktype: int):
+        prog = self._programs.get(linktype)
+        if prog is None:
+            if linktype not in SUPPORTED_LINKTYPES:
+                raise CaptureError(
+                    f"{self.path}: {linktype_name(linktype)} is not a supported link type "
+                    "(supported: Ethernet with 802.1Q/QinQ, Linux cooked SLL/SLL2, raw IP, BSD/OpenBSD loopback)"
+                )
+            try:
+                prog = pcapy.compile(dlt_for(linktype), MAX_CAPLEN, filter_for(linktype, self.ports), 1, 0)
+            except pcapy.PcapError as e:
+                raise CaptureError(f"{self.path}: cannot build the BPF filter for {linktype_name(linktype)}: {e}") from None
+            self._programs[linktype] = prog
+            self.end.linktypes.add(linktype)
+        return prog
+
+    # ---- libpcap --------------------------------------------------------------------------
+    def _libpcap_frames(self) -> Iterator[tuple]:
+        end = self.end
+        try:
+            reader = pcapy.open_offline(self.path)
+        except pcapy.PcapError as e:
+            raise CaptureError(f"{self.path}: libpcap cannot open it: {e}") from None
+        dlt = reader.datalink()
+        linktype = _DLT_TO_LINKTYPE.get(dlt, dlt)
+        flt = self._program(linktype).filter
+        nxt = reader.next
+        n = 0
+        passed = 0
+        try:
+            while True:
+                try:
+                    hdr, data = nxt()
+                except pcapy.PcapError as e:
+                    end.damage = f"stopped after frame {n}: {e}"
+                    break
+                if hdr is None:
+                    break
+                n += 1
+                if flt(data):
+                    passed += 1
+                    sec, usec = hdr.getts()
+                    yield (n, sec * 1_000_000_000 + usec * 1000, linktype, data, hdr.getlen())
+        finally:
+            end.frames = n
+            end.passed = passed
+            reader.close()
+
+    # ---- pure Python: gzip, nanosecond pcap, pcapng --------------------------------------
+    def _python_frames(self) -> Iterator[tuple]:
+        end = self.end
+        raw = open(self.path, "rb")
+        f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if self._kind == "gzip" else raw
+        try:
+            head = _read(f, 4)
+            kind = _kind_of_magic(head) if len(head) == 4 else None
+            if kind is None:
+                what = "gzip data that is not a pcap or pcapng capture" if self._kind == "gzip" else "not a capture"
+                raise CaptureError(f"{self.path}: {what}")
+            if kind == "pcapng":
+                yield from self._pcapng(f, head)
+            else:
+                yield from self._pcap(f, head, nanos=(kind == "pcap-ns"))
+        except _Damage as d:
+            end.damage = f"stopped after frame {end.frames}: {d}"
+        finally:
+            raw.close()
+
+    def _pcap(self, f: BinaryIO, magic: bytes, nanos: bool) -> Iterator[tuple]:
+        end = self.end
+        bo = "<" if struct.unpack("<I", magic)[0] in (PCAP_MAGIC_US[0], PCAP_MAGIC_NS[0]) else ">"
+        rest = _read(f, 20)
+        if len(rest) < 20:
+            raise CaptureError(f"{self.path}: truncated pcap file header")
+        _vmaj, _vmin, _zone, _sig, _snap, linktype = struct.unpack(bo + "HHiIII", rest)
+        linktype &= 0x0FFFFFFF  # the upper bits carry FCS information
+        flt = self._program(linktype).filter
+        rec = struct.Struct(bo + "IIII")
+        scale = 1 if nanos else 1000
+        offset = 24
+        n = 0
+        while True:
+            h = _read(f, 16)
+            if not h:
+                break
+            if len(h) < 16:
+                raise _Damage(f"truncated record header at byte offset {offset}")
+            sec, frac, incl, orig = rec.unpack(h)
+            if incl > MAX_CAPLEN:
+                raise _Damage(f"record at byte offset {offset} claims {incl} captured bytes (more than {MAX_CAPLEN}): corrupt")
+            data = _read(f, incl)
+            if len(data) < incl:
+                raise _Damage(f"frame {n + 1} truncated at byte offset {offset}: {len(data)} of {incl} bytes present")
+            offset += 16 + incl
+            n += 1
+            end.frames = n
+            if flt(data):
+                end.passed += 1
+                yield (n, sec * 1_000_000_000 + frac * scale, linktype, data, orig)
+
+    def _pcapng(self, f: BinaryIO, first: bytes) -> Iterator[tuple]:
+        end = self.end
+        offset = 0
+        n = 0
+        bo = "<"
+        ifaces: list[tuple[int, int, int, object]] = []  # (linktype, ts_num, ts_den, filter)
+        btype_raw = first
+        while True:
+            if btype_raw is None:
+                btype_raw = _read(f, 4)
+            if not btype_raw:
+                break
+            if len(btype_raw) < 4:
+                raise _Damage(f"truncated block header at byte offset {offset}")
+            lenraw = _read(f, 4)
+            if len(lenraw) < 4:
+                raise _Damage(f"truncated block header at byte offset {offset}")
+            if btype_raw == b"\x0a\x0d\x0d\x0a":
+                bom = _read(f, 4)
+                if len(bom) < 4:
+                    raise _Damage(f"truncated section header at byte offset {offset}")
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    bo = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    bo = ">"
+                else:
+                    raise _Damage(f"bad byte-order magic in section header at byte offset {offset}")
+                blen = struct.unpack(bo + "I", lenraw)[0]
+                if blen < 28 or blen % 4 or blen > MAX_BLOCK:
+                    raise _Damage(f"section header at byte offset {offset} has a corrupt length ({blen})")
+                body = bom + _read(f, blen - 16)
+                ifaces = []  # a new section starts a new interface list
+            else:
+                btype = struct.unpack(bo + "I", btype_raw)[0]
+                blen = struct.unpack(bo + "I", lenraw)[0]
+                if blen < 12 or blen % 4 or blen > MAX_BLOCK:
+                    raise _Damage(f"block at byte offset {offset} has a corrupt length ({blen})")
+                body = _read(f, blen - 12)
+            if len(body) < blen - 12:
+                raise _Damage(f"block at byte offset {offset} truncated: {len(body) + 8} of {blen} bytes present")
+            trailer = _read(f, 4)
+            if len(trailer) < 4:
+                raise _Damage(f"block at byte offset {offset} truncated (no trailing length)")
+            if struct.unpack(bo + "I", trailer)[0] != blen:
+                raise _Damage(f"block at byte offset {offset}: trailing length differs from leading length")
+            if btype_raw != b"\x0a\x0d\x0d\x0a":
+                if btype == 1:  # Interface Description Block
+                    if len(body) < 8:
+                        raise _Damage(f"interface block at byte offset {offset} too short")
+                    linktype = struct.unpack_from(bo + "H", body, 0)[0]
+                    linktype = _DLT_TO_LINKTYPE.get(linktype, linktype)
+                    num, den = _if_tsresol(body, bo)
+                    # an interface of an unsupported type is not fatal in a file that has others:
+                    # its frames are counted and reported as skipped
+                    flt = self._program(linktype).filter if linktype in SUPPORTED_LINKTYPES else None
+                    ifaces.append((linktype, num, den, flt))
+                elif btype in (6, 2):  # Enhanced / obsolete Packet Block
+                    if len(body) < 20:
+                        raise _Damage(f"packet block at byte offset {offset} too short")
+                    if btype == 6:
+                        ifid, tsh, tsl, caplen, wirelen = struct.unpack_from(bo + "IIIII", body, 0)
+                    else:
+                        ifid, _drops, tsh, tsl, caplen, wirelen = struct.unpack_from(bo + "HHIIII", body, 0)
+                    if ifid >= len(ifaces):
+                        raise _Damage(f"packet block at byte offset {offset} names interface {ifid}, which was never described")
+                    if caplen > len(body) - 20:
+                        raise _Damage(f"packet block at byte offset {offset} claims {caplen} bytes but holds {len(body) - 20}")
+                    n += 1
+                    end.frames = n
+                    linktype, num, den, flt = ifaces[ifid]
+                    if flt is None:
+                        end.skipped[linktype] = end.skipped.get(linktype, 0) + 1
+                        offset += blen
+                        btype_raw = None
+                        continue
+                    data = body[20 : 20 + caplen]
+                    if flt(data):
+                        end.passed += 1
+                        ts = (tsh << 32) | tsl
+                        yield (n, ts * num // den, linktype, data, wirelen)
+                elif btype == 3:  # Simple Packet Block: no timestamp, interface 0
+                    if not ifaces or len(body) < 4:
+                        raise _Damage(f"simple packet block at byte offset {offset} without an interface")
+                    wirelen = struct.unpack_from(bo + "I", body, 0)[0]
+                    n += 1
+                    end.frames = n
+                    linktype, _num, _den, flt = ifaces[0]
+                    data = body[4 : 4 + min(wirelen, len(body) - 4)]
+                    if flt is None:
+                        end.skipped[linktype] = end.skipped.get(linktype, 0) + 1
+                    elif flt(data):
+                        end.passed += 1
+                        yield (n, 0, linktype, data, wirelen)
+                # every other block type (name resolution, statistics, secrets, custom) is skipped
+            offset += blen
+            btype_raw = None
+        if n and not end.linktypes:
+            lts = ", ".join(linktype_name(lt) for lt in sorted(end.skipped))
+            raise CaptureError(f"{self.path}: no interface has a supported link type ({lts})")
+
+
+class _Damage(Exception):
+    """Internal: damage found; becomes CaptureEnd.damage."""
+
+
+def _kind_of_magic(head: bytes) -> str | None:
+    if len(head) < 4:
+        return None
+    if head == b"\x0a\x0d\x0d\x0a":
+        return "pcapng"
+    m = struct.unpack("<I", head)[0]
+    if m in PCAP_MAGIC_US:
+        return "pcap-us"
+    if m in PCAP_MAGIC_NS:
+        return "pcap-ns"
+    return None
+
+
+def _read(f: BinaryIO, n: int) -> bytes:
+    """Read up to n bytes; a corrupt gzip stream counts as the end of readable data."""
+    try:
+        return f.read(n)
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+        raise _Damage(f"compressed data is corrupt ({e})") from None
+
+
+def _if_tsresol(body: bytes, bo: str) -> tuple[int, int]:
+    """Nanoseconds per tick as a fraction (num, den) from the IDB's if_tsresol option (default µs)."""
+    num, den = 1000, 1  # microseconds
+    pos = 8
+    while pos + 4 <= len(body):
+        code, olen = struct.unpack_from(bo + "HH", body, pos)
+        if code == 0:
+            break
+        val = body[pos + 4 : pos + 4 + olen]
+        if code == 9 and olen >= 1:
+            r = val[0]
+            if r & 0x80:
+                num, den = 1_000_000_000, 1 << (r & 0x7F)
+            else:
+                exp = r & 0x7F
+                num, den = (10 ** (9 - exp), 1) if exp <= 9 else (1, 10 ** (exp - 9))
+        pos += 4 + ((olen + 3) & ~3)
+    return num, den

@@ -1,0 +1,1 @@
+"""Shared vocabulary: errors, exit codes, evidence references, topology. Imports nothing from dsrdiag."""

@@ -1,0 +1,45 @@
+"""Address text forms used everywhere: canonical IP strings and lowercase colon MACs.
+
+Why: records keep raw bytes on the hot path; the user sees one canonical spelling, so that an
+address given on the command line compares equal to the same address read from a packet.
+"""
+
+import ipaddress
+import socket
+
+import netaddr
+
+from dsrdiag.core.errors import UsageError
+
+
+def ip_text(raw: bytes) -> str:
+    """4 or 16 raw bytes -> canonical text (IPv6 compressed, as Wireshark prints it)."""
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+def mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def parse_ip(text: str, what: str = "address") -> str:
+    """Validate and canonicalise an IPv4/IPv6 address given by the user."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not an IPv4 or IPv6 address") from None
+
+
+def ip_bytes(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+def parse_mac(text: str, what: str = "MAC") -> str:
+    """Accept the spellings admins paste (00-50-56-..., 0050.56..., 00:50:56:...)."""
+    try:
+        mac = netaddr.EUI(text.strip())
+    except (netaddr.AddrFormatError, TypeError, ValueError):
+        raise UsageError(f"{what} {text!r} is not a MAC address") from None
+    if mac.version != 48:
+        raise UsageError(f"{what} {text!r} is not a 48-bit MAC address")
+    mac.dialect = netaddr.mac_unix_expanded
+    return str(mac).lower()

@@ -1,0 +1,88 @@
+"""decode(frame) -> Packet | Anomaly | None: the one entry that chains the protocol decoders.
+
+Reads: a raw frame tuple from capture/. Produces: a Packet holding only the fields the trackers use,
+an Anomaly (malformed ARP, truncated header) for the report, or None for frames that are neither
+TCP on a service port, ARP, nor neighbour discovery.
+Why one slotted class and no per-layer objects: this runs once per filtered packet.
+"""
+
+from __future__ import annotations
+
+from dsrdiag.decode.arp import decode_arp
+from dsrdiag.decode.ip import FRAGMENT, IPPROTO_ICMPV6, IPPROTO_TCP, decode_ipv4, decode_ipv6
+from dsrdiag.decode.link import ETH_ARP, ETH_IPV4, ETH_IPV6, decode_link
+from dsrdiag.decode.ndp import decode_nd
+from dsrdiag.decode.tcp import decode_tcp
+
+KIND_TCP, KIND_ARP, KIND_ND = 1, 2, 3
+
+
+class Packet:
+    """The decoded fields of one frame. Addresses are raw bytes; text forms are made in track/."""
+
+    __slots__ = (
+        "frame", "ts_ns", "kind", "src_mac", "dst_mac", "vlans",
+        "src", "dst", "ttl", "ip_id",
+        "sport", "dport", "seq", "ack", "flags", "win", "payload",
+        "op", "sha", "tha", "nd_flags",
+    )
+
+    def __repr__(self) -> str:  # for test failure messages
+        return f"Packet(frame={self.frame}, kind={self.kind}, sport={getattr(self, 'sport', None)}, dport={getattr(self, 'dport', None)})"
+
+
+class Anomaly:
+    """A frame dsrdiag looked at but could not decode (Zeek's weird.log)."""
+
+    __slots__ = ("frame", "ts_ns", "name")
+
+    def __init__(self, frame: int, ts_ns: int, name: str):
+        self.frame, self.ts_ns, self.name = frame, ts_ns, name
+
+
+def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
+    frame, ts_ns, linktype, data, _wirelen = fr
+    link = decode_link(linktype, data)
+    if link is None:
+        return Anomaly(frame, ts_ns, "truncated-link-header")
+    etype, off, src_mac, dst_mac, vlans = link
+    if etype == ETH_ARP:
+        a = decode_arp(data, off)
+        if isinstance(a, str):
+            return Anomaly(frame, ts_ns, a)
+        p = Packet()
+        p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, ts_ns, KIND_ARP, src_mac, dst_mac, vlans
+        p.op, p.sha, p.src, p.tha, p.dst = a
+        return p
+    if etype == ETH_IPV4:
+        ip = decode_ipv4(data, off)
+    elif etype == ETH_IPV6:
+        ip = decode_ipv6(data, off)
+    else:
+        return None
+    if ip is None:
+        return Anomaly(frame, ts_ns, "truncated-ip-header")
+    if ip is FRAGMENT:
+        return None
+    proto, src, dst, ttl, ip_id, l4, end = ip
+    if proto == IPPROTO_TCP:
+        t = decode_tcp(data, l4, end)
+        if t is None:
+            return Anomaly(frame, ts_ns, "truncated-tcp-header")
+        if t[0] not in ports and t[1] not in ports:
+            return None
+        p = Packet()
+        p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, ts_ns, KIND_TCP, src_mac, dst_mac, vlans
+        p.src, p.dst, p.ttl, p.ip_id = src, dst, ttl, ip_id
+        p.sport, p.dport, p.seq, p.ack, p.flags, p.win, p.payload = t
+        return p
+    if proto == IPPROTO_ICMPV6:
+        nd = decode_nd(data, l4, end)
+        if nd is None:
+            return None
+        p = Packet()
+        p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, ts_ns, KIND_ND, src_mac, dst_mac, vlans
+        p.src, p.dst, p.ttl = src, dst, ttl
+        p.op, p.tha, p.nd_flags, p.sha = nd  # op = 135/136, tha = target address, sha = lladdr option
+        return p
+    return None

@@ -1,0 +1,451 @@
+"""TCP connection tracking with Zeek's conn.log semantics: history letters and conn_state.
+
+Reads: decoded TCP packets of one vantage. Produces: a Connection record per connection.
+Never: judges (asymmetric, unanswered... is findings/' job); guesses the service from payload.
+
+Why Zeek's semantics, letter for letter: the users of this tool read conn.log every day; a
+connection dsrdiag calls `S0` with history `Ss` must mean exactly what Zeek would say. The endpoint
+state machine, the history rules (a/d/i/q once per direction; s/h/f/r again when the sequence
+number differs; t/w/g logarithmically at 1, 10, 100...) and the conn_state function follow Zeek's
+TCPSessionAdapter.cc and base/protocols/conn/main.zeek. Differences, on purpose: checksums are not
+verified (`zeek -C`), and content gaps ('g') are counted from ACKs beyond the bytes seen.
+"""
+
+from __future__ import annotations
+
+from dsrdiag.core.addr import ip_text, mac_text
+from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
+from dsrdiag.track.records import ORIG, RESP, Connection, PacketNote
+from dsrdiag.track.smtp import SmtpFollower
+
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+_M = 0xFFFFFFFF
+_TOO_LARGE = 1048576
+MAX_NOTES = 24
+MAX_SYNS = 16
+MAX_L2 = 6
+MAX_OOO = 64
+"""Out-of-order segments held per direction before the gap is declared and skipped."""
+
+
+def seq_delta(a: int, b: int) -> int:
+    d = (a - b) & _M
+    return d - 0x100000000 if d >= 0x80000000 else d
+
+
+class _Endpoint:
+    __slots__ = (
+        "state", "prev_state", "start_seq", "last_seq", "ack_seq", "fin_cnt", "seen",
+        "last_syn", "last_fin", "last_rst", "rxmit", "rxmit_thr", "zw", "zw_thr", "gaps", "gap_thr",
+        "did_close", "pkts", "l2", "ttl", "next_seq", "ooo", "missed",
+    )
+
+    def __init__(self):
+        self.state = self.prev_state = INACTIVE
+        self.start_seq = self.last_seq = self.ack_seq = 0
+        self.fin_cnt = 0
+        self.seen = set()
+        self.last_syn = self.last_fin = self.last_rst = 0
+        self.rxmit = self.zw = self.gaps = 0
+        self.rxmit_thr = self.zw_thr = self.gap_thr = 1
+        self.did_close = False
+        self.pkts = 0
+        self.l2: list = []
+        self.ttl = None
+        self.next_seq = None
+        """Next in-order payload sequence number (stream reassembly); None until data is seen."""
+        self.ooo: dict[int, bytes] = {}
+        self.missed = 0
+
+    def set_state(self, s: int) -> None:
+        if s != self.state:
+            self.prev_state, self.state = self.state, s
+
+    def init_seqs(self, start: int, last: int) -> None:
+        self.start_seq = self.ack_seq = start & _M
+        self.last_seq = last & _M
+
+    def size(self) -> int:
+        top = self.last_seq if seq_delta(self.last_seq, self.ack_seq) > 0 else self.ack_seq
+        size = seq_delta(top, self.start_seq)
+        if size > 0:
+            size -= 1
+        if self.fin_cnt and size > 0:
+            size -= 1
+        return max(size, 0)
+
+
+class ConnState:
+    """Working state of one connection; dies when its Connection record is emitted."""
+
+    __slots__ = (
+        "uid", "orig_key", "orig", "resp", "history", "first_ts", "last_ts", "notes", "syns",
+        "syn_seq", "synack_ack", "smtp", "ip_version", "c_ip", "c_port", "s_ip", "s_port",
+    )
+
+    def __init__(self, uid: str, p, is_orig_sender: bool, flipped: bool):
+        self.uid = uid
+        if is_orig_sender:
+            self.c_ip, self.c_port, self.s_ip, self.s_port = p.src, p.sport, p.dst, p.dport
+        else:
+            self.c_ip, self.c_port, self.s_ip, self.s_port = p.dst, p.dport, p.src, p.sport
+        self.orig_key = (self.c_ip, self.c_port, self.s_ip, self.s_port)
+        self.orig = _Endpoint()
+        self.resp = _Endpoint()
+        self.history: list[str] = ["^"] if flipped else []
+        self.first_ts = self.last_ts = p.ts_ns
+        self.notes: list[PacketNote] = []
+        self.syns: list[PacketNote] = []
+        self.syn_seq = None
+        self.synack_ack = None
+        self.smtp = SmtpFollower()
+        self.ip_version = 4 if len(p.src) == 4 else 6
+
+    # ---- history helpers (Zeek's CheckHistory / ScaledHistoryEntry) --------------------
+    def _check(self, ep: _Endpoint, is_orig: bool, code: str) -> bool:
+        """Record `code` the first time it is seen for this endpoint; True if it had been seen."""
+        mask = "S" if code in "SH" else code
+        if mask in ep.seen:
+            return True
+        ep.seen.add(mask)
+        self.history.append(code if is_orig else code.lower())
+        return False
+
+    def _add(self, is_orig: bool, code: str) -> None:
+        self.history.append(code if is_orig else code.lower())
+
+    # ---- the per-packet entry point -------------------------------------------------------
+    def process(self, p, is_orig: bool) -> None:
+        ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)
+        flags, seq, ack = p.flags, p.seq, p.ack
+        plen = len(p.payload)
+        syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
+        self.last_ts = p.ts_ns
+        ep.pkts += 1
+        if ep.ttl is None:
+            ep.ttl = p.ttl
+        pair = (p.src_mac, p.dst_mac)
+        if pair not in ep.l2 and len(ep.l2) < MAX_L2:
+            ep.l2.append(pair)
+        note = None
+        if len(self.notes) < MAX_NOTES or (syn and not ackf and len(self.syns) < MAX_SYNS):
+            note = PacketNote(
+                p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen,
+                mac_text(p.src_mac) if p.src_mac else None,
+                mac_text(p.dst_mac) if p.dst_mac else None,
+                p.ttl, seq, ack,
+            )
+            if len(self.notes) < MAX_NOTES:
+                self.notes.append(note)
+        if syn and not ackf and is_orig:
+            if self.syn_seq is None:
+                self.syn_seq = seq
+            if note is not None and len(self.syns) < MAX_SYNS:
+                self.syns.append(note)
+        if syn and ackf and not is_orig and self.synack_ack is None:
+            self.synack_ack = ack
+
+        seg_len = plen + (1 if syn else 0) + (1 if fin else 0) - (plen if rst else 0)
+        seq_end = (seq + seg_len) & _M
+
+        # init_endpoint
+        st = ep.state
+        if st == INACTIVE:
+            if syn:
+                ep.init_seqs(seq, seq_end)
+            else:
+                ep.init_seqs(seq - 1, seq)
+        elif st in (SYN_SENT, SYN_ACK_SENT):
+            if syn and seq != ep.start_seq:
+                ep.init_seqs(seq, seq_end)
+        elif st in (ESTABLISHED, PARTIAL):
+            if syn:
+                ep.init_seqs(seq, seq_end)
+        elif st == RESET and syn and ep.prev_state == INACTIVE:
+            ep.init_seqs(seq, seq_end)
+        rel = seq_delta(seq, ep.start_seq)
+
+        # update_history
+        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        if bits > 1:
+            self._check(ep, is_orig, "I" if (fin and rst) else "Q")
+        elif bits == 1:
+            if syn:
+                code = "H" if ackf else "S"
+                if self._check(ep, is_orig, code) and rel != ep.last_syn:
+                    self._add(is_orig, code)
+                ep.last_syn = rel
+            if fin:
+                if self._check(ep, is_orig, "F") and rel + plen != ep.last_fin:
+                    self._add(is_orig, "F")
+                ep.last_fin = rel + plen
+            if rst:
+                if self._check(ep, is_orig, "R") and rel != ep.last_rst:
+                    self._add(is_orig, "R")
+                ep.last_rst = rel
+        elif plen:
+            self._check(ep, is_orig, "D")
+        elif ackf:
+            self._check(ep, is_orig, "A")
+
+        # zero window (update_window)
+        if p.win == 0 and not rst and peer.state != CLOSED and ep.state != RESET:
+            ep.zw, ep.zw_thr = self._scaled(is_orig, "W", ep.zw, ep.zw_thr)
+
+        if fin:
+            ep.fin_cnt += 1
+
+        if ackf:
+            if peer.state == INACTIVE:
+                peer.init_seqs(ack - 1, ack - 1)
+            elif not rst and seq_delta(ack, peer.ack_seq) > 0 and not (ack == 0 and seq_delta(ack, peer.ack_seq) > _TOO_LARGE):
+                peer.ack_seq = ack & _M
+
+        # update_last_seq (uses the state before the state machine runs)
+        delta_last = seq_delta(seq_end, ep.last_seq)
+        if (syn or rst) and (delta_last > _TOO_LARGE or delta_last < -_TOO_LARGE):
+            pass
+        elif fin and ep.last_seq == (ep.start_seq + 1) & _M:
+            ep.last_seq = seq_end
+        elif ep.state == RESET:
+            pass
+        elif delta_last > 0:
+            ep.last_seq = seq_end
+        elif plen > 0:
+            ep.rxmit, ep.rxmit_thr = self._scaled(is_orig, "T", ep.rxmit, ep.rxmit_thr)
+
+        self._state_machine(ep, peer, is_orig, syn, fin, rst, ackf, plen)
+
+        # payload stream for the SMTP follower, and content gaps seen through the peer's ACKs
+        if plen and not rst:
+            self._stream(ep, is_orig, (seq + 1) & _M if syn else seq, p.payload, p)
+        if ackf and not (fin or rst) and peer.next_seq is not None:
+            gap = seq_delta(ack, peer.next_seq)
+            if peer.fin_cnt and gap == 1:
+                gap = 0  # the ACK of the peer's FIN, which takes one sequence number
+            if 0 < gap < _TOO_LARGE and not self._ooo_covers(peer, ack):
+                peer.missed += gap
+                peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
+                self._skip_to(peer, not is_orig, ack, p)
+
+    def _scaled(self, is_orig: bool, code: str, counter: int, thr: int) -> tuple[int, int]:
+        counter += 1
+        if counter == thr:
+            self._add(is_orig, code)
+            thr *= 10
+        return counter, thr
+
+    def _state_machine(self, ep, peer, is_orig, syn, fin, rst, ackf, plen) -> None:
+        st = ep.state
+        if st == INACTIVE:
+            if syn:
+                if is_orig:
+                    ep.set_state(SYN_ACK_SENT if ackf else SYN_SENT)
+                else:
+                    if peer.state == SYN_SENT:
+                        peer.set_state(ESTABLISHED)
+                    ep.set_state(ESTABLISHED)
+            if fin:
+                ep.set_state(CLOSED)
+                ep.did_close = True
+            if rst:
+                ep.set_state(RESET)
+                ep.did_close = True
+            if ep.state == INACTIVE:
+                if not is_orig and plen == 0 and self.orig.state == SYN_SENT:
+                    pass  # an eccentric stack ACKs the SYN before its SYN-ACK
+                elif ackf and peer.state == ESTABLISHED:
+                    ep.set_state(ESTABLISHED)
+                else:
+                    ep.set_state(PARTIAL)
+        elif st in (SYN_SENT, SYN_ACK_SENT):
+            if fin:
+                ep.set_state(CLOSED)
+                ep.did_close = True
+            if rst:
+                ep.set_state(RESET)
+                ep.did_close = True
+        elif st in (ESTABLISHED, PARTIAL):
+            if syn and st == PARTIAL and peer.state == INACTIVE and not ackf:
+                ep.set_state(SYN_SENT)
+            if fin and not rst:
+                ep.set_state(CLOSED)
+                if peer.state == RESET and peer.prev_state == CLOSED:
+                    peer.set_state(CLOSED)
+                ep.did_close = True
+            if rst:
+                ep.set_state(RESET)
+                ep.did_close = True
+        elif st == CLOSED:
+            if rst and peer.state != CLOSED:
+                ep.set_state(RESET)
+
+    # ---- in-order payload ---------------------------------------------------------------
+    def _stream(self, ep: _Endpoint, is_orig: bool, seq: int, payload: bytes, p) -> None:
+        if ep.next_seq is None:
+            ep.next_seq = seq
+        d = seq_delta(seq, ep.next_seq)
+        if d > 0:
+            if d < _TOO_LARGE and len(ep.ooo) < MAX_OOO:
+                ep.ooo.setdefault(seq, payload)
+            elif d < _TOO_LARGE:  # too much out of order: declare the gap and move on
+                ep.missed += d
+                self._skip_to(ep, is_orig, seq, p)
+                self._deliver(ep, is_orig, payload, p)
+            return
+        if -d >= len(payload):
+            return  # pure retransmission
+        self._deliver(ep, is_orig, payload[-d:] if d else payload, p)
+
+    def _deliver(self, ep: _Endpoint, is_orig: bool, data: bytes, p) -> None:
+        ep.next_seq = (ep.next_seq + len(data)) & _M
+        if self.smtp.wants_data:
+            self.smtp.data(is_orig, data, p.frame, p.ts_ns)
+        while ep.ooo:
+            nxt = ep.ooo.pop(ep.next_seq, None)
+            if nxt is None:
+                # drop segments now entirely behind next_seq; trim an overlapping one
+                for s in [s for s in ep.ooo if seq_delta(s, ep.next_seq) < 0]:
+                    seg = ep.ooo.pop(s)
+                    over = -seq_delta(s, ep.next_seq)
+                    if over < len(seg):
+                        ep.ooo[ep.next_seq] = seg[over:]
+                if ep.next_seq not in ep.ooo:
+                    return
+                continue
+            ep.next_seq = (ep.next_seq + len(nxt)) & _M
+            if self.smtp.wants_data:
+                self.smtp.data(is_orig, nxt, p.frame, p.ts_ns)
+
+    def _ooo_covers(self, ep: _Endpoint, ack: int) -> bool:
+        return ep.next_seq in ep.ooo
+
+    def _skip_to(self, ep: _Endpoint, is_orig: bool, seq: int, p) -> None:
+        """A gap will not be filled: tell the follower, jump the stream to `seq`, deliver what follows."""
+        self.smtp.gap(is_orig)
+        ep.next_seq = seq & _M
+        for s in [s for s in ep.ooo if seq_delta(s, ep.next_seq) < 0]:
+            del ep.ooo[s]
+        if ep.next_seq in ep.ooo:
+            data = ep.ooo.pop(ep.next_seq)
+            self._deliver(ep, is_orig, data, p)
+
+    # ---- end of the connection ------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        o, r = self.orig, self.resp
+        return (o.did_close and r.did_close) or o.state == RESET or r.state == RESET
+
+    def conn_state(self) -> str:
+        os, rs = self.orig.state, self.resp.state
+        o_inactive = os in (INACTIVE, PARTIAL)
+        r_inactive = rs in (INACTIVE, PARTIAL)
+        if rs == RESET:
+            if os in (SYN_SENT, SYN_ACK_SENT) or (os == RESET and self.orig.size() == 0 and self.resp.size() == 0):
+                return "REJ"
+            return "RSTRH" if o_inactive else "RSTR"
+        if os == RESET:
+            if r_inactive:
+                h = "".join(self.history).lstrip("^")
+                if h.startswith("S"):
+                    rest = h[1:]
+                    cut = rest.find("R")
+                    if cut >= 0 and not any(c in "HAFGIQ" for c in rest[:cut]):
+                        return "RSTOS0"
+                return "OTH"
+            return "RSTO"
+        if rs == CLOSED and os == CLOSED:
+            return "SF"
+        if os == CLOSED:
+            return "SH" if r_inactive else "S2"
+        if rs == CLOSED:
+            return "SHR" if o_inactive else "S3"
+        if os == SYN_SENT and rs == INACTIVE:
+            return "S0"
+        if os == ESTABLISHED and rs == ESTABLISHED:
+            return "S1"
+        return "OTH"
+
+    def record(self, capture: str, vantage: str) -> Connection:
+        o, r = self.orig, self.resp
+        return Connection(
+            uid=self.uid,
+            capture=capture,
+            vantage=vantage,
+            client_ip=ip_text(self.c_ip),
+            client_port=self.c_port,
+            server_ip=ip_text(self.s_ip),
+            server_port=self.s_port,
+            ip_version=self.ip_version,
+            first_ts_ns=self.first_ts,
+            last_ts_ns=self.last_ts,
+            history="".join(self.history),
+            conn_state=self.conn_state(),
+            orig_pkts=o.pkts,
+            resp_pkts=r.pkts,
+            orig_bytes=o.size() if o.state != INACTIVE else 0,
+            resp_bytes=r.size() if r.state != INACTIVE else 0,
+            missed_bytes=o.missed + r.missed,
+            orig_l2=tuple((mac_text(a) if a else None, mac_text(b) if b else None) for a, b in o.l2),
+            resp_l2=tuple((mac_text(a) if a else None, mac_text(b) if b else None) for a, b in r.l2),
+            orig_ttl=o.ttl,
+            resp_ttl=r.ttl,
+            syn_seq=self.syn_seq,
+            synack_ack=self.synack_ack,
+            packets=tuple(self.notes),
+            syn_frames=tuple(self.syns),
+            smtp=self.smtp.record(self.first_ts),
+        )
+
+
+class ConnTracker:
+    """All connections of one vantage, keyed both ways by 4-tuple; finished ones are emitted."""
+
+    def __init__(self, capture: str, vantage: str, ports: frozenset[int]):
+        self.capture, self.vantage, self.ports = capture, vantage, ports
+        self.table: dict[tuple, ConnState] = {}
+        self.done: list[Connection] = []
+        self.count = 0
+
+    def packet(self, p) -> None:
+        key = (p.src, p.sport, p.dst, p.dport)
+        c = self.table.get(key)
+        flags = p.flags
+        if c is not None and c.closed and flags & SYN and not flags & ACK and key == c.orig_key and p.seq != c.syn_seq:
+            self._finish(c)  # the 4-tuple is reused by a new connection
+            c = None
+        if c is None:
+            if flags & SYN and not flags & ACK:
+                orig_sender, flipped = True, False
+            elif flags & SYN:  # SYN-ACK first: its sender is the responder
+                orig_sender, flipped = False, True
+            elif p.sport in self.ports and p.dport not in self.ports:
+                orig_sender, flipped = False, True
+            elif p.sport in self.ports and p.dport in self.ports:
+                orig_sender = not p.sport < p.dport
+                flipped = not orig_sender
+            else:
+                orig_sender, flipped = True, False
+            self.count += 1
+            c = ConnState(f"{self.vantage}:C{self.count}", p, orig_sender, flipped)
+            self.table[c.orig_key] = c
+            self.table[(c.s_ip, c.s_port, c.c_ip, c.c_port)] = c
+        c.process(p, key == c.orig_key)
+
+    def _finish(self, c: ConnState) -> None:
+        self.done.append(c.record(self.capture, self.vantage))
+        self.table.pop(c.orig_key, None)
+        self.table.pop((c.s_ip, c.s_port, c.c_ip, c.c_port), None)
+
+    def sweep(self, now_ns: int, closed_linger_ns: int = 60_000_000_000, idle_ns: int = 3_600_000_000_000) -> None:
+        """Emit connections that closed a while ago or went idle, so memory follows open connections."""
+        for c in {id(c): c for c in self.table.values()}.values():
+            age = now_ns - c.last_ts
+            if (c.closed and age > closed_linger_ns) or age > idle_ns:
+                self._finish(c)
+
+    def finish_all(self) -> list[Connection]:
+        for c in {id(c): c for c in self.table.values()}.values():
+            self._finish(c)
+        self.done.sort(key=lambda r: (r.first_ts_ns, r.uid))
+        return self.done

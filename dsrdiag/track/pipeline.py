@@ -1,0 +1,65 @@
+"""Run one capture through decode and the trackers: frames in, CaptureRecords out.
+
+Reads: a capture/ reader. Produces: CaptureRecords for one vantage.
+Never: judges; never holds more than the open connections (closed ones are swept every
+SWEEP_EVERY packets into finished records).
+Why one function per capture: captures are independent until findings/, so several can be read
+in parallel processes and merged by connection key (docs/architecture.md, the seam for scale).
+"""
+
+from __future__ import annotations
+
+from dsrdiag.capture.pcapfile import Capture
+from dsrdiag.decode.packet import KIND_TCP, Anomaly, decode
+from dsrdiag.track.conn import ConnTracker
+from dsrdiag.track.neighbours import NeighbourWatch
+from dsrdiag.track.records import CaptureRecords
+
+SWEEP_EVERY = 65536
+
+
+def track_capture(path: str, vantage: str, ports: tuple[int, ...]) -> CaptureRecords:
+    cap = Capture(path, ports)
+    portset = frozenset(ports)
+    conns = ConnTracker(path, vantage, portset)
+    neigh = NeighbourWatch()
+    anomalies: dict[str, int] = {}
+    anomaly_frames: dict[str, int] = {}
+    first_ts = last_ts = None
+    n = 0
+    conn_packet, neigh_packet = conns.packet, neigh.packet
+    for fr in cap.frames():
+        p = decode(fr, portset)
+        if p is None:
+            continue
+        if first_ts is None:
+            first_ts = fr[1]
+        last_ts = fr[1]
+        if type(p) is Anomaly:
+            anomalies[p.name] = anomalies.get(p.name, 0) + 1
+            anomaly_frames.setdefault(p.name, p.frame)
+            continue
+        if p.kind == KIND_TCP:
+            conn_packet(p)
+        else:
+            neigh_packet(p)
+        n += 1
+        if n % SWEEP_EVERY == 0:
+            conns.sweep(fr[1])
+    end = cap.end
+    return CaptureRecords(
+        capture=path,
+        vantage=vantage,
+        connections=tuple(conns.finish_all()),
+        neighbours=neigh.table(),
+        anomalies=anomalies,
+        anomaly_frames=anomaly_frames,
+        frames=end.frames,
+        passed=end.passed,
+        linktypes=tuple(sorted(end.linktypes)),
+        damage=end.damage,
+        skipped=dict(end.skipped),
+        reader=end.reader,
+        first_ts_ns=first_ts,
+        last_ts_ns=last_ts,
+    )

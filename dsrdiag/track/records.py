@@ -1,0 +1,179 @@
+"""The records trackers produce and findings judge: frozen, typed, the only cross-layer types.
+
+Why frozen records separate from working state (Zeek's Info vs State): a finding can cite a record
+without the tracker changing it later, and the tracker's state dies when the record is emitted.
+Addresses are text (canonical) here; MACs are lowercase colon text or None where the link type
+carries none (raw IP) or only the sender (Linux cooked capture).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ORIG = ">"
+"""Packet direction: originator (client) to responder (server)."""
+RESP = "<"
+
+
+@dataclass(frozen=True, slots=True)
+class PacketNote:
+    """One packet of a connection, kept for evidence and per-connection detail (the first N only)."""
+
+    frame: int
+    ts_ns: int
+    direction: str
+    flags: int
+    payload_len: int
+    src_mac: str | None
+    dst_mac: str | None
+    ttl: int
+    seq: int
+    ack: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyHeader:
+    version: int
+    client_ip: str | None
+    client_port: int | None
+    frame: int
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpDialogue:
+    """What the SMTP follower learnt of one connection (Zeek's smtp.log, reduced to what DSR needs)."""
+
+    banner_code: int | None = None
+    banner_text: str | None = None
+    banner_host: str | None = None
+    """The host the 220 banner names: how a user tells which back-end answered."""
+    banner_frame: int | None = None
+    banner_ts_ns: int | None = None
+    helo: str | None = None
+    """EHLO/HELO argument (the client's name)."""
+    reply_codes: tuple[int, ...] = ()
+    """Final reply codes in order (continuation lines are not repeated)."""
+    commands: tuple[str, ...] = ()
+    starttls_offered: bool = False
+    starttls_started: bool = False
+    """The client sent STARTTLS and the server agreed (220): the rest is encrypted."""
+    xclient_offered: bool = False
+    xclient: str | None = None
+    """Argument of an XCLIENT command (e.g. `ADDR=203.0.113.7 NAME=...`)."""
+    xclient_frame: int | None = None
+    xclient_ts_ns: int | None = None
+    proxy: ProxyHeader | None = None
+    last_reply: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One TCP connection on a service port, as seen at one vantage point (Zeek's conn.log line).
+
+    Orientation follows Zeek: the originator sent the first SYN; a connection first seen from its
+    responder (SYN-ACK, or data from the service port) is flipped and its history starts with '^'.
+    What a vantage cannot tell: a capture on one side of an asymmetric path sees one direction
+    only; conn_state then reads S0/SH/SHR/OTH although the endpoints may be happily talking.
+    """
+
+    uid: str
+    capture: str
+    vantage: str
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    ip_version: int
+    first_ts_ns: int
+    last_ts_ns: int
+    history: str
+    """Zeek history letters: S h A a D d F f R r T t W w G g I i Q q ^ (upper = originator)."""
+    conn_state: str
+    """Zeek conn_state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH."""
+    orig_pkts: int
+    resp_pkts: int
+    orig_bytes: int
+    resp_bytes: int
+    missed_bytes: int
+    orig_l2: tuple[tuple[str | None, str | None], ...]
+    """Distinct (source MAC, destination MAC) pairs of client->server packets, in order of appearance."""
+    resp_l2: tuple[tuple[str | None, str | None], ...]
+    orig_ttl: int | None
+    resp_ttl: int | None
+    syn_seq: int | None
+    """Sequence number of the client's (first) SYN: matches a reply that comes from the wrong address."""
+    synack_ack: int | None
+    """Acknowledgement number of the responder's SYN-ACK."""
+    packets: tuple[PacketNote, ...]
+    """The first packets of the connection (bounded), for evidence and -v detail."""
+    syn_frames: tuple[PacketNote, ...]
+    """Every client SYN (retransmissions included, bounded): syn_unanswered cites them."""
+    smtp: SmtpDialogue | None = None
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        return (self.client_ip, self.client_port, self.server_ip, self.server_port)
+
+    @property
+    def saw_syn(self) -> bool:
+        return "S" in self.history
+
+    @property
+    def saw_synack(self) -> bool:
+        return "h" in self.history
+
+    @property
+    def saw_orig(self) -> bool:
+        return self.orig_pkts > 0
+
+    @property
+    def saw_resp(self) -> bool:
+        return self.resp_pkts > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A MAC claiming an IP: an ARP reply, a gratuitous ARP, an ND advertisement or DAD probe."""
+
+    ip: str
+    mac: str
+    kind: str
+    """arp-reply | arp-gratuitous | nd-advert | nd-dad"""
+    frame: int
+    ts_ns: int
+    src_mac: str | None
+    """The frame's Ethernet source (normally equal to `mac`; a difference is itself suspicious)."""
+
+
+@dataclass(frozen=True)
+class NeighbourTable:
+    """Everything ARP/NDP said about who holds which IP (bounded per IP)."""
+
+    claims: dict[str, tuple[Claim, ...]] = field(default_factory=dict)
+    """Per IP: the first claims per MAC and every change of MAC (bounded)."""
+    requests: dict[str, int] = field(default_factory=dict)
+    """Per IP: how many who-has / neighbour solicitations asked for it."""
+    claim_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(ip, mac) -> number of claims."""
+
+
+@dataclass(frozen=True)
+class CaptureRecords:
+    """Everything one capture produced: the input of findings/ for one vantage."""
+
+    capture: str
+    vantage: str
+    connections: tuple[Connection, ...]
+    neighbours: NeighbourTable
+    anomalies: dict[str, int]
+    anomaly_frames: dict[str, int]
+    """First frame of each anomaly name."""
+    frames: int
+    passed: int
+    linktypes: tuple[int, ...]
+    damage: str | None
+    skipped: dict[int, int]
+    reader: str
+    first_ts_ns: int | None
+    last_ts_ns: int | None
