@@ -24,6 +24,8 @@ _TOO_LARGE = 1048576
 MAX_NOTES = 24
 MAX_SYNS = 16
 MAX_L2 = 6
+FORWARD_WINDOW_NS = 50_000_000
+"""A copy of a packet re-sent by the MAC it was addressed to within 50 ms is a forwarded copy."""
 MAX_OOO = 64
 """Out-of-order segments held per direction before the gap is declared and skipped."""
 
@@ -37,7 +39,7 @@ class _Endpoint:
     __slots__ = (
         "state", "prev_state", "start_seq", "last_seq", "ack_seq", "fin_cnt", "seen",
         "last_syn", "last_fin", "last_rst", "rxmit", "rxmit_thr", "zw", "zw_thr", "gaps", "gap_thr",
-        "did_close", "pkts", "l2", "ttl", "next_seq", "ooo", "missed",
+        "did_close", "pkts", "l2", "ttl", "next_seq", "ooo", "missed", "last_sig", "copies",
     )
 
     def __init__(self):
@@ -56,6 +58,10 @@ class _Endpoint:
         """Next in-order payload sequence number (stream reassembly); None until data is seen."""
         self.ooo: dict[int, bytes] = {}
         self.missed = 0
+        self.last_sig = None
+        """(seq, ack, flags, length, ip_id/window, ts, src MAC, dst MAC) of the last packet."""
+        self.copies = 0
+        """Packets seen a second time with other MACs: the load balancer's forwarded copy."""
 
     def set_state(self, s: int) -> None:
         if s != self.state:
@@ -121,12 +127,25 @@ class ConnState:
         plen = len(p.payload)
         syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
         self.last_ts = p.ts_ns
-        ep.pkts += 1
-        if ep.ttl is None:
-            ep.ttl = p.ttl
         pair = (p.src_mac, p.dst_mac)
         if pair not in ep.l2 and len(ep.l2) < MAX_L2:
             ep.l2.append(pair)
+        sig = (seq, ack, flags, plen, p.ip_id if p.ip_id is not None else p.win)
+        last = ep.last_sig
+        if (
+            last is not None and last[0] == sig and p.ts_ns - last[1] < FORWARD_WINDOW_NS
+            and last[2] != pair and p.src_mac is not None and p.src_mac == last[2][1]
+        ):
+            # The same IP packet again, now sent by the MAC it was addressed to: a load balancer
+            # (or router) forwarding it on the same segment. Not a retransmission: record the
+            # L2 hop and leave the TCP state alone.
+            ep.copies += 1
+            ep.last_sig = (sig, p.ts_ns, pair)
+            return
+        ep.last_sig = (sig, p.ts_ns, pair)
+        ep.pkts += 1
+        if ep.ttl is None:
+            ep.ttl = p.ttl
         note = None
         if len(self.notes) < MAX_NOTES or (syn and not ackf and len(self.syns) < MAX_SYNS):
             note = PacketNote(
@@ -386,6 +405,8 @@ class ConnState:
             orig_bytes=o.size() if o.state != INACTIVE else 0,
             resp_bytes=r.size() if r.state != INACTIVE else 0,
             missed_bytes=o.missed + r.missed,
+            orig_forwarded=o.copies,
+            resp_forwarded=r.copies,
             orig_l2=tuple((mac_text(a) if a else None, mac_text(b) if b else None) for a, b in o.l2),
             resp_l2=tuple((mac_text(a) if a else None, mac_text(b) if b else None) for a, b in r.l2),
             orig_ttl=o.ttl,

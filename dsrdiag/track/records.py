@@ -96,6 +96,9 @@ class Connection:
     orig_bytes: int
     resp_bytes: int
     missed_bytes: int
+    orig_forwarded: int
+    """Client packets seen twice here: once to a MAC, then re-sent by that MAC (LB forwarding)."""
+    resp_forwarded: int
     orig_l2: tuple[tuple[str | None, str | None], ...]
     """Distinct (source MAC, destination MAC) pairs of client->server packets, in order of appearance."""
     resp_l2: tuple[tuple[str | None, str | None], ...]

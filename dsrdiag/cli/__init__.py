@@ -1,0 +1,1 @@
+"""COMMANDS: argv -> job -> report -> exit code. No analysis logic here."""

@@ -1,0 +1,117 @@
+"""The dsrdiag command line (typer). Thin commands over jobs/; one error handler.
+
+Why one handler: every DsrdiagError becomes `dsrdiag: error: <one line>` on stderr and its
+documented exit code (docs/exit-codes.md); an unexpected exception is reported the same way with
+exit 2 and a request to report the bug, never as a traceback (set DSRDIAG_DEBUG=1 to see it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dsrdiag import __version__
+from dsrdiag.capture.sources import parse_sources
+from dsrdiag.cli.console import make_console
+from dsrdiag.core import topology as topo
+from dsrdiag.core.errors import DsrdiagError, UsageError
+from dsrdiag.core.exitcodes import ExitCode
+from dsrdiag.findings.verdict import FAIL_ON_CHOICES, fails
+from dsrdiag.jobs.analyze import analyze
+from dsrdiag.report import jsondoc, terminal
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Prove that a DSR load-balanced SMTP service works, and find out exactly why it does not.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        print(f"dsrdiag {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    """dsrdiag: DSR diagnostics for SMTP behind a load balancer."""
+
+
+@app.command("analyze")
+def analyze_cmd(
+    captures: List[str] = typer.Argument(..., metavar="[VANTAGE=]CAPTURE...", help="pcap, pcapng or .gz files, or folders; VANTAGE=path names the vantage point."),
+    vip: List[str] = typer.Option([], "--vip", help="The virtual IP (repeatable). Inferred from SYN destinations when absent."),
+    port: List[int] = typer.Option([], "--port", "-p", help="Service port (repeatable; default 25)."),
+    backend: List[str] = typer.Option([], "--backend", help="A back-end as NAME=IP[@MAC] (repeatable)."),
+    lb_mac: List[str] = typer.Option([], "--lb-mac", help="The load balancer's MAC (repeatable)."),
+    lb_ip: List[str] = typer.Option([], "--lb-ip", help="A load balancer's own address, the SNAT source (repeatable)."),
+    topology_file: Optional[Path] = typer.Option(None, "--topology", help="TOML topology file (docs/topology.md)."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 when a finding has this severity or worse: error, warning, info, never."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Captures read in parallel (default: one per core)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every connection."),
+):
+    """Analyse captures for DSR faults; exit 0 healthy, 1 findings, 2 bad input, 3 damaged capture."""
+    if fmt not in ("text", "json"):
+        raise UsageError(f"--format {fmt!r}: use text or json")
+    if fail_on not in FAIL_ON_CHOICES:
+        raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
+    if jobs < 0:
+        raise UsageError("--jobs must be 0 (one per core) or more")
+    given = topo.build(vips=vip, ports=port, backends=backend, lb_macs=lb_mac, lb_ips=lb_ip, topology_file=topology_file)
+    sources = parse_sources(captures)
+    report = analyze(sources, given, jobs=jobs or None)
+    if fmt == "json":
+        sys.stdout.write(jsondoc.render(report))
+    else:
+        terminal.render(report, make_console(), verbose=verbose)
+    if fails(list(report.findings), fail_on):
+        raise typer.Exit(int(ExitCode.FINDINGS))
+    if report.damaged:
+        raise typer.Exit(int(ExitCode.DAMAGED))
+    raise typer.Exit(int(ExitCode.OK))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Console-script entry: run the app and map every error to one line and an exit code."""
+    try:
+        app(args=argv, prog_name="dsrdiag", standalone_mode=False)
+        return 0
+    except typer.Exit as e:
+        code = e.exit_code
+    except DsrdiagError as e:
+        print(f"dsrdiag: error: {e}", file=sys.stderr)
+        code = int(e.exit_code)
+    except KeyboardInterrupt:
+        print("dsrdiag: interrupted", file=sys.stderr)
+        code = 130
+    except Exception as e:
+        if type(e).__name__ == "NoArgsIsHelpError" and getattr(e, "ctx", None) is not None:
+            print(e.ctx.get_help(), file=sys.stderr)  # bare `dsrdiag` or `dsrdiag analyze`: show help
+            return _exit(int(ExitCode.USAGE), argv)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            # click's usage errors (typer vendors click, so match by shape, not class)
+            print(f"dsrdiag: error: {e.format_message()}", file=sys.stderr)
+            return _exit(int(ExitCode.USAGE), argv)
+        # the last line of defence: no traceback for users
+        if os.environ.get("DSRDIAG_DEBUG"):
+            raise
+        print(f"dsrdiag: error: internal error ({type(e).__name__}: {e}); please report it with the capture", file=sys.stderr)
+        code = int(ExitCode.USAGE)
+    else:
+        code = 0
+    return _exit(code, argv)
+
+
+def _exit(code: int, argv) -> int:
+    if argv is None:
+        sys.exit(code)
+    return code

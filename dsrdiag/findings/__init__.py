@@ -1,0 +1,1 @@
+"""JUDGEMENT (Zeek's "policy" scripts): finished records + topology -> findings. No I/O, no printing."""

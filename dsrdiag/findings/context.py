@@ -1,0 +1,103 @@
+"""What every rule needs about one vantage: its records, the topology, and evidence helpers.
+
+Why: rules stay short and uniform (one module per kind, `check(ctx) -> Iterator[Finding]`), and
+all of them name back-ends and cite frames the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dsrdiag.core.evidence import FrameRef
+from dsrdiag.core.topology import Topology
+from dsrdiag.decode.tcp import flag_text
+from dsrdiag.findings.finding import BackendRef
+from dsrdiag.findings.infer import forwarders
+from dsrdiag.track.records import ORIG, CaptureRecords, Connection, PacketNote
+
+SETTLE_NS = 3_000_000_000
+"""A SYN counts as unanswered only if the capture went on this long after it, or it was retransmitted."""
+
+
+@dataclass
+class Context:
+    records: CaptureRecords
+    topology: Topology
+    claimed: set[str] = field(default_factory=set)
+    """uids already explained by an earlier rule (so one fault is not reported twice)."""
+
+    def __post_init__(self):
+        t = self.topology
+        self.vips = t.vip_ips
+        self.ports = frozenset(t.ports)
+        self.lb_macs = t.lb_mac_set
+        self.lb_ips = t.lb_ip_set
+        self.vantage = self.records.vantage
+        self.capture = self.records.capture
+        self.end_ts = self.records.last_ts_ns or 0
+
+    # ---- selections ----------------------------------------------------------------------
+    def service_conns(self) -> list[Connection]:
+        return [c for c in self.records.connections if c.server_port in self.ports]
+
+    def is_vip_conn(self, c: Connection) -> bool:
+        return not self.vips or c.server_ip in self.vips
+
+    def forwarded_by_lb(self, c: Connection) -> bool:
+        fw = forwarders(c)
+        return bool(fw & self.lb_macs) if self.lb_macs else bool(fw)
+
+    def settled(self, c: Connection) -> bool:
+        """Had the reply time to come? (retransmitted SYN, or the capture went on long enough)"""
+        if len(c.syn_frames) > 1:
+            return True
+        return self.end_ts - c.first_ts_ns >= SETTLE_NS
+
+    # ---- back-ends -------------------------------------------------------------------------
+    def backend(self, mac: str | None = None, ip: str | None = None) -> BackendRef | None:
+        b = self.topology.backend_by_mac(mac) or (self.topology.backend_by_ip(ip) if ip and ip not in self.vips else None)
+        if b is not None:
+            return BackendRef(b.name, b.ip or (ip if ip not in self.vips else None), b.mac or mac, b.source)
+        if mac or ip:
+            return BackendRef(ip or f"backend-{mac}", ip, mac, "inferred")
+        return None
+
+    def delivered_to(self, c: Connection) -> str | None:
+        """The back-end MAC a client packet was delivered to (after the LB's rewrite), if visible."""
+        fw = forwarders(c)
+        for s, d in c.orig_l2:
+            if d and (s in fw or s in self.lb_macs) and d not in self.lb_macs:
+                return d
+        for _, d in c.orig_l2:
+            if d and self.topology.backend_by_mac(d):
+                return d
+        return None
+
+    def backend_of(self, c: Connection) -> BackendRef | None:
+        mac = self.delivered_to(c)
+        if mac is None:
+            for s, _ in c.resp_l2:
+                if s and self.topology.backend_by_mac(s):
+                    mac = s
+                    break
+        host_ip = c.server_ip if c.server_ip not in self.vips else None
+        ref = self.backend(mac, host_ip) if (mac or host_ip) else None
+        if ref is None and c.smtp and c.smtp.banner_host:
+            b = next((b for b in self.topology.backends if b.name == c.smtp.banner_host), None)
+            if b:
+                ref = BackendRef(b.name, b.ip, b.mac, b.source)
+        return ref
+
+    # ---- evidence ----------------------------------------------------------------------------
+    def ref(self, note: PacketNote, c: Connection, what: str | None = None) -> FrameRef:
+        if what is None:
+            src, dst = (c.client_ip, c.server_ip) if note.direction == ORIG else (c.server_ip, c.client_ip)
+            what = f"{flag_text(note.flags)} {src} -> {dst}" + (f" len={note.payload_len}" if note.payload_len else "")
+        return FrameRef(note.ts_ns, self.capture, self.vantage, note.frame, what)
+
+    def frame(self, frame: int, ts_ns: int, what: str) -> FrameRef:
+        return FrameRef(ts_ns, self.capture, self.vantage, frame, what)
+
+
+def first(notes, pred):
+    return next((n for n in notes if pred(n)), None)

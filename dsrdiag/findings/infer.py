@@ -1,0 +1,170 @@
+"""Infer what the user did not give: VIPs, the load balancer's MAC/IPs, the back-ends.
+
+Reads: the records of every capture and the given Topology. Produces: a Topology where each
+added item is marked `inferred`, with notes saying how it was concluded.
+Never: overrides what was given.
+Why: a post-mortem often starts with nothing but captures; the report must say what it concluded
+and from which packets, so the user can correct it with --vip / --lb-mac / --backend.
+
+Rules (each documented in docs/findings.md):
+- VIP: the destinations of client SYNs on the service ports (the busiest, at most 4).
+- LB MAC: (1) a MAC that receives VIP frames and re-sends the same packets (seen forwarding);
+  (2) else the only MAC that claims the VIP in ARP/NDP; (3) else the one MAC client frames to
+  the VIP are addressed to, when replies come from other MACs (DSR seen from the server LAN).
+- Back-ends: MACs the LB forwards VIP frames to; MACs that send replies from the VIP with an
+  initial TTL (64/128/255: the sender is on this segment, not behind a router); hosts that answer
+  a VIP connection from another address. Names: the banner host, else the MAC or IP.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from dsrdiag.core.topology import INFERRED, Backend, Topology, Vip
+from dsrdiag.track.records import CaptureRecords, Connection
+
+INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
+MAX_INFERRED_VIPS = 4
+
+
+def forwarders(c: Connection) -> set[str]:
+    """MACs that received a client packet of `c` and re-sent it (the LB's forwarding hop)."""
+    if not c.orig_forwarded:
+        return set()
+    dsts = {d for _, d in c.orig_l2 if d}
+    return {s for s, _ in c.orig_l2 if s in dsts}
+
+
+def infer(records: list[CaptureRecords], given: Topology) -> Topology:
+    notes: list[str] = []
+    conns = [c for r in records for c in r.connections]
+    ports = set(given.ports)
+
+    # ---- VIPs ----------------------------------------------------------------------------
+    vips = list(given.vips)
+    if not vips:
+        syn_dst = Counter(c.server_ip for c in conns if c.saw_syn and c.server_port in ports)
+        if syn_dst:
+            top = syn_dst.most_common()
+            keep = [ip for ip, n in top if n * 4 >= top[0][1]][:MAX_INFERRED_VIPS]
+            vip_ports: dict[str, set[int]] = defaultdict(set)
+            for c in conns:
+                if c.server_ip in keep and c.saw_syn:
+                    vip_ports[c.server_ip].add(c.server_port)
+            vips = [Vip(ip=ip, ports=tuple(sorted(vip_ports[ip])), source=INFERRED) for ip in keep]
+            notes.append(
+                "no --vip given: VIP inferred from client SYN destinations: "
+                + ", ".join(f"{ip} ({syn_dst[ip]} connection{'s' if syn_dst[ip] != 1 else ''})" for ip in keep)
+                + (f"; {len(top) - len(keep)} less busy destination(s) not treated as VIPs" if len(top) > len(keep) else "")
+            )
+        else:
+            notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
+    vip_ips = {v.ip for v in vips}
+    vip_conns = [c for c in conns if c.server_ip in vip_ips]
+
+    # ---- load balancer MAC -----------------------------------------------------------------
+    lb_macs = list(given.lb_macs)
+    if not lb_macs:
+        fwd = Counter(m for c in vip_conns for m in forwarders(c))
+        claims: dict[str, set[str]] = defaultdict(set)
+        for r in records:
+            for vip in vip_ips:
+                for cl in r.neighbours.claims.get(vip, ()):
+                    claims[vip].add(cl.mac)
+        claimants = set().union(*claims.values()) if claims else set()
+        if fwd:
+            mac = fwd.most_common(1)[0][0]
+            lb_macs = [(mac, INFERRED)]
+            notes.append(f"load balancer MAC {mac} inferred: it received VIP frames and re-sent them ({fwd[mac]} connections)")
+        elif len(claimants) == 1:
+            mac = next(iter(claimants))
+            lb_macs = [(mac, INFERRED)]
+            notes.append(f"load balancer MAC {mac} inferred: the only MAC that claims the VIP in ARP/NDP")
+        else:
+            to_macs = {d for c in vip_conns for _, d in c.orig_l2 if d}
+            from_macs = {s for c in vip_conns for s, _ in c.resp_l2 if s}
+            if len(to_macs) == 1 and from_macs and not (to_macs & from_macs):
+                mac = next(iter(to_macs))
+                lb_macs = [(mac, INFERRED)]
+                notes.append(f"load balancer MAC {mac} inferred: client frames to the VIP go to it while replies come from other MACs")
+            elif len(claimants) > 1:
+                notes.append(
+                    "the VIP is claimed by several MACs (" + ", ".join(sorted(claimants))
+                    + ") and none was seen forwarding: give --lb-mac to say which is the load balancer"
+                )
+    lb_set = {m for m, _ in lb_macs}
+
+    # ---- load balancer IPs: other addresses its MAC claims ------------------------------------
+    lb_ips = list(given.lb_ips)
+    if lb_set:
+        known = {i for i, _ in lb_ips}
+        for r in records:
+            for ip, cls in r.neighbours.claims.items():
+                if ip not in vip_ips and ip not in known and any(cl.mac in lb_set for cl in cls):
+                    lb_ips.append((ip, INFERRED))
+                    known.add(ip)
+                    notes.append(f"load balancer address {ip} inferred: claimed in ARP/NDP by the load balancer's MAC")
+
+    # ---- back-ends ----------------------------------------------------------------------------
+    found: dict[str, dict] = {}  # mac or ip -> {"mac", "ip", "hosts": Counter}
+
+    def add(mac: str | None, ip: str | None, host: str | None = None) -> None:
+        key = mac or ip
+        if key is None or (mac and mac in lb_set):
+            return
+        b = found.setdefault(key, {"mac": mac, "ip": ip, "hosts": Counter()})
+        if ip and not b["ip"]:
+            b["ip"] = ip
+        if host:
+            b["hosts"][host] += 1
+
+    for c in vip_conns:
+        host = c.smtp.banner_host if c.smtp else None
+        fw = forwarders(c)
+        for s, d in c.orig_l2:
+            if s in fw or (s in lb_set and d):
+                add(d, None, host if not c.resp_l2 else None)
+        if c.resp_ttl in INITIAL_TTLS:
+            for s, _ in c.resp_l2[:1]:
+                add(s, None, host)
+    # a host that answers a VIP connection from another address (wrong source)
+    vip_syns = {(c.client_ip, c.client_port, c.server_port): c for c in vip_conns if c.syn_seq is not None}
+    for c in conns:
+        if c.server_ip in vip_ips or c.saw_syn or not c.saw_synack:
+            continue
+        v = vip_syns.get((c.client_ip, c.client_port, c.server_port))
+        if v is not None and c.synack_ack == (v.syn_seq + 1) & 0xFFFFFFFF:
+            add(c.resp_l2[0][0] if c.resp_l2 else None, c.server_ip, c.smtp.banner_host if c.smtp else None)
+    # real addresses from ARP: what else does a back-end MAC claim?
+    for r in records:
+        for ip, cls in r.neighbours.claims.items():
+            if ip in vip_ips:
+                continue
+            for cl in cls:
+                b = found.get(cl.mac)
+                if b is not None and not b["ip"]:
+                    b["ip"] = ip
+
+    backends = list(given.backends)
+    for b in found.values():
+        if any((g.mac and g.mac == b["mac"]) or (g.ip and g.ip == b["ip"]) for g in backends):
+            continue
+        host = b["hosts"].most_common(1)[0][0] if b["hosts"] else None
+        name = host or b["ip"] or f"backend-{b['mac']}"
+        if any(x.name == name for x in backends):
+            name = f"{name} ({b['mac'] or b['ip']})"
+        backends.append(Backend(name=name, ip=b["ip"], mac=b["mac"], source=INFERRED))
+    if found and not given.backends:
+        notes.append(f"{len(found)} back-end(s) inferred from the MACs the VIP traffic was delivered to or answered from")
+
+    all_ports = list(given.ports)
+    for v in vips:
+        all_ports += [p for p in v.ports if p not in all_ports]
+    return Topology(
+        vips=tuple(vips),
+        lb_macs=tuple(lb_macs),
+        lb_ips=tuple(lb_ips),
+        backends=tuple(backends),
+        ports=tuple(all_ports),
+        notes=tuple(notes),
+    )

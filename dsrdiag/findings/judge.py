@@ -1,0 +1,48 @@
+"""Run every rule on every vantage; say what each capture could and could not show.
+
+Reads: CaptureRecords per vantage and the (inferred) topology. Produces: sorted findings and
+per-capture limits. Why limits: a client capture cannot see ARP on the server LAN; saying so is
+better than a silent "healthy".
+"""
+
+from __future__ import annotations
+
+from dsrdiag.core.topology import Topology
+from dsrdiag.findings.context import Context
+from dsrdiag.findings.finding import Finding
+from dsrdiag.findings.rules import RULES
+from dsrdiag.track.records import CaptureRecords
+
+
+def judge(records: list[CaptureRecords], topology: Topology) -> list[Finding]:
+    out: list[Finding] = []
+    for r in records:
+        ctx = Context(r, topology)
+        for rule in RULES:
+            out.extend(rule.check(ctx))
+    out.sort(key=Finding.sort_key)
+    return out
+
+
+def limits(r: CaptureRecords, topology: Topology) -> list[str]:
+    """What this capture cannot show, in words, for the report."""
+    out = []
+    vips = topology.vip_ips
+    seen_arp = any(ip in vips for ip in r.neighbours.claims) or any(ip in vips for ip in r.neighbours.requests)
+    if vips and not seen_arp:
+        out.append(
+            "no ARP/NDP for the VIP in this capture: arp_reply_for_vip_from_backend could not be checked "
+            "(a capture on the VIP's segment can show it)"
+        )
+    conns = [c for c in r.connections if c.server_port in topology.ports]
+    if not conns:
+        out.append("no TCP connection on the service ports in this capture")
+    elif all(not c.orig_l2 or c.orig_l2[0][0] is None for c in conns):
+        out.append("the link type carries no destination MAC: back-ends cannot be told apart by MAC here")
+    if conns and not any(c.smtp and c.smtp.banner_host for c in conns):
+        out.append("no SMTP banner in this capture: back-ends are named by MAC or address only")
+    if r.damage:
+        out.append(f"the capture is damaged: {r.damage}; nothing after that point was analysed")
+    for lt, n in sorted(r.skipped.items()):
+        out.append(f"{n} frame(s) on interfaces of unsupported link type {lt} were skipped")
+    return out

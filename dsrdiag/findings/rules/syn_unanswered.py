@@ -1,0 +1,48 @@
+"""syn_unanswered: a client's SYNs (with retransmissions) got no reply at all at this vantage.
+
+Grouped per server address and back-end (when the destination MAC names one). Connections whose
+capture ended too soon after the SYN are not judged (the answer may simply not be in the file).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterator
+
+from dsrdiag.findings.context import Context
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding
+
+KIND = "syn_unanswered"
+
+
+def check(ctx: Context) -> Iterator[Finding]:
+    groups = defaultdict(list)
+    for c in ctx.service_conns():
+        if c.uid in ctx.claimed or not ctx.is_vip_conn(c):
+            continue
+        if c.saw_syn and not c.resp_pkts and set(c.history) <= {"S"} and ctx.settled(c):
+            groups[(c.server_ip, c.server_port, ctx.delivered_to(c))].append(c)
+    for (ip, port, mac), conns in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+        evidence = []
+        for c in conns:
+            ctx.claimed.add(c.uid)
+            for s in c.syn_frames[:4]:
+                if len(evidence) < MAX_EVIDENCE:
+                    evidence.append(ctx.ref(s, c, f"SYN {c.client_ip}:{c.client_port} -> {ip}:{port}"))
+        tries = max(len(c.syn_frames) for c in conns)
+        gaps = []
+        c0 = max(conns, key=lambda c: len(c.syn_frames))
+        for a, b in zip(c0.syn_frames, c0.syn_frames[1:]):
+            gaps.append(f"{(b.ts_ns - a.ts_ns) / 1e9:.1f}s")
+        summary = (
+            f"{len(conns)} connection{'s' if len(conns) != 1 else ''} to {ip}:{port}"
+            + (f" delivered to MAC {mac}" if mac else "")
+            + f": only SYNs seen, up to {tries} per connection"
+            + (f" (retransmitted after {', '.join(gaps)})" if gaps else "")
+            + ", no SYN-ACK, RST or other reply at this vantage."
+        )
+        yield Finding(
+            kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary,
+            evidence=tuple(sorted(evidence)), connections=tuple(c.uid for c in conns),
+            backend=ctx.backend(mac) if mac else None, subject=f"{ip}:{port}",
+        )

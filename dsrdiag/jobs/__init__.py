@@ -1,0 +1,1 @@
+"""USE CASES: the only code that chains layers; each job returns a Report."""

@@ -1,0 +1,95 @@
+"""The analyse job: captures -> per-vantage records (in parallel) -> topology -> findings -> Report.
+
+Why the split into `track_one` and `conclude`: the per-file work and the merge are separable, so
+a distributed engine could run the first on many machines and the second once
+(docs/architecture.md). Reading in worker processes gives the same records as reading inline:
+trackers are deterministic and records are plain frozen data.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+
+from dsrdiag.core.topology import Topology
+from dsrdiag.findings.context import Context
+from dsrdiag.findings.finding import BackendRef
+from dsrdiag.findings.infer import infer
+from dsrdiag.findings.judge import judge, limits
+from dsrdiag.findings.verdict import verdict
+from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Report
+from dsrdiag.track.pipeline import track_capture
+from dsrdiag.track.records import CaptureRecords
+
+
+def track_one(args: tuple[str, str, tuple[int, ...]]) -> CaptureRecords:
+    vantage, path, ports = args
+    return track_capture(path, vantage, ports)
+
+
+def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int | None = None) -> list[CaptureRecords]:
+    work = [(v, p, ports) for v, p in sources]
+    jobs = jobs or os.cpu_count() or 1
+    if jobs <= 1 or len(work) <= 1:
+        return [track_one(w) for w in work]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
+        return list(pool.map(track_one, work))
+
+
+def conclude(records: list[CaptureRecords], given: Topology) -> Report:
+    topology = infer(records, given)
+    findings = judge(records, topology)
+    captures = []
+    conns = []
+    for r in records:
+        ctx = Context(r, topology)
+        for c in r.connections:
+            conns.append((c, ctx.backend_of(c)))
+        captures.append(CaptureSummary(
+            path=r.capture, vantage=r.vantage, frames=r.frames, analysed=r.passed,
+            linktypes=r.linktypes, reader=r.reader, damage=r.damage,
+            first_ts_ns=r.first_ts_ns, last_ts_ns=r.last_ts_ns,
+            anomalies=dict(r.anomalies), anomaly_frames=dict(r.anomaly_frames),
+            limits=tuple(limits(r, topology)), connections=len(r.connections),
+        ))
+    return Report(
+        captures=tuple(captures),
+        topology=topology,
+        connections=tuple(conns),
+        findings=tuple(findings),
+        verdict=verdict(findings),
+        backends=tuple(backend_rows(conns, topology)),
+        notes=topology.notes,
+    )
+
+
+def completed(c) -> bool:
+    """The handshake completed: the server's SYN-ACK and then the client's ACK or data were seen."""
+    h = c.history
+    i = h.find("h")
+    return i >= 0 and ("A" in h[i:] or "D" in h[i:])
+
+
+def backend_rows(conns, topology: Topology) -> list[BackendRow]:
+    rows = []
+    vips = topology.vip_ips
+    for b in topology.backends:
+        mine = [c for c, ref in conns if ref is not None and ref.name == b.name and (not vips or c.server_ip in vips or c.server_ip == b.ip)]
+        done = sum(1 for c in mine if completed(c))
+        banner_ms = [
+            (c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6
+            for c in mine if c.smtp and c.smtp.banner_ts_ns and c.saw_syn
+        ]
+        hosts = tuple(sorted({c.smtp.banner_host for c in mine if c.smtp and c.smtp.banner_host}))
+        ref = next((ref for c, ref in conns if ref is not None and ref.name == b.name), None)
+        rows.append(BackendRow(
+            backend=ref or BackendRef(b.name, b.ip, b.mac, b.source),
+            connections=len(mine), completed=done, failed=len(mine) - done, banner_hosts=hosts,
+            median_banner_ms=round(statistics.median(banner_ms), 3) if banner_ms else None,
+        ))
+    return rows
+
+
+def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None) -> Report:
+    return conclude(track_all(sources, given.ports, jobs), given)

@@ -1,0 +1,60 @@
+"""Report: everything one run concluded, for the presenters in report/.
+
+Why a model between jobs and presentation: the terminal, JSON and (later) HTML reports show the
+same facts; none of them recomputes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dsrdiag.core.topology import Topology
+from dsrdiag.findings.finding import BackendRef, Finding
+from dsrdiag.findings.verdict import Verdict
+from dsrdiag.track.records import Connection
+
+REPORT_VERSION = "1.0"
+"""Version of the JSON document's schema (docs/report.schema.json). Bump on incompatible change."""
+
+
+@dataclass(frozen=True)
+class CaptureSummary:
+    path: str
+    vantage: str
+    frames: int
+    analysed: int
+    linktypes: tuple[int, ...]
+    reader: str
+    damage: str | None
+    first_ts_ns: int | None
+    last_ts_ns: int | None
+    anomalies: dict[str, int]
+    anomaly_frames: dict[str, int]
+    limits: tuple[str, ...]
+    connections: int
+
+
+@dataclass(frozen=True)
+class BackendRow:
+    backend: BackendRef
+    connections: int
+    completed: int
+    failed: int
+    banner_hosts: tuple[str, ...]
+    median_banner_ms: float | None
+
+
+@dataclass(frozen=True)
+class Report:
+    captures: tuple[CaptureSummary, ...]
+    topology: Topology
+    connections: tuple[tuple[Connection, BackendRef | None], ...]
+    findings: tuple[Finding, ...]
+    verdict: Verdict
+    backends: tuple[BackendRow, ...]
+    version: str = REPORT_VERSION
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def damaged(self) -> bool:
+        return any(c.damage for c in self.captures)

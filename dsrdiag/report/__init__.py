@@ -1,0 +1,1 @@
+"""PRESENTATION: Report in, text out. Everything taken from packets is escaped or kept as data here."""

@@ -1,0 +1,135 @@
+"""Report -> one JSON document matching docs/report.schema.json.
+
+Why fixed and versioned: other tools and pipelines read it; `version` changes on any incompatible
+change. Times are UTC ISO-8601 strings plus epoch seconds; packet text is plain JSON strings.
+"""
+
+from __future__ import annotations
+
+import json
+
+from dsrdiag import __version__
+from dsrdiag.capture.frame import linktype_name
+from dsrdiag.core.evidence import format_ts
+from dsrdiag.findings.catalog import entry
+from dsrdiag.jobs.report_model import Report
+
+
+def _ts(ns):
+    return None if ns is None else format_ts(ns)
+
+
+def _backend(b):
+    return None if b is None else {"name": b.name, "ip": b.ip, "mac": b.mac, "source": b.source}
+
+
+def _conn(c, b):
+    s = c.smtp
+    return {
+        "uid": c.uid,
+        "vantage": c.vantage,
+        "capture": c.capture,
+        "ts": _ts(c.first_ts_ns),
+        "duration": round((c.last_ts_ns - c.first_ts_ns) / 1e9, 6),
+        "ip_version": c.ip_version,
+        "client": {
+            "ip": c.client_ip, "port": c.client_port,
+            "mac": c.orig_l2[0][0] if c.orig_l2 else None,
+            "packets": c.orig_pkts, "bytes": c.orig_bytes, "ttl": c.orig_ttl,
+        },
+        "server": {
+            "ip": c.server_ip, "port": c.server_port,
+            "mac": c.resp_l2[0][0] if c.resp_l2 else None,
+            "packets": c.resp_pkts, "bytes": c.resp_bytes, "ttl": c.resp_ttl,
+        },
+        "l2_path": {
+            "client_to_server": [{"src": s_, "dst": d} for s_, d in c.orig_l2],
+            "server_to_client": [{"src": s_, "dst": d} for s_, d in c.resp_l2],
+            "forwarded_copies": c.orig_forwarded,
+        },
+        "history": c.history,
+        "conn_state": c.conn_state,
+        "missed_bytes": c.missed_bytes,
+        "backend": _backend(b),
+        "smtp": None if s is None else {
+            "banner_code": s.banner_code,
+            "banner": s.banner_text,
+            "banner_host": s.banner_host,
+            "banner_frame": s.banner_frame,
+            "syn_to_banner_ms": round((s.banner_ts_ns - c.first_ts_ns) / 1e6, 3) if s.banner_ts_ns and c.saw_syn else None,
+            "helo": s.helo,
+            "reply_codes": list(s.reply_codes),
+            "starttls_offered": s.starttls_offered,
+            "starttls_started": s.starttls_started,
+            "xclient": s.xclient,
+            "proxy_protocol": None if s.proxy is None else {
+                "version": s.proxy.version, "client_ip": s.proxy.client_ip, "client_port": s.proxy.client_port,
+            },
+        },
+    }
+
+
+def to_dict(r: Report) -> dict:
+    t = r.topology
+    return {
+        "version": r.version,
+        "tool": {"name": "dsrdiag", "version": __version__},
+        "verdict": {
+            "healthy": r.verdict.healthy, "problems": r.verdict.problems, "errors": r.verdict.errors,
+            "warnings": r.verdict.warnings, "infos": r.verdict.infos, "text": r.verdict.text,
+        },
+        "captures": [
+            {
+                "path": c.path, "vantage": c.vantage, "packets": c.frames, "analysed_packets": c.analysed,
+                "link_types": [{"linktype": lt, "name": linktype_name(lt)} for lt in c.linktypes],
+                "reader": c.reader, "first_ts": _ts(c.first_ts_ns), "last_ts": _ts(c.last_ts_ns),
+                "damage": c.damage,
+                "anomalies": [{"name": k, "count": v, "first_frame": c.anomaly_frames.get(k)} for k, v in sorted(c.anomalies.items())],
+                "cannot_show": list(c.limits),
+                "connections": c.connections,
+            }
+            for c in r.captures
+        ],
+        "topology": {
+            "vips": [{"ip": v.ip, "ports": list(v.ports), "source": v.source} for v in t.vips],
+            "ports": list(t.ports),
+            "load_balancer": {
+                "macs": [{"mac": m, "source": s} for m, s in t.lb_macs],
+                "ips": [{"ip": i, "source": s} for i, s in t.lb_ips],
+            },
+            "backends": [{"name": b.name, "ip": b.ip, "mac": b.mac, "source": b.source} for b in t.backends],
+            "notes": list(t.notes),
+        },
+        "backends": [
+            {
+                "backend": _backend(row.backend), "connections": row.connections, "completed": row.completed,
+                "failed": row.failed, "banner_hosts": list(row.banner_hosts), "median_syn_to_banner_ms": row.median_banner_ms,
+            }
+            for row in r.backends
+        ],
+        "connections": [_conn(c, b) for c, b in r.connections],
+        "findings": [
+            {
+                "kind": f.kind,
+                "severity": f.severity,
+                "title": entry(f.kind).title,
+                "vantage": f.vantage,
+                "backend": _backend(f.backend),
+                "subject": f.subject or None,
+                "summary": f.summary,
+                "connections": list(f.connections),
+                "evidence": [
+                    {"capture": e.capture, "vantage": e.vantage, "frame": e.frame, "time": e.iso_time,
+                     "epoch": round(e.ts_ns / 1e9, 9), "what": e.what}
+                    for e in f.evidence
+                ],
+                "explanation": entry(f.kind).explanation,
+                "fix": {"windows": entry(f.kind).windows, "linux": entry(f.kind).linux},
+            }
+            for f in r.findings
+        ],
+    }
+
+
+def render(r: Report) -> str:
+    return json.dumps(to_dict(r), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,122 @@
+"""Report -> the terminal: verdict first, then findings by kind (evidence, meaning, fix), then the
+per-back-end table, the captures and what they cannot show; per-connection detail with -v.
+
+Never: interpolates packet text into rich markup (a banner such as `[bold]` would be markup, a
+classic injection); every such string goes in as rich.text.Text or a table cell built from Text.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dsrdiag.capture.frame import linktype_name
+from dsrdiag.core.evidence import format_ts
+from dsrdiag.findings.catalog import entry
+from dsrdiag.jobs.report_model import Report
+
+SEV_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
+
+
+def _t(*parts) -> Text:
+    """Build a Text from (string, style) pairs or plain strings, never parsing markup."""
+    out = Text()
+    for p in parts:
+        if isinstance(p, tuple):
+            out.append(str(p[0]), style=p[1])
+        else:
+            out.append(str(p))
+    return out
+
+
+def render(report: Report, console: Console, verbose: bool = False) -> None:
+    v = report.verdict
+    style = "bold green" if v.healthy else "bold red"
+    console.print(_t(("VERDICT: ", "bold"), (v.text, style)))
+    if v.infos:
+        console.print(_t(f"{v.infos} informational finding{'s' if v.infos != 1 else ''}"))
+    damaged = [c for c in report.captures if c.damage]
+    for c in damaged:
+        console.print(_t(("DAMAGED: ", "bold yellow"), f"{c.path}: {c.damage}"))
+    console.print()
+
+    for kind, group in groupby(report.findings, key=lambda f: f.kind):
+        group = list(group)
+        e = entry(kind)
+        console.rule(_t((f"{kind}", "bold"), f"  {e.title}  ({len(group)})"), align="left")
+        for f in group:
+            head = _t((f"[{f.severity.upper()}] ", SEV_STYLE[f.severity]), (f"at {f.vantage}", "bold"))
+            if f.backend:
+                b = f.backend
+                head.append(f"  back-end {b.name}")
+                extra = ", ".join(x for x in (b.ip, b.mac) if x)
+                if extra:
+                    head.append(f" ({extra})")
+                if b.source == "inferred":
+                    head.append(" [inferred]", style="dim")
+            elif f.subject:
+                head.append(f"  {f.subject}")
+            console.print(head)
+            console.print(_t("  ", f.summary))
+            if f.connections:
+                shown = ", ".join(f.connections[:8]) + (f" (+{len(f.connections) - 8} more)" if len(f.connections) > 8 else "")
+                console.print(_t(("  connections: ", "dim"), shown))
+            console.print(_t(("  evidence:", "bold")))
+            for ev in f.evidence:
+                console.print(_t("    ", (f"{ev.vantage} frame {ev.frame}", "bold"), f"  {ev.iso_time}  ", ev.what, ("  " + ev.capture, "dim")))
+        console.print(_t(("  What it means: ", "bold"), e.explanation))
+        console.print(_t(("  Fix on Windows: ", "bold"), e.windows))
+        console.print(_t(("  Fix on Linux: ", "bold"), e.linux))
+        console.print()
+
+    if report.backends:
+        t = Table(title="Back-ends", title_justify="left")
+        for col in ("back-end", "IP", "MAC", "source", "connections", "completed", "failed", "banner host", "median SYN->banner"):
+            t.add_column(col)
+        for row in report.backends:
+            b = row.backend
+            t.add_row(
+                Text(b.name), Text(b.ip or "-"), Text(b.mac or "-"), Text(b.source),
+                str(row.connections), str(row.completed), str(row.failed),
+                Text(", ".join(row.banner_hosts) or "-"),
+                f"{row.median_banner_ms:.1f} ms" if row.median_banner_ms is not None else "-",
+            )
+        console.print(t)
+
+    topo = report.topology
+    console.print(_t(("Topology", "bold")))
+    for vip in topo.vips:
+        console.print(_t(f"  VIP {vip.ip} ports {', '.join(map(str, vip.ports))} ", (f"[{vip.source}]", "dim")))
+    for mac, src in topo.lb_macs:
+        console.print(_t(f"  load balancer MAC {mac} ", (f"[{src}]", "dim")))
+    for ip, src in topo.lb_ips:
+        console.print(_t(f"  load balancer address {ip} ", (f"[{src}]", "dim")))
+    for note in topo.notes:
+        console.print(_t(("  note: ", "dim"), note))
+    console.print()
+    console.print(_t(("Captures", "bold")))
+    for c in report.captures:
+        span = f"{format_ts(c.first_ts_ns)} .. {format_ts(c.last_ts_ns)}" if c.first_ts_ns else "no analysed packet"
+        lts = ", ".join(linktype_name(lt) for lt in c.linktypes)
+        console.print(_t(f"  {c.vantage}: ", c.path, f"  {c.frames} packets, {c.analysed} analysed, {c.connections} connections, {lts}, {span}"))
+        for a, n in sorted(c.anomalies.items()):
+            console.print(_t(("    anomaly: ", "yellow"), f"{a} x{n} (first at frame {c.anomaly_frames.get(a)})"))
+        for lim in c.limits:
+            console.print(_t(("    cannot show: ", "dim"), lim))
+
+    if verbose:
+        console.print()
+        t = Table(title="Connections", title_justify="left")
+        for col in ("uid", "ts", "client", "server", "history", "state", "back-end", "banner host", "replies"):
+            t.add_column(col)
+        for c, b in report.connections:
+            t.add_row(
+                Text(c.uid), Text(format_ts(c.first_ts_ns)), Text(f"{c.client_ip}:{c.client_port}"),
+                Text(f"{c.server_ip}:{c.server_port}"), Text(c.history), Text(c.conn_state),
+                Text(b.name if b else "-"), Text(c.smtp.banner_host or "-" if c.smtp else "-"),
+                Text(" ".join(map(str, c.smtp.reply_codes)) if c.smtp else "-"),
+            )
+        console.print(t)
