@@ -83,8 +83,9 @@ def analyze_cmd(
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry: run the app and map every error to one line and an exit code."""
     try:
-        app(args=argv, prog_name="dsrdiag", standalone_mode=False)
-        return 0
+        rv = app(args=argv, prog_name="dsrdiag", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0  # click returns typer.Exit's code in this mode
+        return _exit(code, argv)
     except typer.Exit as e:
         code = e.exit_code
     except DsrdiagError as e:

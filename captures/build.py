@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Build the sample captures in this folder, deterministically, with scapy.
+
+Each sample is a small DSR site seen from one vantage point, with real TCP behaviour: random
+(seeded) ISNs, SYN retransmissions on Linux's 1 s / 2 s / 4 s back-off, RTTs of a routed client
+(~20 ms) and a LAN (~0.2 ms), IP IDs counting per host, TTLs decremented by the router, and a full
+SMTP dialogue (banner naming the back-end, EHLO, STARTTLS, a TLS handshake's worth of bytes, FIN).
+MANIFEST.toml says what each file shows and which findings dsrdiag must report; the tests read it.
+
+Usage: python captures/build.py [--out DIR] [--seed N]
+Addresses are documentation ranges only: clients 198.51.100.0/24 and 2001:db8:51::/64, the
+server LAN 192.0.2.0/24 and 2001:db8:25::/64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import random
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.utils import PcapNgWriter, PcapWriter
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+ROUTER = "02:00:00:00:00:01"
+LB = "02:00:00:00:00:0a"
+CLIENT_MAC = "02:00:00:00:01:07"
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+VIP4, VIP6 = "192.0.2.25", "2001:db8:25::25"
+LB_IP4 = "192.0.2.10"
+ROUTER_IP4, ROUTER_IP6 = "192.0.2.1", "2001:db8:25::1"
+CLIENTS4 = ["198.51.100.7", "198.51.100.8", "198.51.100.9"]
+CLIENTS6 = ["2001:db8:51::7", "2001:db8:51::8"]
+
+
+@dataclass
+class Backend:
+    name: str
+    ip4: str
+    ip6: str
+    mac: str
+
+
+BE1 = Backend("mx1.example.net", "192.0.2.11", "2001:db8:25::11", "02:00:00:00:00:11")
+BE2 = Backend("mx2.example.net", "192.0.2.12", "2001:db8:25::12", "02:00:00:00:00:12")
+
+def _tls_record(size: int) -> bytes:
+    body = random.Random(size).randbytes(size - 5)
+    return b"\x17\x03\x03" + (size - 5).to_bytes(2, "big") + body
+
+
+# SMTP dialogue: (direction, payload); '>' client to server, '<' server to client
+def smtp_dialogue(host: str, tls: bool = True, xclient: str | None = None) -> list[tuple[str, bytes]]:
+    steps = [
+        ("<", f"220 {host} ESMTP Postfix\r\n".encode()),
+        (">", b"EHLO client.example.org\r\n"),
+        ("<", (f"250-{host}\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n"
+               + ("250-XCLIENT ADDR NAME HELO\r\n" if xclient else "")
+               + "250-STARTTLS\r\n250 8BITMIME\r\n").encode()),
+    ]
+    if xclient:
+        steps += [(">", f"XCLIENT {xclient}\r\n".encode()), ("<", f"220 {host} ESMTP Postfix\r\n".encode()),
+                  (">", b"EHLO client.example.org\r\n"), ("<", f"250-{host}\r\n250 STARTTLS\r\n".encode())]
+    if tls:
+        # After STARTTLS: TLS records of handshake sizes. The bodies are seeded random bytes in
+        # application-data records (a real handshake needs a certificate library; dsrdiag stops
+        # parsing at STARTTLS, and Wireshark shows these as encrypted Application Data).
+        steps += [
+            (">", b"STARTTLS\r\n"),
+            ("<", b"220 2.0.0 Ready to start TLS\r\n"),
+            (">", _tls_record(512)),
+            ("<", _tls_record(1360)),
+            (">", _tls_record(80)),
+            ("<", _tls_record(80)),
+        ]
+    else:
+        steps += [(">", b"QUIT\r\n"), ("<", b"221 2.0.0 Bye\r\n")]
+    return steps
+
+
+@dataclass
+class Seg:
+    """One TCP segment on the wire, before it is rendered for a vantage point."""
+
+    t: float
+    d: str  # '>' client->server, '<' server->client
+    flags: str
+    seq: int
+    ack: int
+    payload: bytes = b""
+    src: str | None = None  # override the server's source address (wrong_source)
+
+
+@dataclass
+class Conn:
+    client: str
+    cport: int
+    vip: str
+    backend: Backend
+    half: float = 0.010
+    """One-way delay between the client and the server LAN."""
+    segs: list[Seg] = field(default_factory=list)
+
+
+def tcp_session(rng: random.Random, client: str, cport: int, vip: str, be: Backend, t: float, *,
+                rtt: float = 0.020, dialogue=None, answer: bool = True, wrong_source: str | None = None,
+                syn_tries: int = 4, client_rst_on_wrong: bool = True, proxy: bytes | None = None) -> Conn:
+    """A client's connection to the VIP served by `be`, as the segments each side sends.
+
+    Seg.t is the time at the sender; a packet arrives at the other side rtt/2 later. Each side
+    answers what it received after a small processing delay, so every vantage sees causal order.
+    """
+    c = Conn(client, cport, vip, be, half=rtt / 2)
+    half = c.half
+    cisn, sisn = rng.getrandbits(32), rng.getrandbits(32)
+    if not answer:
+        for i in range(syn_tries):  # Linux: RTO 1 s, doubling
+            c.segs.append(Seg(t + (2 ** i - 1), ">", "S", cisn, 0))
+        return c
+    if wrong_source:
+        # SYN-ACK from the real address: the client's stack resets it and retries its SYN
+        for i in range(syn_tries):
+            ts = t + (2 ** i - 1)
+            c.segs.append(Seg(ts, ">", "S", cisn, 0))
+            c.segs.append(Seg(ts + half + 0.0002, "<", "SA", sisn, cisn + 1, src=wrong_source))
+            if client_rst_on_wrong:
+                c.segs.append(Seg(ts + 2 * half + 0.0003, ">", "R", cisn + 1, 0, src=wrong_source))
+        return c
+    cli = t  # the client's clock: when it last sent
+    c.segs.append(Seg(cli, ">", "S", cisn, 0))
+    srv = cli + half + 0.0002
+    c.segs.append(Seg(srv, "<", "SA", sisn, cisn + 1))
+    cli = srv + half
+    c.segs.append(Seg(cli, ">", "A", cisn + 1, sisn + 1))
+    srv = cli + half
+    cseq, sseq = cisn + 1, sisn + 1
+    if proxy:
+        cli += 0.0001
+        c.segs.append(Seg(cli, ">", "PA", cseq, sseq, proxy))
+        cseq += len(proxy)
+        srv = cli + half
+    first = True
+    for d, data in dialogue or smtp_dialogue(be.name):
+        if d == "<":
+            srv += 0.0015 if first else 0.0004
+            first = False
+            c.segs.append(Seg(srv, "<", "PA", sseq, cseq, data))
+            sseq += len(data)
+            cli = srv + half  # the client receives it and ACKs at once
+            c.segs.append(Seg(cli, ">", "A", cseq, sseq))
+        else:
+            cli += 0.0002
+            c.segs.append(Seg(cli, ">", "PA", cseq, sseq, data))
+            cseq += len(data)
+            srv = cli + half
+    # the client closes, the server closes
+    cli += 0.001
+    c.segs.append(Seg(cli, ">", "FA", cseq, sseq))
+    srv = max(srv, cli + half) + 0.0002
+    c.segs.append(Seg(srv, "<", "FA", sseq, cseq + 1))
+    cli = srv + half
+    c.segs.append(Seg(cli, ">", "A", cseq + 1, sseq + 1))
+    return c
+
+
+class Renderer:
+    """Turn segments into frames as one vantage point captures them."""
+
+    def __init__(self, vantage: str, lb_forward: bool = True, vlan: int | None = None, ipid_seed: int = 1):
+        self.vantage = vantage  # 'lan' | 'client' | 'backend' | 'lb'
+        self.lb_forward = lb_forward
+        self.vlan = vlan
+        self.ipid: dict[str, int] = {}
+        self.ipid_seed = ipid_seed
+
+    def _id(self, host: str) -> int:
+        n = self.ipid.get(host, (zlib.crc32(host.encode()) ^ self.ipid_seed) & 0x7FFF)
+        self.ipid[host] = (n + 1) & 0xFFFF
+        return n
+
+    def _eth(self, src: str, dst: str, l3, t: float):
+        e = Ether(src=src, dst=dst)
+        if self.vlan is not None:
+            e = e / Dot1Q(vlan=self.vlan)
+        p = e / l3
+        p.time = t
+        return p
+
+    def frames(self, c: Conn, deliver_to: str | None = None):
+        """deliver_to: the MAC the LB forwards to (default the back-end's; arp_leak sends to it directly)."""
+        out = []
+        v6 = ":" in c.client
+        for s in c.segs:
+            opts = [("MSS", 1460), ("SAckOK", b""), ("WScale", 7)] if "S" in s.flags else []
+            win = 64240 if "S" in s.flags else 502
+            if s.d == ">":
+                src, dst, sport, dport = c.client, (s.src or c.vip), c.cport, 25
+                host = c.client
+            else:
+                src, dst, sport, dport = (s.src or c.vip), c.client, 25, c.cport
+                host = c.backend.name
+            tcp = TCP(sport=sport, dport=dport, flags=s.flags, seq=s.seq & 0xFFFFFFFF, ack=s.ack & 0xFFFFFFFF,
+                      window=win, options=opts) / s.payload
+
+            def l3(ttl):
+                if v6:
+                    return IPv6(src=src, dst=dst, hlim=ttl) / tcp
+                return IP(src=src, dst=dst, ttl=ttl, id=self._id(host), flags="DF") / tcp
+
+            near = s.t + c.half - 0.00005  # a client packet reaching the server LAN
+            if s.d == ">":
+                if self.vantage == "client":
+                    out.append(self._eth(CLIENT_MAC, ROUTER, l3(64), s.t))
+                elif self.vantage in ("lan", "lb"):
+                    pkt = l3(63)
+                    if deliver_to and deliver_to != LB:
+                        out.append(self._eth(ROUTER, deliver_to, pkt, near))  # bypasses the LB
+                    else:
+                        out.append(self._eth(ROUTER, LB, pkt, near))
+                        if self.lb_forward:
+                            out.append(self._eth(LB, c.backend.mac, pkt.copy(), near + 0.00003))
+                elif self.vantage == "backend":
+                    out.append(self._eth(LB if not deliver_to else ROUTER, c.backend.mac, l3(63), near + 0.00003))
+            else:
+                if self.vantage == "client":
+                    out.append(self._eth(ROUTER, CLIENT_MAC, l3(63), s.t + c.half))
+                elif self.vantage in ("lan", "backend"):
+                    out.append(self._eth(c.backend.mac, ROUTER, l3(64), s.t))
+                # the LB's own interface does not see DSR replies
+        return out
+
+
+def arp_reply(t, ip, mac, asker_ip=ROUTER_IP4, asker_mac=ROUTER):
+    req = Ether(src=asker_mac, dst=BROADCAST) / ARP(op=1, hwsrc=asker_mac, psrc=asker_ip, pdst=ip)
+    req.time = t
+    rep = Ether(src=mac, dst=asker_mac) / ARP(op=2, hwsrc=mac, psrc=ip, hwdst=asker_mac, pdst=asker_ip)
+    rep.time = t + 0.0002
+    return [req, rep]
+
+
+def nd_advert(t, ip, mac, asker_ip=ROUTER_IP6, asker_mac=ROUTER):
+    ns = (Ether(src=asker_mac, dst="33:33:ff:00:00:25") / IPv6(src=asker_ip, dst="ff02::1:ff00:25", hlim=255)
+          / ICMPv6ND_NS(tgt=ip) / ICMPv6NDOptSrcLLAddr(lladdr=asker_mac))
+    ns.time = t
+    na = (Ether(src=mac, dst=asker_mac) / IPv6(src=ip, dst=asker_ip, hlim=255)
+          / ICMPv6ND_NA(tgt=ip, R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=mac))
+    na.time = t + 0.0002
+    return [ns, na]
+
+
+# ---- the samples ------------------------------------------------------------------------------
+
+def healthy(rng, vantage="lan"):
+    frames = arp_reply(T0, VIP4, LB) if vantage == "lan" else []
+    r = Renderer(vantage)
+    t = T0 + 0.5
+    for i, (client, be) in enumerate([(CLIENTS4[0], BE1), (CLIENTS4[1], BE2), (CLIENTS4[0], BE2), (CLIENTS4[2], BE1)]):
+        frames += r.frames(tcp_session(rng, client, 40000 + i * 7, VIP4, be, t))
+        t += 0.8
+    return frames
+
+
+def wrong_source(rng):
+    r = Renderer("lan")
+    frames = arp_reply(T0, VIP4, LB)
+    frames += r.frames(tcp_session(rng, CLIENTS4[0], 41000, VIP4, BE1, T0 + 0.5))
+    frames += r.frames(tcp_session(rng, CLIENTS4[1], 41001, VIP4, BE2, T0 + 1.0, wrong_source=BE2.ip4, syn_tries=3))
+    frames += r.frames(tcp_session(rng, CLIENTS4[2], 41002, VIP4, BE2, T0 + 1.5, wrong_source=BE2.ip4, syn_tries=3))
+    return frames
+
+
+def arp_leak(rng):
+    r = Renderer("lan")
+    frames = arp_reply(T0, VIP4, LB)
+    frames += r.frames(tcp_session(rng, CLIENTS4[0], 42000, VIP4, BE1, T0 + 0.5))
+    frames += r.frames(tcp_session(rng, CLIENTS4[1], 42001, VIP4, BE2, T0 + 1.0))
+    # be2 answers the router's next ARP for the VIP too, and wins the race
+    frames += arp_reply(T0 + 30.0, VIP4, LB)
+    leak = arp_reply(T0 + 30.0, VIP4, BE2.mac)[1]
+    leak.time = T0 + 30.0001
+    frames.append(leak)
+    frames += r.frames(tcp_session(rng, CLIENTS4[2], 42002, VIP4, BE2, T0 + 31.0), deliver_to=BE2.mac)
+    return frames
+
+
+def arp_leak6(rng):
+    r = Renderer("lan")
+    frames = nd_advert(T0, VIP6, LB)
+    frames += r.frames(tcp_session(rng, CLIENTS6[0], 43000, VIP6, BE1, T0 + 0.5))
+    leak = nd_advert(T0 + 20.0, VIP6, BE2.mac)[1]
+    frames.append(leak)
+    frames += r.frames(tcp_session(rng, CLIENTS6[1], 43001, VIP6, BE2, T0 + 21.0), deliver_to=BE2.mac)
+    return frames
+
+
+def asym_bypass(rng):
+    """At the firewall (inside leg, 802.1Q VLAN 100): requests pass, be2's replies go around."""
+    r = Renderer("client", vlan=100)
+    frames = r.frames(tcp_session(rng, CLIENTS4[0], 44000, VIP4, BE1, T0 + 0.5))
+    conn = tcp_session(rng, CLIENTS4[1], 44001, VIP4, BE2, T0 + 1.5, dialogue=smtp_dialogue(BE2.name, tls=False))
+    # the firewall sees only the client's half: drop the server's segments from this vantage
+    conn.segs = [s for s in conn.segs if s.d == ">"][:4]
+    frames += r.frames(conn)
+    return frames
+
+
+def vip_missing(rng):
+    r = Renderer("lan")
+    frames = arp_reply(T0, VIP4, LB)
+    frames += r.frames(tcp_session(rng, CLIENTS4[0], 45000, VIP4, BE1, T0 + 0.5))
+    frames += r.frames(tcp_session(rng, CLIENTS4[1], 45001, VIP4, BE2, T0 + 1.0, answer=False))
+    frames += r.frames(tcp_session(rng, CLIENTS4[2], 45002, VIP4, BE1, T0 + 1.5))
+    frames += r.frames(tcp_session(rng, CLIENTS4[0], 45003, VIP4, BE2, T0 + 2.0, answer=False, syn_tries=3))
+    return frames
+
+
+def syn_unanswered(rng):
+    r = Renderer("client")
+    return r.frames(tcp_session(rng, CLIENTS4[0], 46000, VIP4, BE1, T0, answer=False, syn_tries=4))
+
+
+def _snat_leg(rng, r: Renderer, t: float, sport: int, proxy: bytes | None = None, xclient: str | None = None):
+    """The LB's connection to a back-end's own address (full proxy), as a back-end sees it."""
+    be = BE1
+    c = tcp_session(rng, LB_IP4, sport, be.ip4, be, t, rtt=0.0004, proxy=proxy,
+                    dialogue=smtp_dialogue(be.name, tls=False, xclient=xclient))
+    out = []
+    for f in r.frames(c):
+        if f[Ether].dst == be.mac:
+            f[Ether].src = LB  # at the back-end: from the LB's MAC
+        out.append(f)
+    return out
+
+
+def snat(rng):
+    r = Renderer("backend")
+    frames = arp_reply(T0, LB_IP4, LB, asker_ip=BE1.ip4, asker_mac=BE1.mac)
+    frames += arp_reply(T0 + 0.1, VIP4, LB)
+    frames += _snat_leg(rng, r, T0 + 0.5, 50001)
+    frames += _snat_leg(rng, r, T0 + 1.5, 50002)
+    return frames
+
+
+def snat_proxy(rng):
+    r = Renderer("backend")
+    frames = arp_reply(T0, LB_IP4, LB, asker_ip=BE1.ip4, asker_mac=BE1.mac)
+    frames += arp_reply(T0 + 0.1, VIP4, LB)
+    frames += _snat_leg(rng, r, T0 + 0.5, 50011, proxy=b"PROXY TCP4 198.51.100.7 192.0.2.25 40211 25\r\n")
+    frames += _snat_leg(rng, r, T0 + 1.5, 50012, xclient="ADDR=198.51.100.8 NAME=[UNAVAILABLE]")
+    return frames
+
+
+SAMPLES = {
+    "healthy.pcap": lambda rng: healthy(rng, "lan"),
+    "healthy-client.pcapng": lambda rng: healthy(rng, "client"),
+    "wrong_source.pcap": wrong_source,
+    "arp_leak.pcap": arp_leak,
+    "arp_leak6.pcapng": arp_leak6,
+    "asym_bypass.pcap": asym_bypass,
+    "vip_missing.pcap": vip_missing,
+    "syn_unanswered.pcap": syn_unanswered,
+    "snat.pcap": snat,
+    "snat_proxy.pcap": snat_proxy,
+}
+
+
+def write(path: Path, frames) -> None:
+    frames = sorted(frames, key=lambda p: float(p.time))
+    if path.suffix == ".pcapng":
+        w = PcapNgWriter(str(path))
+    else:
+        w = PcapWriter(str(path), linktype=1, sync=True)
+    for f in frames:
+        w.write(f)
+    w.close()
+
+
+def build(out: Path, seed: int) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fn in SAMPLES.items():
+        rng = random.Random(f"{seed}:{name}")
+        path = out / name
+        write(path, fn(rng))
+        written.append(path)
+    # the same healthy capture compressed, and a copy cut in the middle of a frame
+    healthy_bytes = (out / "healthy.pcap").read_bytes()
+    (out / "healthy.pcap.gz").write_bytes(gzip.compress(healthy_bytes, mtime=0))
+    (out / "damaged.pcap").write_bytes(healthy_bytes[: len(healthy_bytes) * 2 // 3])
+    written += [out / "healthy.pcap.gz", out / "damaged.pcap"]
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--seed", type=int, default=25)
+    a = ap.parse_args()
+    for p in build(a.out, a.seed):
+        print(p)
+
+
+if __name__ == "__main__":
+    main()
