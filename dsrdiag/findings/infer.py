@@ -7,7 +7,7 @@ Why: a post-mortem often starts with nothing but captures; the report must say w
 and from which packets, so the user can correct it with --vip / --lb-mac / --backend.
 
 Rules (each documented in docs/findings.md):
-- VIP: the destinations of client SYNs on the service ports (the busiest, at most 4).
+- VIP: the destinations of client SYNs on the service ports (the busiest per address family, at most 4).
 - LB MAC: (1) a MAC that receives VIP frames and re-sends the same packets (seen forwarding);
   (2) else the only MAC that claims the VIP in ARP/NDP; (3) else the one MAC client frames to
   the VIP are addressed to, when replies come from other MACs (DSR seen from the server LAN).
@@ -46,7 +46,9 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         syn_dst = Counter(c.server_ip for c in conns if c.saw_syn and c.server_port in ports)
         if syn_dst:
             top = syn_dst.most_common()
-            keep = [ip for ip, n in top if n * 4 >= top[0][1]][:MAX_INFERRED_VIPS]
+            # the busiest destinations, per address family (an IPv6 VIP beside a busier IPv4 one)
+            best = {fam: max(n for ip, n in top if (":" in ip) == fam) for fam in {":" in ip for ip, _ in top}}
+            keep = [ip for ip, n in top if n * 4 >= best[":" in ip]][:MAX_INFERRED_VIPS]
             vip_ports: dict[str, set[int]] = defaultdict(set)
             for c in conns:
                 if c.server_ip in keep and c.saw_syn:

@@ -86,7 +86,7 @@ class ConnState:
 
     __slots__ = (
         "uid", "orig_key", "orig", "resp", "history", "first_ts", "last_ts", "notes", "syns",
-        "syn_seq", "synack_ack", "smtp", "ip_version", "c_ip", "c_port", "s_ip", "s_port",
+        "syn_seq", "synack_ack", "smtp", "ip_version", "c_ip", "c_port", "s_ip", "s_port", "fwd_notes",
     )
 
     def __init__(self, uid: str, p, is_orig_sender: bool, flipped: bool):
@@ -102,6 +102,7 @@ class ConnState:
         self.first_ts = self.last_ts = p.ts_ns
         self.notes: list[PacketNote] = []
         self.syns: list[PacketNote] = []
+        self.fwd_notes: list[PacketNote] = []
         self.syn_seq = None
         self.synack_ack = None
         self.smtp = SmtpFollower()
@@ -141,6 +142,11 @@ class ConnState:
             # L2 hop and leave the TCP state alone.
             ep.copies += 1
             ep.last_sig = (sig, p.ts_ns, pair)
+            if len(self.fwd_notes) < MAX_SYNS:
+                self.fwd_notes.append(PacketNote(
+                    p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen,
+                    mac_text(p.src_mac), mac_text(p.dst_mac) if p.dst_mac else None, p.ttl, seq, ack,
+                ))
             return
         ep.last_sig = (sig, p.ts_ns, pair)
         ep.pkts += 1
@@ -415,6 +421,7 @@ class ConnState:
             synack_ack=self.synack_ack,
             packets=tuple(self.notes),
             syn_frames=tuple(self.syns),
+            forwarded_frames=tuple(self.fwd_notes),
             smtp=self.smtp.record(self.first_ts),
         )
 

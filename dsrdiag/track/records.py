@@ -112,6 +112,8 @@ class Connection:
     """The first packets of the connection (bounded), for evidence and -v detail."""
     syn_frames: tuple[PacketNote, ...]
     """Every client SYN (retransmissions included, bounded): syn_unanswered cites them."""
+    forwarded_frames: tuple[PacketNote, ...] = ()
+    """The forwarded copies themselves (first ones, bounded): the frames that show the LB's hop."""
     smtp: SmtpDialogue | None = None
 
     @property

@@ -47,8 +47,9 @@ def check(ctx: Context) -> Iterator[Finding]:
                           + (f" (sent by {c.src_mac})" if c.src_mac and c.src_mac != mac else ""))
                 for c in own[:4]
             ]
+            cited = {c.frame for c in own[:4]}
             for prev, cur in changes:
-                if mac in (prev.mac, cur.mac) and len(evidence) < MAX_EVIDENCE:
+                if mac in (prev.mac, cur.mac) and len(evidence) < MAX_EVIDENCE and cur.frame not in cited:
                     evidence.append(ctx.frame(cur.frame, cur.ts_ns, f"VIP {vip} moves from {prev.mac} to {cur.mac}"))
             kinds = sorted({_KIND_TEXT[c.kind] for c in own})
             others = [m for m in macs if m != mac]

@@ -38,7 +38,9 @@ def check(ctx: Context) -> Iterator[Finding]:
         evidence = []
         for c in dead:
             ctx.claimed.add(c.uid)
-            for s in c.syn_frames[:3]:
+            # cite the copies the load balancer sent to the back-end's MAC where they were captured
+            delivered = [n for n in c.forwarded_frames if n.dst_mac == mac] or [n for n in c.syn_frames if n.dst_mac == mac]
+            for s in delivered[:3]:
                 if len(evidence) < MAX_EVIDENCE:
                     evidence.append(ctx.ref(s, c, f"SYN to VIP {c.server_ip}:{c.server_port} delivered to MAC {s.dst_mac}"))
         others = sum(n for m, n in answered_elsewhere.items() if m != mac)
