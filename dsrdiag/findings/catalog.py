@@ -289,3 +289,40 @@ KINDS = tuple(CATALOG)
 
 def entry(kind: str) -> Entry:
     return CATALOG[kind]
+
+
+def render_markdown() -> str:
+    """docs/findings.md, generated from this catalogue (`python -m dsrdiag.findings.catalog > docs/findings.md`)."""
+    out = [
+        "# Findings",
+        "",
+        "Generated from `dsrdiag/findings/catalog.py` (a test keeps this file current). Every finding",
+        "in a report carries its evidence frames (capture, Wireshark frame number, time), this",
+        "explanation and these fixes. Kinds are stable names; severities: `error`, `warning`, `info`.",
+        "",
+        "| kind | severity | title |",
+        "| --- | --- | --- |",
+    ]
+    out += [f"| `{e.kind}` | {e.severity} | {e.title} |" for e in CATALOG.values()]
+    for e in CATALOG.values():
+        out += [
+            "",
+            f"## `{e.kind}`: {e.title}",
+            "",
+            f"Severity: **{e.severity}**.",
+            "",
+            e.explanation,
+            "",
+            f"**How dsrdiag decides.** {e.decided}",
+            "",
+            f"**Where it can be seen from.** {e.seen_from}",
+            "",
+            f"**Fix on Windows.** {e.windows}",
+            "",
+            f"**Fix on Linux.** {e.linux}",
+        ]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

@@ -53,6 +53,8 @@ class SmtpFollower:
         self._buf[1 if is_orig else 0] = b""
 
     def data(self, is_orig: bool, data: bytes, frame: int, ts: int) -> None:
+        if not self.wants_data:
+            return  # TLS started, or the stream is not SMTP
         if is_orig:
             if self._start:
                 data = self._proxy_header(data, frame, ts)

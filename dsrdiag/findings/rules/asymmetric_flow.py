@@ -35,6 +35,9 @@ def check(ctx: Context) -> Iterator[Finding]:
         elif not c.orig_pkts and c.resp_pkts and ("h" in c.history or "d" in c.history):
             groups[(REQUEST_MISSING, ctx.backend_of(c))].append(c)
     total = len(conns)
+    per_case = defaultdict(int)
+    for (case, _), cs in groups.items():
+        per_case[case] += len(cs)
     for (case, backend), cs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1].name if kv[0][1] else "")):
         evidence = []
         for c in cs:
@@ -58,7 +61,7 @@ def check(ctx: Context) -> Iterator[Finding]:
         summary = (
             f"{len(cs)} connection{'s' if len(cs) != 1 else ''} seen {seen} only; no {missing} packet passed this vantage."
         )
-        if len(cs) == total and total > 1:
+        if per_case[case] == total and total > 1:
             summary += (
                 " Every connection in this capture is one-sided the same way: if the capture point "
                 "mirrors only one direction (SPAN rx-only, one tap leg), that explains it; otherwise the "
