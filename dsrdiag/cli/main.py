@@ -45,6 +45,15 @@ def main(
     """dsrdiag: DSR diagnostics for SMTP behind a load balancer."""
 
 
+def _register_lab() -> None:
+    from dsrdiag.cli.lab import lab_app
+
+    app.add_typer(lab_app, name="lab")
+
+
+_register_lab()
+
+
 @app.command("analyze")
 def analyze_cmd(
     captures: List[str] = typer.Argument(..., metavar="[VANTAGE=]CAPTURE...", help="pcap, pcapng or .gz files, or folders; VANTAGE=path names the vantage point."),

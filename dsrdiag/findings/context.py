@@ -35,6 +35,10 @@ class Context:
         self.vantage = self.records.vantage
         self.capture = self.records.capture
         self.end_ts = self.records.last_ts_ns or 0
+        fwd = [c for c in self.records.connections if c.orig_forwarded]
+        self.lb_interface = bool(fwd) and not any(c.resp_pkts for c in fwd)
+        """This capture sees the LB forwarding but never a reply on a forwarded connection: it is
+        the load balancer's own interface, which DSR replies never pass."""
 
     # ---- selections ----------------------------------------------------------------------
     def service_conns(self) -> list[Connection]:
@@ -46,6 +50,10 @@ class Context:
     def forwarded_by_lb(self, c: Connection) -> bool:
         fw = forwarders(c)
         return bool(fw & self.lb_macs) if self.lb_macs else bool(fw)
+
+    def lb_view(self, c: Connection) -> bool:
+        """Seen at the LB's own interface: whether the back-end answered cannot be seen here."""
+        return self.lb_interface and c.orig_forwarded > 0
 
     def settled(self, c: Connection) -> bool:
         """Had the reply time to come? (retransmitted SYN, or the capture went on long enough)"""

@@ -41,6 +41,12 @@ def limits(r: CaptureRecords, topology: Topology) -> list[str]:
         out.append("the link type carries no destination MAC: back-ends cannot be told apart by MAC here")
     if conns and not any(c.smtp and c.smtp.banner_host for c in conns):
         out.append("no SMTP banner in this capture: back-ends are named by MAC or address only")
+    ctx = Context(r, topology)
+    if ctx.lb_interface:
+        out.append(
+            "this is the load balancer's own interface (it forwards client frames and sees no reply): "
+            "DSR replies never pass here, so whether a back-end answered cannot be seen"
+        )
     if r.damage:
         out.append(f"the capture is damaged: {r.damage}; nothing after that point was analysed")
     for lt, n in sorted(r.skipped.items()):

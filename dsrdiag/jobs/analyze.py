@@ -65,10 +65,14 @@ def conclude(records: list[CaptureRecords], given: Topology) -> Report:
 
 
 def completed(c) -> bool:
-    """The handshake completed: the server's SYN-ACK and then the client's ACK or data were seen."""
+    """The handshake completed: the server's SYN-ACK and then the client's ACK or data were seen,
+    or (where replies do not pass this vantage) the client ACKed after its SYN: it got a SYN-ACK."""
     h = c.history
     i = h.find("h")
-    return i >= 0 and ("A" in h[i:] or "D" in h[i:])
+    if i >= 0:
+        return "A" in h[i:] or "D" in h[i:]
+    j = h.find("S")
+    return j >= 0 and not c.resp_pkts and ("A" in h[j:] or "D" in h[j:])
 
 
 def backend_rows(conns, topology: Topology) -> list[BackendRow]:
@@ -76,7 +80,12 @@ def backend_rows(conns, topology: Topology) -> list[BackendRow]:
     vips = topology.vip_ips
     for b in topology.backends:
         mine = [c for c, ref in conns if ref is not None and ref.name == b.name and (not vips or c.server_ip in vips or c.server_ip == b.ip)]
-        done = sum(1 for c in mine if completed(c))
+        # one connection seen at several vantages counts once; completed if any vantage saw it complete
+        by_key: dict[tuple, bool] = {}
+        for c in mine:
+            k = (c.client_ip, c.client_port, c.server_port, c.syn_seq)
+            by_key[k] = by_key.get(k, False) or completed(c)
+        done = sum(by_key.values())
         banner_ms = [
             (c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6
             for c in mine if c.smtp and c.smtp.banner_ts_ns and c.saw_syn
@@ -85,7 +94,7 @@ def backend_rows(conns, topology: Topology) -> list[BackendRow]:
         ref = next((ref for c, ref in conns if ref is not None and ref.name == b.name), None)
         rows.append(BackendRow(
             backend=ref or BackendRef(b.name, b.ip, b.mac, b.source),
-            connections=len(mine), completed=done, failed=len(mine) - done, banner_hosts=hosts,
+            connections=len(by_key), completed=done, failed=len(by_key) - done, banner_hosts=hosts,
             median_banner_ms=round(statistics.median(banner_ms), 3) if banner_ms else None,
         ))
     return rows

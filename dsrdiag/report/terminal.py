@@ -32,6 +32,11 @@ def _t(*parts) -> Text:
     return out
 
 
+def _uid_order(uid: str):
+    vantage, _, n = uid.rpartition(":C")
+    return (vantage, int(n) if n.isdigit() else 0)
+
+
 def render(report: Report, console: Console, verbose: bool = False) -> None:
     v = report.verdict
     style = "bold green" if v.healthy else "bold red"
@@ -52,7 +57,7 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
             if f.backend:
                 b = f.backend
                 head.append(f"  back-end {b.name}")
-                extra = ", ".join(x for x in (b.ip, b.mac) if x)
+                extra = ", ".join(x for x in (b.ip, b.mac) if x and x != b.name)
                 if extra:
                     head.append(f" ({extra})")
                 if b.source == "inferred":
@@ -62,7 +67,7 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
             console.print(head)
             console.print(_t("  ", f.summary))
             if f.connections:
-                shown = ", ".join(f.connections[:8]) + (f" (+{len(f.connections) - 8} more)" if len(f.connections) > 8 else "")
+                shown = ", ".join(sorted(f.connections, key=_uid_order)[:8]) + (f" (+{len(f.connections) - 8} more)" if len(f.connections) > 8 else "")
                 console.print(_t(("  connections: ", "dim"), shown))
             console.print(_t(("  evidence:", "bold")))
             for ev in f.evidence:
@@ -75,7 +80,7 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
     if report.backends:
         t = Table(title="Back-ends", title_justify="left")
         for col in ("back-end", "IP", "MAC", "source", "connections", "completed", "failed", "banner host", "median SYN->banner"):
-            t.add_column(col)
+            t.add_column(col, no_wrap=col in ("IP", "MAC"), overflow="fold")
         for row in report.backends:
             b = row.backend
             t.add_row(

@@ -41,6 +41,12 @@ def check(ctx: Context) -> Iterator[Finding]:
             + (f" (retransmitted after {', '.join(gaps)})" if gaps else "")
             + ", no SYN-ACK, RST or other reply at this vantage."
         )
+        if mac and any(ctx.lb_view(c) for c in conns):
+            summary += (
+                f" This is the load balancer's own interface: it forwarded them to {mac}, and DSR replies "
+                "never pass here, so whether that back-end answered cannot be seen: the client retried, so "
+                "no answer reached it. Captures at the back-end or the client tell which."
+            )
         yield Finding(
             kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary,
             evidence=tuple(sorted(evidence)), connections=tuple(c.uid for c in conns),

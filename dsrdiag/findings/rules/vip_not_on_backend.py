@@ -21,8 +21,8 @@ def check(ctx: Context) -> Iterator[Finding]:
         return
     per_mac = defaultdict(lambda: {"dead": [], "answered": 0})
     for c in ctx.service_conns():
-        if c.server_ip not in ctx.vips or c.uid in ctx.claimed:
-            continue
+        if c.server_ip not in ctx.vips or c.uid in ctx.claimed or ctx.lb_view(c):
+            continue  # at the LB's own interface a back-end's answer is invisible: syn_unanswered says so
         mac = ctx.delivered_to(c)
         if mac is None:
             continue
