@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
-import sys
 
 import pytest
 

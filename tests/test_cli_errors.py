@@ -115,11 +115,12 @@ def test_terminal_output_shows_packet_text_literally(cli, tmp_path):
     wrpcap(str(path), [syn, sa, ack, banner])
     r = cli("analyze", str(path), "-v", "-f", "json")
     assert r.json()["connections"][0]["smtp"]["banner"] == "[red]mx[/red] ESMTP"
-    from dsrdiag.cli.console import make_console
-    from dsrdiag.jobs.analyze import analyze
-    from dsrdiag.core.topology import build
-    from dsrdiag.report import terminal
     import io
+
+    from dsrdiag.cli.console import make_console
+    from dsrdiag.core.topology import build
+    from dsrdiag.jobs.analyze import analyze
+    from dsrdiag.report import terminal
     buf = io.StringIO()
     rep = analyze([("m", str(path))], build())
     terminal.render(rep, make_console(buf, width=300), verbose=True)

@@ -9,7 +9,13 @@ Why one slotted class and no per-layer objects: this runs once per filtered pack
 from __future__ import annotations
 
 from dsrdiag.decode.arp import decode_arp
-from dsrdiag.decode.ip import FRAGMENT, IPPROTO_ICMPV6, IPPROTO_TCP, decode_ipv4, decode_ipv6
+from dsrdiag.decode.ip import (
+    FRAGMENT,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    decode_ipv4,
+    decode_ipv6,
+)
 from dsrdiag.decode.link import ETH_ARP, ETH_IPV4, ETH_IPV6, decode_link
 from dsrdiag.decode.ndp import decode_nd
 from dsrdiag.decode.tcp import decode_tcp

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsrdiag.findings.finding import ERROR, INFO, WARNING
+from dsrdiag.findings.finding import ERROR, INFO
 
 
 @dataclass(frozen=True)

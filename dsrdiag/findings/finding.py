@@ -17,6 +17,11 @@ MAX_EVIDENCE = 12
 """Frames cited per finding; the connections list is complete, the frames are the clearest few."""
 
 
+def plural(n: int, word: str) -> str:
+    """`3 connections`, `1 connection`: every summary counts things."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class BackendRef:
     name: str

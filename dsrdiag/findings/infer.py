@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from dsrdiag.core.topology import INFERRED, Backend, Topology, Vip
+from dsrdiag.findings.finding import plural
 from dsrdiag.track.records import CaptureRecords, Connection
 
 INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
@@ -56,7 +57,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             vips = [Vip(ip=ip, ports=tuple(sorted(vip_ports[ip])), source=INFERRED) for ip in keep]
             notes.append(
                 "no --vip given: VIP inferred from client SYN destinations: "
-                + ", ".join(f"{ip} ({syn_dst[ip]} connection{'s' if syn_dst[ip] != 1 else ''})" for ip in keep)
+                + ", ".join(f"{ip} ({plural(syn_dst[ip], 'connection')})" for ip in keep)
                 + (f"; {len(top) - len(keep)} less busy destination(s) not treated as VIPs" if len(top) > len(keep) else "")
             )
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsrdiag.findings.finding import SEVERITY_RANK, WARNING, Finding
+from dsrdiag.findings.finding import SEVERITY_RANK, WARNING, Finding, plural
 
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
 
@@ -31,7 +31,7 @@ def verdict(findings: list[Finding]) -> Verdict:
     if problems == 0:
         text = "healthy: no DSR problem found"
     else:
-        text = f"{problems} problem{'s' if problems != 1 else ''} found ({errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''})"
+        text = f"{plural(problems, 'problem')} found ({plural(errors, 'error')}, {plural(warnings, 'warning')})"
     return Verdict(problems == 0, problems, errors, warnings, infos, text)
 
 

@@ -16,10 +16,31 @@ from pathlib import Path
 
 from dsrdiag.lab import netns
 from dsrdiag.lab.netns import LabError, nft, sh, sysctl
-from dsrdiag.lab.scenarios import ARP_LEAK, ASYM_BYPASS, VIP_MISSING, WRONG_SOURCE, Scenario
+from dsrdiag.lab.scenarios import (
+    ARP_LEAK,
+    ASYM_BYPASS,
+    VIP_MISSING,
+    WRONG_SOURCE,
+    Scenario,
+)
 from dsrdiag.lab.site import (
-    BACKENDS, BANNER, BYP_IN, BYP_OUT, CLIENT, CNET, FW_IN, FW_OUT, LAN, LB, LINKS, NAMESPACES, PORT, VANTAGES,
-    VIP4, VIP6, Host, addr,
+    BACKENDS,
+    BANNER,
+    BYP_IN,
+    CLIENT,
+    CNET,
+    FW_IN,
+    FW_OUT,
+    LAN,
+    LB,
+    LINKS,
+    NAMESPACES,
+    PORT,
+    VANTAGES,
+    VIP4,
+    VIP6,
+    Host,
+    addr,
 )
 
 READY_TIMEOUT = 10.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from dsrdiag.findings.context import Context
-from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, WARNING, Finding
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, WARNING, Finding, plural
 
 KIND = "arp_reply_for_vip_from_backend"
 _KIND_TEXT = {
@@ -55,17 +55,17 @@ def check(ctx: Context) -> Iterator[Finding]:
             others = [m for m in macs if m != mac]
             if severity == ERROR:
                 summary = (
-                    f"{mac} claimed VIP {vip} {count} time{'s' if count != 1 else ''} ({', '.join(kinds)}); "
+                    f"{mac} claimed VIP {vip} {plural(count, 'time')} ({', '.join(kinds)}); "
                     f"the load balancer is {', '.join(sorted(ctx.lb_macs))}."
                 )
             else:
                 summary = (
                     f"VIP {vip} is claimed by {len(macs)} MACs ({', '.join(macs)}); {mac} claimed it "
-                    f"{count} time{'s' if count != 1 else ''} ({', '.join(kinds)}). The load balancer's MAC "
+                    f"{plural(count, 'time')} ({', '.join(kinds)}). The load balancer's MAC "
                     "is not known here, so the offender cannot be told apart: give --lb-mac."
                 )
             if changes:
-                summary += f" The VIP's MAC changed {len(changes)} time{'s' if len(changes) != 1 else ''}."
+                summary += f" The VIP's MAC changed {plural(len(changes), 'time')}."
             yield Finding(
                 kind=KIND, severity=severity, vantage=ctx.vantage, summary=summary,
                 evidence=tuple(sorted(evidence)), backend=ctx.backend(mac) if severity == ERROR else None,

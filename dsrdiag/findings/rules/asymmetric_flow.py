@@ -14,7 +14,7 @@ from typing import Iterator
 
 from dsrdiag.decode.tcp import ACK, SYN
 from dsrdiag.findings.context import Context, first
-from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.track.records import ORIG, RESP
 
 KIND = "asymmetric_flow"
@@ -59,7 +59,7 @@ def check(ctx: Context) -> Iterator[Finding]:
                         evidence.append(ctx.ref(n, c, f"{what} ({c.server_ip}:{c.server_port} -> {c.client_ip}:{c.client_port})"))
         seen, missing = ("client->server", "server->client") if case == REPLY_MISSING else ("server->client", "client->server")
         summary = (
-            f"{len(cs)} connection{'s' if len(cs) != 1 else ''} seen {seen} only; no {missing} packet passed this vantage."
+            f"{plural(len(cs), 'connection')} seen {seen} only; no {missing} packet passed this vantage."
         )
         if per_case[case] == total and total > 1:
             summary += (

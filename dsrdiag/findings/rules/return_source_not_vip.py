@@ -12,7 +12,7 @@ from typing import Iterator
 
 from dsrdiag.decode.tcp import ACK, RST, SYN
 from dsrdiag.findings.context import Context, first
-from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.track.records import ORIG, RESP
 
 KIND = "return_source_not_vip"
@@ -55,7 +55,7 @@ def check(ctx: Context) -> Iterator[Finding]:
         n = len(pairs)
         matched = sum(1 for v, _ in pairs if v is not None)
         summary = (
-            f"{n} connection{'s' if n != 1 else ''} to VIP {vip or '?'} answered from {ip}"
+            f"{plural(n, 'connection')} to VIP {vip or '?'} answered from {ip}"
             + (f" (MAC {mac})" if mac else "")
             + (f"; {matched} matched to the client's SYN by sequence number" if matched else "; the client's SYN to the VIP is not in this capture")
             + "."

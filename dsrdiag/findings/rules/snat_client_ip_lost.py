@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Iterator
 
 from dsrdiag.findings.context import Context
-from dsrdiag.findings.finding import ERROR, INFO, MAX_EVIDENCE, Finding
+from dsrdiag.findings.finding import ERROR, INFO, MAX_EVIDENCE, Finding, plural
 
 KIND = "snat_client_ip_lost"
 PROXY = "proxy_protocol_header"
@@ -44,7 +44,7 @@ def check(ctx: Context) -> Iterator[Finding]:
                 evidence.append(ctx.ref(c.packets[0], c, f"connection from {c.client_ip}:{c.client_port} to {server}:{c.server_port}"))
         why = items[0][1]
         summary = (
-            f"{len(items)} connection{'s' if len(items) != 1 else ''} reached {server} from {client} ({why}); "
+            f"{plural(len(items), 'connection')} reached {server} from {client} ({why}); "
             "the back-end never sees the real client address, and no PROXY header or XCLIENT passes it on."
         )
         mac = items[0][0].resp_l2[0][0] if items[0][0].resp_l2 else None
@@ -76,7 +76,7 @@ def _carried(ctx: Context) -> Iterator[Finding]:
                     evidence.append(ctx.frame(c.smtp.xclient_frame, c.smtp.xclient_ts_ns, f"XCLIENT {c.smtp.xclient}"))
         shown = ", ".join(sorted(set(clients))[:5])
         summary = (
-            f"{len(cs)} connection{'s' if len(cs) != 1 else ''} from {', '.join(sorted({c.client_ip for c in cs}))} "
+            f"{plural(len(cs), 'connection')} from {', '.join(sorted({c.client_ip for c in cs}))} "
             f"carry the original client ({'PROXY protocol' if kind == PROXY else 'XCLIENT'}): {shown}."
         )
         yield Finding(

@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Iterator
 
 from dsrdiag.findings.context import Context
-from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 
 KIND = "syn_unanswered"
 
@@ -35,7 +35,7 @@ def check(ctx: Context) -> Iterator[Finding]:
         for a, b in zip(c0.syn_frames, c0.syn_frames[1:]):
             gaps.append(f"{(b.ts_ns - a.ts_ns) / 1e9:.1f}s")
         summary = (
-            f"{len(conns)} connection{'s' if len(conns) != 1 else ''} to {ip}:{port}"
+            f"{plural(len(conns), 'connection')} to {ip}:{port}"
             + (f" delivered to MAC {mac}" if mac else "")
             + f": only SYNs seen, up to {tries} per connection"
             + (f" (retransmitted after {', '.join(gaps)})" if gaps else "")

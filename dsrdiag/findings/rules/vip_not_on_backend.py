@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Iterator
 
 from dsrdiag.findings.context import Context
-from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 
 KIND = "vip_not_on_backend"
 
@@ -48,9 +48,9 @@ def check(ctx: Context) -> Iterator[Finding]:
         routed_back = [c for c in dead if any(s == mac for s, _ in c.orig_l2)]
         vip = dead[0].server_ip
         summary = (
-            f"{len(dead)} SYN{'s' if len(dead) != 1 else ''} to VIP {vip} delivered to {mac} got no answer at all"
+            f"{plural(len(dead), 'SYN')} to VIP {vip} delivered to {mac} got no answer at all"
             f" (max {max(len(c.syn_frames) for c in dead)} transmissions per connection)"
-            + (f", while {others} connection{'s' if others != 1 else ''} delivered to other back-ends were answered" if others else "")
+            + (f", while {plural(others, 'connection')} delivered to other back-ends were answered" if others else "")
             + (f"; {mac} even routed {len(routed_back)} of them back out, as a host without the VIP does with forwarding on" if routed_back else "")
             + "."
         )
