@@ -89,6 +89,32 @@ def analyze_cmd(
     raise typer.Exit(int(ExitCode.OK))
 
 
+@app.command("hostcheck")
+def hostcheck_cmd(
+    vip: str = typer.Option(..., "--vip", help="The virtual IP this back-end serves."),
+    port: int = typer.Option(25, "--port", "-p", help="The service port."),
+    from_files: List[Path] = typer.Option([], "--from", help="Saved Windows output (netsh, Get-NetIPInterface, Get-NetIPAddress, ipconfig /all); repeatable."),
+    gateway: Optional[str] = typer.Option(None, "--gateway", help="The firewall that forwards client requests: the return route must use it."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fail_on: str = typer.Option("error", "--fail-on", help="error, warning, info or never."),
+):
+    """Audit a back-end's own DSR configuration (Linux live; Windows live or from saved output)."""
+    from dsrdiag.core.addr import parse_ip
+    from dsrdiag.jobs.audit import hostcheck
+
+    if fmt not in ("text", "json"):
+        raise UsageError(f"--format {fmt!r}: use text or json")
+    if fail_on not in FAIL_ON_CHOICES:
+        raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
+    given = topo.build(vips=[vip], ports=[port])
+    report = hostcheck(given, list(from_files), gateway=parse_ip(gateway, "--gateway") if gateway else None)
+    if fmt == "json":
+        sys.stdout.write(jsondoc.render(report))
+    else:
+        terminal.render(report, make_console())
+    raise typer.Exit(int(ExitCode.FINDINGS) if fails(list(report.findings), fail_on) else int(ExitCode.OK))
+
+
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry: run the app and map every error to one line and an exit code."""
     try:

@@ -35,3 +35,19 @@ def format_ts(ts_ns: int) -> str:
     if frac.endswith("000"):
         frac = frac[:6]
     return f"{base}.{frac}Z"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HostRef:
+    """What a host check read: a kernel setting, an address, a line of saved Windows output.
+
+    Why beside FrameRef: a host finding proves itself the same way a packet finding does, by
+    pointing at exactly what was read (a /proc path and its value, or file:line of netsh output).
+    """
+
+    source: str
+    """Where it was read: `/proc/sys/net/ipv4/conf/all/arp_ignore`, `netlink`, `host.txt`."""
+    line: int
+    """Line number in a saved file (1-based), 0 when not a file."""
+    text: str
+    """What was read, verbatim or as `key = value`."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsrdiag.core.evidence import FrameRef
+from dsrdiag.core.evidence import FrameRef, HostRef
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_RANK = {INFO: 0, WARNING: 1, ERROR: 2}
@@ -38,7 +38,8 @@ class Finding:
     vantage: str
     summary: str
     """One or two sentences specific to this occurrence (addresses, counts, timings)."""
-    evidence: tuple[FrameRef, ...]
+    evidence: tuple[FrameRef | HostRef, ...]
+    """Packets (FrameRef) for capture findings; settings and lines read (HostRef) for host findings."""
     connections: tuple[str, ...] = ()
     """uids of the connections concerned."""
     backend: BackendRef | None = None
@@ -51,4 +52,4 @@ class Finding:
 
     def sort_key(self):
         first = self.evidence[0] if self.evidence else None
-        return (-self.rank, self.kind, self.vantage, first.ts_ns if first else 0, self.summary)
+        return (-self.rank, self.kind, self.vantage, getattr(first, "ts_ns", 0), self.summary)

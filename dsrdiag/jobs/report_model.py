@@ -45,6 +45,19 @@ class BackendRow:
 
 
 @dataclass(frozen=True)
+class HostSummary:
+    """What hostcheck read: the host, where from, and its interfaces in brief."""
+
+    os: str
+    hostname: str | None
+    sources: tuple[str, ...]
+    interfaces: tuple[dict, ...]
+    default_routes: tuple[str, ...]
+    listeners: tuple[str, ...]
+    cannot_show: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Report:
     captures: tuple[CaptureSummary, ...]
     topology: Topology
@@ -54,6 +67,7 @@ class Report:
     backends: tuple[BackendRow, ...]
     version: str = REPORT_VERSION
     notes: tuple[str, ...] = field(default=())
+    host: HostSummary | None = None
 
     @property
     def damaged(self) -> bool:

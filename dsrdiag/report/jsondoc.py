@@ -10,7 +10,7 @@ import json
 
 from dsrdiag import __version__
 from dsrdiag.capture.frame import linktype_name
-from dsrdiag.core.evidence import format_ts
+from dsrdiag.core.evidence import HostRef, format_ts
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
 
@@ -69,9 +69,23 @@ def _conn(c, b):
     }
 
 
+def _evidence(e) -> dict:
+    if isinstance(e, HostRef):
+        return {"source": e.source, "line": e.line or None, "text": e.text}
+    return {"capture": e.capture, "vantage": e.vantage, "frame": e.frame, "time": e.iso_time,
+            "epoch": round(e.ts_ns / 1e9, 9), "what": e.what}
+
+
+def _host(h) -> dict | None:
+    if h is None:
+        return None
+    return {"os": h.os, "hostname": h.hostname, "sources": list(h.sources), "interfaces": list(h.interfaces),
+            "default_routes": list(h.default_routes), "listeners": list(h.listeners), "cannot_show": list(h.cannot_show)}
+
+
 def to_dict(r: Report) -> dict:
     t = r.topology
-    return {
+    doc = {
         "version": r.version,
         "tool": {"name": "dsrdiag", "version": __version__},
         "verdict": {
@@ -118,17 +132,16 @@ def to_dict(r: Report) -> dict:
                 "subject": f.subject or None,
                 "summary": f.summary,
                 "connections": list(f.connections),
-                "evidence": [
-                    {"capture": e.capture, "vantage": e.vantage, "frame": e.frame, "time": e.iso_time,
-                     "epoch": round(e.ts_ns / 1e9, 9), "what": e.what}
-                    for e in f.evidence
-                ],
+                "evidence": [_evidence(e) for e in f.evidence],
                 "explanation": entry(f.kind).explanation,
                 "fix": {"windows": entry(f.kind).windows, "linux": entry(f.kind).linux},
             }
             for f in r.findings
         ],
     }
+    if r.host is not None:
+        doc["host"] = _host(r.host)
+    return doc
 
 
 def render(r: Report) -> str:

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dsrdiag.capture.frame import linktype_name
-from dsrdiag.core.evidence import format_ts
+from dsrdiag.core.evidence import HostRef, format_ts
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
 
@@ -71,7 +71,11 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
                 console.print(_t(("  connections: ", "dim"), shown))
             console.print(_t(("  evidence:", "bold")))
             for ev in f.evidence:
-                console.print(_t("    ", (f"{ev.vantage} frame {ev.frame}", "bold"), f"  {ev.iso_time}  ", ev.what, ("  " + ev.capture, "dim")))
+                if isinstance(ev, HostRef):
+                    where = f"{ev.source}:{ev.line}" if ev.line else ev.source
+                    console.print(_t("    ", (where, "bold"), "  ", ev.text))
+                else:
+                    console.print(_t("    ", (f"{ev.vantage} frame {ev.frame}", "bold"), f"  {ev.iso_time}  ", ev.what, ("  " + ev.capture, "dim")))
         console.print(_t(("  What it means: ", "bold"), e.explanation))
         console.print(_t(("  Fix on Windows: ", "bold"), e.windows))
         console.print(_t(("  Fix on Linux: ", "bold"), e.linux))
@@ -91,6 +95,9 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
             )
         console.print(t)
 
+    if report.host is not None:
+        _host(report, console)
+        return
     topo = report.topology
     console.print(_t(("Topology", "bold")))
     for vip in topo.vips:
@@ -125,3 +132,16 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
                 Text(" ".join(map(str, c.smtp.reply_codes)) if c.smtp else "-"),
             )
         console.print(t)
+
+
+def _host(report: Report, console: Console) -> None:
+    h = report.host
+    console.print(_t(("Host ", "bold"), f"{h.hostname or '?'} ({h.os}), read from {', '.join(h.sources)}"))
+    for i in h.interfaces:
+        settings = ", ".join(f"{k}={v}" for k, v in i["settings"].items())
+        console.print(_t(f"  {i['name']}", (" [loopback]" if i["loopback"] else "", "dim"),
+                         f"  {' '.join(i['addresses']) or '-'}", (f"  {settings}" if settings else "", "dim")))
+    for r in h.default_routes:
+        console.print(_t(f"  {r}"))
+    for note in h.cannot_show:
+        console.print(_t(("  not checked: ", "dim"), note))
