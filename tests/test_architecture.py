@@ -47,7 +47,8 @@ def test_every_rule_kind_has_a_catalogue_entry_and_a_schema_enum():
     schema = json.loads((ROOT / "docs" / "report.schema.json").read_text())
     enum = set(schema["properties"]["findings"]["items"]["properties"]["kind"]["enum"])
     from dsrdiag.audit.checks import KINDS as HOST_KINDS
-    kinds = set(HOST_KINDS)
+    from dsrdiag.jobs.probe import KIND as PROBE_KIND
+    kinds = set(HOST_KINDS) | {PROBE_KIND}
     for rule in RULES:
         kinds.add(rule.KIND)
         kinds.update(getattr(rule, k) for k in ("PROXY", "XCLIENT") if hasattr(rule, k))

@@ -89,6 +89,40 @@ def analyze_cmd(
     raise typer.Exit(int(ExitCode.OK))
 
 
+@app.command("probe")
+def probe_cmd(
+    vip: str = typer.Argument(..., help="The virtual IP to probe (the only address probed)."),
+    port: int = typer.Option(25, "--port", "-p", help="The service port."),
+    count: int = typer.Option(6, "--count", "-n", help="Sessions to open (1-100)."),
+    rate: float = typer.Option(5.0, "--rate", help="Sessions started per second, at most (max 20)."),
+    timeout: float = typer.Option(5.0, "--timeout", help="Seconds per step (connect, banner, reply); max 30."),
+    iface: Optional[str] = typer.Option(None, "--iface", "-i", help="Interface to probe and capture on (default: the route to the VIP)."),
+    pcap: Optional[Path] = typer.Option(None, "--pcap", help="Keep the probe's capture in this file."),
+    starttls: bool = typer.Option(False, "--starttls", help="Also complete the TLS handshake after STARTTLS."),
+    syn_only: bool = typer.Option(False, "--syn-only", help="Half-open: raw SYNs only (scapy, root), no SMTP session."),
+    lb_mac: List[str] = typer.Option([], "--lb-mac", help="The load balancer's MAC: names the offender when several MACs answer ARP."),
+    backend: List[str] = typer.Option([], "--backend", help="A back-end as NAME=IP[@MAC] (repeatable)."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
+    fail_on: str = typer.Option("error", "--fail-on", help="error, warning, info or never."),
+):
+    """Verify a live DSR SMTP service: ARP/NDP for the VIP, N real SMTP sessions, and what really came back."""
+    from dsrdiag.jobs.probe import probe
+    from dsrdiag.probe.plan import make_plan
+
+    if fmt not in ("text", "json"):
+        raise UsageError(f"--format {fmt!r}: use text or json")
+    if fail_on not in FAIL_ON_CHOICES:
+        raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
+    plan = make_plan(vip, port, count, rate, timeout, iface, starttls, syn_only)
+    given = topo.build(vips=[plan.vip], ports=[port], lb_macs=lb_mac, backends=backend)
+    report = probe(plan, given, pcap)
+    if fmt == "json":
+        sys.stdout.write(jsondoc.render(report))
+    else:
+        terminal.render(report, make_console())
+    raise typer.Exit(int(ExitCode.FINDINGS) if fails(list(report.findings), fail_on) else int(ExitCode.OK))
+
+
 @app.command("hostcheck")
 def hostcheck_cmd(
     vip: str = typer.Option(..., "--vip", help="The virtual IP this back-end serves."),

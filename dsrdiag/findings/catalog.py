@@ -285,6 +285,22 @@ _add(Entry(
 ))
 
 
+_add(Entry(
+    kind="sessions_failed",
+    severity=ERROR,
+    title="SMTP sessions to the VIP failed",
+    explanation=(
+        "Some of the probe's real SMTP sessions to the VIP did not complete (timeout, reset, "
+        "refused, no banner). When the probe's own capture explains why, that finding is "
+        "reported instead; this one stands when nothing in the capture does, or when there was "
+        "no capture (no root or libpcap): then the failure is certain, its cause is not."
+    ),
+    decided="Sessions whose outcome is not ok and that no packet-level finding of the same run explains.",
+    seen_from="dsrdiag probe, from wherever it runs.",
+    windows="Run the probe again as administrator/root for a capture, and capture on the load balancer and the back-ends (see syn_unanswered).",
+    linux="Run the probe as root (or with CAP_NET_RAW) so that it captures what came back, and probe from the server LAN to see ARP.",
+))
+
 # ---- host configuration (dsrdiag hostcheck) ---------------------------------------------------
 
 _add(Entry(

@@ -13,7 +13,8 @@ Rules (each documented in docs/findings.md):
   the VIP are addressed to, when replies come from other MACs (DSR seen from the server LAN).
 - Back-ends: MACs the LB forwards VIP frames to; MACs that send replies from the VIP with an
   initial TTL (64/128/255: the sender is on this segment, not behind a router); hosts that answer
-  a VIP connection from another address. Names: the banner host, else the MAC or IP.
+  a VIP connection from another address; seen through a router, the banner hosts alone. Names:
+  the banner host, else the MAC or IP.
 """
 
 from __future__ import annotations
@@ -148,9 +149,17 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
                 if b is not None and not b["ip"]:
                     b["ip"] = ip
 
+    # seen only through a router (client side): a back-end is still told apart by its banner host
+    named = {h for b in found.values() for h in b["hosts"]}
+    for c in vip_conns:
+        host = c.smtp.banner_host if c.smtp else None
+        if host and host not in named and c.resp_ttl not in INITIAL_TTLS:
+            found.setdefault(f"banner:{host}", {"mac": None, "ip": None, "hosts": Counter()})["hosts"][host] += 1
+            named.add(host)
+
     backends = list(given.backends)
     for b in found.values():
-        if any((g.mac and g.mac == b["mac"]) or (g.ip and g.ip == b["ip"]) for g in backends):
+        if any((g.mac and g.mac == b["mac"]) or (g.ip and g.ip == b["ip"]) or g.name in b["hosts"] for g in backends):
             continue
         host = b["hosts"].most_common(1)[0][0] if b["hosts"] else None
         name = host or b["ip"] or f"backend-{b['mac']}"

@@ -58,6 +58,25 @@ class HostSummary:
 
 
 @dataclass(frozen=True)
+class ProbeSummary:
+    """What the probe sent and what it learnt beyond the capture: sessions, ARP answers, skips."""
+
+    vip: str
+    port: int
+    iface: str
+    source: str
+    on_link: bool
+    mode: str
+    """smtp or syn-only"""
+    sessions: tuple[dict, ...]
+    backends: tuple[dict, ...]
+    arp_answers: tuple[str, ...] | None
+    """MACs that answered ARP/NDP for the VIP; None when not asked."""
+    skipped: tuple[str, ...]
+    pcap: str | None
+
+
+@dataclass(frozen=True)
 class Report:
     captures: tuple[CaptureSummary, ...]
     topology: Topology
@@ -68,6 +87,7 @@ class Report:
     version: str = REPORT_VERSION
     notes: tuple[str, ...] = field(default=())
     host: HostSummary | None = None
+    probe: ProbeSummary | None = None
 
     @property
     def damaged(self) -> bool:

@@ -141,6 +141,14 @@ def to_dict(r: Report) -> dict:
     }
     if r.host is not None:
         doc["host"] = _host(r.host)
+    if r.probe is not None:
+        p = r.probe
+        doc["probe"] = {
+            "vip": p.vip, "port": p.port, "iface": p.iface, "source": p.source, "on_link": p.on_link, "mode": p.mode,
+            "sessions": list(p.sessions), "backends": list(p.backends),
+            "arp_answers": None if p.arp_answers is None else list(p.arp_answers),
+            "skipped": list(p.skipped), "pcap": p.pcap,
+        }
     return doc
 
 

@@ -98,6 +98,8 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
     if report.host is not None:
         _host(report, console)
         return
+    if report.probe is not None:
+        _probe(report, console)
     topo = report.topology
     console.print(_t(("Topology", "bold")))
     for vip in topo.vips:
@@ -145,3 +147,25 @@ def _host(report: Report, console: Console) -> None:
         console.print(_t(f"  {r}"))
     for note in h.cannot_show:
         console.print(_t(("  not checked: ", "dim"), note))
+
+
+def _probe(report: Report, console: Console) -> None:
+    p = report.probe
+    console.print(_t(("Probe ", "bold"), f"{p.mode}: {len(p.sessions)} session(s) to {p.vip}:{p.port} from {p.source} on {p.iface}"
+                     + (" (the VIP is on this segment)" if p.on_link else " (the VIP is routed)")))
+    if p.arp_answers is not None:
+        console.print(_t("  ARP/NDP who-has the VIP answered by: ", ", ".join(p.arp_answers) or "nobody"))
+    t = Table(title="Back-ends as the probe saw them", title_justify="left")
+    for col in ("back-end", "sessions", "completed", "failed (how)", "median connect", "median banner"):
+        t.add_column(col)
+    for row in p.backends:
+        how = ", ".join(f"{k} {v}" for k, v in sorted(row["failed_how"].items()))
+        t.add_row(Text(row["backend"]), str(row["sessions"]), str(row["completed"]),
+                  Text(f"{row['failed']}" + (f" ({how})" if how else "")),
+                  f"{row['median_connect_ms']:.1f} ms" if row["median_connect_ms"] is not None else "-",
+                  f"{row['median_banner_ms']:.1f} ms" if row["median_banner_ms"] is not None else "-")
+    console.print(t)
+    for s in p.skipped:
+        console.print(_t(("  skipped: ", "yellow"), s))
+    if p.pcap:
+        console.print(_t(("  capture kept: ", "dim"), p.pcap))
