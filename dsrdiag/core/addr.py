@@ -18,7 +18,7 @@ def ip_text(raw: bytes) -> str:
 
 
 def mac_text(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 def parse_ip(text: str, what: str = "address") -> str:

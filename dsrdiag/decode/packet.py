@@ -8,6 +8,8 @@ Why one slotted class and no per-layer objects: this runs once per filtered pack
 
 from __future__ import annotations
 
+from struct import Struct
+
 from dsrdiag.decode.arp import decode_arp
 from dsrdiag.decode.ip import (
     FRAGMENT,
@@ -46,8 +48,32 @@ class Anomaly:
         self.frame, self.ts_ns, self.name = frame, ts_ns, name
 
 
+_FAST = Struct(">6s6sHBxHHHBBH4s4s")
+"""Untagged Ethernet + IPv4 header without options, in one unpack: the bulk of real traffic."""
+_TCP = Struct(">HHIIBBH")
+
+
 def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
     frame, ts_ns, linktype, data, _wirelen = fr
+    if linktype == 1 and len(data) >= 54 and data[12] == 8 and data[13] == 0 and data[14] == 0x45 and data[23] == 6:
+        # fast path: Ethernet / IPv4 (no options) / TCP, the same checks the general path makes
+        dst_mac, src_mac, _et, _vhl, total, ip_id, frag, ttl, _proto, _csum, src, dst = _FAST.unpack_from(data)
+        if not frag & 0x1FFF:
+            end = 14 + total if total else len(data)
+            if end > len(data):
+                end = len(data)
+            sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(data, 34)
+            hl = (doff >> 4) * 4
+            if hl >= 20 and 34 + hl <= end:
+                if sport not in ports and dport not in ports:
+                    return None
+                p = Packet()
+                p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, ts_ns, KIND_TCP, src_mac, dst_mac, ()
+                p.src, p.dst, p.ttl, p.ip_id = src, dst, ttl, ip_id
+                p.sport, p.dport, p.seq, p.ack, p.flags, p.win = sport, dport, seq, ack, flags, win
+                p.payload = data[34 + hl : end]
+                return p
+        # fragments and odd headers take the general path below
     link = decode_link(linktype, data)
     if link is None:
         return Anomaly(frame, ts_ns, "truncated-link-header")

@@ -143,10 +143,7 @@ class ConnState:
             ep.copies += 1
             ep.last_sig = (sig, p.ts_ns, pair)
             if len(self.fwd_notes) < MAX_SYNS:
-                self.fwd_notes.append(PacketNote(
-                    p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen,
-                    mac_text(p.src_mac), mac_text(p.dst_mac) if p.dst_mac else None, p.ttl, seq, ack,
-                ))
+                self.fwd_notes.append((p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen, p.src_mac, p.dst_mac, p.ttl, seq, ack))
             return
         ep.last_sig = (sig, p.ts_ns, pair)
         ep.pkts += 1
@@ -154,12 +151,8 @@ class ConnState:
             ep.ttl = p.ttl
         note = None
         if len(self.notes) < MAX_NOTES or (syn and not ackf and len(self.syns) < MAX_SYNS):
-            note = PacketNote(
-                p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen,
-                mac_text(p.src_mac) if p.src_mac else None,
-                mac_text(p.dst_mac) if p.dst_mac else None,
-                p.ttl, seq, ack,
-            )
+            # raw tuples here; PacketNote (with MAC text) is made once, when the record is emitted
+            note = (p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen, p.src_mac, p.dst_mac, p.ttl, seq, ack)
             if len(self.notes) < MAX_NOTES:
                 self.notes.append(note)
         if syn and not ackf and is_orig:
@@ -419,11 +412,18 @@ class ConnState:
             resp_ttl=r.ttl,
             syn_seq=self.syn_seq,
             synack_ack=self.synack_ack,
-            packets=tuple(self.notes),
-            syn_frames=tuple(self.syns),
-            forwarded_frames=tuple(self.fwd_notes),
+            packets=_notes(self.notes),
+            syn_frames=_notes(self.syns),
+            forwarded_frames=_notes(self.fwd_notes),
             smtp=self.smtp.record(self.first_ts),
         )
+
+
+def _notes(raw: list[tuple]) -> tuple[PacketNote, ...]:
+    return tuple(
+        PacketNote(f, ts, d, fl, ln, s.hex(":") if s else None, t.hex(":") if t else None, ttl, seq, ack)
+        for f, ts, d, fl, ln, s, t, ttl, seq, ack in raw
+    )
 
 
 class ConnTracker:
