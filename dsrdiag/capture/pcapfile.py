@@ -57,6 +57,8 @@ class Capture:
         self.size = 0
         self._kind = self._sniff()
         self._programs: dict[int, object] = {}
+        self.position = 0
+        """Bytes of the file read so far (updated every 65,536 frames), for progress bars."""
 
     # ---- format detection -------------------------------------------------------------
     def _sniff(self) -> str:
@@ -121,6 +123,7 @@ class Capture:
         nxt = reader.next
         n = 0
         passed = 0
+        consumed = 24
         try:
             while True:
                 try:
@@ -131,6 +134,9 @@ class Capture:
                 if hdr is None:
                     break
                 n += 1
+                consumed += 16 + len(data)
+                if not n & 0xFFFF:
+                    self.position = consumed
                 if flt(data):
                     passed += 1
                     sec, usec = hdr.getts()
@@ -188,6 +194,8 @@ class Capture:
             offset += 16 + incl
             n += 1
             end.frames = n
+            if not n & 0xFFFF:
+                self.position = offset
             if flt(data):
                 end.passed += 1
                 yield (n, sec * 1_000_000_000 + frac * scale, linktype, data, orig)

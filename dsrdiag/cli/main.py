@@ -77,7 +77,16 @@ def analyze_cmd(
         raise UsageError("--jobs must be 0 (one per core) or more")
     given = topo.build(vips=vip, ports=port, backends=backend, lb_macs=lb_mac, lb_ips=lb_ip, topology_file=topology_file)
     sources = parse_sources(captures)
-    report = analyze(sources, given, jobs=jobs or None)
+    progress = None
+    if fmt == "text" and sys.stderr.isatty():
+        from dsrdiag.report.progress import CaptureProgress
+
+        progress = CaptureProgress(sources, make_console(sys.stderr))
+    try:
+        report = analyze(sources, given, jobs=jobs or None, on_progress=progress.update if progress else None)
+    finally:
+        if progress:
+            progress.close()
     if fmt == "json":
         sys.stdout.write(jsondoc.render(report))
     else:

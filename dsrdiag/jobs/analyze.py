@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
+from multiprocessing import Manager
 
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.context import Context
@@ -23,18 +24,39 @@ from dsrdiag.track.pipeline import track_capture
 from dsrdiag.track.records import CaptureRecords
 
 
-def track_one(args: tuple[str, str, tuple[int, ...]]) -> CaptureRecords:
-    vantage, path, ports = args
-    return track_capture(path, vantage, ports)
+def track_one(args: tuple) -> CaptureRecords:
+    vantage, path, ports, shared = args
+    report = None
+    if shared is not None:
+        def report(pos: int, frames: int) -> None:
+            shared[path] = (pos, frames)
+    return track_capture(path, vantage, ports, report)
 
 
-def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int | None = None) -> list[CaptureRecords]:
-    work = [(v, p, ports) for v, p in sources]
+def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int | None = None,
+              on_progress=None) -> list[CaptureRecords]:
+    """Read every capture, in worker processes when there are several. `on_progress(path, bytes,
+    frames)` is called from this thread (never from a worker), a few times a second."""
     jobs = jobs or os.cpu_count() or 1
-    if jobs <= 1 or len(work) <= 1:
-        return [track_one(w) for w in work]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
-        return list(pool.map(track_one, work))
+    if jobs <= 1 or len(sources) <= 1:
+        out = []
+        for v, p in sources:
+            cb = (lambda pos, fr, p=p: on_progress(p, pos, fr)) if on_progress else None
+            out.append(track_capture(p, v, ports, cb))
+        return out
+    manager = Manager() if on_progress else None
+    shared = manager.dict() if manager else None
+    try:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(sources))) as pool:
+            futures = [pool.submit(track_one, (v, p, ports, shared)) for v, p in sources]
+            while on_progress and not all(f.done() for f in futures):
+                wait(futures, timeout=0.2)
+                for path, (pos, frames) in list(shared.items()):
+                    on_progress(path, pos, frames)
+            return [f.result() for f in futures]
+    finally:
+        if manager is not None:
+            manager.shutdown()
 
 
 def conclude(records: list[CaptureRecords], given: Topology) -> Report:
@@ -100,5 +122,5 @@ def backend_rows(conns, topology: Topology) -> list[BackendRow]:
     return rows
 
 
-def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None) -> Report:
-    return conclude(track_all(sources, given.ports, jobs), given)
+def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None, on_progress=None) -> Report:
+    return conclude(track_all(sources, given.ports, jobs, on_progress), given)

@@ -18,7 +18,8 @@ from dsrdiag.track.records import CaptureRecords
 SWEEP_EVERY = 65536
 
 
-def track_capture(path: str, vantage: str, ports: tuple[int, ...]) -> CaptureRecords:
+def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
+    """`progress(bytes_read, frames)` is called every SWEEP_EVERY analysed packets, if given."""
     cap = Capture(path, ports)
     portset = frozenset(ports)
     conns = ConnTracker(path, vantage, portset)
@@ -46,7 +47,11 @@ def track_capture(path: str, vantage: str, ports: tuple[int, ...]) -> CaptureRec
         n += 1
         if n % SWEEP_EVERY == 0:
             conns.sweep(fr[1])
+            if progress is not None:
+                progress(cap.position, fr[0])
     end = cap.end
+    if progress is not None:
+        progress(cap.size, end.frames)
     return CaptureRecords(
         capture=path,
         vantage=vantage,
