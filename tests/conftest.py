@@ -67,3 +67,12 @@ def tshark_fields(tshark: str, path: Path, display_filter: str, *fields: str) ->
         args += ["-Y", display_filter]
     p = subprocess.run(args, capture_output=True, text=True, timeout=120)
     return [line.split("\t") for line in p.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def lab_down():
+    """Whatever a lab test built is removed afterwards, even when it fails."""
+    from dsrdiag.lab import netns
+
+    yield
+    netns.teardown()

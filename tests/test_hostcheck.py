@@ -170,13 +170,6 @@ def in_ns(ns: str, *args: str) -> tuple[int, dict]:
     return p.returncode, doc
 
 
-@pytest.fixture
-def lab_down():
-    from dsrdiag.lab import netns
-    yield
-    netns.teardown()
-
-
 @lab
 @pytest.mark.lab
 @pytest.mark.parametrize("scenario,backend,args,want", [

@@ -45,13 +45,6 @@ def kinds(doc) -> set[str]:
     return {f["kind"] for f in doc["findings"] if f["severity"] != "info"}
 
 
-@pytest.fixture
-def lab_down():
-    from dsrdiag.lab import netns
-    yield
-    netns.teardown()
-
-
 @lab
 @pytest.mark.lab
 @pytest.mark.parametrize("scenario", list(EXPECTED))

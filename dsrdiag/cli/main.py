@@ -54,6 +54,26 @@ def _register_lab() -> None:
 _register_lab()
 
 
+def _check_output(fmt: str, fail_on: str) -> None:
+    if fmt not in ("text", "json"):
+        raise UsageError(f"--format {fmt!r}: use text or json")
+    if fail_on not in FAIL_ON_CHOICES:
+        raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
+
+
+def _emit(report, fmt: str, fail_on: str, verbose: bool = False) -> None:
+    """Print the report and end with the exit code the findings (and damage) call for."""
+    if fmt == "json":
+        sys.stdout.write(jsondoc.render(report))
+    else:
+        terminal.render(report, make_console(), verbose=verbose)
+    if fails(list(report.findings), fail_on):
+        raise typer.Exit(int(ExitCode.FINDINGS))
+    if report.damaged:
+        raise typer.Exit(int(ExitCode.DAMAGED))
+    raise typer.Exit(int(ExitCode.OK))
+
+
 @app.command("analyze")
 def analyze_cmd(
     captures: List[str] = typer.Argument(..., metavar="[VANTAGE=]CAPTURE...", help="pcap, pcapng or .gz files, or folders; VANTAGE=path names the vantage point."),
@@ -69,10 +89,7 @@ def analyze_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every connection."),
 ):
     """Analyse captures for DSR faults; exit 0 healthy, 1 findings, 2 bad input, 3 damaged capture."""
-    if fmt not in ("text", "json"):
-        raise UsageError(f"--format {fmt!r}: use text or json")
-    if fail_on not in FAIL_ON_CHOICES:
-        raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
+    _check_output(fmt, fail_on)
     if jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or more")
     given = topo.build(vips=vip, ports=port, backends=backend, lb_macs=lb_mac, lb_ips=lb_ip, topology_file=topology_file)
@@ -87,15 +104,7 @@ def analyze_cmd(
     finally:
         if progress:
             progress.close()
-    if fmt == "json":
-        sys.stdout.write(jsondoc.render(report))
-    else:
-        terminal.render(report, make_console(), verbose=verbose)
-    if fails(list(report.findings), fail_on):
-        raise typer.Exit(int(ExitCode.FINDINGS))
-    if report.damaged:
-        raise typer.Exit(int(ExitCode.DAMAGED))
-    raise typer.Exit(int(ExitCode.OK))
+    _emit(report, fmt, fail_on, verbose)
 
 
 @app.command("probe")
@@ -118,18 +127,11 @@ def probe_cmd(
     from dsrdiag.jobs.probe import probe
     from dsrdiag.probe.plan import make_plan
 
-    if fmt not in ("text", "json"):
-        raise UsageError(f"--format {fmt!r}: use text or json")
-    if fail_on not in FAIL_ON_CHOICES:
-        raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
+    _check_output(fmt, fail_on)
     plan = make_plan(vip, port, count, rate, timeout, iface, starttls, syn_only)
     given = topo.build(vips=[plan.vip], ports=[port], lb_macs=lb_mac, backends=backend)
     report = probe(plan, given, pcap)
-    if fmt == "json":
-        sys.stdout.write(jsondoc.render(report))
-    else:
-        terminal.render(report, make_console())
-    raise typer.Exit(int(ExitCode.FINDINGS) if fails(list(report.findings), fail_on) else int(ExitCode.OK))
+    _emit(report, fmt, fail_on)
 
 
 @app.command("hostcheck")
@@ -145,17 +147,10 @@ def hostcheck_cmd(
     from dsrdiag.core.addr import parse_ip
     from dsrdiag.jobs.audit import hostcheck
 
-    if fmt not in ("text", "json"):
-        raise UsageError(f"--format {fmt!r}: use text or json")
-    if fail_on not in FAIL_ON_CHOICES:
-        raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
+    _check_output(fmt, fail_on)
     given = topo.build(vips=[vip], ports=[port])
     report = hostcheck(given, list(from_files), gateway=parse_ip(gateway, "--gateway") if gateway else None)
-    if fmt == "json":
-        sys.stdout.write(jsondoc.render(report))
-    else:
-        terminal.render(report, make_console())
-    raise typer.Exit(int(ExitCode.FINDINGS) if fails(list(report.findings), fail_on) else int(ExitCode.OK))
+    _emit(report, fmt, fail_on)
 
 
 def run(argv: list[str] | None = None) -> int:
