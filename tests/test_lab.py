@@ -97,9 +97,26 @@ def test_all_captures_together_keep_each_finding_at_its_vantage(lab_runs, name):
     sc = SCENARIOS[name]
     doc = analyze(d, *[v for v, _ in VANTAGES])
     want = {v: set(k) for v, k in sc.expected.items() if k}
+    want.update({v: set(k) for v, k in sc.path_expected.items()})  # what only the captures together show
     assert kinds_by_vantage(doc) == want
     if not sc.expected:
         assert doc["verdict"]["healthy"]
+
+
+@needs_lab
+def test_correlated_paths_place_the_drop_and_estimate_clock_offsets(lab_runs):
+    d = lab_runs["asym_bypass"]
+    doc = analyze(d, *[v for v, _ in VANTAGES])
+    corr = doc["correlation"]
+    assert corr["reference"] == "client"
+    assert {o["vantage"] for o in corr["clock_offsets"]} >= {"fw-out", "fw-in", "lb"}
+    assert all(abs(o["offset_s"]) < 0.01 for o in corr["clock_offsets"])  # one machine, one clock
+    acks = [p for f in corr["flows"] for p in f["packets"] if p["direction"] == "client_to_server" and p["lost_before"]]
+    assert acks and all(p["last_seen"] == "fw-out" and p["lost_before"] == "fw-in" for p in acks)
+    bypass = next(f for f in doc["findings"] if f["vantage"] == "fw-in/fw-out")
+    assert "02:00:00:00:00:fe" in bypass["summary"]  # the bypass router's MAC is named
+    healthy = analyze(lab_runs["healthy"], *[v for v, _ in VANTAGES])
+    assert not any(p["lost_before"] for f in healthy["correlation"]["flows"] for p in f["packets"])
 
 
 @needs_lab

@@ -61,12 +61,12 @@ def _check_output(fmt: str, fail_on: str) -> None:
         raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
 
 
-def _emit(report, fmt: str, fail_on: str, verbose: bool = False) -> None:
+def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None) -> None:
     """Print the report and end with the exit code the findings (and damage) call for."""
     if fmt == "json":
         sys.stdout.write(jsondoc.render(report))
     else:
-        terminal.render(report, make_console(), verbose=verbose)
+        terminal.render(report, make_console(), verbose=verbose, ladder=ladder)
     if fails(list(report.findings), fail_on):
         raise typer.Exit(int(ExitCode.FINDINGS))
     if report.damaged:
@@ -87,6 +87,7 @@ def analyze_cmd(
     fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 when a finding has this severity or worse: error, warning, info, never."),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Captures read in parallel (default: one per core)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every connection."),
+    ladder: Optional[str] = typer.Option(None, "--ladder", help="Draw one connection (client IP:port) vantage by vantage."),
 ):
     """Analyse captures for DSR faults; exit 0 healthy, 1 findings, 2 bad input, 3 damaged capture."""
     _check_output(fmt, fail_on)
@@ -104,7 +105,7 @@ def analyze_cmd(
     finally:
         if progress:
             progress.close()
-    _emit(report, fmt, fail_on, verbose)
+    _emit(report, fmt, fail_on, verbose, ladder)
 
 
 @app.command("probe")

@@ -286,6 +286,28 @@ _add(Entry(
 
 
 _add(Entry(
+    kind="firewall_drop",
+    severity=ERROR,
+    title="Packets pass one side of the firewall and never appear on the other",
+    explanation=(
+        "The same packet was captured on one side of the firewall and not on the other, although "
+        "the other capture was running: the firewall dropped it (inferred from the captures; its "
+        "own counters or logs confirm it). In DSR this is how half conversations die: the client's "
+        "ACKs after a SYN-ACK that took another path, or SYN-ACKs from a back-end's real address, "
+        "are invalid for the firewall's state table."
+    ),
+    decided=(
+        "Captures named by their place on the path (client, fw-out, fw-in, lb, be...) are matched "
+        "packet by packet on addresses, ports, sequence and acknowledgement numbers, flags and "
+        "length; a packet whose last vantage is one side of the firewall, while the next vantage on "
+        "its way was capturing at that time, is reported with the frame where it was last seen."
+    ),
+    seen_from="Captures on both sides of the firewall, analysed together.",
+    windows="Fix what the firewall rejects: the return path (asymmetric_flow) or the reply's source (return_source_not_vip), not the firewall rule.",
+    linux="On a Linux firewall `nft list ruleset` counters (`ct state invalid counter drop`) and `conntrack -E` confirm the drop; fix the path or the source address that makes the packets invalid.",
+))
+
+_add(Entry(
     kind="sessions_failed",
     severity=ERROR,
     title="SMTP sessions to the VIP failed",

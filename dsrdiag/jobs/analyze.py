@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from multiprocessing import Manager
 
 from dsrdiag.core.topology import Topology
+from dsrdiag.correlate.paths import correlate
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import BackendRef
 from dsrdiag.findings.infer import infer
@@ -62,6 +63,9 @@ def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int 
 def conclude(records: list[CaptureRecords], given: Topology) -> Report:
     topology = infer(records, given)
     findings = judge(records, topology)
+    corr = correlate(records) if len(records) > 1 else None
+    if corr is not None and corr.findings:
+        findings = sorted(findings + list(corr.findings), key=lambda f: f.sort_key())
     captures = []
     conns = []
     for r in records:
@@ -83,6 +87,7 @@ def conclude(records: list[CaptureRecords], given: Topology) -> Report:
         verdict=verdict(findings),
         backends=tuple(backend_rows(conns, topology)),
         notes=topology.notes,
+        correlation=corr if corr is not None and corr.flows else None,
     )
 
 

@@ -88,6 +88,8 @@ class Report:
     notes: tuple[str, ...] = field(default=())
     host: HostSummary | None = None
     probe: ProbeSummary | None = None
+    correlation: object | None = None
+    """correlate.paths.Correlation when several vantages were analysed together."""
 
     @property
     def damaged(self) -> bool:

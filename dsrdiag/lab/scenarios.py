@@ -39,6 +39,8 @@ class Scenario:
     """vantage -> the finding kinds dsrdiag must report there (errors and warnings; absent = none)."""
     proofs: tuple[Proof, ...] = ()
     sessions_ok: str = "all"
+    path_expected: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Findings only the captures together show (correlated paths), by their vantage ("fw-out->fw-in")."""
     """What the client must see: all sessions ok, none ok, or some ok."""
 
 
@@ -93,6 +95,7 @@ def _build(ipv6: bool) -> list[Scenario]:
                           "SYN-ACKs left a back-end from its real address"),
                     Proof("client", f"{_synack(ipv6)}", "none", "the firewall dropped them: the client saw none")),
             sessions_ok="none",
+            path_expected={"fw-in->fw-out": S({"firewall_drop"})},
         ),
         Scenario(
             "asym_bypass" + sfx, "both back-ends route replies through a second router that bypasses the stateful firewall",
@@ -101,6 +104,7 @@ def _build(ipv6: bool) -> list[Scenario]:
             proofs=(Proof("client", f"src {h} {vip} and {_synack(ipv6)}", "some", "the client got SYN-ACKs (by the bypass)"),
                     Proof("fw-out", f"src {h} {vip}", "none", "no reply passed the firewall")),
             sessions_ok="none",
+            path_expected={"fw-out->fw-in": S({"firewall_drop"}), "fw-in/fw-out": S({"asymmetric_flow"})},
         ),
         Scenario(
             "vip_missing" + sfx, "the VIP is not configured on the back-ends: SYNs delivered to their MACs die",

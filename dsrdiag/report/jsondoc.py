@@ -141,6 +141,22 @@ def to_dict(r: Report) -> dict:
     }
     if r.host is not None:
         doc["host"] = _host(r.host)
+    if r.correlation is not None:
+        c = r.correlation
+        doc["correlation"] = {
+            "reference": c.reference,
+            "clock_offsets": [{"vantage": v, "offset_s": o, "uncertainty_s": u, "matched_packets": n}
+                              for v, (o, u, n) in sorted(c.offsets.items())],
+            "flows": [{
+                "client": f.client, "server_port": f.server_port, "vantages": list(f.vantages),
+                "packets": [{"direction": "client_to_server" if p.direction == ">" else "server_to_client",
+                             "flags": p.flags, "seq": p.seq, "ack": p.ack, "payload_len": p.payload_len,
+                             "last_seen": p.last_seen, "lost_before": p.lost_before,
+                             "hops": [{"vantage": h.vantage, "frame": h.frame, "time": format_ts(h.ts_ns),
+                                       "src_mac": h.src_mac, "dst_mac": h.dst_mac} for h in p.hops]}
+                            for p in f.packets],
+            } for f in c.flows],
+        }
     if r.probe is not None:
         p = r.probe
         doc["probe"] = {

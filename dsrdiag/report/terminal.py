@@ -37,7 +37,7 @@ def _uid_order(uid: str):
     return (vantage, int(n) if n.isdigit() else 0)
 
 
-def render(report: Report, console: Console, verbose: bool = False) -> None:
+def render(report: Report, console: Console, verbose: bool = False, ladder: str | None = None) -> None:
     v = report.verdict
     style = "bold green" if v.healthy else "bold red"
     console.print(_t(("VERDICT: ", "bold"), (v.text, style)))
@@ -121,6 +121,15 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
         for lim in c.limits:
             console.print(_t(("    cannot show: ", "dim"), lim))
 
+    corr = report.correlation
+    if corr is not None and corr.offsets:
+        console.print()
+        console.print(_t(("Clock offsets", "bold"), f" against {corr.reference} (median of the same packets; includes transit time)"))
+        for v, (o, u, n) in sorted(corr.offsets.items()):
+            console.print(_t(f"  {v}: {o * 1e3:+.3f} ms ± {u * 1e3:.3f} ms ({n} packets)"))
+    if ladder:
+        _ladder(report, console, ladder)
+
     if verbose:
         console.print()
         t = Table(title="Connections", title_justify="left")
@@ -169,3 +178,27 @@ def _probe(report: Report, console: Console) -> None:
         console.print(_t(("  skipped: ", "yellow"), s))
     if p.pcap:
         console.print(_t(("  capture kept: ", "dim"), p.pcap))
+
+
+def _ladder(report: Report, console: Console, which: str) -> None:
+    """The packets of one connection, vantage by vantage: vantages as columns, one row a packet."""
+    from dsrdiag.decode.tcp import flag_text
+
+    corr = report.correlation
+    flows = [f for f in (corr.flows if corr else ()) if f.client == which or f.client.startswith(which + ":")]
+    if not flows:
+        console.print(_t(("ladder: ", "bold"), f"no connection of client {which} was seen at two vantages or more"))
+        return
+    for f in flows:
+        t = Table(title=f"Ladder: {f.client} -> port {f.server_port}", title_justify="left")
+        t.add_column("packet")
+        for v in f.vantages:
+            t.add_column(v)
+        t.add_column("last seen")
+        for p in f.packets:
+            arrow = "->" if p.direction == ">" else "<-"
+            label = f"{arrow} {flag_text(p.flags)}" + (f" len={p.payload_len}" if p.payload_len else "")
+            at = {h.vantage: h for h in p.hops}
+            cells = [Text(f"#{at[v].frame} {format_ts(at[v].ts_ns)[11:]}") if v in at else Text("X" if v == p.lost_before else "") for v in f.vantages]
+            t.add_row(Text(label), *cells, Text(p.last_seen + (f" (lost before {p.lost_before})" if p.lost_before else "")))
+        console.print(t)
