@@ -48,7 +48,7 @@ def test_every_rule_kind_has_a_catalogue_entry_and_a_schema_enum():
     enum = set(schema["properties"]["findings"]["items"]["properties"]["kind"]["enum"])
     from dsrdiag.audit.checks import KINDS as HOST_KINDS
     from dsrdiag.jobs.probe import KIND as PROBE_KIND
-    kinds = set(HOST_KINDS) | {PROBE_KIND, "firewall_drop"}
+    kinds = set(HOST_KINDS) | {PROBE_KIND, "firewall_drop", "lb_mode_mixed"}
     for rule in RULES:
         kinds.add(rule.KIND)
         kinds.update(getattr(rule, k) for k in ("PROXY", "XCLIENT") if hasattr(rule, k))

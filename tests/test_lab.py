@@ -120,6 +120,23 @@ def test_correlated_paths_place_the_drop_and_estimate_clock_offsets(lab_runs):
 
 
 @needs_lab
+def test_lb_mode_is_judged_from_the_packets_and_mixed_modes_are_a_finding(lab_runs):
+    modes = lambda doc: {f["mode"] for f in doc["correlation"]["flows"] if f["mode"]}  # noqa: E731
+    assert modes(analyze(lab_runs["healthy"], *[v for v, _ in VANTAGES])) == {"dsr"}
+    snat = analyze(lab_runs["snat"], *[v for v, _ in VANTAGES])
+    assert modes(snat) == {"full-nat"}
+    assert all(f["linked"] for f in snat["correlation"]["flows"] if f["mode"] and "->" not in (f["linked"] or "->"))
+    # one site where be1 is reached by DSR and be2 through full NAT: the front captures of both runs
+    h, n = lab_runs["healthy"], lab_runs["snat"]
+    r = run_cli("analyze", f"client={h / 'client.pcap'}", f"be1={h / 'be1.pcap'}", f"fw-out={n / 'fw-out.pcap'}",
+                f"be2={n / 'be2.pcap'}", "--vip", "192.0.2.25", "--format", "json")
+    doc = r.json()
+    assert modes(doc) == {"dsr", "full-nat"}
+    (mixed,) = [f for f in doc["findings"] if f["kind"] == "lb_mode_mixed"]
+    assert "by dsr" in mixed["summary"] and "by full-nat" in mixed["summary"] and mixed["evidence"]
+
+
+@needs_lab
 def test_healthy_site_completes_every_session_through_both_backends(lab_runs):
     for name in ("healthy", "healthy-6"):
         sessions = json.loads((lab_runs[name] / "sessions.json").read_text())

@@ -75,6 +75,12 @@ class FlowPath:
     server_port: int
     vantages: tuple[str, ...]
     packets: tuple[PacketPath, ...]
+    mode: str | None = None
+    """How the load balancer handled it, judged from the packets: dsr (MAC rewrite, addresses kept),
+    nat (destination rewritten), snat (source rewritten: client IP lost), full-nat (both); None
+    when no back-end capture shows it."""
+    linked: str | None = None
+    """The same connection behind the NAT (its client address and port as the back-end saw them)."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +106,11 @@ def correlate(records: list[CaptureRecords]) -> Correlation:
     # trackers keep the first MAX_NOTES packets of a connection: past the last one kept, a vantage's
     # silence about a packet means nothing
     noted_until: dict[tuple, int] = {}
+    modes, links, alias = _modes(known, roles)
     for r in known:
         for c in r.connections:
-            fk = (c.client_ip, c.client_port, c.server_port)
+            fk = flow_key(c)
+            fk = alias.get(fk, fk)  # the back-end's view of a NATed connection joins the client's
             if len(c.packets) >= MAX_NOTES:
                 until = max(n.ts_ns for n in c.packets)
                 noted_until[(fk, r.vantage)] = min(until, noted_until.get((fk, r.vantage), until))
@@ -150,11 +158,78 @@ def correlate(records: list[CaptureRecords]) -> Correlation:
                     if all(span[v][0] + MARGIN_NS <= tb <= span[v][1] - MARGIN_NS and tb <= noted_until.get((fk, v), tb)
                            for v in fw_vs):
                         bypass[tuple(fw_vs)].append((fk, pp))
-        out_flows.append(FlowPath(f"{fk[0]}:{fk[1]}", fk[2], tuple(sorted(seen_by, key=order.get)), tuple(paths)))
+        out_flows.append(FlowPath(f"{fk[0]}:{fk[1]}", fk[2], tuple(sorted(seen_by, key=order.get)), tuple(paths),
+                                  modes.get(fk), links.get(fk)))
 
     findings = [_drop_finding(k, v, cap) for k, v in drops.items()] + [_bypass_finding(k, v, cap) for k, v in bypass.items()]
+    mixed = _mixed_modes(out_flows, cap, known)
+    if mixed:
+        findings.append(mixed)
     out_flows.sort(key=lambda f: (f.client, f.server_port))
     return Correlation(tuple(out_flows), offsets, ref, tuple(sorted(findings, key=Finding.sort_key)))
+
+
+def flow_key(c) -> tuple:
+    """One connection at every vantage: client address and port, service port, and the client's ISN
+    (from its SYN, or the SYN-ACK's acknowledgement), so that a reused source port is another flow."""
+    isn = c.syn_seq if c.syn_seq is not None else ((c.synack_ack - 1) & 0xFFFFFFFF if c.synack_ack is not None else None)
+    return (c.client_ip, c.client_port, c.server_port, isn)
+
+
+def _modes(records: list[CaptureRecords], roles: dict) -> tuple[dict, dict, dict]:
+    """Judge the LB mode per connection: link the client-side and back-end views of a connection by
+    the client's ISN (NAT keeps sequence numbers) and compare their addresses."""
+    syn_at: dict[int, list[tuple[str, object]]] = defaultdict(list)
+    for r in records:
+        for c in r.connections:
+            if c.syn_seq is not None:
+                syn_at[c.syn_seq].append((r.vantage, c))
+    modes, links, alias = {}, {}, {}
+    for seq, seen in syn_at.items():
+        front = [c for v, c in seen if roles[v] in ("client", "fw-out", "fw", "fw-in")]
+        back = [(v, c) for v, c in seen if roles[v] == "be"]
+        if not front or not back:
+            continue
+        f = front[0]
+        fk = flow_key(f)
+        v, b = back[0]
+        src_changed = (b.client_ip, b.client_port) != (f.client_ip, f.client_port)
+        dst_changed = b.server_ip != f.server_ip
+        if src_changed and dst_changed:
+            mode = "full-nat"
+        elif src_changed:
+            mode = "snat"
+        elif dst_changed:
+            mode = "nat"
+        else:
+            # addresses kept end to end: DSR when the frame reached the back-end by MAC rewrite
+            mode = "dsr" if any(s and d for s, d in b.orig_l2) else None
+        modes[fk] = mode
+        if src_changed or dst_changed:
+            links[fk] = f"{b.client_ip}:{b.client_port} -> {b.server_ip}:{b.server_port} at {v}"
+            alias[flow_key(b)] = fk
+    return modes, links, alias
+
+
+def _mixed_modes(flows: list[FlowPath], cap: dict, records) -> Finding | None:
+    by_mode: dict[str, list[FlowPath]] = defaultdict(list)
+    for f in flows:
+        if f.mode:
+            by_mode[f.mode].append(f)
+    by_mode.pop(None, None)
+    if len(by_mode) < 2:
+        return None
+    parts = [f"{plural(len(fs), 'connection')} by {m}" for m, fs in sorted(by_mode.items())]
+    evidence = []
+    for m, fs in sorted(by_mode.items()):
+        for f in fs[:3]:
+            h = f.packets[0].hops[-1] if f.packets and f.packets[0].hops else None
+            if h:
+                evidence.append(FrameRef(h.ts_ns, cap[h.vantage], h.vantage, h.frame, f"{f.client}: handled by {m}"))
+    return Finding(kind="lb_mode_mixed", severity=ERROR, vantage="path",
+                   summary=f"the load balancer handles connections to the service in different ways: {', '.join(parts)}.",
+                   evidence=tuple(sorted(evidence)), connections=tuple(sorted(f.client for fs in by_mode.values() for f in fs)),
+                   subject="mixed load-balancing modes")
 
 
 def _offsets(flows, order) -> tuple[dict, str | None]:

@@ -149,6 +149,7 @@ def to_dict(r: Report) -> dict:
                               for v, (o, u, n) in sorted(c.offsets.items())],
             "flows": [{
                 "client": f.client, "server_port": f.server_port, "vantages": list(f.vantages),
+                "mode": f.mode, "linked": f.linked,
                 "packets": [{"direction": "client_to_server" if p.direction == ">" else "server_to_client",
                              "flags": p.flags, "seq": p.seq, "ack": p.ack, "payload_len": p.payload_len,
                              "last_seen": p.last_seen, "lost_before": p.lost_before,
