@@ -136,7 +136,7 @@ def parse_text(host: HostConfig, text: str, source: str) -> None:
             mode = None
         if mode in ("ipconfig", "ipconfig-global"):
             kv = _IPCONFIG_KV.match(line)
-            if kv and ". " in line or (kv and mode == "ipconfig" and not _PS_KEY.match(kv.group(1).strip())):
+            if kv and (". " in line or (mode == "ipconfig" and not _PS_KEY.match(kv.group(1).strip()))):
                 key, val = kv.group(1).strip().rstrip(". ").strip(), kv.group(2).strip()
                 if mode == "ipconfig-global":
                     if key == "Host Name":

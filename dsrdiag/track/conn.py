@@ -241,7 +241,7 @@ class ConnState:
             gap = seq_delta(ack, peer.next_seq)
             if peer.fin_cnt and gap == 1:
                 gap = 0  # the ACK of the peer's FIN, which takes one sequence number
-            if 0 < gap < _TOO_LARGE and not self._ooo_covers(peer, ack):
+            if 0 < gap < _TOO_LARGE:
                 peer.missed += gap
                 peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
                 self._skip_to(peer, not is_orig, ack, p)
@@ -334,9 +334,6 @@ class ConnState:
             ep.next_seq = (ep.next_seq + len(nxt)) & _M
             if self.smtp.wants_data:
                 self.smtp.data(is_orig, nxt, p.frame, p.ts_ns)
-
-    def _ooo_covers(self, ep: _Endpoint, ack: int) -> bool:
-        return ep.next_seq in ep.ooo
 
     def _skip_to(self, ep: _Endpoint, is_orig: bool, seq: int, p) -> None:
         """A gap will not be filled: tell the follower, jump the stream to `seq`, deliver what follows."""
