@@ -361,6 +361,220 @@ def snat_proxy(rng):
     return frames
 
 
+# ---- path sets: the same sessions captured at several vantage points -------------------------
+#
+# Site: client (198.51.100.x) -> its router -> [fw-out] firewall [fw-in] -> server LAN with the LB
+# and the back-ends. Every vantage has its own clock (CLOCK: what that machine's clock is ahead of
+# the client's), so the correlator has offsets to find. A packet passes the vantages in path order,
+# at positions along the one-way delay `half`; a fault is a packet that stops at a vantage.
+
+OUTSIDE_RTR = "02:00:00:00:00:02"
+FW_OUT, FW_IN = "02:00:00:00:0f:01", "02:00:00:00:0f:02"
+BYPASS = "02:00:00:00:00:fe"
+CLOCK = {"client": 0.0, "fw-out": 0.0123, "fw-in": 0.0123, "lb": 0.350, "be1": -1.250, "be2": 0.0421}
+PATH_VANTAGES = ("client", "fw-out", "fw-in", "lb", "be1", "be2")
+
+
+def _bev(be: Backend) -> str:
+    return "be1" if be is BE1 else "be2"
+
+
+def path_frames(c: Conn, out: dict[str, list], *, mode: str = "dsr", stop=None, bypass: bool = False,
+                ipid: dict | None = None) -> None:
+    """Append each segment of `c` to the vantages it passes, as each captures it.
+
+    mode: dsr (LB rewrites the MAC only; replies skip it), nat (LB rewrites the destination to the
+    back-end's address and the source of replies back to the VIP), proxy-front (the LB terminates
+    the client's connection: it answers as the VIP), proxy-back (the LB's own connection to a
+    back-end's address). stop(seg, vantage) -> True: the packet never reaches that vantage (a drop
+    just before it). bypass: replies leave the back-end towards another router and reach the
+    client without passing the firewall.
+    """
+    ipid = {} if ipid is None else ipid
+    h = c.half
+    be = c.backend
+    bev = _bev(be)
+    v6 = ":" in c.client
+    for s in c.segs:
+        opts = [("MSS", 1460), ("SAckOK", b""), ("WScale", 7)] if "S" in s.flags else []
+        win = 64240 if "S" in s.flags else 502
+        sender = c.client if s.d == ">" else be.name
+        n = ipid.get(sender, zlib.crc32(sender.encode()) & 0x7FFF)
+        ipid[sender] = (n + 1) & 0xFFFF
+        if s.d == ">":
+            sport, dport, src, dst = c.cport, 25, c.client, c.vip
+        else:
+            sport, dport, src, dst = 25, c.cport, (s.src or c.vip), c.client
+
+        def l3(src, dst, ttl):
+            tcp = TCP(sport=sport, dport=dport, flags=s.flags, seq=s.seq & 0xFFFFFFFF, ack=s.ack & 0xFFFFFFFF,
+                      window=win, options=opts) / s.payload
+            if v6:
+                return IPv6(src=src, dst=dst, hlim=ttl) / tcp
+            return IP(src=src, dst=dst, ttl=ttl, id=n, flags="DF") / tcp
+
+        if mode == "proxy-back":  # LB <-> back-end on the server LAN
+            if s.d == ">":
+                hops = [("lb", 0.0, LB, be.mac, src, dst, 64), (bev, 0.00003, LB, be.mac, src, dst, 64)]
+            else:
+                hops = [(bev, 0.0, be.mac, LB, src, dst, 64), ("lb", 0.00003, be.mac, LB, src, dst, 64)]
+        elif s.d == ">":
+            to_be = be.ip6 if v6 else be.ip4
+            hops = [("client", 0.0, CLIENT_MAC, ROUTER, src, dst, 64),
+                    ("fw-out", 0.5 * h, OUTSIDE_RTR, FW_OUT, src, dst, 62),
+                    ("fw-in", 0.5 * h + 0.00004, FW_IN, LB, src, dst, 61),
+                    ("lb", h - 0.00006, FW_IN, LB, src, dst, 61)]
+            if mode in ("dsr", "nat"):
+                fdst = to_be if mode == "nat" else dst
+                hops += [("lb", h - 0.00003, LB, be.mac, src, fdst, 61), (bev, h, LB, be.mac, src, fdst, 61)]
+        else:
+            if mode == "proxy-front":
+                hops = [("lb", 0.0, LB, FW_IN, src, dst, 64)]
+            elif mode == "nat":
+                real = be.ip6 if v6 else be.ip4
+                hops = [(bev, 0.0, be.mac, LB, real, dst, 64), ("lb", 0.00003, be.mac, LB, real, dst, 64),
+                        ("lb", 0.00006, LB, FW_IN, src, dst, 64)]
+            elif bypass:
+                hops = [(bev, 0.0, be.mac, BYPASS, src, dst, 64)]
+            else:
+                hops = [(bev, 0.0, be.mac, FW_IN, src, dst, 64)]
+            if not bypass:
+                hops += [("fw-in", 0.5 * h - 0.00004, None, FW_IN, src, dst, 64),
+                         ("fw-out", 0.5 * h, FW_OUT, OUTSIDE_RTR, src, dst, 63)]
+            hops += [("client", h, ROUTER, CLIENT_MAC, src, dst, 62)]
+        for v, dt, smac, dmac, a, b, ttl in hops:
+            if stop and stop(s, v):
+                break
+            if v == "fw-in" and smac is None:  # a reply arrives at the firewall from its last L2 hop
+                smac = LB if mode in ("nat", "proxy-front") else be.mac
+            f = Ether(src=smac, dst=dmac) / l3(a, b, ttl)
+            f.time = s.t + dt + CLOCK[v]
+            out.setdefault(v, []).append(f)
+
+
+def _sessions(rng, n: int, t: float = T0 + 0.5, port: int = 47000, **kw) -> list[Conn]:
+    plan = [(CLIENTS4[0], BE1), (CLIENTS4[1], BE2), (CLIENTS4[0], BE2), (CLIENTS4[2], BE1)][:n]
+    return [tcp_session(rng, cl, port + i * 7, VIP4, be, t + i * 0.8, **kw) for i, (cl, be) in enumerate(plan)]
+
+
+def _later(rng, out: dict) -> None:
+    """Healthy sessions after a fault: every capture was still running when the fault happened,
+    which is what lets the correlator call a packet's absence a loss."""
+    for c in _sessions(rng, 2, t=T0 + 9.0, port=47900):
+        path_frames(c, out)
+
+
+def path_healthy(rng):
+    out: dict[str, list] = {"lb": arp_reply(T0 + CLOCK["lb"], VIP4, LB, asker_ip="192.0.2.1", asker_mac=FW_IN)}
+    for c in _sessions(rng, 4):
+        path_frames(c, out)
+    return out
+
+
+def path_fw_drop_syn(rng):
+    """The firewall's policy drops 198.51.100.8's SYNs: seen at fw-out, never at fw-in."""
+    out: dict[str, list] = {}
+    for c in _sessions(rng, 2):
+        path_frames(c, out)
+    c = tcp_session(rng, CLIENTS4[1], 47100, VIP4, BE2, T0 + 2.0, answer=False, syn_tries=3)
+    path_frames(c, out, stop=lambda s, v: v in ("fw-in", "lb", "be2"))
+    _later(rng, out)
+    return out
+
+
+def path_wrong_source(rng):
+    """be2 answers from its real address: the stateful firewall drops the SYN-ACKs (no state for
+    them) between fw-in and fw-out; the client only retransmits its SYN."""
+    out: dict[str, list] = {}
+    for c in _sessions(rng, 1):
+        path_frames(c, out)
+    c = tcp_session(rng, CLIENTS4[1], 47200, VIP4, BE2, T0 + 2.0, wrong_source=BE2.ip4, syn_tries=3,
+                    client_rst_on_wrong=False)
+    path_frames(c, out, stop=lambda s, v: s.d == "<" and v in ("fw-out", "client"))
+    _later(rng, out)
+    return out
+
+
+def path_asym(rng):
+    """be2's replies leave through another router and reach the client around the firewall; the
+    firewall, which never saw the SYN-ACK, drops the client's ACKs (fw-out, never fw-in)."""
+    out: dict[str, list] = {}
+    for c in _sessions(rng, 1):
+        path_frames(c, out)
+    c = Conn(CLIENTS4[1], 47300, VIP4, BE2)
+    cisn, sisn = rng.getrandbits(32), rng.getrandbits(32)
+    t = T0 + 2.0
+    c.segs = [Seg(t, ">", "S", cisn, 0)]
+    for i in range(3):  # the back-end retransmits its SYN-ACK; every ACK dies at the firewall
+        ts = t + c.half + 0.0002 + (2 ** i - 1)
+        c.segs += [Seg(ts, "<", "SA", sisn, cisn + 1), Seg(ts + c.half + 0.0001, ">", "A", cisn + 1, sisn + 1)]
+    path_frames(c, out, bypass=True, stop=lambda s, v: s.d == ">" and s.flags == "A" and v in ("fw-in", "lb", "be2"))
+    _later(rng, out)
+    return out
+
+
+def path_nat(rng):
+    """A NAT load balancer: destination rewritten to the back-end's address, replies back through it."""
+    out: dict[str, list] = {}
+    for c in _sessions(rng, 4):
+        path_frames(c, out, mode="nat")
+    return out
+
+
+def _proxied(rng, out, client, cport, be, t, *, proxy_header: bool = False, xclient: bool = False):
+    """A full proxy: the client's connection ends at the LB; the LB opens its own to the back-end
+    (new ISN, the LB's address) a moment later and relays the same SMTP lines."""
+    front = tcp_session(rng, client, cport, VIP4, be, t)
+    path_frames(front, out, mode="proxy-front")
+    hdr = f"PROXY TCP4 {client} {VIP4} {cport} 25\r\n".encode() if proxy_header else None
+    xc = f"ADDR={client} NAME=[UNAVAILABLE]" if xclient else None
+    back = tcp_session(rng, LB_IP4, 33000 + cport % 1000, be.ip4, be, t + front.half + 0.0005, rtt=0.0004,
+                       proxy=hdr, dialogue=smtp_dialogue(be.name, xclient=xc))
+    path_frames(back, out, mode="proxy-back")
+
+
+def path_proxy(rng):
+    """A full proxy that passes the client's address in a PROXY v1 header to both back-ends."""
+    out: dict[str, list] = {"be1": arp_reply(T0 + CLOCK["be1"], LB_IP4, LB, asker_ip=BE1.ip4, asker_mac=BE1.mac)}
+    for i, (cl, be) in enumerate([(CLIENTS4[0], BE1), (CLIENTS4[1], BE2), (CLIENTS4[2], BE1)]):
+        _proxied(rng, out, cl, 47400 + i, be, T0 + 0.5 + i * 0.8, proxy_header=True)
+    return out
+
+
+def path_mixed(rng):
+    """be1 is reached by DSR, be2 through the LB as a full proxy without PROXY or XCLIENT."""
+    out: dict[str, list] = {}
+    for c in _sessions(rng, 1):
+        path_frames(c, out)
+    c = tcp_session(rng, CLIENTS4[2], 47500, VIP4, BE1, T0 + 1.2)
+    path_frames(c, out)
+    _proxied(rng, out, CLIENTS4[1], 47501, BE2, T0 + 2.0)
+    _proxied(rng, out, CLIENTS4[0], 47502, BE2, T0 + 2.8)
+    return out
+
+
+PATH_SETS = {
+    "healthy": path_healthy,
+    "fw_drop_syn": path_fw_drop_syn,
+    "wrong_source": path_wrong_source,
+    "asym": path_asym,
+    "nat": path_nat,
+    "proxy": path_proxy,
+    "mixed": path_mixed,
+}
+
+
+def hostile_banner(rng):
+    """A back-end whose banner and a client whose EHLO name carry HTML: reports must show them as text."""
+    r = Renderer("lan")
+    frames = arp_reply(T0, VIP4, LB)
+    evil = "mx1.example.net <script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
+    dia = smtp_dialogue(evil)
+    dia[1] = (">", b"EHLO <b onmouseover=alert(1)>client</b>\r\n")
+    frames += r.frames(tcp_session(rng, CLIENTS4[0], 48000, VIP4, BE1, T0 + 0.5, dialogue=dia))
+    return frames
+
+
 SAMPLES = {
     "healthy.pcap": lambda rng: healthy(rng, "lan"),
     "healthy-client.pcapng": lambda rng: healthy(rng, "client"),
@@ -372,6 +586,7 @@ SAMPLES = {
     "syn_unanswered.pcap": syn_unanswered,
     "snat.pcap": snat,
     "snat_proxy.pcap": snat_proxy,
+    "hostile_banner.pcap": hostile_banner,
 }
 
 
@@ -399,6 +614,16 @@ def build(out: Path, seed: int) -> list[Path]:
     (out / "healthy.pcap.gz").write_bytes(gzip.compress(healthy_bytes, mtime=0))
     (out / "damaged.pcap").write_bytes(healthy_bytes[: len(healthy_bytes) * 2 // 3])
     written += [out / "healthy.pcap.gz", out / "damaged.pcap"]
+    for name, fn in PATH_SETS.items():
+        rng = random.Random(f"{seed}:paths/{name}")
+        folder = out / "paths" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.pcap"):
+            old.unlink()
+        frames = fn(rng)
+        for v in PATH_VANTAGES:  # every vantage captured, even one that saw nothing of a set
+            write(folder / f"{v}.pcap", frames.get(v, []))
+            written.append(folder / f"{v}.pcap")
     return written
 
 

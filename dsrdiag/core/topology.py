@@ -15,6 +15,8 @@ from pathlib import Path
 from dsrdiag.core.addr import parse_ip, parse_mac
 from dsrdiag.core.errors import UsageError
 
+VANTAGE_ROLES = ("client", "fw-out", "fw", "fw-in", "lb", "be")
+"""Where a capture was taken, in path order from the client to the back-ends."""
 GIVEN = "given"
 INFERRED = "inferred"
 
@@ -43,6 +45,9 @@ class Topology:
     """(ip, source) pairs: the load balancer's own addresses (SNAT source)."""
     backends: tuple[Backend, ...] = ()
     ports: tuple[int, ...] = (25,)
+    vantages: tuple[tuple[str, str], ...] = ()
+    """(capture vantage name, role) in path order, from the topology file; roles: client, fw-out,
+    fw, fw-in, lb, be. Vantages not listed get their role from their name (correlate/paths.py)."""
     notes: tuple[str, ...] = field(default=())
     """What inference did, in words, for the report."""
 
@@ -122,6 +127,7 @@ def build(
         lb_ips=base.lb_ips + tuple((parse_ip(i, "--lb-ip"), GIVEN) for i in lb_ips or []),
         backends=base.backends + tuple(parse_backend(b) for b in backends or []),
         ports=tuple(all_ports),
+        vantages=base.vantages,
     )
 
 
@@ -150,7 +156,15 @@ def load_file(path: Path) -> Topology:
             )
             for b in data.get("backend", [])
         )
+        vantages = []
+        for v in data.get("vantage", []):
+            role = str(v["role"])
+            if role not in VANTAGE_ROLES:
+                raise UsageError(f"topology file {str(path)!r}: vantage {v['name']!r} has role {role!r}; "
+                                 f"use one of {', '.join(VANTAGE_ROLES)}")
+            vantages.append((str(v["name"]), role))
         return Topology(
+            vantages=tuple(vantages),
             vips=vips,
             lb_macs=tuple((parse_mac(m, "lb MAC"), GIVEN) for m in lb.get("macs", [])),
             lb_ips=tuple((parse_ip(i, "lb address"), GIVEN) for i in lb.get("ips", [])),

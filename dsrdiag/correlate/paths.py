@@ -1,20 +1,28 @@
 """Follow each connection vantage by vantage: where each packet was seen, where it was last seen,
-and what that means (a firewall drop, a reply that bypassed the firewall); estimate clock offsets.
+and what that means (a firewall drop, a reply that bypassed the firewall, the LB's mode); put
+every capture on one clock.
 
 Reads: CaptureRecords of several vantages (their packet notes: the first packets of every
-connection, which is where DSR faults show). Produces: FlowPath records and findings.
+connection, which is where DSR faults show) and the topology (vantage roles and order, when the
+topology file gives them). Produces: a Correlation (FlowPath records, clock offsets, findings).
 Never: reports a drop where the next capture was not running at that time, or for vantages whose
 role on the path is unknown (name them client, fw-out, fw-in, lb, be1... or give the order).
 Why: an engineer lines these captures up by hand in several Wireshark windows; this does it.
 
-Vantage roles come from names: `client*`, `fw-out`/`outside`, `fw`/`firewall`, `fw-in`/`inside`,
-`lb*`, `be*`/`backend*`/`server*`. Requests travel client -> fw-out -> fw-in -> lb -> the serving
-back-end; replies travel back from the back-end and skip the LB unless the LB saw replies of that
-connection (NAT modes).
+Matching, by what each LB mode leaves intact (docs/correlation.md):
+- DSR and routers keep the IP packet: addresses, ports, sequence numbers, IP ID, flags, length.
+- NAT rewrites addresses and ports but keeps the TCP sequence numbers: the client's ISN links the
+  client-side and back-end views.
+- A full proxy opens a new connection (new ISN, its own address): its back-end leg is linked to
+  the client's connection by the SMTP lines both carry (EHLO name, banner) and by timing.
+
+Requests travel client -> fw-out -> fw-in -> lb -> the serving back-end; replies travel back from
+the back-end and skip the LB unless the LB saw replies of that connection (NAT modes).
 """
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,11 +30,14 @@ from dataclasses import dataclass
 from dsrdiag.core.evidence import FrameRef
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.track.conn import MAX_NOTES
-from dsrdiag.track.records import ORIG, RESP, CaptureRecords
+from dsrdiag.track.records import ORIG, RESP, CaptureRecords, Connection
 
 RANK = {"client": 0, "fw-out": 1, "fw": 2, "fw-in": 3, "lb": 4, "be": 5}
 MARGIN_NS = 500_000_000
 """A capture must have been running this long before and after a packet's time to count as 'not seen there'."""
+PROXY_WINDOW_NS = 5_000_000_000
+"""A proxy opens its back-end connection within this time of accepting the client's."""
+FRONT_ROLES = ("client", "fw-out", "fw", "fw-in")
 
 
 def role_of(name: str) -> str | None:
@@ -53,6 +64,9 @@ class Hop:
     ts_ns: int
     src_mac: str | None
     dst_mac: str | None
+    ip_id: int | None = None
+    text: str | None = None
+    """The payload's first line (SMTP), untrusted: presenters escape it."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,10 @@ class PacketPath:
     lost_before: str | None
     """The next vantage on its path, which was capturing and did not see it."""
 
+    @property
+    def text(self) -> str | None:
+        return next((h.text for h in self.hops if h.text), None)
+
 
 @dataclass(frozen=True)
 class FlowPath:
@@ -77,56 +95,111 @@ class FlowPath:
     packets: tuple[PacketPath, ...]
     mode: str | None = None
     """How the load balancer handled it, judged from the packets: dsr (MAC rewrite, addresses kept),
-    nat (destination rewritten), snat (source rewritten: client IP lost), full-nat (both); None
-    when no back-end capture shows it."""
+    nat (destination rewritten), snat (source rewritten: client IP lost), full-nat (both), proxy (a
+    new connection from the LB), proxy+proxy-protocol / proxy+xclient (a proxy that passes the
+    client's address on); None when no back-end capture shows it."""
     linked: str | None = None
-    """The same connection behind the NAT (its client address and port as the back-end saw them)."""
+    """The same connection on the other side of a NAT or proxy, as the back-end saw it."""
+    matched_by: tuple[str, ...] = ()
+    """The invariants that tied the vantages' views together."""
+    leg: str | None = None
+    """For a proxied connection: `front` (client <-> LB) or `back` (LB <-> back-end)."""
+    died: str | None = None
+    """Where its first lost packet was last seen, in words; None when nothing was lost."""
+    key: tuple = ()
+    """flow_key(): client address, port, service port, client ISN."""
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    offset_s: float
+    """How far this capture's clock is ahead of the reference's."""
+    uncertainty_s: float
+    matched: int
+    basis: str
+    """two-way: packets of both directions bound the transit time (offset = midpoint, uncertainty =
+    half the difference plus spread); one-way: only one direction was seen, the offset includes
+    the transit time between the vantages."""
+    via: tuple[str, ...] = ()
+    """Vantages the estimate was chained through, when not measured against the reference directly."""
 
 
 @dataclass(frozen=True)
 class Correlation:
     flows: tuple[FlowPath, ...]
-    offsets: dict[str, tuple[float, float, int]]
-    """vantage -> (offset seconds relative to the reference, uncertainty seconds, matched packets)."""
+    offsets: dict[str, ClockOffset]
     reference: str | None
     findings: tuple[Finding, ...]
+    aliases: dict[tuple, tuple] = None
+    """flow_key of a back-end's view behind a NAT -> the client-side flow_key it belongs to."""
+
+    def died_by_key(self) -> dict[tuple, str]:
+        """flow_key (the client side's, and the back-end's behind a NAT) -> where it died."""
+        out = {f.key: f.died for f in self.flows if f.died and f.key}
+        for a, fk in (self.aliases or {}).items():
+            if fk in out:
+                out[a] = out[fk]
+        return out
 
 
-def correlate(records: list[CaptureRecords]) -> Correlation:
-    roles = {r.vantage: role_of(r.vantage) for r in records}
+def vantage_roles(records: list[CaptureRecords], topology=None) -> tuple[dict[str, str | None], dict[str, tuple]]:
+    """Role and path position of every vantage: the topology file's list first, then names."""
+    given = dict(getattr(topology, "vantages", ()) or ())
+    listed = [name for name, _ in getattr(topology, "vantages", ()) or ()]
+    roles = {r.vantage: given.get(r.vantage) or role_of(r.vantage) for r in records}
+    order = {}
+    for i, r in enumerate(records):
+        role = roles[r.vantage]
+        if role:
+            pos = listed.index(r.vantage) if r.vantage in listed else len(listed) + i
+            order[r.vantage] = (RANK[role], pos)
+    return roles, order
+
+
+def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
+    roles, order = vantage_roles(records, topology)
     known = [r for r in records if roles[r.vantage]]
     if len({roles[r.vantage] for r in known}) < 2:
         return Correlation((), {}, None, ())
-    order = {r.vantage: (RANK[roles[r.vantage]], i) for i, r in enumerate(records) if roles[r.vantage]}
     span = {r.vantage: (r.first_ts_ns or 0, r.last_ts_ns or 0) for r in records}
     cap = {r.vantage: r.capture for r in records}
 
-    # packets of the same connection at every vantage: key -> vantage -> Hop
+    # packets of the same connection at every vantage: key -> packet key -> vantage -> Hop
     flows: dict[tuple, dict[tuple, dict[str, Hop]]] = defaultdict(lambda: defaultdict(dict))
+    views: dict[tuple, dict[str, Connection]] = defaultdict(dict)
     # trackers keep the first MAX_NOTES packets of a connection: past the last one kept, a vantage's
     # silence about a packet means nothing
     noted_until: dict[tuple, int] = {}
-    modes, links, alias = _modes(known, roles)
+    modes, links, alias = _nat_links(known, roles)
     for r in known:
         for c in r.connections:
-            fk = flow_key(c)
-            fk = alias.get(fk, fk)  # the back-end's view of a NATed connection joins the client's
+            fk = alias.get(flow_key(c), flow_key(c))  # the back-end's view of a NATed connection joins the client's
+            views[fk].setdefault(r.vantage, c)
             if len(c.packets) >= MAX_NOTES:
                 until = max(n.ts_ns for n in c.packets)
                 noted_until[(fk, r.vantage)] = min(until, noted_until.get((fk, r.vantage), until))
             for n in c.packets + c.syn_frames:
                 pk = (n.direction, n.seq, n.ack, n.flags, n.payload_len)
-                flows[fk][pk].setdefault(r.vantage, Hop(r.vantage, n.frame, n.ts_ns, n.src_mac, n.dst_mac))
+                flows[fk][pk].setdefault(r.vantage, Hop(r.vantage, n.frame, n.ts_ns, n.src_mac, n.dst_mac, n.ip_id, n.text))
 
     offsets, ref = _offsets(flows, order)
+    legs = _proxy_links(views, roles, offsets)
+    for front, (back, mode, how) in legs.items():
+        modes[front] = modes[back] = mode
+        links[front] = _describe(views[back], roles, "be")
+        links[back] = _describe(views[front], roles, "client")
+
     out_flows, drops, bypass = [], defaultdict(list), defaultdict(list)
+    back_of = {b: f for f, (b, _, _) in legs.items()}
     for fk, pkts in flows.items():
         seen_by = {v for hops in pkts.values() for v in hops}
         if len(seen_by) < 2:
             continue
+        leg = "front" if fk in legs else "back" if fk in back_of else None
         serving = {v for v in seen_by if roles[v] == "be"}
         lb_on_reply = any(roles[v] == "lb" for (d, *_), hops in pkts.items() if d == RESP for v in hops)
-        path_req = sorted((v for v in order if roles[v] != "be" or v in serving), key=order.get)
+        path_req = sorted((v for v in order if (roles[v] != "be" or v in serving)
+                           and (leg != "back" or roles[v] in ("lb", "be"))), key=order.get)
         path_rep = [v for v in reversed(path_req) if roles[v] != "lb" or lb_on_reply]
         paths = []
         for pk, hops in sorted(pkts.items(), key=lambda kv: min(h.ts_ns for h in kv[1].values())):
@@ -139,7 +212,7 @@ def correlate(records: list[CaptureRecords]) -> Correlation:
             lost = None
             if last + 1 < len(expected):
                 nxt = expected[last + 1]
-                t = hops[expected[last]].ts_ns - int(offsets.get(expected[last], (0, 0, 0))[0] * 1e9) + int(offsets.get(nxt, (0, 0, 0))[0] * 1e9)
+                t = hops[expected[last]].ts_ns - _ns(offsets, expected[last]) + _ns(offsets, nxt)
                 lo, hi = span[nxt]
                 hi = min(hi, noted_until.get((fk, nxt), hi) + 1)
                 if lo and lo + MARGIN_NS <= t <= hi - MARGIN_NS and t <= noted_until.get((fk, nxt), t):
@@ -158,15 +231,24 @@ def correlate(records: list[CaptureRecords]) -> Correlation:
                     if all(span[v][0] + MARGIN_NS <= tb <= span[v][1] - MARGIN_NS and tb <= noted_until.get((fk, v), tb)
                            for v in fw_vs):
                         bypass[tuple(fw_vs)].append((fk, pp))
+        first_lost = next((p for p in paths if p.lost_before), None)
+        died = (f"{_flagtext(p := first_lost)} ({'client->server' if p.direction == ORIG else 'server->client'}) "
+                f"last seen at {p.last_seen}, not at {p.lost_before}") if first_lost else None
+        how = legs[fk][2] if fk in legs else legs[back_of[fk]][2] if fk in back_of else _invariants(pkts, views[fk], fk in alias.values())
         out_flows.append(FlowPath(f"{fk[0]}:{fk[1]}", fk[2], tuple(sorted(seen_by, key=order.get)), tuple(paths),
-                                  modes.get(fk), links.get(fk)))
+                                  modes.get(fk), links.get(fk), how, leg, died, fk))
 
     findings = [_drop_finding(k, v, cap) for k, v in drops.items()] + [_bypass_finding(k, v, cap) for k, v in bypass.items()]
-    mixed = _mixed_modes(out_flows, cap, known)
+    mixed = _mixed_modes(out_flows, cap)
     if mixed:
         findings.append(mixed)
-    out_flows.sort(key=lambda f: (f.client, f.server_port))
-    return Correlation(tuple(out_flows), offsets, ref, tuple(sorted(findings, key=Finding.sort_key)))
+    out_flows.sort(key=lambda f: (f.leg == "back", f.client, f.server_port))
+    return Correlation(tuple(out_flows), offsets, ref, tuple(sorted(findings, key=Finding.sort_key)), alias)
+
+
+def _ns(offsets: dict, v: str) -> int:
+    o = offsets.get(v)
+    return int(o.offset_s * 1e9) if o else 0
 
 
 def flow_key(c) -> tuple:
@@ -176,7 +258,7 @@ def flow_key(c) -> tuple:
     return (c.client_ip, c.client_port, c.server_port, isn)
 
 
-def _modes(records: list[CaptureRecords], roles: dict) -> tuple[dict, dict, dict]:
+def _nat_links(records: list[CaptureRecords], roles: dict) -> tuple[dict, dict, dict]:
     """Judge the LB mode per connection: link the client-side and back-end views of a connection by
     the client's ISN (NAT keeps sequence numbers) and compare their addresses."""
     syn_at: dict[int, list[tuple[str, object]]] = defaultdict(list)
@@ -186,7 +268,7 @@ def _modes(records: list[CaptureRecords], roles: dict) -> tuple[dict, dict, dict
                 syn_at[c.syn_seq].append((r.vantage, c))
     modes, links, alias = {}, {}, {}
     for seq, seen in syn_at.items():
-        front = [c for v, c in seen if roles[v] in ("client", "fw-out", "fw", "fw-in")]
+        front = [c for v, c in seen if roles[v] in FRONT_ROLES]
         back = [(v, c) for v, c in seen if roles[v] == "be"]
         if not front or not back:
             continue
@@ -211,12 +293,91 @@ def _modes(records: list[CaptureRecords], roles: dict) -> tuple[dict, dict, dict
     return modes, links, alias
 
 
-def _mixed_modes(flows: list[FlowPath], cap: dict, records) -> Finding | None:
+def _smtp_match(a: Connection, b: Connection) -> list[str]:
+    """What two connections' SMTP dialogues have in common: a proxy relays the client's EHLO and the
+    back-end's banner (or its own, then only the EHLO matches)."""
+    sa, sb = a.smtp, b.smtp
+    if not sa or not sb:
+        return []
+    same = []
+    if sa.helo and sa.helo == sb.helo:
+        same.append("EHLO name")
+    if sa.banner_text and sa.banner_text == sb.banner_text:
+        same.append("banner")
+    return same
+
+
+def _proxy_links(views: dict, roles: dict, offsets: dict) -> dict[tuple, tuple[tuple, str, tuple[str, ...]]]:
+    """Full proxy: a client-side connection no back-end saw, and a connection to a back-end that no
+    client-side capture saw (the LB's own), carrying the same SMTP lines a moment later.
+    Returns front key -> (back key, mode, what matched)."""
+    def first(vs: dict[str, Connection], want: tuple[str, ...]) -> tuple[str, Connection] | None:
+        return next(((v, c) for v, c in vs.items() if roles.get(v) in want), None)
+
+    fronts, backs = [], []
+    for fk, vs in views.items():
+        rs = {roles.get(v) for v in vs}
+        if rs & set(FRONT_ROLES) and "be" not in rs:
+            fronts.append((fk, first(vs, FRONT_ROLES + ("lb",))))
+        elif rs <= {"lb", "be"} and "be" in rs:
+            backs.append((fk, first(vs, ("be", "lb"))))
+    front_clients = {fk[0] for fk, _ in fronts}
+    out, taken = {}, set()
+    for bk, (bv, b) in sorted(backs, key=lambda x: x[1][1].first_ts_ns):
+        if bk[0] in front_clients:
+            continue  # a client's own connection to a back-end, not the LB's
+        best = None
+        for fk, (fv, f) in fronts:
+            if fk in taken:
+                continue
+            same = _smtp_match(f, b)
+            if not same:
+                continue
+            dt = (b.first_ts_ns - _ns(offsets, bv)) - (f.first_ts_ns - _ns(offsets, fv))
+            if -MARGIN_NS // 5 <= dt <= PROXY_WINDOW_NS and (best is None or abs(dt) < abs(best[0])):
+                best = (dt, fk, same)
+        if best is None:
+            continue
+        dt, fk, same = best
+        taken.add(fk)
+        mode = "proxy"
+        client = fk[0]
+        for c in views[bk].values():
+            s = c.smtp
+            if s and s.proxy and s.proxy.client_ip == client:
+                mode = "proxy+proxy-protocol"
+            elif s and s.xclient and f"ADDR={client}".lower() in s.xclient.lower():
+                mode = "proxy+xclient"
+        out[fk] = (bk, mode, (f"SMTP payload ({', '.join(same)})", f"timing (back-end leg opened {dt / 1e6:+.1f} ms after)"))
+    return out
+
+
+def _describe(vs: dict[str, Connection], roles: dict, prefer: str) -> str:
+    v, c = next(((v, c) for v, c in vs.items() if roles.get(v) == prefer), next(iter(vs.items())))
+    return f"{c.client_ip}:{c.client_port} -> {c.server_ip}:{c.server_port} at {v}"
+
+
+def _invariants(pkts: dict, vs: dict[str, Connection], nat: bool) -> tuple[str, ...]:
+    """Which invariants tied this connection's views together (DSR and routers keep them all)."""
+    if len({v for hops in pkts.values() for v in hops}) < 2:
+        return ()
+    out = ["TCP sequence numbers, flags and lengths"]
+    if nat:
+        out.append("client ISN (addresses rewritten)")
+    elif len({(c.client_ip, c.client_port, c.server_port) for c in vs.values()}) == 1:
+        out.insert(0, "addresses and ports")
+    shared = [hops for hops in pkts.values() if len(hops) > 1]
+    ids = [{h.ip_id for h in hops.values()} for hops in shared if all(h.ip_id is not None for h in hops.values())]
+    if ids and all(len(s) == 1 for s in ids):
+        out.append("IP ID")
+    return tuple(out)
+
+
+def _mixed_modes(flows: list[FlowPath], cap: dict) -> Finding | None:
     by_mode: dict[str, list[FlowPath]] = defaultdict(list)
     for f in flows:
-        if f.mode:
+        if f.mode and f.leg != "back":
             by_mode[f.mode].append(f)
-    by_mode.pop(None, None)
     if len(by_mode) < 2:
         return None
     parts = [f"{plural(len(fs), 'connection')} by {m}" for m, fs in sorted(by_mode.items())]
@@ -232,23 +393,58 @@ def _mixed_modes(flows: list[FlowPath], cap: dict, records) -> Finding | None:
                    subject="mixed load-balancing modes")
 
 
-def _offsets(flows, order) -> tuple[dict, str | None]:
-    """Median time difference of the same packets against the reference vantage (first on the path)."""
+def _offsets(flows, order) -> tuple[dict[str, ClockOffset], str | None]:
+    """Clock offsets of every capture against the reference (the first on the path).
+
+    Per pair of vantages a (earlier on the path) and b: a request reaches a first, so t_b - t_a =
+    offset + transit; a reply reaches b first, so t_b - t_a = offset - transit. With both, the
+    offset lies between the two medians (NTP's reasoning): their midpoint, give or take half their
+    difference. Vantages that share no packets with the reference are chained through others
+    (a proxy's back-end through the LB), choosing the chain with the smallest uncertainty."""
     ref = min(order, key=order.get) if order else None
-    diffs: dict[str, list[int]] = defaultdict(list)
+    diffs: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: {ORIG: [], RESP: []})
     for pkts in flows.values():
-        for hops in pkts.values():
-            if ref in hops:
-                for v, h in hops.items():
-                    if v != ref:
-                        diffs[v].append(h.ts_ns - hops[ref].ts_ns)
-    out = {}
-    for v, ds in diffs.items():
-        if len(ds) >= 3:
-            med = statistics.median(ds)
-            mad = statistics.median(abs(x - med) for x in ds)
-            out[v] = (med / 1e9, max(mad, 1000) / 1e9, len(ds))
+        for (d, *_), hops in pkts.items():
+            vs = sorted((v for v in hops if v in order), key=order.get)
+            for i, a in enumerate(vs):
+                for b in vs[i + 1:]:
+                    diffs[(a, b)][d].append(hops[b].ts_ns - hops[a].ts_ns)
+    edges: dict[str, list[tuple[str, float, float, int, bool]]] = defaultdict(list)
+    for (a, b), by_dir in diffs.items():
+        o, r = by_dir[ORIG], by_dir[RESP]
+        if len(o) + len(r) < 3:
+            continue
+        spread = max(_mad(o), _mad(r), 1000)
+        if o and r:
+            mo, mr = statistics.median(o), statistics.median(r)
+            off, unc, two = (mo + mr) / 2, abs(mo - mr) / 2 + spread, True
+        else:
+            off, unc, two = statistics.median(o or r), spread, False
+        n = len(o) + len(r)
+        edges[a].append((b, off, unc, n, two))
+        edges[b].append((a, -off, unc, n, two))
+    # Dijkstra from the reference; a one-way edge costs more than any two-way chain
+    best: dict[str, tuple[float, float, float, int, bool, tuple]] = {}
+    heap = [(0.0, ref, 0.0, 0.0, 0, True, ())]
+    while heap:
+        cost, v, off, unc, n, two, via = heapq.heappop(heap)
+        if v in best:
+            continue
+        best[v] = (cost, off, unc, n, two, via)
+        for b, o, u, m, t in edges.get(v, ()):
+            if b not in best:
+                heapq.heappush(heap, (cost + u + (0 if t else 1e12), b, off + o, unc + u, m if v == ref else min(n, m),
+                                      two and t, via + ((v,) if v != ref else ())))
+    out = {v: ClockOffset(off / 1e9, unc / 1e9, n, "two-way" if two else "one-way", via)
+           for v, (_, off, unc, n, two, via) in best.items() if v != ref}
     return out, ref
+
+
+def _mad(xs: list[int]) -> float:
+    if not xs:
+        return 0.0
+    m = statistics.median(xs)
+    return statistics.median(abs(x - m) for x in xs)
 
 
 def _flagtext(pp: PacketPath) -> str:
@@ -260,10 +456,15 @@ def _drop_finding(key, items, cap) -> Finding:
     d, a, b = key
     conns = sorted({f"{fk[0]}:{fk[1]}" for fk, _ in items})
     evidence = []
-    for fk, pp in items[:MAX_EVIDENCE]:
+    for fk, pp in items[:MAX_EVIDENCE // 2]:
         h = pp.hops[-1]
+        way = "client->server" if d == ORIG else "server->client"
         evidence.append(FrameRef(h.ts_ns, cap[h.vantage], h.vantage, h.frame,
-                                 f"{_flagtext(pp)} {'client->server' if d == ORIG else 'server->client'} of {fk[0]}:{fk[1]}: last seen here, not at {b}"))
+                                 f"{_flagtext(pp)} {way} of {fk[0]}:{fk[1]}: last seen here, not at {b}"))
+        if len(pp.hops) > 1:  # where it came from: the packet before the firewall, for the record
+            h0 = pp.hops[0]
+            evidence.append(FrameRef(h0.ts_ns, cap[h0.vantage], h0.vantage, h0.frame,
+                                     f"the same {_flagtext(pp)} earlier on its path"))
     summary = (f"{plural(len(items), 'packet')} of {plural(len(conns), 'connection')} passed {a} and never reached {b} "
                f"({'client->server' if d == ORIG else 'server->client'}), although {b} was capturing: inferred drop by the firewall between them.")
     return Finding(kind="firewall_drop", severity=ERROR, vantage=f"{a}->{b}", summary=summary,

@@ -178,5 +178,6 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         lb_ips=tuple(lb_ips),
         backends=tuple(backends),
         ports=tuple(all_ports),
+        vantages=given.vantages,
         notes=tuple(notes),
     )

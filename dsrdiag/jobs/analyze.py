@@ -14,9 +14,10 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from multiprocessing import Manager
 
 from dsrdiag.core.topology import Topology
-from dsrdiag.correlate.paths import correlate
+from dsrdiag.correlate.paths import correlate, flow_key, vantage_roles
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import BackendRef
+from dsrdiag.findings.group import group_across_vantages
 from dsrdiag.findings.infer import infer
 from dsrdiag.findings.judge import judge, limits
 from dsrdiag.findings.verdict import verdict
@@ -63,7 +64,10 @@ def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int 
 def conclude(records: list[CaptureRecords], given: Topology) -> Report:
     topology = infer(records, given)
     findings = judge(records, topology)
-    corr = correlate(records) if len(records) > 1 else None
+    corr = None
+    if len(records) > 1:
+        findings = group_across_vantages(findings, records, vantage_roles(records, topology)[1])
+        corr = correlate(records, topology)
     if corr is not None and corr.findings:
         findings = sorted(findings + list(corr.findings), key=lambda f: f.sort_key())
     captures = []
@@ -85,7 +89,7 @@ def conclude(records: list[CaptureRecords], given: Topology) -> Report:
         connections=tuple(conns),
         findings=tuple(findings),
         verdict=verdict(findings),
-        backends=tuple(backend_rows(conns, topology)),
+        backends=tuple(backend_rows(conns, topology, corr.died_by_key() if corr is not None else {})),
         notes=topology.notes,
         correlation=corr if corr is not None and corr.flows else None,
     )
@@ -102,17 +106,36 @@ def completed(c) -> bool:
     return j >= 0 and not c.resp_pkts and ("A" in h[j:] or "D" in h[j:])
 
 
-def backend_rows(conns, topology: Topology) -> list[BackendRow]:
+STATE_WORDS = {
+    "S0": "SYN unanswered", "REJ": "refused (RST to the SYN)", "S1": "open when the capture ended",
+    "RSTO": "reset by the client", "RSTR": "reset by the server", "RSTOS0": "client SYN then reset",
+    "RSTRH": "server SYN-ACK then reset", "SH": "client SYN then FIN, no reply", "SHR": "reply only",
+    "OTH": "no SYN seen (mid-stream)", "S2": "closing", "S3": "closing", "SF": "closed normally",
+}
+"""conn_state in words, for the per-back-end table (docs/conn-states.md has the full meaning)."""
+
+
+def backend_rows(conns, topology: Topology, died: dict[tuple, str] | None = None) -> list[BackendRow]:
+    """Per back-end: connections served, completed, and where the others died (the correlated path
+    when several captures saw them, else the conn_state of the vantage that saw most)."""
     rows = []
     vips = topology.vip_ips
+    died = died or {}
     for b in topology.backends:
         mine = [c for c, ref in conns if ref is not None and ref.name == b.name and (not vips or c.server_ip in vips or c.server_ip == b.ip)]
         # one connection seen at several vantages counts once; completed if any vantage saw it complete
         by_key: dict[tuple, bool] = {}
+        state: dict[tuple, str] = {}
         for c in mine:
-            k = (c.client_ip, c.client_port, c.server_port, c.syn_seq)
+            k = flow_key(c)
             by_key[k] = by_key.get(k, False) or completed(c)
+            state.setdefault(k, c.conn_state)
         done = sum(by_key.values())
+        failures: dict[str, int] = {}
+        for k, ok in by_key.items():
+            if not ok:
+                why = died.get(k) or f"{state[k]}: {STATE_WORDS.get(state[k], state[k])}"
+                failures[why] = failures.get(why, 0) + 1
         banner_ms = [
             (c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6
             for c in mine if c.smtp and c.smtp.banner_ts_ns and c.saw_syn
@@ -123,6 +146,7 @@ def backend_rows(conns, topology: Topology) -> list[BackendRow]:
             backend=ref or BackendRef(b.name, b.ip, b.mac, b.source),
             connections=len(by_key), completed=done, failed=len(by_key) - done, banner_hosts=hosts,
             median_banner_ms=round(statistics.median(banner_ms), 3) if banner_ms else None,
+            failures=tuple(sorted(failures.items(), key=lambda kv: -kv[1])),
         ))
     return rows
 

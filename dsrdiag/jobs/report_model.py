@@ -42,6 +42,8 @@ class BackendRow:
     failed: int
     banner_hosts: tuple[str, ...]
     median_banner_ms: float | None
+    failures: tuple[tuple[str, int], ...] = ()
+    """Where the connections that did not complete died, and how many of each."""
 
 
 @dataclass(frozen=True)

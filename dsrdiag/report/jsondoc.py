@@ -118,6 +118,7 @@ def to_dict(r: Report) -> dict:
             {
                 "backend": _backend(row.backend), "connections": row.connections, "completed": row.completed,
                 "failed": row.failed, "banner_hosts": list(row.banner_hosts), "median_syn_to_banner_ms": row.median_banner_ms,
+                "failures": [{"where": w, "connections": n} for w, n in row.failures],
             }
             for row in r.backends
         ],
@@ -145,16 +146,18 @@ def to_dict(r: Report) -> dict:
         c = r.correlation
         doc["correlation"] = {
             "reference": c.reference,
-            "clock_offsets": [{"vantage": v, "offset_s": o, "uncertainty_s": u, "matched_packets": n}
-                              for v, (o, u, n) in sorted(c.offsets.items())],
+            "clock_offsets": [{"vantage": v, "offset_s": o.offset_s, "uncertainty_s": o.uncertainty_s,
+                               "matched_packets": o.matched, "basis": o.basis, "via": list(o.via)}
+                              for v, o in sorted(c.offsets.items())],
             "flows": [{
                 "client": f.client, "server_port": f.server_port, "vantages": list(f.vantages),
-                "mode": f.mode, "linked": f.linked,
+                "mode": f.mode, "linked": f.linked, "matched_by": list(f.matched_by), "leg": f.leg, "died": f.died,
                 "packets": [{"direction": "client_to_server" if p.direction == ">" else "server_to_client",
                              "flags": p.flags, "seq": p.seq, "ack": p.ack, "payload_len": p.payload_len,
                              "last_seen": p.last_seen, "lost_before": p.lost_before,
+                             "text": p.text,
                              "hops": [{"vantage": h.vantage, "frame": h.frame, "time": format_ts(h.ts_ns),
-                                       "src_mac": h.src_mac, "dst_mac": h.dst_mac} for h in p.hops]}
+                                       "src_mac": h.src_mac, "dst_mac": h.dst_mac, "ip_id": h.ip_id} for h in p.hops]}
                             for p in f.packets],
             } for f in c.flows],
         }

@@ -89,7 +89,8 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
             b = row.backend
             t.add_row(
                 Text(b.name), Text(b.ip or "-"), Text(b.mac or "-"), Text(b.source),
-                str(row.connections), str(row.completed), str(row.failed),
+                str(row.connections), str(row.completed),
+                Text(str(row.failed) + "".join(f"\n{n} x {w}" for w, n in row.failures)),
                 Text(", ".join(row.banner_hosts) or "-"),
                 f"{row.median_banner_ms:.1f} ms" if row.median_banner_ms is not None else "-",
             )
@@ -124,9 +125,11 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
     corr = report.correlation
     if corr is not None and corr.offsets:
         console.print()
-        console.print(_t(("Clock offsets", "bold"), f" against {corr.reference} (median of the same packets; includes transit time)"))
-        for v, (o, u, n) in sorted(corr.offsets.items()):
-            console.print(_t(f"  {v}: {o * 1e3:+.3f} ms ± {u * 1e3:.3f} ms ({n} packets)"))
+        console.print(_t(("Clock offsets", "bold"), f" against {corr.reference} (from the same packets seen at both)"))
+        for v, o in sorted(corr.offsets.items()):
+            how = "both directions" if o.basis == "two-way" else "one direction only: includes the transit time"
+            via = f", via {' -> '.join(o.via)}" if o.via else ""
+            console.print(_t(f"  {v}: {o.offset_s * 1e3:+.3f} ms ± {o.uncertainty_s * 1e3:.3f} ms ({o.matched} packets, {how}{via})"))
     if ladder:
         _ladder(report, console, ladder)
 

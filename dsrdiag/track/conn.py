@@ -22,6 +22,8 @@ INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _M = 0xFFFFFFFF
 _TOO_LARGE = 1048576
 MAX_NOTES = 24
+PEEK = 80
+"""Payload bytes kept per noted packet: the first line of an SMTP command or reply."""
 MAX_SYNS = 16
 MAX_L2 = 6
 FORWARD_WINDOW_NS = 50_000_000
@@ -143,7 +145,8 @@ class ConnState:
             ep.copies += 1
             ep.last_sig = (sig, p.ts_ns, pair)
             if len(self.fwd_notes) < MAX_SYNS:
-                self.fwd_notes.append((p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen, p.src_mac, p.dst_mac, p.ttl, seq, ack))
+                self.fwd_notes.append((p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen, p.src_mac, p.dst_mac, p.ttl, seq, ack,
+                                       p.ip_id, None))
             return
         ep.last_sig = (sig, p.ts_ns, pair)
         ep.pkts += 1
@@ -152,7 +155,8 @@ class ConnState:
         note = None
         if len(self.notes) < MAX_NOTES or (syn and not ackf and len(self.syns) < MAX_SYNS):
             # raw tuples here; PacketNote (with MAC text) is made once, when the record is emitted
-            note = (p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen, p.src_mac, p.dst_mac, p.ttl, seq, ack)
+            note = (p.frame, p.ts_ns, ORIG if is_orig else RESP, flags, plen, p.src_mac, p.dst_mac, p.ttl, seq, ack,
+                    p.ip_id, p.payload[:PEEK] if plen else None)
             if len(self.notes) < MAX_NOTES:
                 self.notes.append(note)
         if syn and not ackf and is_orig:
@@ -418,9 +422,20 @@ class ConnState:
 
 def _notes(raw: list[tuple]) -> tuple[PacketNote, ...]:
     return tuple(
-        PacketNote(f, ts, d, fl, ln, s.hex(":") if s else None, t.hex(":") if t else None, ttl, seq, ack)
-        for f, ts, d, fl, ln, s, t, ttl, seq, ack in raw
+        PacketNote(f, ts, d, fl, ln, s.hex(":") if s else None, t.hex(":") if t else None, ttl, seq, ack, ipid,
+                   payload_text(data) if data else None)
+        for f, ts, d, fl, ln, s, t, ttl, seq, ack, ipid, data in raw
     )
+
+
+def payload_text(data: bytes) -> str | None:
+    """The first line of a payload when it is printable ASCII (an SMTP line), `TLS` for a TLS record."""
+    if len(data) >= 3 and data[0] in (0x14, 0x15, 0x16, 0x17) and data[1] == 3:
+        return "TLS"
+    line = bytes(data).split(b"\r\n", 1)[0].split(b"\n", 1)[0]
+    if not line or any(b < 0x20 or b > 0x7E for b in line):
+        return None
+    return line.decode("ascii")
 
 
 class ConnTracker:

@@ -29,6 +29,11 @@ class PacketNote:
     ttl: int
     seq: int
     ack: int
+    ip_id: int | None = None
+    """IPv4 identification (None for IPv6): routers and DSR keep it; a proxy's packets have their own."""
+    text: str | None = None
+    """What the payload carries, for ladders: its first line if printable (an SMTP command or reply,
+    untrusted text), `TLS` for a TLS record, else None."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,166 @@
+"""Several captures of the same sessions (captures/paths/<set>/, one per vantage), analysed together:
+each injected fault is placed at the right vantage with the right kind, the LB mode is recognised,
+clock offsets are found, and nothing is reported on the healthy set (captures/MANIFEST.toml [[set]])."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import tomllib
+
+import jsonschema
+import pytest
+
+from tests.conftest import CAPTURES, ROOT, run_cli
+
+SETS = tomllib.loads((CAPTURES / "MANIFEST.toml").read_text())["set"]
+VANTAGES = ("client", "fw-out", "fw-in", "lb", "be1", "be2")
+SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
+FLAGS = {2: "S", 18: "SA", 16: "A", 4: "R", 20: "RA", 17: "FA", 24: "PA"}
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("capture_build", CAPTURES / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def analyse_set(name: str, *extra: str, names=VANTAGES) -> tuple[int, dict]:
+    folder = CAPTURES / "paths" / name
+    args = [f"{n}={folder / (v + '.pcap')}" for n, v in zip(names, VANTAGES)]
+    r = run_cli("analyze", *args, "--format", "json", *extra)
+    return r.code, r.json()
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {s["name"]: analyse_set(s["name"]) for s in SETS}
+
+
+def lost_packets(doc) -> list[str]:
+    out = []
+    for f in doc["correlation"]["flows"]:
+        for p in f["packets"]:
+            if p["lost_before"]:
+                d = ">" if p["direction"] == "client_to_server" else "<"
+                out.append(f"{d} {FLAGS.get(p['flags'], p['flags'])} {p['last_seen']}>{p['lost_before']}")
+    return sorted(set(out))
+
+
+@pytest.mark.parametrize("entry", SETS, ids=[s["name"] for s in SETS])
+def test_path_set_reports_exactly_its_faults_at_their_vantages(results, entry):
+    code, doc = results[entry["name"]]
+    got = sorted([f["kind"], f["vantage"]] for f in doc["findings"])
+    assert got == sorted(entry["findings"]), json.dumps(doc["findings"], indent=1)[:3000]
+    assert code == entry["exit"]
+    jsonschema.validate(doc, SCHEMA)
+
+
+@pytest.mark.parametrize("entry", SETS, ids=[s["name"] for s in SETS])
+def test_path_set_places_every_lost_packet_where_it_died(results, entry):
+    assert lost_packets(results[entry["name"]][1]) == sorted(entry["lost"])
+
+
+@pytest.mark.parametrize("entry", SETS, ids=[s["name"] for s in SETS])
+def test_path_set_recognises_the_load_balancing_mode(results, entry):
+    flows = [f for f in results[entry["name"]][1]["correlation"]["flows"] if f["mode"] and f["leg"] != "back"]
+    modes: dict[str, int] = {}
+    for f in flows:
+        modes[f["mode"]] = modes.get(f["mode"], 0) + 1
+    assert modes == entry["modes"]
+    for f in flows:
+        assert f["matched_by"], f
+
+
+def test_clock_offsets_bracket_each_captures_injected_clock_error(results):
+    clock = _build_module().CLOCK
+    for name in ("healthy", "nat", "proxy"):
+        offsets = {o["vantage"]: o for o in results[name][1]["correlation"]["clock_offsets"]}
+        assert set(offsets) == set(VANTAGES) - {"client"}, name
+        for v, o in offsets.items():
+            true = clock[v] - clock["client"]
+            if o["basis"] == "two-way":
+                assert abs(o["offset_s"] - true) <= o["uncertainty_s"] + 1e-6, (name, v, o, true)
+                assert o["uncertainty_s"] < 0.011  # at most half the 20 ms round trip, plus spread
+            else:  # one direction: the offset includes the transit time (under 10 ms here)
+                assert 0 <= o["offset_s"] - true <= 0.0101, (name, v, o, true)
+    # the proxy's back-ends share no packet with the client: chained through the LB
+    proxy = {o["vantage"]: o for o in results["proxy"][1]["correlation"]["clock_offsets"]}
+    assert proxy["be1"]["via"] == ["lb"] and proxy["be2"]["via"] == ["lb"]
+
+
+def test_full_proxy_legs_are_linked_by_smtp_payload_and_timing(results):
+    doc = results["proxy"][1]
+    fronts = [f for f in doc["correlation"]["flows"] if f["leg"] == "front"]
+    backs = [f for f in doc["correlation"]["flows"] if f["leg"] == "back"]
+    assert len(fronts) == len(backs) == 3
+    for f in fronts:
+        assert f["linked"].startswith("192.0.2.10:") and " at be" in f["linked"]
+        assert any("SMTP payload" in m for m in f["matched_by"]) and any("timing" in m for m in f["matched_by"])
+    # each back leg points back at its own client
+    assert sorted(b["linked"].split(" ->")[0] for b in backs) == sorted(f["client"] for f in fronts)
+
+
+def test_nat_views_are_joined_by_the_clients_isn(results):
+    for f in results["nat"][1]["correlation"]["flows"]:
+        assert f["mode"] == "nat" and "client ISN (addresses rewritten)" in f["matched_by"]
+        assert " -> 192.0.2.1" in f["linked"]  # the back-end's own address, as the back-end saw it
+        assert set(f["vantages"]) >= {"client", "lb"}
+
+
+def test_dsr_views_are_matched_by_addresses_sequence_numbers_and_ip_id(results):
+    for f in results["healthy"][1]["correlation"]["flows"]:
+        assert f["matched_by"] == ["addresses and ports", "TCP sequence numbers, flags and lengths", "IP ID"]
+        assert f["died"] is None
+
+
+def test_bypass_names_the_router_the_replies_went_to(results):
+    entry = next(s for s in SETS if s["name"] == "asym")
+    (f,) = [f for f in results["asym"][1]["findings"] if f["kind"] == "asymmetric_flow" and "/" in f["vantage"]]
+    assert entry["bypass_via"] in f["summary"]
+    assert {e["vantage"] for e in f["evidence"]} == {"be2", "client"}
+
+
+def test_same_fault_at_several_vantages_is_one_finding_with_every_vantages_frames(results):
+    doc = results["wrong_source"][1]
+    (f,) = [f for f in doc["findings"] if f["kind"] == "return_source_not_vip"]
+    assert {e["vantage"] for e in f["evidence"]} == {"fw-in", "be2"}
+    assert "seen at 2 vantages" in f["summary"]
+
+
+def test_firewall_drop_cites_the_last_frame_before_and_says_it_is_inferred(results):
+    doc = results["fw_drop_syn"][1]
+    (f,) = [f for f in doc["findings"] if f["kind"] == "firewall_drop"]
+    assert "inferred" in f["summary"]
+    assert {e["vantage"] for e in f["evidence"]} == {"client", "fw-out"}
+
+
+def test_per_backend_table_says_where_failed_connections_died(results):
+    rows = {r["backend"]["mac"]: r for r in results["wrong_source"][1]["backends"]}
+    be2 = rows["02:00:00:00:00:12"]
+    assert be2["failed"] == 1 and be2["failures"] == [
+        {"where": "SYN, ACK (server->client) last seen at fw-in, not at fw-out", "connections": 1}]
+    assert rows["02:00:00:00:00:11"]["failed"] == 0
+
+
+def test_topology_file_gives_roles_and_order_to_arbitrarily_named_captures(tmp_path, results):
+    names = ("edge", "asa-outside", "asa-inside", "f5", "exch1", "exch2")
+    topo = tmp_path / "site.toml"
+    topo.write_text("".join(f'[[vantage]]\nname = "{n}"\nrole = "{r}"\n\n'
+                            for n, r in zip(names, ("client", "fw-out", "fw-in", "lb", "be", "be"))))
+    code, doc = analyse_set("wrong_source", "--topology", str(topo), names=names)
+    rename = dict(zip(VANTAGES, names))
+    want = sorted([k, ", ".join(rename.get(x, x) for x in v.split(", ")).replace("fw-in->fw-out", "asa-inside->asa-outside")]
+                  for k, v in next(s for s in SETS if s["name"] == "wrong_source")["findings"])
+    assert sorted([f["kind"], f["vantage"]] for f in doc["findings"]) == want
+    assert code == 1
+
+
+def test_unknown_vantage_role_in_topology_file_is_a_usage_error(tmp_path):
+    topo = tmp_path / "site.toml"
+    topo.write_text('[[vantage]]\nname = "x"\nrole = "router"\n')
+    r = run_cli("analyze", str(CAPTURES / "healthy.pcap"), "--topology", str(topo))
+    assert r.code == 2 and "role 'router'" in r.err and "Traceback" not in r.err
