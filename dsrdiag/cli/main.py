@@ -61,8 +61,17 @@ def _check_output(fmt: str, fail_on: str) -> None:
         raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
 
 
-def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None) -> None:
-    """Print the report and end with the exit code the findings (and damage) call for."""
+def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
+          html_path: Path | None = None) -> None:
+    """Print the report (and write the HTML page) and end with the exit code the findings (and
+    damage) call for."""
+    if html_path is not None:
+        from dsrdiag.report import html
+
+        try:
+            html_path.write_text(html.render(report), encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"--html {str(html_path)!r} cannot be written: {e.strerror}") from None
     if fmt == "json":
         sys.stdout.write(jsondoc.render(report))
     else:
@@ -88,6 +97,7 @@ def analyze_cmd(
     jobs: int = typer.Option(0, "--jobs", "-j", help="Captures read in parallel (default: one per core)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every connection."),
     ladder: Optional[str] = typer.Option(None, "--ladder", help="Draw one connection (client IP:port) vantage by vantage."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (ladders as SVG) to this file."),
 ):
     """Analyse captures for DSR faults; exit 0 healthy, 1 findings, 2 bad input, 3 damaged capture."""
     _check_output(fmt, fail_on)
@@ -95,6 +105,8 @@ def analyze_cmd(
         raise UsageError("--jobs must be 0 (one per core) or more")
     given = topo.build(vips=vip, ports=port, backends=backend, lb_macs=lb_mac, lb_ips=lb_ip, topology_file=topology_file)
     sources = parse_sources(captures)
+    if html_out is not None and any(Path(p).resolve() == html_out.resolve() for _, p in sources):
+        raise UsageError(f"--html {str(html_out)!r} is one of the input captures: input files are never overwritten")
     progress = None
     if fmt == "text" and sys.stderr.isatty():
         from dsrdiag.report.progress import CaptureProgress
@@ -105,7 +117,7 @@ def analyze_cmd(
     finally:
         if progress:
             progress.close()
-    _emit(report, fmt, fail_on, verbose, ladder)
+    _emit(report, fmt, fail_on, verbose, ladder, html_out)
 
 
 @app.command("probe")

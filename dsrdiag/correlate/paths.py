@@ -178,9 +178,12 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
             if len(c.packets) >= MAX_NOTES:
                 until = max(n.ts_ns for n in c.packets)
                 noted_until[(fk, r.vantage)] = min(until, noted_until.get((fk, r.vantage), until))
-            for n in c.packets + c.syn_frames:
+            # the n-th copy of the same segment (a retransmission) at one vantage matches the n-th elsewhere
+            seen_n: dict[tuple, int] = defaultdict(int)
+            for n in sorted({n.frame: n for n in c.packets + c.syn_frames}.values(), key=lambda n: n.frame):
                 pk = (n.direction, n.seq, n.ack, n.flags, n.payload_len)
-                flows[fk][pk].setdefault(r.vantage, Hop(r.vantage, n.frame, n.ts_ns, n.src_mac, n.dst_mac, n.ip_id, n.text))
+                seen_n[pk] += 1
+                flows[fk][pk + (seen_n[pk],)].setdefault(r.vantage, Hop(r.vantage, n.frame, n.ts_ns, n.src_mac, n.dst_mac, n.ip_id, n.text))
 
     offsets, ref = _offsets(flows, order)
     legs = _proxy_links(views, roles, offsets)
@@ -202,8 +205,8 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
                            and (leg != "back" or roles[v] in ("lb", "be"))), key=order.get)
         path_rep = [v for v in reversed(path_req) if roles[v] != "lb" or lb_on_reply]
         paths = []
-        for pk, hops in sorted(pkts.items(), key=lambda kv: min(h.ts_ns for h in kv[1].values())):
-            d, seq, ack, flags, plen = pk
+        for pk, hops in sorted(pkts.items(), key=lambda kv: min(h.ts_ns - _ns(offsets, h.vantage) for h in kv[1].values())):
+            d, seq, ack, flags, plen, _ = pk
             expected = path_req if d == ORIG else path_rep
             idx = [i for i, v in enumerate(expected) if v in hops]
             if not idx:

@@ -193,14 +193,16 @@ def _ladder(report: Report, console: Console, which: str) -> None:
         console.print(_t(("ladder: ", "bold"), f"no connection of client {which} was seen at two vantages or more"))
         return
     for f in flows:
-        t = Table(title=f"Ladder: {f.client} -> port {f.server_port}", title_justify="left")
+        t = Table(title=f"Ladder: {f.client} -> port {f.server_port}" + (f" ({f.mode}{', ' + f.leg + ' leg' if f.leg else ''})" if f.mode else ""),
+                  title_justify="left", caption=f"matched by {', '.join(f.matched_by)}" + (f"; other side: {f.linked}" if f.linked else ""),
+                  caption_justify="left")
         t.add_column("packet")
         for v in f.vantages:
             t.add_column(v)
         t.add_column("last seen")
         for p in f.packets:
             arrow = "->" if p.direction == ">" else "<-"
-            label = f"{arrow} {flag_text(p.flags)}" + (f" len={p.payload_len}" if p.payload_len else "")
+            label = f"{arrow} {flag_text(p.flags)}" + (f" len={p.payload_len}" if p.payload_len else "") + (f"  {p.text[:50]}" if p.text else "")
             at = {h.vantage: h for h in p.hops}
             cells = [Text(f"#{at[v].frame} {format_ts(at[v].ts_ns)[11:]}") if v in at else Text("X" if v == p.lost_before else "") for v in f.vantages]
             t.add_row(Text(label), *cells, Text(p.last_seen + (f" (lost before {p.lost_before})" if p.lost_before else "")))
