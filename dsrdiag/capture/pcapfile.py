@@ -36,6 +36,14 @@ from dsrdiag.capture.frame import (
 )
 from dsrdiag.core.errors import CaptureError
 
+try:  # the C walker (setup.py builds it; optional: without it libpcap reads classic pcap)
+    from dsrdiag.capture import _fastpcap
+except ImportError:  # pragma: no cover - exercised where no compiler was available
+    _fastpcap = None
+
+BATCH = 8192
+"""Frames walked per call into the C reader (passing ones come back as a list)."""
+
 PCAP_MAGIC_US = (0xA1B2C3D4, 0xD4C3B2A1)
 PCAP_MAGIC_NS = (0xA1B23C4D, 0x4D3CB2A1)
 PCAPNG_SHB = 0x0A0D0D0A
@@ -88,6 +96,9 @@ class Capture:
 
     # ---- the one entry point ------------------------------------------------------------
     def frames(self) -> Iterator[tuple]:
+        if self._kind in ("pcap-us", "pcap-ns") and _fastpcap is not None and os.environ.get("DSRDIAG_READER") != "libpcap":
+            self.end.reader = "c"
+            return self._c_frames()
         if self._kind == "pcap-us":
             self.end.reader = "libpcap"
             return self._libpcap_frames()
@@ -109,6 +120,35 @@ class Capture:
             self._programs[linktype] = prog
             self.end.linktypes.add(linktype)
         return prog
+
+    # ---- the C walker: classic pcap, any byte order, micro- or nanoseconds ------------------
+    def _c_frames(self) -> Iterator[tuple]:
+        end = self.end
+        with open(self.path, "rb") as f:
+            head = f.read(24)
+        if len(head) < 24:
+            raise CaptureError(f"{self.path}: truncated pcap file header")
+        magic = struct.unpack("<I", head[:4])[0]
+        big = magic in (PCAP_MAGIC_US[1], PCAP_MAGIC_NS[1])
+        nanos = magic in PCAP_MAGIC_NS
+        linktype = struct.unpack((">" if big else "<") + "I", head[20:24])[0] & 0x0FFFFFFF
+        linktype = _DLT_TO_LINKTYPE.get(linktype, linktype)
+        program = self._program(linktype).get_bpf()
+        try:
+            r = _fastpcap.Reader(self.path, 24, big, nanos, linktype, program)
+        except OSError as e:
+            raise CaptureError(f"{self.path}: cannot be read ({e.strerror})") from None
+        batch = r.batch
+        try:
+            while not r.eof:
+                frames = batch(BATCH)
+                self.position = r.position
+                yield from frames
+        finally:
+            end.frames = r.frames
+            end.passed = r.passed
+            if r.damage:
+                end.damage = f"stopped after frame {r.frames}: {r.damage}"
 
     # ---- libpcap --------------------------------------------------------------------------
     def _libpcap_frames(self) -> Iterator[tuple]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dsrdiag.core.addr import ip_text, mac_text
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
-from dsrdiag.track.records import ORIG, RESP, Connection, PacketNote
+from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
 from dsrdiag.track.smtp import SmtpFollower
 
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -420,9 +420,25 @@ class ConnState:
         )
 
 
-def _notes(raw: list[tuple]) -> tuple[PacketNote, ...]:
-    return tuple(
-        PacketNote(f, ts, d, fl, ln, s.hex(":") if s else None, t.hex(":") if t else None, ttl, seq, ack, ipid,
+_MAC_TEXT: dict[bytes, str] = {}
+"""raw MAC -> its text, shared: a capture has few MACs and tens of thousands of notes citing them
+(one string each would cost memory and pickling time)."""
+
+
+def _mac(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    t = _MAC_TEXT.get(raw)
+    if t is None:
+        if len(_MAC_TEXT) > 65536:
+            _MAC_TEXT.clear()
+        t = _MAC_TEXT[raw] = raw.hex(":")
+    return t
+
+
+def _notes(raw: list[tuple]) -> NoteBlock:
+    return NoteBlock.pack(
+        PacketNote(f, ts, d, fl, ln, _mac(s) if s else None, _mac(t) if t else None, ttl, seq, ack, ipid,
                    payload_text(data) if data else None)
         for f, ts, d, fl, ln, s, t, ttl, seq, ack, ipid, data in raw
     )

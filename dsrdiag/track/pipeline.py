@@ -9,6 +9,8 @@ in parallel processes and merged by connection key (docs/architecture.md, the se
 
 from __future__ import annotations
 
+import gc
+
 from dsrdiag.capture.pcapfile import Capture
 from dsrdiag.decode.packet import KIND_TCP, Anomaly, decode
 from dsrdiag.track.conn import ConnTracker
@@ -24,11 +26,26 @@ def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None
     portset = frozenset(ports)
     conns = ConnTracker(path, vantage, portset)
     neigh = NeighbourWatch()
+    conn_packet, neigh_packet = conns.packet, neigh.packet
+    # The loop allocates many short-lived containers (frame tuples, packets, notes) and makes no
+    # reference cycles; automatic collection would re-scan every open connection's state again and
+    # again. Collect the young generations at each sweep instead: any cycle is still freed, and the
+    # automatic collector is restored afterwards.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress) -> CaptureRecords:
+    portset = conns.ports
     anomalies: dict[str, int] = {}
     anomaly_frames: dict[str, int] = {}
     first_ts = last_ts = None
     n = 0
-    conn_packet, neigh_packet = conns.packet, neigh.packet
     for fr in cap.frames():
         p = decode(fr, portset)
         if p is None:
@@ -47,6 +64,7 @@ def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None
         n += 1
         if n % SWEEP_EVERY == 0:
             conns.sweep(fr[1])
+            gc.collect(1)
             if progress is not None:
                 progress(cap.position, fr[0])
     end = cap.end

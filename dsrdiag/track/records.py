@@ -8,16 +8,20 @@ carries none (raw IP) or only the sender (Linux cooked capture).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+import struct
+from typing import NamedTuple
 
 ORIG = ">"
 """Packet direction: originator (client) to responder (server)."""
 RESP = "<"
 
 
-@dataclass(frozen=True, slots=True)
-class PacketNote:
-    """One packet of a connection, kept for evidence and per-connection detail (the first N only)."""
+class PacketNote(NamedTuple):
+    """One packet of a connection, kept for evidence and per-connection detail (the first N only).
+
+    A NamedTuple, not a dataclass: there are tens of thousands per capture, and they cross from
+    worker processes to the parent; tuples pickle and unpickle in C (a slotted dataclass does not)."""
 
     frame: int
     ts_ns: int
@@ -34,6 +38,91 @@ class PacketNote:
     text: str | None = None
     """What the payload carries, for ladders: its first line if printable (an SMTP command or reply,
     untrusted text), `TLS` for a TLS record, else None."""
+
+    def __reduce__(self):
+        return (tuple.__new__, (PacketNote, tuple(self)))  # rebuilt in C, not through a Python __new__
+
+
+_NOTE = struct.Struct("<QqBBIhhBIIih")
+"""A packed note: frame, ts_ns, direction (0 '>' / 1 '<'), flags, payload_len, src/dst MAC (index
+into the block's strings, -1 none), ttl, seq, ack, ip_id (-1 none), text (index, -1 none)."""
+
+
+class NoteBlock:
+    """The packet notes of one connection, packed: a sequence of PacketNote made on access.
+
+    Why: a day of mail has hundreds of thousands of connections with up to 24 notes each; as
+    objects they dominate memory and the time to send records from worker processes to the
+    parent. Packed they cost ~40 bytes a note and pickle as one bytes object."""
+
+    __slots__ = ("_data", "_strs")
+
+    def __init__(self, data: bytes = b"", strs: tuple = ()):
+        self._data, self._strs = data, strs
+
+    @classmethod
+    def pack(cls, notes) -> "NoteBlock":
+        strs: list = []
+        index: dict = {}
+
+        def ix(v):
+            if v is None:
+                return -1
+            i = index.get(v)
+            if i is None:
+                i = index[v] = len(strs)
+                strs.append(v)
+            return i
+
+        data = b"".join(_NOTE.pack(n.frame, n.ts_ns, 0 if n.direction == ORIG else 1, n.flags, n.payload_len,
+                                   ix(n.src_mac), ix(n.dst_mac), n.ttl, n.seq, n.ack,
+                                   -1 if n.ip_id is None else n.ip_id, ix(n.text)) for n in notes)
+        return cls(data, tuple(strs))
+
+    def _note(self, t) -> PacketNote:
+        s = self._strs
+        f, ts, d, fl, ln, sm, dm, ttl, seq, ack, ipid, tx = t
+        return PacketNote(f, ts, RESP if d else ORIG, fl, ln, s[sm] if sm >= 0 else None, s[dm] if dm >= 0 else None,
+                          ttl, seq, ack, None if ipid < 0 else ipid, s[tx] if tx >= 0 else None)
+
+    def __iter__(self):
+        return (self._note(t) for t in _NOTE.iter_unpack(self._data))
+
+    def __len__(self) -> int:
+        return len(self._data) // _NOTE.size
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("note index out of range")
+        return self._note(_NOTE.unpack_from(self._data, i * _NOTE.size))
+
+    def __add__(self, other):
+        return tuple(self) + tuple(other)
+
+    def __radd__(self, other):
+        return tuple(other) + tuple(self)
+
+    def __eq__(self, other):
+        if isinstance(other, NoteBlock):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"NoteBlock({list(self)!r})"
+
+    def __reduce__(self):
+        return (NoteBlock, (self._data, self._strs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +159,16 @@ class SmtpDialogue:
     xclient_ts_ns: int | None = None
     proxy: ProxyHeader | None = None
     last_reply: str | None = None
+
+    def __getstate__(self):
+        return tuple(getattr(self, n) for n in _SMTP_FIELDS)
+
+    def __setstate__(self, state):
+        for n, v in zip(_SMTP_FIELDS, state):
+            object.__setattr__(self, n, v)
+
+
+_SMTP_FIELDS = tuple(f.name for f in fields(SmtpDialogue))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +212,26 @@ class Connection:
     """Sequence number of the client's (first) SYN: matches a reply that comes from the wrong address."""
     synack_ack: int | None
     """Acknowledgement number of the responder's SYN-ACK."""
-    packets: tuple[PacketNote, ...]
+    packets: NoteBlock
     """The first packets of the connection (bounded), for evidence and -v detail."""
-    syn_frames: tuple[PacketNote, ...]
+    syn_frames: NoteBlock
     """Every client SYN (retransmissions included, bounded): syn_unanswered cites them."""
-    forwarded_frames: tuple[PacketNote, ...] = ()
+    forwarded_frames: NoteBlock = NoteBlock()
     """The forwarded copies themselves (first ones, bounded): the frames that show the LB's hop."""
     smtp: SmtpDialogue | None = None
 
     @property
     def key(self) -> tuple[str, int, str, int]:
         return (self.client_ip, self.client_port, self.server_ip, self.server_port)
+
+    # Records cross from worker processes to the parent: a plain tuple of values pickles several
+    # times faster than the dataclass default (which looks up fields() for every object).
+    def __getstate__(self):
+        return tuple(getattr(self, n) for n in _CONN_FIELDS)
+
+    def __setstate__(self, state):
+        for n, v in zip(_CONN_FIELDS, state):
+            object.__setattr__(self, n, v)
 
     @property
     def saw_syn(self) -> bool:
@@ -140,6 +248,9 @@ class Connection:
     @property
     def saw_resp(self) -> bool:
         return self.resp_pkts > 0
+
+
+_CONN_FIELDS = tuple(f.name for f in fields(Connection))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,10 @@
+"""Only for the optional C reader (dsrdiag/capture/_fastpcap.c); everything else is in pyproject.toml.
+
+optional=True: where no C compiler or Python headers exist, the install still succeeds and
+dsrdiag reads classic pcap through pcapy-ng (libpcap) instead, slower but with the same results.
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("dsrdiag.capture._fastpcap", ["dsrdiag/capture/_fastpcap.c"],
+                             optional=True, extra_compile_args=["-O2", "-std=c99"])])
