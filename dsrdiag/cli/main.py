@@ -73,7 +73,7 @@ def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | N
         except OSError as e:
             raise UsageError(f"--html {str(html_path)!r} cannot be written: {e.strerror}") from None
     if fmt == "json":
-        sys.stdout.write(jsondoc.render(report, pretty=sys.stdout.isatty()))
+        jsondoc.write(report, sys.stdout, pretty=sys.stdout.isatty())
     else:
         terminal.render(report, make_console(), verbose=verbose, ladder=ladder)
     if fails(list(report.findings), fail_on):

@@ -71,11 +71,8 @@ def conclude(records: list[CaptureRecords], given: Topology) -> Report:
     if corr is not None and corr.findings:
         findings = sorted(findings + list(corr.findings), key=lambda f: f.sort_key())
     captures = []
-    conns = []
+    conns = ConnectionsView(tuple(records), topology)
     for r in records:
-        ctx = Context(r, topology)
-        for c in r.connections:
-            conns.append((c, ctx.backend_of(c)))
         captures.append(CaptureSummary(
             path=r.capture, vantage=r.vantage, frames=r.frames, analysed=r.passed,
             linktypes=r.linktypes, reader=r.reader, damage=r.damage,
@@ -86,13 +83,32 @@ def conclude(records: list[CaptureRecords], given: Topology) -> Report:
     return Report(
         captures=tuple(captures),
         topology=topology,
-        connections=tuple(conns),
+        connections=conns,
         findings=tuple(findings),
         verdict=verdict(findings),
         backends=tuple(backend_rows(conns, topology, corr.died_by_key() if corr is not None else {})),
         notes=topology.notes,
         correlation=corr if corr is not None and corr.flows else None,
     )
+
+
+class ConnectionsView:
+    """Every connection of every capture with the back-end that served it, made while iterating.
+
+    Why not a list: a day of mail has hundreds of thousands of connections; the report's
+    presenters stream them (JSON writes one at a time), so memory stays with the records."""
+
+    def __init__(self, records: tuple[CaptureRecords, ...], topology: Topology):
+        self.records, self.topology = records, topology
+
+    def __iter__(self):
+        for r in self.records:
+            backend_of = Context(r, self.topology).backend_of
+            for c in r.connections:
+                yield c, backend_of(c)
+
+    def __len__(self) -> int:
+        return sum(len(r.connections) for r in self.records)
 
 
 def completed(c) -> bool:
@@ -117,35 +133,46 @@ STATE_WORDS = {
 
 def backend_rows(conns, topology: Topology, died: dict[tuple, str] | None = None) -> list[BackendRow]:
     """Per back-end: connections served, completed, and where the others died (the correlated path
-    when several captures saw them, else the conn_state of the vantage that saw most)."""
-    rows = []
+    when several captures saw them, else the conn_state of the vantage that saw most). One pass."""
     vips = topology.vip_ips
     died = died or {}
-    for b in topology.backends:
-        mine = [c for c, ref in conns if ref is not None and ref.name == b.name and (not vips or c.server_ip in vips or c.server_ip == b.ip)]
+    names = {b.name for b in topology.backends}
+    ok: dict[str, dict[tuple, bool]] = {n: {} for n in names}
+    state: dict[str, dict[tuple, str]] = {n: {} for n in names}
+    banner_ms: dict[str, list[float]] = {n: [] for n in names}
+    hosts: dict[str, set[str]] = {n: set() for n in names}
+    refs: dict[str, BackendRef] = {}
+    for c, ref in conns:
+        if ref is None or ref.name not in names:
+            continue
+        b = ref.name
+        refs.setdefault(b, ref)
+        if vips and c.server_ip not in vips and c.server_ip != ref.ip:
+            continue
         # one connection seen at several vantages counts once; completed if any vantage saw it complete
-        by_key: dict[tuple, bool] = {}
-        state: dict[tuple, str] = {}
-        for c in mine:
-            k = flow_key(c)
-            by_key[k] = by_key.get(k, False) or completed(c)
-            state.setdefault(k, c.conn_state)
-        done = sum(by_key.values())
+        k = flow_key(c)
+        ok[b][k] = ok[b].get(k, False) or completed(c)
+        state[b].setdefault(k, c.conn_state)
+        if c.smtp and c.smtp.banner_ts_ns and c.saw_syn:
+            banner_ms[b].append((c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6)
+        if c.smtp and c.smtp.banner_host:
+            hosts[b].add(c.smtp.banner_host)
+    rows = []
+    for b in topology.backends:
+        by_key = ok[b.name]
         failures: dict[str, int] = {}
-        for k, ok in by_key.items():
-            if not ok:
-                why = died.get(k) or f"{state[k]}: {STATE_WORDS.get(state[k], state[k])}"
+        for k, done in by_key.items():
+            if not done:
+                st = state[b.name][k]
+                why = died.get(k) or f"{st}: {STATE_WORDS.get(st, st)}"
                 failures[why] = failures.get(why, 0) + 1
-        banner_ms = [
-            (c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6
-            for c in mine if c.smtp and c.smtp.banner_ts_ns and c.saw_syn
-        ]
-        hosts = tuple(sorted({c.smtp.banner_host for c in mine if c.smtp and c.smtp.banner_host}))
-        ref = next((ref for c, ref in conns if ref is not None and ref.name == b.name), None)
+        n_done = sum(by_key.values())
+        ms = banner_ms[b.name]
         rows.append(BackendRow(
-            backend=ref or BackendRef(b.name, b.ip, b.mac, b.source),
-            connections=len(by_key), completed=done, failed=len(by_key) - done, banner_hosts=hosts,
-            median_banner_ms=round(statistics.median(banner_ms), 3) if banner_ms else None,
+            backend=refs.get(b.name) or BackendRef(b.name, b.ip, b.mac, b.source),
+            connections=len(by_key), completed=n_done, failed=len(by_key) - n_done,
+            banner_hosts=tuple(sorted(hosts[b.name])),
+            median_banner_ms=round(statistics.median(ms), 3) if ms else None,
             failures=tuple(sorted(failures.items(), key=lambda kv: -kv[1])),
         ))
     return rows

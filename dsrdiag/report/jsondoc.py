@@ -83,7 +83,7 @@ def _host(h) -> dict | None:
             "default_routes": list(h.default_routes), "listeners": list(h.listeners), "cannot_show": list(h.cannot_show)}
 
 
-def to_dict(r: Report) -> dict:
+def to_dict(r: Report, connections: bool = True) -> dict:
     t = r.topology
     doc = {
         "version": r.version,
@@ -122,7 +122,7 @@ def to_dict(r: Report) -> dict:
             }
             for row in r.backends
         ],
-        "connections": [_conn(c, b) for c, b in r.connections],
+        "connections": [_conn(c, b) for c, b in r.connections] if connections else [],
         "findings": [
             {
                 "kind": f.kind,
@@ -173,8 +173,29 @@ def to_dict(r: Report) -> dict:
 
 
 def render(r: Report, pretty: bool = False) -> str:
-    """Compact by default (json's C encoder, 4x faster on a day of mail: docs/performance.md);
-    indented for a human at a terminal."""
+    """The whole document as one string (indented for a human at a terminal)."""
     if pretty:
         return json.dumps(to_dict(r), indent=2, ensure_ascii=False) + "\n"
     return json.dumps(to_dict(r), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def write(r: Report, out, pretty: bool = False) -> None:
+    """Write the document to `out`, the connections one at a time (compact, json's C encoder).
+
+    Why: the connection list is the conn.log of a day of mail; building it whole would make memory
+    grow with the file. Everything else in the document is small."""
+    if pretty:
+        out.write(render(r, pretty=True))
+        return
+    head = json.dumps(to_dict(r, connections=False), ensure_ascii=False, separators=(",", ":"))
+    cut = head.index('"connections":[]') + len('"connections":[')
+    out.write(head[:cut])
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    first = True
+    for c, b in r.connections:
+        if not first:
+            out.write(",")
+        out.write(dumps(_conn(c, b)))
+        first = False
+    out.write(head[cut:])
+    out.write("\n")

@@ -13,8 +13,9 @@ verified (`zeek -C`), and content gaps ('g') are counted from ACKs beyond the by
 
 from __future__ import annotations
 
-from dsrdiag.core.addr import ip_text, mac_text
+from dsrdiag.core.addr import ip_text
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
+from dsrdiag.track.intern import shared
 from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
 from dsrdiag.track.smtp import SmtpFollower
 
@@ -391,14 +392,14 @@ class ConnState:
             uid=self.uid,
             capture=capture,
             vantage=vantage,
-            client_ip=ip_text(self.c_ip),
+            client_ip=shared(ip_text(self.c_ip)),
             client_port=self.c_port,
-            server_ip=ip_text(self.s_ip),
+            server_ip=shared(ip_text(self.s_ip)),
             server_port=self.s_port,
             ip_version=self.ip_version,
             first_ts_ns=self.first_ts,
             last_ts_ns=self.last_ts,
-            history="".join(self.history),
+            history=shared("".join(self.history)),
             conn_state=self.conn_state(),
             orig_pkts=o.pkts,
             resp_pkts=r.pkts,
@@ -407,8 +408,8 @@ class ConnState:
             missed_bytes=o.missed + r.missed,
             orig_forwarded=o.copies,
             resp_forwarded=r.copies,
-            orig_l2=tuple((mac_text(a) if a else None, mac_text(b) if b else None) for a, b in o.l2),
-            resp_l2=tuple((mac_text(a) if a else None, mac_text(b) if b else None) for a, b in r.l2),
+            orig_l2=shared(tuple((_mac(a) if a else None, _mac(b) if b else None) for a, b in o.l2)),
+            resp_l2=shared(tuple((_mac(a) if a else None, _mac(b) if b else None) for a, b in r.l2)),
             orig_ttl=o.ttl,
             resp_ttl=r.ttl,
             syn_seq=self.syn_seq,

@@ -74,9 +74,13 @@ class NoteBlock:
                 strs.append(v)
             return i
 
-        data = b"".join(_NOTE.pack(n.frame, n.ts_ns, 0 if n.direction == ORIG else 1, n.flags, n.payload_len,
-                                   ix(n.src_mac), ix(n.dst_mac), n.ttl, n.seq, n.ack,
-                                   -1 if n.ip_id is None else n.ip_id, ix(n.text)) for n in notes)
+        notes = list(notes)
+        try:
+            data = b"".join(_NOTE.pack(n.frame, n.ts_ns, 0 if n.direction == ORIG else 1, n.flags, n.payload_len,
+                                       ix(n.src_mac), ix(n.dst_mac), n.ttl, n.seq, n.ack,
+                                       -1 if n.ip_id is None else n.ip_id, ix(n.text)) for n in notes)
+        except struct.error:  # a corrupt capture's absurd timestamp: keep the notes as they are
+            return cls(None, tuple(notes))
         return cls(data, tuple(strs))
 
     def _note(self, t) -> PacketNote:
@@ -86,16 +90,18 @@ class NoteBlock:
                           ttl, seq, ack, None if ipid < 0 else ipid, s[tx] if tx >= 0 else None)
 
     def __iter__(self):
+        if self._data is None:
+            return iter(self._strs)
         return (self._note(t) for t in _NOTE.iter_unpack(self._data))
 
     def __len__(self) -> int:
-        return len(self._data) // _NOTE.size
+        return len(self._strs) if self._data is None else len(self._data) // _NOTE.size
 
     def __bool__(self) -> bool:
-        return bool(self._data)
+        return len(self) > 0
 
     def __getitem__(self, i):
-        if isinstance(i, slice):
+        if isinstance(i, slice) or self._data is None:
             return tuple(self)[i]
         n = len(self)
         if i < 0:

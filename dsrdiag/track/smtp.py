@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dsrdiag.decode.proxyproto import NEED_MORE, parse_proxy
 from dsrdiag.decode.smtp import MAX_LINE, banner_host, parse_command, parse_reply
+from dsrdiag.track.intern import shared
 from dsrdiag.track.records import ProxyHeader, SmtpDialogue
 
 MAX_CODES = 64
@@ -173,9 +174,9 @@ class SmtpFollower:
             banner_host=banner_host(text) if text and code == 220 else None,
             banner_frame=frame,
             banner_ts_ns=ts,
-            helo=self.helo,
-            reply_codes=tuple(self.codes),
-            commands=tuple(self.commands),
+            helo=shared(self.helo),
+            reply_codes=shared(tuple(self.codes)),
+            commands=shared(tuple(self.commands)),
             starttls_offered=self.starttls_offered,
             starttls_started=self.starttls_started,
             xclient_offered=self.xclient_offered,
