@@ -6,6 +6,8 @@ all of them name back-ends and cite frames the same way.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from dsrdiag.core.evidence import FrameRef
@@ -35,14 +37,15 @@ class Context:
         self.vantage = self.records.vantage
         self.capture = self.records.capture
         self.end_ts = self.records.last_ts_ns or 0
-        fwd = [c for c in self.records.connections if c.orig_forwarded]
-        self.lb_interface = bool(fwd) and not any(c.resp_pkts for c in fwd)
+        self.lb_interface = lb_interface(self.records)
         """This capture sees the LB forwarding but never a reply on a forwarded connection: it is
         the load balancer's own interface, which DSR replies never pass."""
 
     # ---- selections ----------------------------------------------------------------------
-    def service_conns(self) -> list[Connection]:
-        return [c for c in self.records.connections if c.server_port in self.ports]
+    def service_conns(self) -> Iterator[Connection]:
+        """The connections on the service ports, one pass (records may be streamed from disk)."""
+        ports = self.ports
+        return (c for c in self.records.connections if c.server_port in ports)
 
     def is_vip_conn(self, c: Connection) -> bool:
         return not self.vips or c.server_ip in self.vips
@@ -105,6 +108,29 @@ class Context:
 
     def frame(self, frame: int, ts_ns: int, what: str) -> FrameRef:
         return FrameRef(ts_ns, self.capture, self.vantage, frame, what)
+
+
+_LB_INTERFACE: dict[int, tuple[weakref.ref, bool]] = {}
+
+
+def lb_interface(records: CaptureRecords) -> bool:
+    """This capture sees the LB forwarding but never a reply on a forwarded connection: it is the
+    load balancer's own interface, which DSR replies never pass. One pass per capture, remembered
+    (every rule makes a Context; the records may be streamed from disk)."""
+    got = _LB_INTERFACE.get(id(records))
+    if got is not None and got[0]() is records:
+        return got[1]
+    forwarded = answered = False
+    for c in records.connections:
+        if c.orig_forwarded:
+            forwarded = True
+            if c.resp_pkts:
+                answered = True
+                break
+    if len(_LB_INTERFACE) > 64:
+        _LB_INTERFACE.clear()
+    _LB_INTERFACE[id(records)] = (weakref.ref(records), forwarded and not answered)
+    return forwarded and not answered
 
 
 def first(notes, pred):

@@ -39,20 +39,22 @@ def forwarders(c: Connection) -> set[str]:
 
 def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     notes: list[str] = []
-    conns = [c for r in records for c in r.connections]
+
+    def conns():  # one pass over every record (records may be streamed from disk: never a list)
+        return (c for r in records for c in r.connections)
     ports = set(given.ports)
 
     # ---- VIPs ----------------------------------------------------------------------------
     vips = list(given.vips)
     if not vips:
-        syn_dst = Counter(c.server_ip for c in conns if c.saw_syn and c.server_port in ports)
+        syn_dst = Counter(c.server_ip for c in conns() if c.saw_syn and c.server_port in ports)
         if syn_dst:
             top = syn_dst.most_common()
             # the busiest destinations, per address family (an IPv6 VIP beside a busier IPv4 one)
             best = {fam: max(n for ip, n in top if (":" in ip) == fam) for fam in {":" in ip for ip, _ in top}}
             keep = [ip for ip, n in top if n * 4 >= best[":" in ip]][:MAX_INFERRED_VIPS]
             vip_ports: dict[str, set[int]] = defaultdict(set)
-            for c in conns:
+            for c in conns():
                 if c.server_ip in keep and c.saw_syn:
                     vip_ports[c.server_ip].add(c.server_port)
             vips = [Vip(ip=ip, ports=tuple(sorted(vip_ports[ip])), source=INFERRED) for ip in keep]
@@ -64,12 +66,14 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         else:
             notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
     vip_ips = {v.ip for v in vips}
-    vip_conns = [c for c in conns if c.server_ip in vip_ips]
+
+    def vip_conns():
+        return (c for c in conns() if c.server_ip in vip_ips)
 
     # ---- load balancer MAC -----------------------------------------------------------------
     lb_macs = list(given.lb_macs)
     if not lb_macs:
-        fwd = Counter(m for c in vip_conns for m in forwarders(c))
+        fwd = Counter(m for c in vip_conns() for m in forwarders(c))
         claims: dict[str, set[str]] = defaultdict(set)
         for r in records:
             for vip in vip_ips:
@@ -85,8 +89,8 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: the only MAC that claims the VIP in ARP/NDP")
         else:
-            to_macs = {d for c in vip_conns for _, d in c.orig_l2 if d}
-            from_macs = {s for c in vip_conns for s, _ in c.resp_l2 if s}
+            to_macs = {d for c in vip_conns() for _, d in c.orig_l2 if d}
+            from_macs = {s for c in vip_conns() for s, _ in c.resp_l2 if s}
             if len(to_macs) == 1 and from_macs and not (to_macs & from_macs):
                 mac = next(iter(to_macs))
                 lb_macs = [(mac, INFERRED)]
@@ -122,7 +126,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         if host:
             b["hosts"][host] += 1
 
-    for c in vip_conns:
+    for c in vip_conns():
         host = c.smtp.banner_host if c.smtp else None
         fw = forwarders(c)
         for s, d in c.orig_l2:
@@ -132,10 +136,14 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             for s, _ in c.resp_l2[:1]:
                 add(s, None, host)
     # a host that answers a VIP connection from another address (wrong source)
-    vip_syns = {(c.client_ip, c.client_port, c.server_port): c for c in vip_conns if c.syn_seq is not None}
-    for c in conns:
-        if c.server_ip in vip_ips or c.saw_syn or not c.saw_synack:
-            continue
+    replies = [c for c in conns() if c.server_ip not in vip_ips and not c.saw_syn and c.saw_synack]
+    wanted = {(c.client_ip, c.client_port, c.server_port) for c in replies}
+    vip_syns = {}
+    if wanted:
+        for c in vip_conns():
+            if c.syn_seq is not None and (c.client_ip, c.client_port, c.server_port) in wanted:
+                vip_syns[(c.client_ip, c.client_port, c.server_port)] = c
+    for c in replies:
         v = vip_syns.get((c.client_ip, c.client_port, c.server_port))
         if v is not None and c.synack_ack == (v.syn_seq + 1) & 0xFFFFFFFF:
             add(c.resp_l2[0][0] if c.resp_l2 else None, c.server_ip, c.smtp.banner_host if c.smtp else None)
@@ -151,7 +159,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
 
     # seen only through a router (client side): a back-end is still told apart by its banner host
     named = {h for b in found.values() for h in b["hosts"]}
-    for c in vip_conns:
+    for c in vip_conns():
         host = c.smtp.banner_host if c.smtp else None
         if host and host not in named and c.resp_ttl not in INITIAL_TTLS:
             found.setdefault(f"banner:{host}", {"mac": None, "ip": None, "hosts": Counter()})["hosts"][host] += 1

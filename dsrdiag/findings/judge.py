@@ -34,12 +34,21 @@ def limits(r: CaptureRecords, topology: Topology) -> list[str]:
             "no ARP/NDP for the VIP in this capture: arp_reply_for_vip_from_backend could not be checked "
             "(a capture on the VIP's segment can show it)"
         )
-    conns = [c for c in r.connections if c.server_port in topology.ports]
-    if not conns:
+    any_conn = with_mac = with_banner = False
+    ports = topology.ports
+    for c in r.connections:  # one pass: records may be streamed from disk
+        if c.server_port not in ports:
+            continue
+        any_conn = True
+        with_mac = with_mac or bool(c.orig_l2 and c.orig_l2[0][0] is not None)
+        with_banner = with_banner or bool(c.smtp and c.smtp.banner_host)
+        if with_mac and with_banner:
+            break
+    if not any_conn:
         out.append("no TCP connection on the service ports in this capture")
-    elif all(not c.orig_l2 or c.orig_l2[0][0] is None for c in conns):
+    elif not with_mac:
         out.append("the link type carries no destination MAC: back-ends cannot be told apart by MAC here")
-    if conns and not any(c.smtp and c.smtp.banner_host for c in conns):
+    if any_conn and not with_banner:
         out.append("no SMTP banner in this capture: back-ends are named by MAC or address only")
     ctx = Context(r, topology)
     if ctx.lb_interface:

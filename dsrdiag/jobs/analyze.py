@@ -142,6 +142,8 @@ def backend_rows(conns, topology: Topology, died: dict[tuple, str] | None = None
     banner_ms: dict[str, list[float]] = {n: [] for n in names}
     hosts: dict[str, set[str]] = {n: set() for n in names}
     refs: dict[str, BackendRef] = {}
+    several = len(getattr(conns, "records", ())) != 1
+    done_one: dict[str, int] = {n: 0 for n in names}
     for c, ref in conns:
         if ref is None or ref.name not in names:
             continue
@@ -149,14 +151,19 @@ def backend_rows(conns, topology: Topology, died: dict[tuple, str] | None = None
         refs.setdefault(b, ref)
         if vips and c.server_ip not in vips and c.server_ip != ref.ip:
             continue
-        # one connection seen at several vantages counts once; completed if any vantage saw it complete
-        k = flow_key(c)
-        ok[b][k] = ok[b].get(k, False) or completed(c)
-        state[b].setdefault(k, c.conn_state)
         if c.smtp and c.smtp.banner_ts_ns and c.saw_syn:
             banner_ms[b].append((c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6)
         if c.smtp and c.smtp.banner_host:
             hosts[b].add(c.smtp.banner_host)
+        # one connection seen at several vantages (or as a SYN and a reply from a wrong address)
+        # counts once; completed if any view saw it complete. With one capture a completed record
+        # is one connection: counted, not kept (memory stays flat on a day of healthy mail).
+        if not several and completed(c):
+            done_one[b] += 1
+            continue
+        k = flow_key(c)
+        ok[b][k] = ok[b].get(k, False) or completed(c)
+        state[b].setdefault(k, c.conn_state)
     rows = []
     for b in topology.backends:
         by_key = ok[b.name]
@@ -166,11 +173,12 @@ def backend_rows(conns, topology: Topology, died: dict[tuple, str] | None = None
                 st = state[b.name][k]
                 why = died.get(k) or f"{st}: {STATE_WORDS.get(st, st)}"
                 failures[why] = failures.get(why, 0) + 1
-        n_done = sum(by_key.values())
+        n_done = sum(by_key.values()) + done_one[b.name]
+        n_all = len(by_key) + done_one[b.name]
         ms = banner_ms[b.name]
         rows.append(BackendRow(
             backend=refs.get(b.name) or BackendRef(b.name, b.ip, b.mac, b.source),
-            connections=len(by_key), completed=n_done, failed=len(by_key) - n_done,
+            connections=n_all, completed=n_done, failed=n_all - n_done,
             banner_hosts=tuple(sorted(hosts[b.name])),
             median_banner_ms=round(statistics.median(ms), 3) if ms else None,
             failures=tuple(sorted(failures.items(), key=lambda kv: -kv[1])),

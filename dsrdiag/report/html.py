@@ -11,6 +11,7 @@ jsondoc.to_dict) plus the ladders, which need the packet times.
 
 from __future__ import annotations
 
+import heapq
 import html
 
 from dsrdiag.decode.tcp import flag_text
@@ -43,7 +44,7 @@ def e(value) -> str:
 
 
 def render(report: Report) -> str:
-    doc = jsondoc.to_dict(report)
+    doc = jsondoc.to_dict(report, connections=False)
     v = doc["verdict"]
     parts = [
         "<!DOCTYPE html>",
@@ -60,7 +61,7 @@ def render(report: Report) -> str:
     parts += _backends(doc["backends"])
     parts += _topology(doc["topology"])
     parts += _captures(doc["captures"])
-    parts += _connections(doc["connections"])
+    parts += _connections(report)
     if report.correlation is not None:
         parts += _correlation(report, doc["correlation"])
     parts.append("</body></html>\n")
@@ -140,13 +141,16 @@ MAX_CONNECTIONS = 300
 """Connections listed in the page (failed ones first); the JSON document has them all."""
 
 
-def _connections(conns: list[dict]) -> list[str]:
-    if not conns:
-        return []
+def _connections(report: Report) -> list[str]:
+    """The first MAX_CONNECTIONS connections, unfinished first, chosen while streaming them."""
     ok = ("SF", "S1", "S2", "S3")
-    shown = sorted(conns, key=lambda c: (c["conn_state"] in ok, c["ts"] or ""))[:MAX_CONNECTIONS]
+    total = len(report.connections)
+    if not total:
+        return []
+    picked = heapq.nsmallest(MAX_CONNECTIONS, report.connections,
+                             key=lambda cb: (cb[0].conn_state in ok, cb[0].first_ts_ns, cb[0].uid))
     rows = []
-    for c in shown:
+    for c in (jsondoc.connection_dict(c, b) for c, b in picked):
         smtp = c["smtp"] or {}
         b = c["backend"]
         rows.append([e(c["vantage"]), f"<span class=mono>{e(c['ts'])}</span>",
@@ -154,7 +158,7 @@ def _connections(conns: list[dict]) -> list[str]:
                      f"<span class=mono>{e(c['server']['ip'])}:{e(c['server']['port'])}</span>",
                      f"<span class=mono>{e(c['history'])}</span>", e(c["conn_state"]), e(b["name"] if b else "-"),
                      f"<span class=\"mono banner\">{e(smtp.get('banner') or '')}</span>", f"<span class=mono>{e(smtp.get('helo') or '')}</span>"])
-    return [f"<h2>Connections ({len(shown)} of {len(conns)}, unfinished first)</h2>",
+    return [f"<h2>Connections ({len(rows)} of {total}, unfinished first)</h2>",
             _table(["vantage", "first packet (UTC)", "client", "server", "history", "state", "back-end", "SMTP banner", "EHLO"], rows, "connections")]
 
 

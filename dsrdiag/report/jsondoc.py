@@ -69,6 +69,10 @@ def _conn(c, b):
     }
 
 
+connection_dict = _conn
+"""One connection as the document lists it (for presenters that pick a few)."""
+
+
 def _evidence(e) -> dict:
     if isinstance(e, HostRef):
         return {"source": e.source, "line": e.line or None, "text": e.text}

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dsrdiag.core.addr import ip_text
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
 from dsrdiag.track.intern import shared
+from dsrdiag.track.spill import RecordSeq, RecordSink
 from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
 from dsrdiag.track.smtp import SmtpFollower
 
@@ -461,7 +462,7 @@ class ConnTracker:
     def __init__(self, capture: str, vantage: str, ports: frozenset[int]):
         self.capture, self.vantage, self.ports = capture, vantage, ports
         self.table: dict[tuple, ConnState] = {}
-        self.done: list[Connection] = []
+        self.done = RecordSink()
         self.count = 0
 
     def packet(self, p) -> None:
@@ -490,7 +491,7 @@ class ConnTracker:
         c.process(p, key == c.orig_key)
 
     def _finish(self, c: ConnState) -> None:
-        self.done.append(c.record(self.capture, self.vantage))
+        self.done.add(c.record(self.capture, self.vantage))
         self.table.pop(c.orig_key, None)
         self.table.pop((c.s_ip, c.s_port, c.c_ip, c.c_port), None)
 
@@ -501,8 +502,7 @@ class ConnTracker:
             if (c.closed and age > closed_linger_ns) or age > idle_ns:
                 self._finish(c)
 
-    def finish_all(self) -> list[Connection]:
+    def finish_all(self) -> RecordSeq:
         for c in {id(c): c for c in self.table.values()}.values():
             self._finish(c)
-        self.done.sort(key=lambda r: (r.first_ts_ns, r.uid))
-        return self.done
+        return self.done.records()

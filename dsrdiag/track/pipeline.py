@@ -73,7 +73,7 @@ def _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress)
     return CaptureRecords(
         capture=path,
         vantage=vantage,
-        connections=tuple(conns.finish_all()),
+        connections=conns.finish_all(),
         neighbours=neigh.table(),
         anomalies=anomalies,
         anomaly_frames=anomaly_frames,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 import struct
+from collections.abc import Sequence
 from typing import NamedTuple
 
 ORIG = ">"
@@ -291,7 +292,8 @@ class CaptureRecords:
 
     capture: str
     vantage: str
-    connections: tuple[Connection, ...]
+    connections: "Sequence[Connection]"
+    """A RecordSeq (track/spill.py): iterate it; beyond a bound the records are on disk."""
     neighbours: NeighbourTable
     anomalies: dict[str, int]
     anomaly_frames: dict[str, int]

@@ -23,9 +23,12 @@ REQUEST_MISSING = "request"
 
 
 def check(ctx: Context) -> Iterator[Finding]:
-    conns = [c for c in ctx.service_conns() if ctx.is_vip_conn(c) or ctx.topology.backend_by_ip(c.server_ip)]
     groups = defaultdict(list)
-    for c in conns:
+    total = 0
+    for c in ctx.service_conns():
+        if not (ctx.is_vip_conn(c) or ctx.topology.backend_by_ip(c.server_ip)):
+            continue
+        total += 1
         if c.uid in ctx.claimed:
             continue
         if c.saw_syn and not c.resp_pkts and ("A" in c.history or "D" in c.history):
@@ -34,7 +37,6 @@ def check(ctx: Context) -> Iterator[Finding]:
             groups[(REPLY_MISSING, ctx.backend_of(c))].append(c)
         elif not c.orig_pkts and c.resp_pkts and ("h" in c.history or "d" in c.history):
             groups[(REQUEST_MISSING, ctx.backend_of(c))].append(c)
-    total = len(conns)
     per_case = defaultdict(int)
     for (case, _), cs in groups.items():
         per_case[case] += len(cs)

@@ -21,12 +21,17 @@ KIND = "return_source_not_vip"
 def check(ctx: Context) -> Iterator[Finding]:
     if not ctx.vips:
         return
-    conns = ctx.service_conns()
-    to_vip = {(c.client_ip, c.client_port, c.server_port): c for c in conns if c.server_ip in ctx.vips and c.syn_seq is not None}
+    # two passes, so that memory holds the replies from a real address, not every VIP connection
+    replies = [r for r in ctx.service_conns() if r.server_ip not in ctx.vips and not r.saw_syn and r.saw_synack]
+    if not replies:
+        return
+    wanted = {(r.client_ip, r.client_port, r.server_port) for r in replies}
+    to_vip = {}
+    for c in ctx.service_conns():
+        if c.server_ip in ctx.vips and c.syn_seq is not None and (c.client_ip, c.client_port, c.server_port) in wanted:
+            to_vip[(c.client_ip, c.client_port, c.server_port)] = c
     groups = defaultdict(list)
-    for r in conns:
-        if r.server_ip in ctx.vips or r.saw_syn or not r.saw_synack:
-            continue
+    for r in replies:
         v = to_vip.get((r.client_ip, r.client_port, r.server_port))
         matched = v is not None and r.synack_ack == (v.syn_seq + 1) & 0xFFFFFFFF
         known_backend = ctx.topology.backend_by_ip(r.server_ip) is not None

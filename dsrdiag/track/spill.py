@@ -1,0 +1,146 @@
+"""Finished connection records, kept in memory up to a bound and spilled to temporary files beyond.
+
+Why: a day of mail has hundreds of thousands of connections; their records are only read again
+by passes over all of them (inference, rules, the report's connection list), a batch at a
+time. Keeping at most SPILL_AT in memory and writing the rest to sorted chunk files (pickled
+in batches of BATCH) makes memory follow the connections open at once, not the size of the file.
+Iteration merges the chunks with the in-memory part by (first packet time, uid): the same order
+whether or not anything was spilled.
+
+Files live in one temporary folder per process that spills; the process that holds the records
+last (the parent, after a worker sent them) removes them when they are garbage or at exit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import pickle
+import tempfile
+import weakref
+
+SPILL_AT = 5000
+"""Records held in memory per capture before chunks go to disk (about 3 KB each)."""
+
+BATCH = 500
+"""Records per pickle in a chunk file: what one reader of that chunk holds at a time."""
+
+_DIR: str | None = None
+
+
+def _spill_dir() -> str:
+    # no atexit removal here: a worker process that spills hands its files to the parent, which
+    # removes them (RecordSeq's finalizer) and then the folder, once empty
+    global _DIR
+    if _DIR is None or not os.path.isdir(_DIR):
+        _DIR = tempfile.mkdtemp(prefix="dsrdiag-spill-")
+    return _DIR
+
+
+def _order(c):
+    return (c.first_ts_ns, c.uid)
+
+
+def _remove(paths: list[str], owned: list[bool]) -> None:
+    if owned[0]:
+        for p in paths:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        for d in {os.path.dirname(p) for p in paths}:
+            try:
+                os.rmdir(d)  # only when empty: another capture's chunks may still be there
+            except OSError:
+                pass
+
+
+class RecordSink:
+    """Where a tracker puts finished records; `records()` ends it and returns a RecordSeq."""
+
+    def __init__(self, spill_at: int | None = None):
+        # DSRDIAG_SPILL_AT: a tuning knob (and how the tests make small captures spill)
+        self.spill_at = spill_at or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
+        self.memory: list = []
+        self.chunks: list[str] = []
+        self.count = 0
+
+    def add(self, rec) -> None:
+        self.memory.append(rec)
+        self.count += 1
+        if len(self.memory) >= self.spill_at:
+            self._spill()
+
+    def _spill(self) -> None:
+        self.memory.sort(key=_order)
+        fd, path = tempfile.mkstemp(suffix=".records", dir=_spill_dir())
+        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+            # pickles of BATCH records: each loads alone (nothing remembered between them), and a
+            # list loads at ~10 us a record where one pickle per record costs ~25 us
+            for i in range(0, len(self.memory), BATCH):
+                pickle.dump(self.memory[i:i + BATCH], f, pickle.HIGHEST_PROTOCOL)
+        self.chunks.append(path)
+        self.memory = []
+
+    def records(self) -> "RecordSeq":
+        self.memory.sort(key=_order)
+        return RecordSeq(tuple(self.memory), tuple(self.chunks), self.count)
+
+
+class RecordSeq:
+    """A read-only sequence of records: iterate it (as often as needed), take len()."""
+
+    def __init__(self, memory: tuple = (), chunks: tuple[str, ...] = (), count: int | None = None):
+        self._memory = memory
+        self._chunks = chunks
+        self._count = len(memory) if count is None else count
+        self._owned = [True]
+        if chunks:
+            weakref.finalize(self, _remove, list(chunks), self._owned)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self):
+        if not self._chunks:
+            return iter(self._memory)
+        return heapq.merge(self._memory, *(_read(p) for p in self._chunks), key=_order)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        if i < 0:
+            i += self._count
+        for j, r in enumerate(self):
+            if j == i:
+                return r
+        raise IndexError("record index out of range")
+
+    def __eq__(self, other):
+        if isinstance(other, (RecordSeq, tuple, list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def __reduce__(self):
+        # sent to another process: that process now owns (and will remove) the chunk files
+        self._owned[0] = False
+        return (_rebuild, (self._memory, self._chunks, self._count))
+
+
+def _rebuild(memory, chunks, count) -> RecordSeq:
+    return RecordSeq(memory, chunks, count)
+
+
+def _read(path: str):
+    with open(path, "rb", buffering=1 << 20) as f:
+        load = pickle.load
+        while True:
+            try:
+                yield from load(f)
+            except EOFError:
+                return
