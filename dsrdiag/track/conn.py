@@ -154,6 +154,26 @@ class ConnState:
         ep.pkts += 1
         if ep.ttl is None:
             ep.ttl = p.ttl
+        if (
+            (flags & 0x17) == ACK and ep.state == ESTABLISHED and peer.state == ESTABLISHED and seq == ep.last_seq
+            and p.win and len(self.notes) >= MAX_NOTES and not self.smtp.wants_data
+            and (("D" in ep.seen and seq == ep.next_seq and not ep.ooo) if plen else "A" in ep.seen)
+        ):
+            # Established fast path (most packets of a day of mail: TLS records and their ACKs):
+            # in order, no SYN/FIN/RST, no zero window, nothing left to note or to parse, and the
+            # history letters it would add are already there. Only what the full path would
+            # change remains: the peer's highest ACK, this side's sequence, and gaps the ACK shows.
+            if seq_delta(ack, peer.ack_seq) > 0 and not (ack == 0 and seq_delta(ack, peer.ack_seq) > _TOO_LARGE):
+                peer.ack_seq = ack & _M
+            if plen:
+                ep.last_seq = ep.next_seq = (seq + plen) & _M
+            if peer.next_seq is not None:
+                gap = seq_delta(ack, peer.next_seq)
+                if 0 < gap < _TOO_LARGE:
+                    peer.missed += gap
+                    peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
+                    self._skip_to(peer, not is_orig, ack, p)
+            return
         note = None
         if len(self.notes) < MAX_NOTES or (syn and not ackf and len(self.syns) < MAX_SYNS):
             # raw tuples here; PacketNote (with MAC text) is made once, when the record is emitted
