@@ -35,8 +35,10 @@ class Writer:
         self.n = 0
         self.ipid = 0
 
-    def frame(self, t: float, src_mac: bytes, dst_mac: bytes, src: bytes, dst: bytes, proto: int, l4: bytes, ttl: int = 64):
-        self.ipid = (self.ipid + 1) & 0xFFFF
+    def frame(self, t: float, src_mac: bytes, dst_mac: bytes, src: bytes, dst: bytes, proto: int, l4: bytes, ttl: int = 64,
+              same_ip_id: bool = False):
+        if not same_ip_id:  # the LB's forwarded copy is the same IP packet: same IP ID
+            self.ipid = (self.ipid + 1) & 0xFFFF
         ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), self.ipid, 0x4000, ttl, proto, 0, src, dst)
         data = dst_mac + src_mac + b"\x08\x00" + ip + l4
         sec = int(t)
@@ -68,7 +70,7 @@ def smtp_session(w: Writer, rng: random.Random, t: float, client: bytes, cport: 
     def c2s(t, seq, ack, flags, payload=b""):
         seg = tcp(cport, 25, seq, ack, flags, payload)
         w.frame(t, ROUTER, LB, client, VIP, 6, seg, 63)
-        w.frame(t + 0.00003, LB, bmac, client, VIP, 6, seg, 63)
+        w.frame(t + 0.00003, LB, bmac, client, VIP, 6, seg, 63, same_ip_id=True)
 
     def s2c(t, seq, ack, flags, payload=b""):
         w.frame(t, bmac, ROUTER, VIP, client, 6, tcp(25, cport, seq, ack, flags, payload), 64)

@@ -41,8 +41,6 @@ try:  # the C walker (setup.py builds it; optional: without it libpcap reads cla
 except ImportError:  # pragma: no cover - exercised where no compiler was available
     _fastpcap = None
 
-BATCH = 8192
-"""Frames walked per call into the C reader (passing ones come back as a list)."""
 
 PCAP_MAGIC_US = (0xA1B2C3D4, 0xD4C3B2A1)
 PCAP_MAGIC_NS = (0xA1B23C4D, 0x4D3CB2A1)
@@ -67,6 +65,13 @@ class Capture:
         self._programs: dict[int, object] = {}
         self.position = 0
         """Bytes of the file read so far (updated every 65,536 frames), for progress bars."""
+        self.walker = None
+        """The C walker (capture/_fastpcap.c) once reading started with it: the tracker hands it the
+        connections it may count on its own (its established fast path)."""
+
+    def tell(self) -> int:
+        """Bytes of the file read so far, for progress bars."""
+        return self.walker.position if self.walker is not None else self.position
 
     # ---- format detection -------------------------------------------------------------
     def _sniff(self) -> str:
@@ -138,15 +143,14 @@ class Capture:
             r = _fastpcap.Reader(self.path, 24, big, nanos, linktype, program)
         except OSError as e:
             raise CaptureError(f"{self.path}: cannot be read ({e.strerror})") from None
-        batch = r.batch
+        self.walker = r
         try:
-            while not r.eof:
-                frames = batch(BATCH)
-                self.position = r.position
-                yield from frames
+            yield from r  # one frame at a time, in C (the tracker may hand connections to it meanwhile)
         finally:
+            self.position = r.position
             end.frames = r.frames
             end.passed = r.passed
+            end.last_ts = r.last_ts
             if r.damage:
                 end.damage = f"stopped after frame {r.frames}: {r.damage}"
 

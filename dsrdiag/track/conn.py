@@ -13,6 +13,8 @@ verified (`zeek -C`), and content gaps ('g') are counted from ACKs beyond the by
 
 from __future__ import annotations
 
+import os
+
 from dsrdiag.core.addr import ip_text
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
 from dsrdiag.track.intern import shared
@@ -91,6 +93,7 @@ class ConnState:
     __slots__ = (
         "uid", "orig_key", "orig", "resp", "history", "first_ts", "last_ts", "notes", "syns",
         "syn_seq", "synack_ack", "smtp", "ip_version", "c_ip", "c_port", "s_ip", "s_port", "fwd_notes",
+        "in_c",
     )
 
     def __init__(self, uid: str, p, is_orig_sender: bool, flipped: bool):
@@ -111,6 +114,53 @@ class ConnState:
         self.synack_ack = None
         self.smtp = SmtpFollower()
         self.ip_version = 4 if len(p.src) == 4 else 6
+        self.in_c = False
+        """Handed to the C walker's fast path (capture/_fastpcap.c): its counters live there."""
+
+    # ---- the C walker's established fast path -----------------------------------------------
+    def c_key(self) -> bytes:
+        return (self.c_ip.ljust(16, b"\0") + self.s_ip.ljust(16, b"\0")
+                + self.c_port.to_bytes(2, "big") + self.s_port.to_bytes(2, "big"))
+
+    def c_ready(self) -> bool:
+        """Nothing left to learn from in-order packets but counters (what _fastpcap.c may count)."""
+        o, r = self.orig, self.resp
+        if o.state != ESTABLISHED or r.state != ESTABLISHED or len(self.notes) < MAX_NOTES or self.smtp.wants_data:
+            return False
+        for ep in (o, r):
+            if ep.next_seq is None or ep.next_seq != ep.last_seq or ep.ooo or ep.ttl is None:
+                return False
+            if any(a is None or b is None for a, b in ep.l2):
+                return False
+            if ep.last_sig is not None and (ep.last_sig[2][0] is None or ep.last_sig[2][1] is None):
+                return False
+        return True
+
+    def c_state(self) -> tuple:
+        def side(ep):
+            sig = None
+            if ep.last_sig is not None:
+                (sq, ak, fl, ln, idw), ts, (a, b) = ep.last_sig
+                sig = (sq, ak, fl, ln, idw, ts, bytes(a) + bytes(b))
+            return (ep.last_seq, ep.ack_seq, "D" in ep.seen, "A" in ep.seen, True,
+                    [bytes(a) + bytes(b) for a, b in ep.l2], sig, ep.pkts, ep.copies)
+
+        return (self.last_ts, side(self.orig), side(self.resp), max(MAX_SYNS - len(self.fwd_notes), 0))
+
+    def c_apply(self, st: tuple) -> None:
+        """Take back what the fast path counted."""
+        last_ts, d0, d1, fwd = st
+        self.last_ts = last_ts
+        for frame, ts, d, flags, plen, smac, dmac, ttl, seq, ack, ip_id in fwd:  # copies noted in C
+            self.fwd_notes.append((frame, ts, RESP if d else ORIG, flags, plen, smac, dmac, ttl, seq, ack, ip_id, None))
+        for ep, (last_seq, ack_seq, pkts, copies, sig) in ((self.orig, d0), (self.resp, d1)):
+            ep.last_seq = ep.next_seq = last_seq
+            ep.ack_seq = ack_seq
+            ep.pkts, ep.copies = pkts, copies
+            if sig is not None:
+                sq, ak, fl, ln, idw, ts, pair = sig
+                ep.last_sig = ((sq, ak, fl, ln, idw), ts, (pair[:6], pair[6:]))
+        self.in_c = False
 
     # ---- history helpers (Zeek's CheckHistory / ScaledHistoryEntry) --------------------
     def _check(self, ep: _Endpoint, is_orig: bool, code: str) -> bool:
@@ -459,11 +509,7 @@ def _mac(raw: bytes | None) -> str | None:
 
 
 def _notes(raw: list[tuple]) -> NoteBlock:
-    return NoteBlock.pack(
-        PacketNote(f, ts, d, fl, ln, _mac(s) if s else None, _mac(t) if t else None, ttl, seq, ack, ipid,
-                   payload_text(data) if data else None)
-        for f, ts, d, fl, ln, s, t, ttl, seq, ack, ipid, data in raw
-    )
+    return NoteBlock.pack_raw(raw, _mac, payload_text)
 
 
 def payload_text(data: bytes) -> str | None:
@@ -484,6 +530,36 @@ class ConnTracker:
         self.table: dict[tuple, ConnState] = {}
         self.done = RecordSink()
         self.count = 0
+        self.capture_reader = None
+        """The Capture being read: its C walker, once reading started, takes established connections."""
+        self.fast_on = os.environ.get("DSRDIAG_FASTPATH", "1") != "0"
+        self.walker = None
+        self.handed: dict[bytes, ConnState] = {}
+
+    def _offer(self, c: ConnState) -> None:
+        """Hand a connection that has nothing left to tell but counters to the C walker."""
+        walker = self.walker
+        if walker is None:
+            walker = self.walker = getattr(self.capture_reader, "walker", None)
+            if walker is None:
+                return
+        if c.c_ready():
+            k = c.c_key()
+            if walker.fast_add(k, *c.c_state()):
+                c.in_c = True
+                self.handed[k] = c
+
+    def take_all_back(self) -> None:
+        """Before a sweep and at the end: every connection's counters back from the walker."""
+        if self.walker is None or not self.handed:
+            return
+        for k, st in self.walker.release_all():
+            c = self.handed.get(k)
+            if c is not None:
+                c.c_apply(st)
+        for c in self.handed.values():
+            c.in_c = False
+        self.handed.clear()
 
     def packet(self, p) -> None:
         key = (p.src, p.sport, p.dst, p.dport)
@@ -508,7 +584,17 @@ class ConnTracker:
             c = ConnState(f"{self.vantage}:C{self.count}", p, orig_sender, flipped)
             self.table[c.orig_key] = c
             self.table[(c.s_ip, c.s_port, c.c_ip, c.c_port)] = c
+        elif c.in_c:  # the walker saw something it does not count: its counters come back first
+            k = c.c_key()
+            st = self.walker.release(k)
+            if st is not None:
+                c.c_apply(st)
+            c.in_c = False
+            self.handed.pop(k, None)
         c.process(p, key == c.orig_key)
+        if (self.fast_on and len(c.notes) >= MAX_NOTES and not c.smtp.wants_data
+                and c.orig.state == ESTABLISHED and c.resp.state == ESTABLISHED):
+            self._offer(c)
 
     def _finish(self, c: ConnState) -> None:
         self.done.add(c.record(self.capture, self.vantage))
@@ -517,12 +603,14 @@ class ConnTracker:
 
     def sweep(self, now_ns: int, closed_linger_ns: int = 60_000_000_000, idle_ns: int = 3_600_000_000_000) -> None:
         """Emit connections that closed a while ago or went idle, so memory follows open connections."""
+        self.take_all_back()
         for c in {id(c): c for c in self.table.values()}.values():
             age = now_ns - c.last_ts
             if (c.closed and age > closed_linger_ns) or age > idle_ns:
                 self._finish(c)
 
     def finish_all(self) -> RecordSeq:
+        self.take_all_back()
         for c in {id(c): c for c in self.table.values()}.values():
             self._finish(c)
         return self.done.records()

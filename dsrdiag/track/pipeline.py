@@ -21,12 +21,13 @@ SWEEP_EVERY = 65536
 
 
 def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
-    """`progress(bytes_read, frames)` is called every SWEEP_EVERY analysed packets, if given."""
+    """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given."""
     cap = Capture(path, ports)
     portset = frozenset(ports)
     conns = ConnTracker(path, vantage, portset)
     neigh = NeighbourWatch()
     conn_packet, neigh_packet = conns.packet, neigh.packet
+    conns.capture_reader = cap
     # The loop allocates many short-lived containers (frame tuples, packets, notes) and makes no
     # reference cycles; automatic collection would re-scan every open connection's state again and
     # again. Collect the young generations at each sweep instead: any cycle is still freed, and the
@@ -46,6 +47,7 @@ def _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress)
     anomaly_frames: dict[str, int] = {}
     first_ts = last_ts = None
     n = 0
+    next_sweep = SWEEP_EVERY
     for fr in cap.frames():
         p = decode(fr, portset)
         if p is None:
@@ -62,11 +64,12 @@ def _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress)
         else:
             neigh_packet(p)
         n += 1
-        if n % SWEEP_EVERY == 0:
+        if fr[0] >= next_sweep:  # by frame number: the C walker keeps many frames from Python
+            next_sweep = fr[0] + SWEEP_EVERY
             conns.sweep(fr[1])
             gc.collect(1)
             if progress is not None:
-                progress(cap.position, fr[0])
+                progress(cap.tell(), fr[0])
     end = cap.end
     if progress is not None:
         progress(cap.size, end.frames)
@@ -84,5 +87,5 @@ def _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress)
         skipped=dict(end.skipped),
         reader=end.reader,
         first_ts_ns=first_ts,
-        last_ts_ns=last_ts,
+        last_ts_ns=max(last_ts, end.last_ts) if last_ts is not None and end.last_ts is not None else last_ts,
     )

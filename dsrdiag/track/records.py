@@ -84,6 +84,33 @@ class NoteBlock:
             return cls(None, tuple(notes))
         return cls(data, tuple(strs))
 
+    @classmethod
+    def pack_raw(cls, raw, mac, text) -> "NoteBlock":
+        """From the tracker's raw note tuples (frame, ts, direction, flags, length, src MAC bytes,
+        dst MAC bytes, ttl, seq, ack, ip_id, payload head), without a PacketNote per note."""
+        strs: list = []
+        index: dict = {}
+
+        def ix(v):
+            if v is None:
+                return -1
+            i = index.get(v)
+            if i is None:
+                i = index[v] = len(strs)
+                strs.append(v)
+            return i
+
+        pack = _NOTE.pack
+        try:
+            data = b"".join(pack(f, ts, 0 if d == ORIG else 1, fl, ln, ix(mac(s) if s else None), ix(mac(t) if t else None),
+                                 ttl, seq, ack, -1 if ipid is None else ipid, ix(text(p) if p else None))
+                            for f, ts, d, fl, ln, s, t, ttl, seq, ack, ipid, p in raw)
+        except struct.error:  # a corrupt capture's absurd timestamp: keep the notes as they are
+            return cls(None, tuple(PacketNote(f, ts, d, fl, ln, mac(s) if s else None, mac(t) if t else None, ttl, seq, ack, ipid,
+                                              text(p) if p else None)
+                                   for f, ts, d, fl, ln, s, t, ttl, seq, ack, ipid, p in raw))
+        return cls(data, tuple(strs))
+
     def _note(self, t) -> PacketNote:
         s = self._strs
         f, ts, d, fl, ln, sm, dm, ttl, seq, ack, ipid, tx = t
