@@ -3,8 +3,8 @@
  * Why: reading a capture frame by frame through pcapy-ng costs two Python calls per frame (next,
  * filter) even for the 60% of a mail relay's traffic that is dropped; libpcap's setfilter would
  * skip those in C but then hides how many frames it skipped, and the Wireshark frame numbers every
- * finding cites would be lost. This module walks the file (mmap, read only: input files are never
- * modified), counts every frame, runs the program libpcap compiled (pcapy.compile(...).get_bpf())
+ * finding cites would be lost. This module walks the file (read only, through a 2 MiB window: input
+ * files are never modified, and a file of any size costs the same memory), counts every frame, runs the program libpcap compiled (pcapy.compile(...).get_bpf())
  * through a classic BPF interpreter with libpcap's bpf_filter semantics, and hands the frames
  * that pass to Python in batches: (frame number, ts_ns, linktype, bytes, wire length).
  * Damage (a truncated or absurd record) stops the walk with the same words the Python reader
@@ -14,12 +14,12 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #define MAX_CAPLEN 262144u
+#define WINDOW (2u << 20)     /* bytes of the file held at once; a record is at most MAX_CAPLEN + 16 */
 #define BPF_MEMWORDS 16
 
 typedef struct { uint16_t code; uint8_t jt, jf; uint32_t k; } insn_t;
@@ -72,7 +72,9 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    const uint8_t *map;
+    int fd;
+    uint8_t *buf;      /* a window of the file: buf[0] is the byte at offset buf_off */
+    size_t buf_off, buf_len;
     size_t size;
     size_t off;
     int swap;          /* file byte order differs from ours */
@@ -83,7 +85,6 @@ typedef struct {
     unsigned long long frames, passed;
     PyObject *damage;  /* str or None */
     int eof;
-    size_t released;   /* pages before this offset were handed back to the kernel */
     flow_t *flows;     /* open addressing, TABLE slots, keyed by the client-side key */
     Py_ssize_t nflows;
     long long fast_pkts, last_ts;
@@ -344,7 +345,8 @@ static PyObject *flow_state(flow_t *f) {
 }
 
 static void Reader_dealloc(Reader *self) {
-    if (self->map && self->map != MAP_FAILED && self->size) munmap((void *)self->map, self->size);
+    if (self->fd > 0) close(self->fd);
+    PyMem_Free(self->buf);
     PyMem_Free(self->prog);
     if (self->flows)
         for (Py_ssize_t i = 0; i < TABLE; i++) PyMem_Free(self->flows[i].fwd);
@@ -383,12 +385,10 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kw) {
     struct stat st;
     if (fstat(fd, &st) < 0) { close(fd); PyErr_SetFromErrnoWithFilename(PyExc_OSError, path); return -1; }
     self->size = (size_t)st.st_size;
-    if (self->size) {
-        self->map = mmap(NULL, self->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (self->map == MAP_FAILED) { self->map = NULL; close(fd); PyErr_SetFromErrnoWithFilename(PyExc_OSError, path); return -1; }
-        madvise((void *)self->map, self->size, MADV_SEQUENTIAL);
-    }
-    close(fd);
+    self->buf = PyMem_Malloc(WINDOW);
+    if (!self->buf) { close(fd); PyErr_NoMemory(); return -1; }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    self->fd = fd;
     uint32_t one = 1;
     int little = *(uint8_t *)&one == 1;
     self->swap = big ? little : !little;
@@ -405,20 +405,28 @@ static void set_damage(Reader *self, PyObject *msg) {
     self->eof = 1;
 }
 
-static void release_pages(Reader *self) {
-    /* hand the pages already walked back to the kernel: a file of any size costs the same memory */
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t upto = self->off & ~(page - 1);
-    if (self->map && upto > self->released + (4u << 20)) {
-        madvise((void *)(self->map + self->released), upto - self->released, MADV_DONTNEED);
-        self->released = upto;
+/* Make [off, off + need) readable in the window; returns a pointer to it, or NULL if the file ends
+   first (or cannot be read: damage, reported by the caller from the sizes). */
+static const uint8_t *window(Reader *self, size_t off, size_t need) {
+    if (off >= self->buf_off && off + need <= self->buf_off + self->buf_len) return self->buf + (off - self->buf_off);
+    size_t keep = 0;
+    if (off >= self->buf_off && off < self->buf_off + self->buf_len) {
+        keep = self->buf_off + self->buf_len - off;
+        memmove(self->buf, self->buf + (off - self->buf_off), keep);
     }
+    self->buf_off = off;
+    self->buf_len = keep;
+    while (self->buf_len < WINDOW) {
+        ssize_t n = pread(self->fd, self->buf + self->buf_len, WINDOW - self->buf_len, (off_t)(off + self->buf_len));
+        if (n <= 0) break;
+        self->buf_len += (size_t)n;
+    }
+    return need <= self->buf_len ? self->buf : NULL;
 }
 
 /* The next frame for Python: (frame number, ts_ns, linktype, bytes, wire length); NULL without an
    error at the end (eof set, damage said) or after `budget` frames were walked (budget hit). */
 static PyObject *walk(Reader *self, Py_ssize_t *budget) {
-    const uint8_t *m = self->map;
     long long scale = self->nanos ? 1 : 1000;
     while (!self->eof && (*budget)-- > 0) {
         size_t off = self->off;
@@ -427,8 +435,13 @@ static PyObject *walk(Reader *self, Py_ssize_t *budget) {
             set_damage(self, PyUnicode_FromFormat("truncated record header at byte offset %zu", off));
             break;
         }
-        uint32_t sec = rd32(m + off, self->swap), frac = rd32(m + off + 4, self->swap);
-        uint32_t incl = rd32(m + off + 8, self->swap), orig = rd32(m + off + 12, self->swap);
+        const uint8_t *h = window(self, off, 16);
+        if (!h) {
+            set_damage(self, PyUnicode_FromFormat("truncated record header at byte offset %zu", off));
+            break;
+        }
+        uint32_t sec = rd32(h, self->swap), frac = rd32(h + 4, self->swap);
+        uint32_t incl = rd32(h + 8, self->swap), orig = rd32(h + 12, self->swap);
         if (incl > MAX_CAPLEN) {
             set_damage(self, PyUnicode_FromFormat("record at byte offset %zu claims %u captured bytes (more than %u): corrupt",
                                                   off, incl, MAX_CAPLEN));
@@ -439,10 +452,15 @@ static PyObject *walk(Reader *self, Py_ssize_t *budget) {
                                                   self->frames + 1, off, self->size - off - 16, incl));
             break;
         }
-        const uint8_t *data = m + off + 16;
+        const uint8_t *rec = window(self, off, 16 + (size_t)incl);
+        if (!rec) {
+            set_damage(self, PyUnicode_FromFormat("frame %llu truncated at byte offset %zu: %zu of %u bytes present",
+                                                  self->frames + 1, off, self->buf_len > 16 ? self->buf_len - 16 : 0, incl));
+            break;
+        }
+        const uint8_t *data = rec + 16;
         self->off = off + 16 + incl;
         self->frames++;
-        if ((self->frames & 0xfff) == 0) release_pages(self);
         if (self->nprog && !run_bpf(self->prog, self->nprog, data, orig, incl)) continue;
         self->passed++;
         long long ts = (long long)sec * 1000000000LL + (long long)frac * scale;
@@ -466,7 +484,6 @@ static PyObject *Reader_batch(Reader *self, PyObject *arg) {
         if (PyList_Append(out, t) < 0) { Py_DECREF(t); Py_DECREF(out); return NULL; }
         Py_DECREF(t);
     }
-    release_pages(self);
     return out;
 }
 
@@ -474,9 +491,7 @@ static PyObject *Reader_batch(Reader *self, PyObject *arg) {
    (fast_add) counts from the very next frame on */
 static PyObject *Reader_iternext(Reader *self) {
     Py_ssize_t budget = PY_SSIZE_T_MAX;
-    PyObject *t = walk(self, &budget);
-    if (!t) release_pages(self);
-    return t;
+    return walk(self, &budget);
 }
 
 static PyObject *Reader_filter(Reader *self, PyObject *arg) {

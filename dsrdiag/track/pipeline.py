@@ -20,6 +20,21 @@ from dsrdiag.track.records import CaptureRecords
 SWEEP_EVERY = 65536
 
 
+def _malloc_trim():
+    """glibc's malloc_trim: give freed heap back to the system at each sweep. Without it, payload
+    buffers freed between long-lived records fragment the heap and the peak creeps up with the
+    file's size (measured: 66 MiB against 52-61 MiB over 5M packets), although nothing leaks."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
 def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
     """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given."""
     cap = Capture(path, ports)
@@ -68,6 +83,8 @@ def _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress)
             next_sweep = fr[0] + SWEEP_EVERY
             conns.sweep(fr[1])
             gc.collect(1)
+            if _TRIM is not None:
+                _TRIM(0)
             if progress is not None:
                 progress(cap.tell(), fr[0])
     end = cap.end

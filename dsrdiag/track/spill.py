@@ -22,8 +22,11 @@ import weakref
 SPILL_AT = 5000
 """Records held in memory per capture before chunks go to disk (about 3 KB each)."""
 
-BATCH = 500
+BATCH = 100
 """Records per pickle in a chunk file: what one reader of that chunk holds at a time."""
+MAX_CHUNKS = 8
+"""Chunk files per capture; beyond, they are merged into one (an external merge sort's step), so
+that iterating holds at most SPILL_AT + MAX_CHUNKS * BATCH records whatever the file's size."""
 
 _DIR: str | None = None
 
@@ -75,12 +78,16 @@ class RecordSink:
         self.memory.sort(key=_order)
         fd, path = tempfile.mkstemp(suffix=".records", dir=_spill_dir())
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            # pickles of BATCH records: each loads alone (nothing remembered between them), and a
-            # list loads at ~10 us a record where one pickle per record costs ~25 us
-            for i in range(0, len(self.memory), BATCH):
-                pickle.dump(self.memory[i:i + BATCH], f, pickle.HIGHEST_PROTOCOL)
+            _write_batches(f, self.memory)
         self.chunks.append(path)
         self.memory = []
+        if len(self.chunks) >= MAX_CHUNKS:
+            fd, merged = tempfile.mkstemp(suffix=".records", dir=_spill_dir())
+            with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+                _write_batches(f, heapq.merge(*(_read(p) for p in self.chunks), key=_order))
+            for p in self.chunks:
+                os.unlink(p)
+            self.chunks = [merged]
 
     def records(self) -> "RecordSeq":
         self.memory.sort(key=_order)
@@ -134,6 +141,19 @@ class RecordSeq:
 
 def _rebuild(memory, chunks, count) -> RecordSeq:
     return RecordSeq(memory, chunks, count)
+
+
+def _write_batches(f, records) -> None:
+    # pickles of BATCH records: each loads alone (nothing remembered between them), and a list
+    # loads at ~10 us a record where one pickle per record costs ~25 us
+    batch = []
+    for r in records:
+        batch.append(r)
+        if len(batch) == BATCH:
+            pickle.dump(batch, f, pickle.HIGHEST_PROTOCOL)
+            batch = []
+    if batch:
+        pickle.dump(batch, f, pickle.HIGHEST_PROTOCOL)
 
 
 def _read(path: str):
