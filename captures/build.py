@@ -383,7 +383,8 @@ def path_frames(c: Conn, out: dict[str, list], *, mode: str = "dsr", stop=None, 
                 ipid: dict | None = None) -> None:
     """Append each segment of `c` to the vantages it passes, as each captures it.
 
-    mode: dsr (LB rewrites the MAC only; replies skip it), nat (LB rewrites the destination to the
+    mode: dsr (LB rewrites the MAC only; replies skip it), tunnel (LB sends the client's packet
+    inside IP-in-IP to the back-end's own address; replies skip it), nat (LB rewrites the destination to the
     back-end's address and the source of replies back to the VIP), proxy-front (the LB terminates
     the client's connection: it answers as the VIP), proxy-back (the LB's own connection to a
     back-end's address). stop(seg, vantage) -> True: the packet never reaches that vantage (a drop
@@ -424,7 +425,7 @@ def path_frames(c: Conn, out: dict[str, list], *, mode: str = "dsr", stop=None, 
                     ("fw-out", 0.5 * h, OUTSIDE_RTR, FW_OUT, src, dst, 62),
                     ("fw-in", 0.5 * h + 0.00004, FW_IN, LB, src, dst, 61),
                     ("lb", h - 0.00006, FW_IN, LB, src, dst, 61)]
-            if mode in ("dsr", "nat"):
+            if mode in ("dsr", "nat", "tunnel"):
                 fdst = to_be if mode == "nat" else dst
                 hops += [("lb", h - 0.00003, LB, be.mac, src, fdst, 61), (bev, h, LB, be.mac, src, fdst, 61)]
         else:
@@ -447,7 +448,10 @@ def path_frames(c: Conn, out: dict[str, list], *, mode: str = "dsr", stop=None, 
                 break
             if v == "fw-in" and smac is None:  # a reply arrives at the firewall from its last L2 hop
                 smac = LB if mode in ("nat", "proxy-front") else be.mac
-            f = Ether(src=smac, dst=dmac) / l3(a, b, ttl)
+            pkt = l3(a, b, ttl)
+            if mode == "tunnel" and s.d == ">" and smac == LB:  # LVS-TUN: the client's packet inside IP-in-IP
+                pkt = IP(src=LB_IP4, dst=be.ip4, ttl=64, id=n, flags="DF") / pkt
+            f = Ether(src=smac, dst=dmac) / pkt
             f.time = s.t + dt + CLOCK[v]
             out.setdefault(v, []).append(f)
 
@@ -521,6 +525,15 @@ def path_nat(rng):
     return out
 
 
+def path_tunnel(rng):
+    """An LVS-TUN style load balancer: the client's packets reach the back-ends inside IP-in-IP from
+    192.0.2.10; the back-ends answer from the VIP directly."""
+    out: dict[str, list] = {}
+    for c in _sessions(rng, 4):
+        path_frames(c, out, mode="tunnel")
+    return out
+
+
 def _proxied(rng, out, client, cport, be, t, *, proxy_header: bool = False, xclient: bool = False):
     """A full proxy: the client's connection ends at the LB; the LB opens its own to the back-end
     (new ISN, the LB's address) a moment later and relays the same SMTP lines."""
@@ -559,6 +572,7 @@ PATH_SETS = {
     "wrong_source": path_wrong_source,
     "asym": path_asym,
     "nat": path_nat,
+    "tunnel": path_tunnel,
     "proxy": path_proxy,
     "mixed": path_mixed,
 }

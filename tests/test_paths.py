@@ -164,3 +164,22 @@ def test_unknown_vantage_role_in_topology_file_is_a_usage_error(tmp_path):
     topo.write_text('[[vantage]]\nname = "x"\nrole = "router"\n')
     r = run_cli("analyze", str(CAPTURES / "healthy.pcap"), "--topology", str(topo))
     assert r.code == 2 and "role 'router'" in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("outer", ["ipip", "gre", "6in4"])
+def test_client_packets_inside_ipip_6in4_and_gre_are_analysed_with_the_encapsulator_kept(outer):
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import GRE, Ether
+
+    from dsrdiag.decode.packet import KIND_TCP, decode
+
+    inner = (IPv6(src="2001:db8:51::7", dst="2001:db8:25::25") if outer == "6in4" else
+             IP(src="198.51.100.7", dst="192.0.2.25", id=77)) / TCP(sport=40000, dport=25, flags="S", seq=1234)
+    outer_ip = IP(src="192.0.2.10", dst="192.0.2.11")
+    pkt = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:11") / (outer_ip / GRE() / inner if outer == "gre" else outer_ip / inner)
+    data = bytes(pkt)
+    p = decode((1, 0, 1, data, len(data)), frozenset((25,)))
+    assert p is not None and p.kind == KIND_TCP
+    assert p.tunnel == bytes([192, 0, 2, 10]) and p.dport == 25 and p.seq == 1234
+    assert p.src == (bytes(inner)[8:24] if outer == "6in4" else bytes([198, 51, 100, 7]))

@@ -24,9 +24,13 @@ _IPV6_EXT = "(ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 44 or ip6[6] == 
 _ND = "(icmp6 and (ip6[40] == 135 or ip6[40] == 136))"
 
 
+_TUNNEL = "(ip proto 4 or ip proto 41 or ip proto 47)"
+"""IP-in-IP, 6in4 and GRE: an encapsulating load balancer's packets (decode/ looks inside)."""
+
+
 def core_filter(ports: tuple[int, ...]) -> str:
     tcp = " or ".join(f"tcp port {p}" for p in sorted(set(ports)))
-    return f"({tcp}) or arp or {_ND} or {_IPV6_EXT}"
+    return f"({tcp}) or arp or {_ND} or {_IPV6_EXT} or {_TUNNEL}"
 
 
 def filter_for(linktype: int, ports: tuple[int, ...]) -> str:

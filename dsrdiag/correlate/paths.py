@@ -95,8 +95,8 @@ class FlowPath:
     packets: tuple[PacketPath, ...]
     mode: str | None = None
     """How the load balancer handled it, judged from the packets: dsr (MAC rewrite, addresses kept),
-    nat (destination rewritten), snat (source rewritten: client IP lost), full-nat (both), proxy (a
-    new connection from the LB), proxy+proxy-protocol / proxy+xclient (a proxy that passes the
+    nat (destination rewritten), snat (source rewritten: client IP lost), full-nat (both), tunnel
+    (the client's packet inside IP-in-IP/GRE to the back-end), proxy (a new connection from the LB), proxy+proxy-protocol / proxy+xclient (a proxy that passes the
     client's address on); None when no back-end capture shows it."""
     linked: str | None = None
     """The same connection on the other side of a NAT or proxy, as the back-end saw it."""
@@ -238,6 +238,8 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
         died = (f"{_flagtext(p := first_lost)} ({'client->server' if p.direction == ORIG else 'server->client'}) "
                 f"last seen at {p.last_seen}, not at {p.lost_before}") if first_lost else None
         how = legs[fk][2] if fk in legs else legs[back_of[fk]][2] if fk in back_of else _invariants(pkts, views[fk], fk in alias.values())
+        if modes.get(fk) == "tunnel":
+            how += ("the client's packet found inside the tunnel at the back-end",)
         out_flows.append(FlowPath(f"{fk[0]}:{fk[1]}", fk[2], tuple(sorted(seen_by, key=order.get)), tuple(paths),
                                   modes.get(fk), links.get(fk), how, leg, died, fk))
 
@@ -286,6 +288,8 @@ def _nat_links(records: list[CaptureRecords], roles: dict) -> tuple[dict, dict, 
             mode = "snat"
         elif dst_changed:
             mode = "nat"
+        elif b.tunneled_from:
+            mode = "tunnel"  # the client's packet inside IP-in-IP/GRE to the back-end's own address
         else:
             # addresses kept end to end: DSR when the frame reached the back-end by MAC rewrite
             mode = "dsr" if any(s and d for s, d in b.orig_l2) else None
@@ -293,6 +297,8 @@ def _nat_links(records: list[CaptureRecords], roles: dict) -> tuple[dict, dict, 
         if src_changed or dst_changed:
             links[fk] = f"{b.client_ip}:{b.client_port} -> {b.server_ip}:{b.server_port} at {v}"
             alias[flow_key(b)] = fk
+        elif mode == "tunnel":
+            links[fk] = f"encapsulated by {b.tunneled_from} at {v}"
     return modes, links, alias
 
 

@@ -8,6 +8,10 @@ IPv6 extension-header chain is walked so TCP behind Hop-by-Hop/Routing/Destinati
 
 IPPROTO_TCP = 6
 IPPROTO_ICMPV6 = 58
+IPPROTO_IPIP = 4
+IPPROTO_IPV6 = 41
+IPPROTO_GRE = 47
+TUNNEL_PROTOS = frozenset((IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_GRE))
 _EXT_8 = frozenset((0, 43, 60))  # Hop-by-Hop, Routing, Destination Options: (len+1)*8 bytes
 FRAGMENT = "fragment"
 
@@ -67,3 +71,29 @@ def decode_ipv6(data: bytes, off: int):
     if pos > end:
         return None
     return nxt, data[off + 8 : off + 24], data[off + 24 : off + 40], data[off + 7], None, pos, end
+
+
+def decode_tunnel(proto: int, data: bytes, l4: int, end: int):
+    """The packet inside an IP-in-IP (4), 6in4 (41) or GRE (47, IPv4/IPv6 payload) header, as
+    decode_ipv4/decode_ipv6 return it; None when it is not one of those or is truncated.
+
+    Why: an LVS-TUN style load balancer encapsulates the client's packet to the back-end's real
+    address; inside is the client's packet to the VIP, which the back-end answers directly."""
+    inner = data[:end]
+    if proto == IPPROTO_IPIP:
+        return decode_ipv4(inner, l4)
+    if proto == IPPROTO_IPV6:
+        return decode_ipv6(inner, l4)
+    if proto != IPPROTO_GRE or l4 + 4 > end:
+        return None
+    flags, ptype = data[l4], (data[l4 + 2] << 8) | data[l4 + 3]
+    if data[l4 + 1] & 0x07:  # GRE version 0 only (1 is PPTP)
+        return None
+    pos = l4 + 4 + (4 if flags & 0x80 else 0) + (4 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+    if pos > end:
+        return None
+    if ptype == 0x0800:
+        return decode_ipv4(inner, pos)
+    if ptype == 0x86DD:
+        return decode_ipv6(inner, pos)
+    return None

@@ -15,8 +15,10 @@ from dsrdiag.decode.ip import (
     FRAGMENT,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
+    TUNNEL_PROTOS,
     decode_ipv4,
     decode_ipv6,
+    decode_tunnel,
 )
 from dsrdiag.decode.link import ETH_ARP, ETH_IPV4, ETH_IPV6, decode_link
 from dsrdiag.decode.ndp import decode_nd
@@ -32,7 +34,7 @@ class Packet:
         "frame", "ts_ns", "kind", "src_mac", "dst_mac", "vlans",
         "src", "dst", "ttl", "ip_id",
         "sport", "dport", "seq", "ack", "flags", "win", "payload",
-        "op", "sha", "tha", "nd_flags",
+        "op", "sha", "tha", "nd_flags", "tunnel",
     )
 
     def __repr__(self) -> str:  # for test failure messages
@@ -72,6 +74,7 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
                 p.src, p.dst, p.ttl, p.ip_id = src, dst, ttl, ip_id
                 p.sport, p.dport, p.seq, p.ack, p.flags, p.win = sport, dport, seq, ack, flags, win
                 p.payload = data[34 + hl : end]
+                p.tunnel = None
                 return p
         # fragments and odd headers take the general path below
     link = decode_link(linktype, data)
@@ -97,6 +100,13 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
     if ip is FRAGMENT:
         return None
     proto, src, dst, ttl, ip_id, l4, end = ip
+    tunnel = None
+    if proto in TUNNEL_PROTOS:  # an encapsulating load balancer: analyse the packet inside
+        inner = decode_tunnel(proto, data, l4, end)
+        if inner is None or inner is FRAGMENT:
+            return None
+        tunnel = src
+        proto, src, dst, ttl, ip_id, l4, end = inner
     if proto == IPPROTO_TCP:
         t = decode_tcp(data, l4, end)
         if t is None:
@@ -107,6 +117,7 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
         p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, ts_ns, KIND_TCP, src_mac, dst_mac, vlans
         p.src, p.dst, p.ttl, p.ip_id = src, dst, ttl, ip_id
         p.sport, p.dport, p.seq, p.ack, p.flags, p.win, p.payload = t
+        p.tunnel = tunnel
         return p
     if proto == IPPROTO_ICMPV6:
         nd = decode_nd(data, l4, end)

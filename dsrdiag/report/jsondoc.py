@@ -49,6 +49,7 @@ def _conn(c, b):
         },
         "history": c.history,
         "conn_state": c.conn_state,
+        "tunneled_from": c.tunneled_from,
         "missed_bytes": c.missed_bytes,
         "backend": _backend(b),
         "smtp": None if s is None else {

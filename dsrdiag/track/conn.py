@@ -93,7 +93,7 @@ class ConnState:
     __slots__ = (
         "uid", "orig_key", "orig", "resp", "history", "first_ts", "last_ts", "notes", "syns",
         "syn_seq", "synack_ack", "smtp", "ip_version", "c_ip", "c_port", "s_ip", "s_port", "fwd_notes",
-        "in_c",
+        "in_c", "tunnel_src",
     )
 
     def __init__(self, uid: str, p, is_orig_sender: bool, flipped: bool):
@@ -114,6 +114,8 @@ class ConnState:
         self.synack_ack = None
         self.smtp = SmtpFollower()
         self.ip_version = 4 if len(p.src) == 4 else 6
+        self.tunnel_src = None
+        """Outer source address of the first encapsulated (IP-in-IP/GRE) client packet."""
         self.in_c = False
         """Handed to the C walker's fast path (capture/_fastpcap.c): its counters live there."""
 
@@ -185,6 +187,8 @@ class ConnState:
         pair = (p.src_mac, p.dst_mac)
         if pair not in ep.l2 and len(ep.l2) < MAX_L2:
             ep.l2.append(pair)
+        if p.tunnel is not None and is_orig and self.tunnel_src is None:
+            self.tunnel_src = p.tunnel
         sig = (seq, ack, flags, plen, p.ip_id if p.ip_id is not None else p.win)
         last = ep.last_sig
         if (
@@ -489,6 +493,7 @@ class ConnState:
             syn_frames=_notes(self.syns),
             forwarded_frames=_notes(self.fwd_notes),
             smtp=self.smtp.record(self.first_ts),
+            tunneled_from=ip_text(self.tunnel_src) if self.tunnel_src else None,
         )
 
 

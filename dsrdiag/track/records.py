@@ -62,29 +62,6 @@ class NoteBlock:
         self._data, self._strs = data, strs
 
     @classmethod
-    def pack(cls, notes) -> "NoteBlock":
-        strs: list = []
-        index: dict = {}
-
-        def ix(v):
-            if v is None:
-                return -1
-            i = index.get(v)
-            if i is None:
-                i = index[v] = len(strs)
-                strs.append(v)
-            return i
-
-        notes = list(notes)
-        try:
-            data = b"".join(_NOTE.pack(n.frame, n.ts_ns, 0 if n.direction == ORIG else 1, n.flags, n.payload_len,
-                                       ix(n.src_mac), ix(n.dst_mac), n.ttl, n.seq, n.ack,
-                                       -1 if n.ip_id is None else n.ip_id, ix(n.text)) for n in notes)
-        except struct.error:  # a corrupt capture's absurd timestamp: keep the notes as they are
-            return cls(None, tuple(notes))
-        return cls(data, tuple(strs))
-
-    @classmethod
     def pack_raw(cls, raw, mac, text) -> "NoteBlock":
         """From the tracker's raw note tuples (frame, ts, direction, flags, length, src MAC bytes,
         dst MAC bytes, ttl, seq, ack, ip_id, payload head), without a PacketNote per note."""
@@ -253,6 +230,9 @@ class Connection:
     forwarded_frames: NoteBlock = NoteBlock()
     """The forwarded copies themselves (first ones, bounded): the frames that show the LB's hop."""
     smtp: SmtpDialogue | None = None
+    tunneled_from: str | None = None
+    """Client packets arrived encapsulated (IP-in-IP, 6in4, GRE) from this address: a tunnelling
+    load balancer (LVS-TUN style); the connection's addresses are those inside."""
 
     @property
     def key(self) -> tuple[str, int, str, int]:
