@@ -68,10 +68,14 @@ def analyze(d, *vantages):
 
 
 def kinds_by_vantage(doc):
+    """vantage -> kinds; a finding grouped across vantages ("fw-in, be1") counts at each of them."""
     got: dict[str, set[str]] = {}
     for f in doc["findings"]:
         if f["severity"] != "info":
-            got.setdefault(f["vantage"], set()).add(f["kind"])
+            vs = f["vantage"].split(", ")
+            assert len(set(vs)) == len(vs), f["vantage"]
+            for v in vs:
+                got.setdefault(v, set()).add(f["kind"])
     return got
 
 
@@ -101,6 +105,10 @@ def test_all_captures_together_keep_each_finding_at_its_vantage(lab_runs, name):
     assert kinds_by_vantage(doc) == want
     if not sc.expected:
         assert doc["verdict"]["healthy"]
+    # the same fault seen at several vantages is one finding, with frames from each of them
+    for f in doc["findings"]:
+        if ", " in f["vantage"]:
+            assert {e["vantage"] for e in f["evidence"]} == set(f["vantage"].split(", ")), f
 
 
 @needs_lab
