@@ -26,8 +26,7 @@ typedef struct { uint16_t code; uint8_t jt, jf; uint32_t k; } insn_t;
 
 /* ---- the established fast path ------------------------------------------------------------
  * dsrdiag's tracker (track/conn.py) hands a connection to this table once nothing is left to
- * learn from its packets but counters: both sides ESTABLISHED, packet notes full, SMTP over (TLS
- * started). Then an in-order ACK/data packet, or the LB's forwarded copy of one, changes only a
+ * learn from its packets but counters and notes: both sides ESTABLISHED, SMTP over (TLS started). Then an in-order ACK/data packet, or the LB's forwarded copy of one, changes only a
  * few numbers, which are kept here. Any other packet of that connection releases it: the state is
  * parked until Python takes it (release()), and that packet and all later ones go to Python. The
  * rules are track/conn.py's (ConnState.process), restricted to what these packets can change;
@@ -52,6 +51,16 @@ typedef struct {
 } dir_t;
 
 #define MAX_FWD 16           /* track/conn.py MAX_SYNS: forwarded copies noted per connection */
+#define MAX_NOTES 24         /* track/conn.py MAX_NOTES: packets noted per connection */
+#define PEEK 80              /* track/conn.py PEEK: payload bytes kept per note */
+
+typedef struct {             /* a packet of the connection, noted as track/conn.py notes it */
+    unsigned long long frame;
+    int64_t ts;
+    uint32_t seq, ack, plen;
+    int32_t ip_id;            /* -1: IPv6 */
+    uint8_t dir, flags, ttl, pair[12], npeek, peek[PEEK];
+} note_t;
 
 typedef struct {             /* a forwarded copy, noted as track/conn.py notes it */
     unsigned long long frame;
@@ -68,6 +77,8 @@ typedef struct {
     dir_t d[2];                   /* 0: client -> server, 1: server -> client */
     uint8_t fwd_room, nfwd;       /* copies Python would still note, and those noted here */
     fwd_t *fwd;                   /* fwd_room of them, allocated when there is room */
+    uint8_t note_room, nnotes;    /* the same for the connection's first packets */
+    note_t *notes;
 } flow_t;
 
 typedef struct {
@@ -208,6 +219,7 @@ typedef struct {
     uint16_t sport, dport, win;
     uint32_t seq, ack, plen, id;
     uint8_t flags, v4, ttl;
+    const uint8_t *payload;
 } tcp_t;
 
 static int parse_tcp(const uint8_t *d, uint32_t len, tcp_t *t) {
@@ -247,6 +259,7 @@ static int parse_tcp(const uint8_t *d, uint32_t len, tcp_t *t) {
     t->seq = rd_be32(tcp + 4); t->ack = rd_be32(tcp + 8);
     t->flags = tcp[13]; t->win = rd_be16(tcp + 14);
     t->plen = end - l4 - hl;
+    t->payload = tcp + hl;
     return 1;
 }
 
@@ -309,6 +322,14 @@ static int try_fast(Reader *self, const uint8_t *data, uint32_t incl, long long 
         return 1;
     }
     ep->pkts++;
+    if (f->nnotes < f->note_room && f->notes) {
+        note_t *n = &f->notes[f->nnotes++];
+        n->frame = self->frames; n->ts = ts; n->seq = t.seq; n->ack = t.ack; n->plen = t.plen;
+        n->ip_id = t.v4 ? (int32_t)t.id : -1; n->dir = (uint8_t)dir; n->flags = t.flags; n->ttl = t.ttl;
+        memcpy(n->pair, pair, 12);
+        n->npeek = (uint8_t)(t.plen < PEEK ? t.plen : PEEK);
+        memcpy(n->peek, t.payload, n->npeek);
+    }
     int32_t da = seq_delta(t.ack, peer->ack_seq);
     if (da > 0 && !(t.ack == 0 && da > TOO_LARGE)) peer->ack_seq = t.ack;
     if (t.plen) ep->last_seq = t.seq + t.plen;
@@ -341,7 +362,19 @@ static PyObject *flow_state(flow_t *f) {
         if (!item) { Py_DECREF(a); Py_DECREF(b); Py_DECREF(fwd); return NULL; }
         PyList_SET_ITEM(fwd, i, item);
     }
-    return Py_BuildValue("(LNNN)", (long long)f->last_ts, a, b, fwd);
+    PyObject *notes = PyList_New(f->nnotes);
+    if (!notes) { Py_DECREF(a); Py_DECREF(b); Py_DECREF(fwd); return NULL; }
+    for (int i = 0; i < f->nnotes; i++) {
+        note_t *n = &f->notes[i];
+        PyObject *id = n->ip_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLong(n->ip_id);
+        PyObject *peek = n->plen ? PyBytes_FromStringAndSize((const char *)n->peek, n->npeek) : (Py_INCREF(Py_None), Py_None);
+        PyObject *item = (id && peek) ? Py_BuildValue("(KLiIIy#y#IkkNN)", n->frame, (long long)n->ts, (int)n->dir, (unsigned)n->flags,
+                                            (unsigned)n->plen, (const char *)n->pair, (Py_ssize_t)6, (const char *)n->pair + 6,
+                                            (Py_ssize_t)6, (unsigned)n->ttl, (unsigned long)n->seq, (unsigned long)n->ack, id, peek) : NULL;
+        if (!item) { Py_XDECREF(id); Py_XDECREF(peek); Py_DECREF(a); Py_DECREF(b); Py_DECREF(fwd); Py_DECREF(notes); return NULL; }
+        PyList_SET_ITEM(notes, i, item);
+    }
+    return Py_BuildValue("(LNNNN)", (long long)f->last_ts, a, b, fwd, notes);
 }
 
 static void Reader_dealloc(Reader *self) {
@@ -349,7 +382,7 @@ static void Reader_dealloc(Reader *self) {
     PyMem_Free(self->buf);
     PyMem_Free(self->prog);
     if (self->flows)
-        for (Py_ssize_t i = 0; i < TABLE; i++) PyMem_Free(self->flows[i].fwd);
+        for (Py_ssize_t i = 0; i < TABLE; i++) { PyMem_Free(self->flows[i].fwd); PyMem_Free(self->flows[i].notes); }
     PyMem_Free(self->flows);
     Py_XDECREF(self->damage);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -503,7 +536,7 @@ static PyObject *Reader_filter(Reader *self, PyObject *arg) {
     return PyLong_FromUnsignedLong(r);
 }
 
-/* fast_add(key, last_ts, (dir0), (dir1), fwd_room) -> bool; dir = (last_seq, ack_seq, seen_d, seen_a,
+/* fast_add(key, last_ts, (dir0), (dir1), fwd_room, note_room) -> bool; dir = (last_seq, ack_seq, seen_d, seen_a,
    fwd_full, pairs(list of 12-byte bytes), sig or None, pkts, copies); sig = (seq, ack, flags,
    plen, id_or_win, ts, pair12) */
 static int load_dir(PyObject *o, dir_t *d) {
@@ -533,8 +566,8 @@ static int load_dir(PyObject *o, dir_t *d) {
 }
 
 static PyObject *Reader_fast_add(Reader *self, PyObject *args) {
-    const char *k; Py_ssize_t kl; long long last_ts; PyObject *d0, *d1; int room;
-    if (!PyArg_ParseTuple(args, "y#LOOi", &k, &kl, &last_ts, &d0, &d1, &room)) return NULL;
+    const char *k; Py_ssize_t kl; long long last_ts; PyObject *d0, *d1; int room, note_room = 0;
+    if (!PyArg_ParseTuple(args, "y#LOOi|i", &k, &kl, &last_ts, &d0, &d1, &room, &note_room)) return NULL;
     if (kl != KEYLEN) { PyErr_SetString(PyExc_ValueError, "key must be 36 bytes"); return NULL; }
     if (!self->flows) {
         self->flows = PyMem_Calloc(TABLE, sizeof(flow_t));
@@ -548,9 +581,14 @@ static PyObject *Reader_fast_add(Reader *self, PyObject *args) {
     if (load_dir(d0, &f.d[0]) < 0 || load_dir(d1, &f.d[1]) < 0) return NULL;
     f.used = 1;
     f.fwd_room = (uint8_t)(room < 0 ? 0 : room > MAX_FWD ? MAX_FWD : room);
+    f.note_room = (uint8_t)(note_room < 0 ? 0 : note_room > MAX_NOTES ? MAX_NOTES : note_room);
     if (f.fwd_room) {
         f.fwd = PyMem_Malloc(f.fwd_room * sizeof(fwd_t));
         if (!f.fwd) return PyErr_NoMemory();
+    }
+    if (f.note_room) {
+        f.notes = PyMem_Malloc(f.note_room * sizeof(note_t));
+        if (!f.notes) { PyMem_Free(f.fwd); return PyErr_NoMemory(); }
     }
     memcpy(f.key, k, KEYLEN);
     f.last_ts = last_ts;
@@ -568,7 +606,9 @@ static PyObject *Reader_release(Reader *self, PyObject *arg) {
     if (i < 0) Py_RETURN_NONE;
     PyObject *st = flow_state(&self->flows[i]);
     PyMem_Free(self->flows[i].fwd);
+    PyMem_Free(self->flows[i].notes);
     self->flows[i].fwd = NULL;
+    self->flows[i].notes = NULL;
     self->flows[i].used = 3;
     self->nflows--;
     return st;
@@ -587,7 +627,9 @@ static PyObject *Reader_release_all(Reader *self, PyObject *unused) {
             Py_DECREF(item);
         }
         PyMem_Free(f->fwd);
+        PyMem_Free(f->notes);
         f->fwd = NULL;
+        f->notes = NULL;
         f->used = 0;
     }
     self->nflows = 0;

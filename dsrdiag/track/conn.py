@@ -127,7 +127,7 @@ class ConnState:
     def c_ready(self) -> bool:
         """Nothing left to learn from in-order packets but counters (what _fastpcap.c may count)."""
         o, r = self.orig, self.resp
-        if o.state != ESTABLISHED or r.state != ESTABLISHED or len(self.notes) < MAX_NOTES or self.smtp.wants_data:
+        if o.state != ESTABLISHED or r.state != ESTABLISHED or self.smtp.wants_data:
             return False
         for ep in (o, r):
             if ep.next_seq is None or ep.next_seq != ep.last_seq or ep.ooo or ep.ttl is None:
@@ -147,14 +147,17 @@ class ConnState:
             return (ep.last_seq, ep.ack_seq, "D" in ep.seen, "A" in ep.seen, True,
                     [bytes(a) + bytes(b) for a, b in ep.l2], sig, ep.pkts, ep.copies)
 
-        return (self.last_ts, side(self.orig), side(self.resp), max(MAX_SYNS - len(self.fwd_notes), 0))
+        return (self.last_ts, side(self.orig), side(self.resp), max(MAX_SYNS - len(self.fwd_notes), 0),
+                max(MAX_NOTES - len(self.notes), 0))
 
     def c_apply(self, st: tuple) -> None:
         """Take back what the fast path counted."""
-        last_ts, d0, d1, fwd = st
+        last_ts, d0, d1, fwd, notes = st
         self.last_ts = last_ts
         for frame, ts, d, flags, plen, smac, dmac, ttl, seq, ack, ip_id in fwd:  # copies noted in C
             self.fwd_notes.append((frame, ts, RESP if d else ORIG, flags, plen, smac, dmac, ttl, seq, ack, ip_id, None))
+        for frame, ts, d, flags, plen, smac, dmac, ttl, seq, ack, ip_id, peek in notes:  # packets noted in C
+            self.notes.append((frame, ts, RESP if d else ORIG, flags, plen, smac, dmac, ttl, seq, ack, ip_id, peek))
         for ep, (last_seq, ack_seq, pkts, copies, sig) in ((self.orig, d0), (self.resp, d1)):
             ep.last_seq = ep.next_seq = last_seq
             ep.ack_seq = ack_seq
@@ -597,7 +600,7 @@ class ConnTracker:
             c.in_c = False
             self.handed.pop(k, None)
         c.process(p, key == c.orig_key)
-        if (self.fast_on and len(c.notes) >= MAX_NOTES and not c.smtp.wants_data
+        if (self.fast_on and not c.smtp.wants_data
                 and c.orig.state == ESTABLISHED and c.resp.state == ESTABLISHED):
             self._offer(c)
 

@@ -64,29 +64,38 @@ class NoteBlock:
     @classmethod
     def pack_raw(cls, raw, mac, text) -> "NoteBlock":
         """From the tracker's raw note tuples (frame, ts, direction, flags, length, src MAC bytes,
-        dst MAC bytes, ttl, seq, ack, ip_id, payload head), without a PacketNote per note."""
+        dst MAC bytes, ttl, seq, ack, ip_id, payload head), without a PacketNote per note.
+        (One loop with inline lookups: this runs for every note of every connection.)"""
         strs: list = []
-        index: dict = {}
-
-        def ix(v):
-            if v is None:
-                return -1
-            i = index.get(v)
-            if i is None:
-                i = index[v] = len(strs)
-                strs.append(v)
-            return i
-
-        pack = _NOTE.pack
+        index: dict = {}  # raw MAC bytes or payload text -> position in strs
+        out = []
+        append, pack = out.append, _NOTE.pack
         try:
-            data = b"".join(pack(f, ts, 0 if d == ORIG else 1, fl, ln, ix(mac(s) if s else None), ix(mac(t) if t else None),
-                                 ttl, seq, ack, -1 if ipid is None else ipid, ix(text(p) if p else None))
-                            for f, ts, d, fl, ln, s, t, ttl, seq, ack, ipid, p in raw)
+            for f, ts, d, fl, ln, s, t, ttl, seq, ack, ipid, p in raw:
+                si = ti = xi = -1
+                if s is not None:
+                    si = index.get(s)
+                    if si is None:
+                        si = index[s] = len(strs)
+                        strs.append(mac(s))
+                if t is not None:
+                    ti = index.get(t)
+                    if ti is None:
+                        ti = index[t] = len(strs)
+                        strs.append(mac(t))
+                if p:
+                    x = text(p)
+                    if x is not None:
+                        xi = index.get(x)
+                        if xi is None:
+                            xi = index[x] = len(strs)
+                            strs.append(x)
+                append(pack(f, ts, 0 if d == ORIG else 1, fl, ln, si, ti, ttl, seq, ack, -1 if ipid is None else ipid, xi))
         except struct.error:  # a corrupt capture's absurd timestamp: keep the notes as they are
             return cls(None, tuple(PacketNote(f, ts, d, fl, ln, mac(s) if s else None, mac(t) if t else None, ttl, seq, ack, ipid,
                                               text(p) if p else None)
                                    for f, ts, d, fl, ln, s, t, ttl, seq, ack, ipid, p in raw))
-        return cls(data, tuple(strs))
+        return cls(b"".join(out), tuple(strs))
 
     def _note(self, t) -> PacketNote:
         s = self._strs
