@@ -54,7 +54,7 @@ typedef struct {
 #define MAX_NOTES 24         /* track/conn.py MAX_NOTES: packets noted per connection */
 #define PEEK 80              /* track/conn.py PEEK: payload bytes kept per note */
 
-typedef struct {             /* a packet of the connection, noted as track/conn.py notes it */
+typedef struct {             /* a packet (or forwarded copy) of the connection, noted as track/conn.py notes it */
     unsigned long long frame;
     int64_t ts;
     uint32_t seq, ack, plen;
@@ -62,21 +62,13 @@ typedef struct {             /* a packet of the connection, noted as track/conn.
     uint8_t dir, flags, ttl, pair[12], npeek, peek[PEEK];
 } note_t;
 
-typedef struct {             /* a forwarded copy, noted as track/conn.py notes it */
-    unsigned long long frame;
-    int64_t ts;
-    uint32_t seq, ack, plen;
-    int32_t ip_id;            /* -1: IPv6 */
-    uint8_t dir, flags, ttl, pair[12];
-} fwd_t;
-
 typedef struct {
     uint8_t used;                 /* 0 free, 1 live, 2 released (waiting for Python), 3 tombstone */
     uint8_t key[KEYLEN];
     int64_t last_ts;
     dir_t d[2];                   /* 0: client -> server, 1: server -> client */
     uint8_t fwd_room, nfwd;       /* copies Python would still note, and those noted here */
-    fwd_t *fwd;                   /* fwd_room of them, allocated when there is room */
+    note_t *fwd;                  /* fwd_room of them (no payload kept), allocated when there is room */
     uint8_t note_room, nnotes;    /* the same for the connection's first packets */
     note_t *notes;
 } flow_t;
@@ -270,6 +262,42 @@ static void make_key(uint8_t *key, const uint8_t *cip, const uint8_t *sip, int a
     key[32] = cport >> 8; key[33] = cport & 0xff; key[34] = sport >> 8; key[35] = sport & 0xff;
 }
 
+static void fill_note(note_t *n, unsigned long long frame, int64_t ts, const tcp_t *t, int dir, const uint8_t *pair, int peek) {
+    n->frame = frame; n->ts = ts; n->seq = t->seq; n->ack = t->ack; n->plen = t->plen;
+    n->ip_id = t->v4 ? (int32_t)t->id : -1; n->dir = (uint8_t)dir; n->flags = t->flags; n->ttl = t->ttl;
+    memcpy(n->pair, pair, 12);
+    n->npeek = peek ? (uint8_t)(t->plen < PEEK ? t->plen : PEEK) : 0;
+    if (n->npeek) memcpy(n->peek, t->payload, n->npeek);
+}
+
+/* the noted packets as track/conn.py's raw note tuples: (frame, ts, dir, flags, length, src MAC,
+   dst MAC, ttl, seq, ack, ip_id or None[, payload head or None]) */
+static PyObject *notes_list(const note_t *notes, int count, int with_peek) {
+    PyObject *out = PyList_New(count);
+    if (!out) return NULL;
+    for (int i = 0; i < count; i++) {
+        const note_t *n = &notes[i];
+        PyObject *id = n->ip_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLong(n->ip_id);
+        PyObject *item = NULL;
+        if (id && with_peek) {
+            PyObject *peek = n->plen ? PyBytes_FromStringAndSize((const char *)n->peek, n->npeek) : (Py_INCREF(Py_None), Py_None);
+            if (peek)
+                item = Py_BuildValue("(KLiIIy#y#IkkNN)", n->frame, (long long)n->ts, (int)n->dir, (unsigned)n->flags, (unsigned)n->plen,
+                                     (const char *)n->pair, (Py_ssize_t)6, (const char *)n->pair + 6, (Py_ssize_t)6,
+                                     (unsigned)n->ttl, (unsigned long)n->seq, (unsigned long)n->ack, id, peek);
+            else
+                Py_DECREF(id);
+        } else if (id) {
+            item = Py_BuildValue("(KLiIIy#y#IkkN)", n->frame, (long long)n->ts, (int)n->dir, (unsigned)n->flags, (unsigned)n->plen,
+                                 (const char *)n->pair, (Py_ssize_t)6, (const char *)n->pair + 6, (Py_ssize_t)6,
+                                 (unsigned)n->ttl, (unsigned long)n->seq, (unsigned long)n->ack, id);
+        }
+        if (!item) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
 /* 1: the packet belongs to a connection in the table and was accounted for here */
 static int try_fast(Reader *self, const uint8_t *data, uint32_t incl, long long ts) {
     /* (frame number: self->frames, already counted) */
@@ -313,23 +341,11 @@ static int try_fast(Reader *self, const uint8_t *data, uint32_t incl, long long 
     ep->sig_id = sig_id; ep->sig_ts = ts; memcpy(ep->sig_pair, pair, 12);
     if (copy) {
         ep->copies++;
-        if (f->nfwd < f->fwd_room && f->fwd) {
-            fwd_t *n = &f->fwd[f->nfwd++];
-            n->frame = self->frames; n->ts = ts; n->seq = t.seq; n->ack = t.ack; n->plen = t.plen;
-            n->ip_id = t.v4 ? (int32_t)t.id : -1; n->dir = (uint8_t)dir; n->flags = t.flags; n->ttl = t.ttl;
-            memcpy(n->pair, pair, 12);
-        }
+        if (f->nfwd < f->fwd_room && f->fwd) fill_note(&f->fwd[f->nfwd++], self->frames, ts, &t, dir, pair, 0);
         return 1;
     }
     ep->pkts++;
-    if (f->nnotes < f->note_room && f->notes) {
-        note_t *n = &f->notes[f->nnotes++];
-        n->frame = self->frames; n->ts = ts; n->seq = t.seq; n->ack = t.ack; n->plen = t.plen;
-        n->ip_id = t.v4 ? (int32_t)t.id : -1; n->dir = (uint8_t)dir; n->flags = t.flags; n->ttl = t.ttl;
-        memcpy(n->pair, pair, 12);
-        n->npeek = (uint8_t)(t.plen < PEEK ? t.plen : PEEK);
-        memcpy(n->peek, t.payload, n->npeek);
-    }
+    if (f->nnotes < f->note_room && f->notes) fill_note(&f->notes[f->nnotes++], self->frames, ts, &t, dir, pair, 1);
     int32_t da = seq_delta(t.ack, peer->ack_seq);
     if (da > 0 && !(t.ack == 0 && da > TOO_LARGE)) peer->ack_seq = t.ack;
     if (t.plen) ep->last_seq = t.seq + t.plen;
@@ -351,29 +367,9 @@ static PyObject *flow_state(flow_t *f) {
     if (!a) return NULL;
     PyObject *b = dir_state(&f->d[1]);
     if (!b) { Py_DECREF(a); return NULL; }
-    PyObject *fwd = PyList_New(f->nfwd);
-    if (!fwd) { Py_DECREF(a); Py_DECREF(b); return NULL; }
-    for (int i = 0; i < f->nfwd; i++) {
-        fwd_t *n = &f->fwd[i];
-        PyObject *id = n->ip_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLong(n->ip_id);
-        PyObject *item = id ? Py_BuildValue("(KLiIIy#y#IkkN)", n->frame, (long long)n->ts, (int)n->dir, (unsigned)n->flags,
-                                            (unsigned)n->plen, (const char *)n->pair, (Py_ssize_t)6, (const char *)n->pair + 6,
-                                            (Py_ssize_t)6, (unsigned)n->ttl, (unsigned long)n->seq, (unsigned long)n->ack, id) : NULL;
-        if (!item) { Py_DECREF(a); Py_DECREF(b); Py_DECREF(fwd); return NULL; }
-        PyList_SET_ITEM(fwd, i, item);
-    }
-    PyObject *notes = PyList_New(f->nnotes);
-    if (!notes) { Py_DECREF(a); Py_DECREF(b); Py_DECREF(fwd); return NULL; }
-    for (int i = 0; i < f->nnotes; i++) {
-        note_t *n = &f->notes[i];
-        PyObject *id = n->ip_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLong(n->ip_id);
-        PyObject *peek = n->plen ? PyBytes_FromStringAndSize((const char *)n->peek, n->npeek) : (Py_INCREF(Py_None), Py_None);
-        PyObject *item = (id && peek) ? Py_BuildValue("(KLiIIy#y#IkkNN)", n->frame, (long long)n->ts, (int)n->dir, (unsigned)n->flags,
-                                            (unsigned)n->plen, (const char *)n->pair, (Py_ssize_t)6, (const char *)n->pair + 6,
-                                            (Py_ssize_t)6, (unsigned)n->ttl, (unsigned long)n->seq, (unsigned long)n->ack, id, peek) : NULL;
-        if (!item) { Py_XDECREF(id); Py_XDECREF(peek); Py_DECREF(a); Py_DECREF(b); Py_DECREF(fwd); Py_DECREF(notes); return NULL; }
-        PyList_SET_ITEM(notes, i, item);
-    }
+    PyObject *fwd = notes_list(f->fwd, f->nfwd, 0);
+    PyObject *notes = fwd ? notes_list(f->notes, f->nnotes, 1) : NULL;
+    if (!notes) { Py_DECREF(a); Py_DECREF(b); Py_XDECREF(fwd); return NULL; }
     return Py_BuildValue("(LNNNN)", (long long)f->last_ts, a, b, fwd, notes);
 }
 
@@ -583,7 +579,7 @@ static PyObject *Reader_fast_add(Reader *self, PyObject *args) {
     f.fwd_room = (uint8_t)(room < 0 ? 0 : room > MAX_FWD ? MAX_FWD : room);
     f.note_room = (uint8_t)(note_room < 0 ? 0 : note_room > MAX_NOTES ? MAX_NOTES : note_room);
     if (f.fwd_room) {
-        f.fwd = PyMem_Malloc(f.fwd_room * sizeof(fwd_t));
+        f.fwd = PyMem_Malloc(f.fwd_room * sizeof(note_t));
         if (!f.fwd) return PyErr_NoMemory();
     }
     if (f.note_room) {
