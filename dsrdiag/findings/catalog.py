@@ -312,12 +312,15 @@ _add(Entry(
     severity=ERROR,
     title="The load balancer reaches back-ends in different modes",
     explanation=(
-        "Some connections reach a back-end by DSR (addresses kept, MAC rewritten) and others "
-        "through NAT (addresses rewritten). The back-ends then see some clients by their own "
-        "address and others as the load balancer, and reply by different paths: relay rules and "
-        "logs disagree between connections, and only some of them survive a firewall."
+        "Some connections reach a back-end in one way (e.g. DSR: addresses kept, MAC rewritten) "
+        "and others in another (NAT: addresses rewritten; a tunnel; a full proxy: a new connection "
+        "from the load balancer, with or without PROXY protocol or XCLIENT). The back-ends then see "
+        "some clients by their own address and others as the load balancer, and reply by different "
+        "paths: relay rules and logs disagree between connections, and only some of them survive a "
+        "firewall."
     ),
-    decided="Connections matched between the client side and a back-end capture by the client's ISN, their addresses compared.",
+    decided=("Connections matched between the client side and a back-end capture: by the client's ISN "
+             "(DSR, tunnel, NAT: their addresses compared), or by SMTP payload and timing (full proxy)."),
     seen_from="A client-side capture and back-end captures analysed together.",
     windows="Put every real server of the virtual service in the same forwarding mode on the load balancer (all DSR), and configure each for it (KM-TEST loopback with the VIP, weak host send/receive).",
     linux="Use one forwarding method for all real servers of the virtual service (e.g. all `ipvsadm -g`), with the VIP on lo and arp_ignore/arp_announce on each.",
