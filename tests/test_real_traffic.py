@@ -31,7 +31,7 @@ def test_smtp_dialogue_matches_zeek_smtp_log_for_starttls(real):
 
 def test_smtp_dialogue_matches_zeek_smtp_log_for_plain_sessions(real):
     text = (real / "zeek-smtp.pcap.zeek-smtp.expected").read_text()
-    conns = track_capture(str(real / "zeek-smtp.pcap"), "t", (25,)).connections
+    conns = list(track_capture(str(real / "zeek-smtp.pcap"), "t", (25,)).connections)
     helos = [c.smtp.helo for c in conns]
     for helo in helos:
         assert f"\t{helo}\t" in text

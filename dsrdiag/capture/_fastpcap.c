@@ -6,7 +6,8 @@
  * finding cites would be lost. This module walks the file (read only, through a 2 MiB window: input
  * files are never modified, and a file of any size costs the same memory), counts every frame, runs the program libpcap compiled (pcapy.compile(...).get_bpf())
  * through a classic BPF interpreter with libpcap's bpf_filter semantics, and hands the frames
- * that pass to Python in batches: (frame number, ts_ns, linktype, bytes, wire length).
+ * that pass to Python one at a time (iterating the reader): (frame number, ts_ns, linktype,
+ * bytes, wire length).
  * Damage (a truncated or absurd record) stops the walk with the same words the Python reader
  * uses, at an exact byte offset; the frames before it are delivered.
  */
@@ -40,7 +41,7 @@ typedef struct { uint16_t code; uint8_t jt, jf; uint32_t k; } insn_t;
 
 typedef struct {
     uint32_t last_seq, ack_seq;   /* last_seq == next_seq while here */
-    uint8_t seen_d, seen_a, fwd_full, npairs;
+    uint8_t seen_d, seen_a, npairs;
     uint8_t pairs[MAX_PAIRS][12];
     uint8_t has_sig;
     uint32_t sig_seq, sig_ack, sig_plen, sig_id;
@@ -454,10 +455,10 @@ static const uint8_t *window(Reader *self, size_t off, size_t need) {
 }
 
 /* The next frame for Python: (frame number, ts_ns, linktype, bytes, wire length); NULL without an
-   error at the end (eof set, damage said) or after `budget` frames were walked (budget hit). */
-static PyObject *walk(Reader *self, Py_ssize_t *budget) {
+   error at the end (eof set, damage said). */
+static PyObject *walk(Reader *self) {
     long long scale = self->nanos ? 1 : 1000;
-    while (!self->eof && (*budget)-- > 0) {
+    while (!self->eof) {
         size_t off = self->off;
         if (off == self->size) { self->eof = 1; break; }
         if (self->size - off < 16) {
@@ -501,26 +502,10 @@ static PyObject *walk(Reader *self, Py_ssize_t *budget) {
     return NULL;
 }
 
-/* batch(max_frames) -> list of passing frames among the next max_frames frames */
-static PyObject *Reader_batch(Reader *self, PyObject *arg) {
-    Py_ssize_t budget = PyLong_AsSsize_t(arg);
-    if (budget < 0 && PyErr_Occurred()) return NULL;
-    PyObject *out = PyList_New(0);
-    if (!out) return NULL;
-    while (budget > 0 && !self->eof) {
-        PyObject *t = walk(self, &budget);
-        if (!t) { if (PyErr_Occurred()) { Py_DECREF(out); return NULL; } break; }
-        if (PyList_Append(out, t) < 0) { Py_DECREF(t); Py_DECREF(out); return NULL; }
-        Py_DECREF(t);
-    }
-    return out;
-}
-
 /* iterating the reader: one frame at a time, so that a connection handed to the fast path
    (fast_add) counts from the very next frame on */
 static PyObject *Reader_iternext(Reader *self) {
-    Py_ssize_t budget = PY_SSIZE_T_MAX;
-    return walk(self, &budget);
+    return walk(self);
 }
 
 static PyObject *Reader_filter(Reader *self, PyObject *arg) {
@@ -533,14 +518,14 @@ static PyObject *Reader_filter(Reader *self, PyObject *arg) {
 }
 
 /* fast_add(key, last_ts, (dir0), (dir1), fwd_room, note_room) -> bool; dir = (last_seq, ack_seq, seen_d, seen_a,
-   fwd_full, pairs(list of 12-byte bytes), sig or None, pkts, copies); sig = (seq, ack, flags,
+   pairs(list of 12-byte bytes), sig or None, pkts, copies); sig = (seq, ack, flags,
    plen, id_or_win, ts, pair12) */
 static int load_dir(PyObject *o, dir_t *d) {
-    unsigned long last_seq, ack_seq; int sd, sa, ff; PyObject *pairs, *sig; unsigned long long pkts, copies;
-    if (!PyArg_ParseTuple(o, "kkpppOOKK", &last_seq, &ack_seq, &sd, &sa, &ff, &pairs, &sig, &pkts, &copies)) return -1;
+    unsigned long last_seq, ack_seq; int sd, sa; PyObject *pairs, *sig; unsigned long long pkts, copies;
+    if (!PyArg_ParseTuple(o, "kkppOOKK", &last_seq, &ack_seq, &sd, &sa, &pairs, &sig, &pkts, &copies)) return -1;
     memset(d, 0, sizeof *d);
     d->last_seq = (uint32_t)last_seq; d->ack_seq = (uint32_t)ack_seq;
-    d->seen_d = sd; d->seen_a = sa; d->fwd_full = ff; d->pkts = pkts; d->copies = copies;
+    d->seen_d = sd; d->seen_a = sa; d->pkts = pkts; d->copies = copies;
     PyObject *seq = PySequence_Fast(pairs, "pairs");
     if (!seq) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -653,7 +638,6 @@ static PyGetSetDef Reader_getset[] = {
 };
 
 static PyMethodDef Reader_methods[] = {
-    {"batch", (PyCFunction)Reader_batch, METH_O, "batch(n): the passing frames among the next n frames"},
     {"filter", (PyCFunction)Reader_filter, METH_O, "filter(buf): the program's result for one frame"},
     {"fast_add", (PyCFunction)Reader_fast_add, METH_VARARGS, "fast_add(key, last_ts, dir0, dir1): hand a connection to C"},
     {"release", (PyCFunction)Reader_release, METH_O, "release(key): take a connection back (its state) or None"},

@@ -28,6 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from dsrdiag.core.evidence import FrameRef
+from dsrdiag.decode.tcp import flag_text
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.track.conn import MAX_NOTES
 from dsrdiag.track.records import ORIG, RESP, CaptureRecords, Connection
@@ -85,6 +86,11 @@ class PacketPath:
     @property
     def text(self) -> str | None:
         return next((h.text for h in self.hops if h.text), None)
+
+    @property
+    def label(self) -> str:
+        """Its flags and payload length, as ladders and findings name a packet."""
+        return flag_text(self.flags) + (f" len={self.payload_len}" if self.payload_len else "")
 
 
 @dataclass(frozen=True)
@@ -235,7 +241,7 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
                            for v in fw_vs):
                         bypass[tuple(fw_vs)].append((fk, pp))
         first_lost = next((p for p in paths if p.lost_before), None)
-        died = (f"{_flagtext(p := first_lost)} ({'client->server' if p.direction == ORIG else 'server->client'}) "
+        died = (f"{(p := first_lost).label} ({'client->server' if p.direction == ORIG else 'server->client'}) "
                 f"last seen at {p.last_seen}, not at {p.lost_before}") if first_lost else None
         how = legs[fk][2] if fk in legs else legs[back_of[fk]][2] if fk in back_of else _invariants(pkts, views[fk], fk in alias.values())
         if modes.get(fk) == "tunnel":
@@ -456,11 +462,6 @@ def _mad(xs: list[int]) -> float:
     return statistics.median(abs(x - m) for x in xs)
 
 
-def _flagtext(pp: PacketPath) -> str:
-    from dsrdiag.decode.tcp import flag_text
-    return flag_text(pp.flags) + (f" len={pp.payload_len}" if pp.payload_len else "")
-
-
 def _drop_finding(key, items, cap) -> Finding:
     d, a, b = key
     conns = sorted({f"{fk[0]}:{fk[1]}" for fk, _ in items})
@@ -469,11 +470,11 @@ def _drop_finding(key, items, cap) -> Finding:
         h = pp.hops[-1]
         way = "client->server" if d == ORIG else "server->client"
         evidence.append(FrameRef(h.ts_ns, cap[h.vantage], h.vantage, h.frame,
-                                 f"{_flagtext(pp)} {way} of {fk[0]}:{fk[1]}: last seen here, not at {b}"))
+                                 f"{pp.label} {way} of {fk[0]}:{fk[1]}: last seen here, not at {b}"))
         if len(pp.hops) > 1:  # where it came from: the packet before the firewall, for the record
             h0 = pp.hops[0]
             evidence.append(FrameRef(h0.ts_ns, cap[h0.vantage], h0.vantage, h0.frame,
-                                     f"the same {_flagtext(pp)} earlier on its path"))
+                                     f"the same {pp.label} earlier on its path"))
     summary = (f"{plural(len(items), 'packet')} of {plural(len(conns), 'connection')} passed {a} and never reached {b} "
                f"({'client->server' if d == ORIG else 'server->client'}), although {b} was capturing: inferred drop by the firewall between them.")
     return Finding(kind="firewall_drop", severity=ERROR, vantage=f"{a}->{b}", summary=summary,
@@ -488,7 +489,7 @@ def _bypass_finding(fw_vs, items, cap) -> Finding:
         if first.dst_mac:
             gateways.add(first.dst_mac)
         evidence.append(FrameRef(first.ts_ns, cap[first.vantage], first.vantage, first.frame,
-                                 f"{_flagtext(pp)} reply of {fk[0]}:{fk[1]} leaves {first.vantage} towards MAC {first.dst_mac}"))
+                                 f"{pp.label} reply of {fk[0]}:{fk[1]} leaves {first.vantage} towards MAC {first.dst_mac}"))
         evidence.append(FrameRef(last.ts_ns, cap[last.vantage], last.vantage, last.frame,
                                  f"the same reply reaches {last.vantage}; {', '.join(fw_vs)} never saw it"))
     summary = (f"replies of {plural(len(conns), 'connection')} reached the client without passing the firewall "

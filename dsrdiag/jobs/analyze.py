@@ -131,7 +131,7 @@ STATE_WORDS = {
 """conn_state in words, for the per-back-end table (docs/conn-states.md has the full meaning)."""
 
 
-def backend_rows(conns, topology: Topology, died: dict[tuple, str] | None = None) -> list[BackendRow]:
+def backend_rows(conns: ConnectionsView, topology: Topology, died: dict[tuple, str] | None = None) -> list[BackendRow]:
     """Per back-end: connections served, completed, and where the others died (the correlated path
     when several captures saw them, else the conn_state of the vantage that saw most). One pass."""
     vips = topology.vip_ips
@@ -142,7 +142,7 @@ def backend_rows(conns, topology: Topology, died: dict[tuple, str] | None = None
     banner_ms: dict[str, list[float]] = {n: [] for n in names}
     hosts: dict[str, set[str]] = {n: set() for n in names}
     refs: dict[str, BackendRef] = {}
-    several = len(getattr(conns, "records", ())) != 1
+    several = len(conns.records) > 1
     done_one: dict[str, int] = {n: 0 for n in names}
     for c, ref in conns:
         if ref is None or ref.name not in names:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import heapq
 import html
 
-from dsrdiag.decode.tcp import flag_text
 from dsrdiag.jobs.report_model import Report
 from dsrdiag.report import jsondoc
 
@@ -179,7 +178,7 @@ def _correlation(report: Report, c: dict) -> list[str]:
     flows = sorted(enumerate(corr.flows), key=lambda x: (x[1].died is None, x[0]))[:MAX_LADDERS]
     out.append(f"<h2>Ladders</h2><p class=dim>{len(flows)} of {len(corr.flows)} connections; those with a lost packet first. "
                "Times are each capture's own clock minus its offset; a red cross marks where a packet was expected and not seen.</p>")
-    for i, f in sorted(flows, key=lambda x: (x[1].died is None, x[0])):
+    for i, f in flows:
         out.append(f'<h3 id="ladder-{i}">{e(f.client)} &rarr; port {e(f.server_port)}'
                    f' <span class=dim>{e(f.mode or "")} {e(f.leg or "")}</span></h3>')
         out.append(ladder_svg(f, corr.offsets))
@@ -227,7 +226,7 @@ def ladder_svg(flow, offsets: dict) -> str:
             cx = x[p.lost_before]
             s.append(f'<path d="M{cx - 6},{y - 6} L{cx + 6},{y + 6} M{cx - 6},{y + 6} L{cx + 6},{y - 6}" stroke="#cf222e" stroke-width="2.5">'
                      f'<title>not seen at {e(p.lost_before)}</title></path>')
-        label = flag_text(p.flags) + (f" len={p.payload_len}" if p.payload_len else "")
+        label = p.label
         text = p.text
         if text:
             label += f"  {text[:60]}"

@@ -185,8 +185,6 @@ def _probe(report: Report, console: Console) -> None:
 
 def _ladder(report: Report, console: Console, which: str) -> None:
     """The packets of one connection, vantage by vantage: vantages as columns, one row a packet."""
-    from dsrdiag.decode.tcp import flag_text
-
     corr = report.correlation
     flows = [f for f in (corr.flows if corr else ()) if f.client == which or f.client.startswith(which + ":")]
     if not flows:
@@ -202,7 +200,7 @@ def _ladder(report: Report, console: Console, which: str) -> None:
         t.add_column("last seen")
         for p in f.packets:
             arrow = "->" if p.direction == ">" else "<-"
-            label = f"{arrow} {flag_text(p.flags)}" + (f" len={p.payload_len}" if p.payload_len else "") + (f"  {p.text[:50]}" if p.text else "")
+            label = f"{arrow} {p.label}" + (f"  {p.text[:50]}" if p.text else "")
             at = {h.vantage: h for h in p.hops}
             cells = [Text(f"#{at[v].frame} {format_ts(at[v].ts_ns)[11:]}") if v in at else Text("X" if v == p.lost_before else "") for v in f.vantages]
             t.add_row(Text(label), *cells, Text(p.last_seen + (f" (lost before {p.lost_before})" if p.lost_before else "")))

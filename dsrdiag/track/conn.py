@@ -17,7 +17,7 @@ import os
 
 from dsrdiag.core.addr import ip_text
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
-from dsrdiag.track.intern import shared
+from dsrdiag.track.intern import mac_text, shared
 from dsrdiag.track.spill import RecordSeq, RecordSink
 from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
 from dsrdiag.track.smtp import SmtpFollower
@@ -39,6 +39,13 @@ MAX_OOO = 64
 def seq_delta(a: int, b: int) -> int:
     d = (a - b) & _M
     return d - 0x100000000 if d >= 0x80000000 else d
+
+
+def _raise_ack(peer, ack: int) -> None:
+    """The highest ACK the peer's data got (Zeek: ack_seq), ignoring wild jumps."""
+    d = seq_delta(ack, peer.ack_seq)
+    if d > 0 and not (ack == 0 and d > _TOO_LARGE):
+        peer.ack_seq = ack & _M
 
 
 class _Endpoint:
@@ -144,7 +151,7 @@ class ConnState:
             if ep.last_sig is not None:
                 (sq, ak, fl, ln, idw), ts, (a, b) = ep.last_sig
                 sig = (sq, ak, fl, ln, idw, ts, bytes(a) + bytes(b))
-            return (ep.last_seq, ep.ack_seq, "D" in ep.seen, "A" in ep.seen, True,
+            return (ep.last_seq, ep.ack_seq, "D" in ep.seen, "A" in ep.seen,
                     [bytes(a) + bytes(b) for a, b in ep.l2], sig, ep.pkts, ep.copies)
 
         return (self.last_ts, side(self.orig), side(self.resp), max(MAX_SYNS - len(self.fwd_notes), 0),
@@ -220,16 +227,10 @@ class ConnState:
             # in order, no SYN/FIN/RST, no zero window, nothing left to note or to parse, and the
             # history letters it would add are already there. Only what the full path would
             # change remains: the peer's highest ACK, this side's sequence, and gaps the ACK shows.
-            if seq_delta(ack, peer.ack_seq) > 0 and not (ack == 0 and seq_delta(ack, peer.ack_seq) > _TOO_LARGE):
-                peer.ack_seq = ack & _M
+            _raise_ack(peer, ack)
             if plen:
                 ep.last_seq = ep.next_seq = (seq + plen) & _M
-            if peer.next_seq is not None:
-                gap = seq_delta(ack, peer.next_seq)
-                if 0 < gap < _TOO_LARGE:
-                    peer.missed += gap
-                    peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
-                    self._skip_to(peer, not is_orig, ack, p)
+            self._ack_gap(peer, is_orig, ack, p)
             return
         note = None
         if len(self.notes) < MAX_NOTES or (syn and not ackf and len(self.syns) < MAX_SYNS):
@@ -299,8 +300,8 @@ class ConnState:
         if ackf:
             if peer.state == INACTIVE:
                 peer.init_seqs(ack - 1, ack - 1)
-            elif not rst and seq_delta(ack, peer.ack_seq) > 0 and not (ack == 0 and seq_delta(ack, peer.ack_seq) > _TOO_LARGE):
-                peer.ack_seq = ack & _M
+            elif not rst:
+                _raise_ack(peer, ack)
 
         # update_last_seq (uses the state before the state machine runs)
         delta_last = seq_delta(seq_end, ep.last_seq)
@@ -320,14 +321,20 @@ class ConnState:
         # payload stream for the SMTP follower, and content gaps seen through the peer's ACKs
         if plen and not rst:
             self._stream(ep, is_orig, (seq + 1) & _M if syn else seq, p.payload, p)
-        if ackf and not (fin or rst) and peer.next_seq is not None:
-            gap = seq_delta(ack, peer.next_seq)
-            if peer.fin_cnt and gap == 1:
-                gap = 0  # the ACK of the peer's FIN, which takes one sequence number
-            if 0 < gap < _TOO_LARGE:
-                peer.missed += gap
-                peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
-                self._skip_to(peer, not is_orig, ack, p)
+        if ackf and not (fin or rst):
+            self._ack_gap(peer, is_orig, ack, p)
+
+    def _ack_gap(self, peer: _Endpoint, is_orig: bool, ack: int, p) -> None:
+        """An ACK beyond the bytes seen from the peer: those bytes were missed (a content gap)."""
+        if peer.next_seq is None:
+            return
+        gap = seq_delta(ack, peer.next_seq)
+        if peer.fin_cnt and gap == 1:
+            gap = 0  # the ACK of the peer's FIN, which takes one sequence number
+        if 0 < gap < _TOO_LARGE:
+            peer.missed += gap
+            peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
+            self._skip_to(peer, not is_orig, ack, p)
 
     def _scaled(self, is_orig: bool, code: str, counter: int, thr: int) -> tuple[int, int]:
         counter += 1
@@ -486,8 +493,8 @@ class ConnState:
             missed_bytes=o.missed + r.missed,
             orig_forwarded=o.copies,
             resp_forwarded=r.copies,
-            orig_l2=shared(tuple((_mac(a) if a else None, _mac(b) if b else None) for a, b in o.l2)),
-            resp_l2=shared(tuple((_mac(a) if a else None, _mac(b) if b else None) for a, b in r.l2)),
+            orig_l2=shared(tuple((mac_text(a), mac_text(b)) for a, b in o.l2)),
+            resp_l2=shared(tuple((mac_text(a), mac_text(b)) for a, b in r.l2)),
             orig_ttl=o.ttl,
             resp_ttl=r.ttl,
             syn_seq=self.syn_seq,
@@ -500,24 +507,8 @@ class ConnState:
         )
 
 
-_MAC_TEXT: dict[bytes, str] = {}
-"""raw MAC -> its text, shared: a capture has few MACs and tens of thousands of notes citing them
-(one string each would cost memory and pickling time)."""
-
-
-def _mac(raw: bytes | None) -> str | None:
-    if raw is None:
-        return None
-    t = _MAC_TEXT.get(raw)
-    if t is None:
-        if len(_MAC_TEXT) > 65536:
-            _MAC_TEXT.clear()
-        t = _MAC_TEXT[raw] = raw.hex(":")
-    return t
-
-
 def _notes(raw: list[tuple]) -> NoteBlock:
-    return NoteBlock.pack_raw(raw, _mac, payload_text)
+    return NoteBlock.pack_raw(raw, mac_text, payload_text)
 
 
 def payload_text(data: bytes) -> str | None:
@@ -549,7 +540,8 @@ class ConnTracker:
         walker = self.walker
         if walker is None:
             walker = self.walker = getattr(self.capture_reader, "walker", None)
-            if walker is None:
+            if walker is None:  # read by libpcap or the Python reader: no fast path for this capture
+                self.fast_on = False
                 return
         if c.c_ready():
             k = c.c_key()

@@ -6,8 +6,11 @@ memory close to what is open, not to what was seen. Bounded: the table is emptie
 past MAX_SHARED (values stay correct, only sharing restarts).
 """
 
+from dsrdiag.core import addr
+
 MAX_SHARED = 200_000
 _SHARED: dict = {}
+_MAC_TEXT: dict = {}
 
 
 def shared(v):
@@ -17,4 +20,16 @@ def shared(v):
         if len(_SHARED) > MAX_SHARED:
             _SHARED.clear()
         got = _SHARED[v] = v
+    return got
+
+
+def mac_text(raw: bytes | None) -> str | None:
+    """A raw MAC's text (core.addr's spelling), one string per MAC: notes cite few MACs many times."""
+    if raw is None:
+        return None
+    got = _MAC_TEXT.get(raw)
+    if got is None:
+        if len(_MAC_TEXT) > MAX_SHARED:
+            _MAC_TEXT.clear()
+        got = _MAC_TEXT[raw] = addr.mac_text(raw)
     return got

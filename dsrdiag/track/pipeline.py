@@ -38,10 +38,8 @@ _TRIM = _malloc_trim()
 def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
     """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given."""
     cap = Capture(path, ports)
-    portset = frozenset(ports)
-    conns = ConnTracker(path, vantage, portset)
+    conns = ConnTracker(path, vantage, frozenset(ports))
     neigh = NeighbourWatch()
-    conn_packet, neigh_packet = conns.packet, neigh.packet
     conns.capture_reader = cap
     # The loop allocates many short-lived containers (frame tuples, packets, notes) and makes no
     # reference cycles; automatic collection would re-scan every open connection's state again and
@@ -50,14 +48,15 @@ def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress)
+        return _loop(path, vantage, cap, conns, neigh, progress)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _loop(path, vantage, cap, conns, neigh, conn_packet, neigh_packet, progress) -> CaptureRecords:
+def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
     portset = conns.ports
+    conn_packet, neigh_packet = conns.packet, neigh.packet
     anomalies: dict[str, int] = {}
     anomaly_frames: dict[str, int] = {}
     first_ts = last_ts = None

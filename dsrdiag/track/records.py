@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 ORIG = ">"
@@ -308,8 +308,8 @@ class CaptureRecords:
 
     capture: str
     vantage: str
-    connections: "Sequence[Connection]"
-    """A RecordSeq (track/spill.py): iterate it; beyond a bound the records are on disk."""
+    connections: "Iterable[Connection]"
+    """A RecordSeq (track/spill.py): iterate it, take len(); beyond a bound the records are on disk."""
     neighbours: NeighbourTable
     anomalies: dict[str, int]
     anomaly_frames: dict[str, int]

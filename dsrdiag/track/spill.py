@@ -95,7 +95,7 @@ class RecordSink:
 
 
 class RecordSeq:
-    """A read-only sequence of records: iterate it (as often as needed), take len()."""
+    """The records, read only: iterate them (as often as needed, in first-packet order), take len()."""
 
     def __init__(self, memory: tuple = (), chunks: tuple[str, ...] = (), count: int | None = None):
         self._memory = memory
@@ -115,16 +115,6 @@ class RecordSeq:
         if not self._chunks:
             return iter(self._memory)
         return heapq.merge(self._memory, *(_read(p) for p in self._chunks), key=_order)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return tuple(self)[i]
-        if i < 0:
-            i += self._count
-        for j, r in enumerate(self):
-            if j == i:
-                return r
-        raise IndexError("record index out of range")
 
     def __eq__(self, other):
         if isinstance(other, (RecordSeq, tuple, list)):
