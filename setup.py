@@ -1,10 +1,13 @@
-"""Only for the optional C reader (dsrdiag/capture/_fastpcap.c); everything else is in pyproject.toml.
+"""Only for the optional C reader and tracker (dsrdiag/capture/_fastpcap.c, dsrdiag/track/_conntrack.c);
+everything else is in pyproject.toml.
 
 optional=True: where no C compiler or Python headers exist, the install still succeeds and
-dsrdiag reads classic pcap through pcapy-ng (libpcap) instead, slower but with the same results.
+dsrdiag reads classic pcap through pcapy-ng (libpcap) and tracks in Python instead, slower but with
+the same results.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("dsrdiag.capture._fastpcap", ["dsrdiag/capture/_fastpcap.c"],
+setup(ext_modules=[Extension("dsrdiag.capture._fastpcap", ["dsrdiag/capture/_fastpcap.c", "dsrdiag/track/_conntrack.c"],
+                             depends=["dsrdiag/track/_conntrack.h"],
                              optional=True, extra_compile_args=["-O2", "-std=c99"])])

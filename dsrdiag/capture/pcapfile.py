@@ -66,8 +66,7 @@ class Capture:
         self.position = 0
         """Bytes of the file read so far (updated every 65,536 frames), for progress bars."""
         self.walker = None
-        """The C walker (capture/_fastpcap.c) once reading started with it: the tracker hands it the
-        connections it may count on its own (its established fast path)."""
+        """The C walker (capture/_fastpcap.c) once reading started with it."""
 
     def tell(self) -> int:
         """Bytes of the file read so far, for progress bars."""
@@ -100,10 +99,13 @@ class Capture:
         return kind
 
     # ---- the one entry point ------------------------------------------------------------
-    def frames(self) -> Iterator[tuple]:
+    def frames(self, tracker=None, sweep_at: int | None = None) -> Iterator[tuple]:
+        """Frames that passed the filter, for Python to decode. With the C walker and a C `tracker`
+        (track/_conntrack.c), TCP frames it can decode go to the tracker instead, until frame
+        number `sweep_at` (then every frame comes here until walker.next_sweep is moved on)."""
         if self._kind in ("pcap-us", "pcap-ns") and _fastpcap is not None and os.environ.get("DSRDIAG_READER") != "libpcap":
             self.end.reader = "c"
-            return self._c_frames()
+            return self._c_frames(tracker, sweep_at)
         if self._kind == "pcap-us":
             self.end.reader = "libpcap"
             return self._libpcap_frames()
@@ -127,7 +129,7 @@ class Capture:
         return prog
 
     # ---- the C walker: classic pcap, any byte order, micro- or nanoseconds ------------------
-    def _c_frames(self) -> Iterator[tuple]:
+    def _c_frames(self, tracker, sweep_at) -> Iterator[tuple]:
         end = self.end
         with open(self.path, "rb") as f:
             head = f.read(24)
@@ -144,6 +146,10 @@ class Capture:
         except OSError as e:
             raise CaptureError(f"{self.path}: cannot be read ({e.strerror})") from None
         self.walker = r
+        if tracker is not None:
+            r.track(tracker)
+            if sweep_at is not None:
+                r.next_sweep = sweep_at
         try:
             yield from r  # one frame at a time, in C (the tracker may hand connections to it meanwhile)
         finally:
@@ -322,8 +328,8 @@ class Capture:
                     data = body[20 : 20 + caplen]
                     if flt(data):
                         end.passed += 1
-                        ts = (tsh << 32) | tsl
-                        yield (n, ts * num // den, linktype, data, wirelen)
+                        ts = ((tsh << 32) | tsl) * num // den
+                        yield (n, ts if ts <= _TS_MAX else _TS_MAX, linktype, data, wirelen)
                 elif btype == 3:  # Simple Packet Block: no timestamp, interface 0
                     if not ifaces or len(body) < 4:
                         raise _Damage(f"simple packet block at byte offset {offset} without an interface")
@@ -368,6 +374,12 @@ def _read(f: BinaryIO, n: int) -> bytes:
         return f.read(n)
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
         raise _Damage(f"compressed data is corrupt ({e})") from None
+
+
+_TS_MAX = (1 << 63) - 1
+"""Nanoseconds fit in a signed 64-bit integer until the year 2262: a pcapng timestamp beyond (a
+corrupt block, or a resolution in seconds with a wild value) is held there, as every later stage
+(the C tracker, packed notes) counts in 64 bits."""
 
 
 def _if_tsresol(body: bytes, bo: str) -> tuple[int, int]:

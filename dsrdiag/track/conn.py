@@ -22,6 +22,11 @@ from dsrdiag.track.spill import RecordSeq, RecordSink
 from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
 from dsrdiag.track.smtp import SmtpFollower
 
+try:
+    from dsrdiag.capture import _fastpcap as _native  # the C Tracker (track/_conntrack.c), built with the walker
+except ImportError:  # no compiler at install time: ConnState below does the same work
+    _native = None
+
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _M = 0xFFFFFFFF
 _TOO_LARGE = 1048576
@@ -84,6 +89,10 @@ class _Endpoint:
         self.start_seq = self.ack_seq = start & _M
         self.last_seq = last & _M
 
+    def side(self) -> tuple:
+        """What the record keeps of this endpoint (connection_record's `o`/`r`)."""
+        return (self.pkts, self.size() if self.state != INACTIVE else 0, self.missed, self.copies, self.l2, self.ttl)
+
     def size(self) -> int:
         top = self.last_seq if seq_delta(self.last_seq, self.ack_seq) > 0 else self.ack_seq
         size = seq_delta(top, self.start_seq)
@@ -99,8 +108,7 @@ class ConnState:
 
     __slots__ = (
         "uid", "orig_key", "orig", "resp", "history", "first_ts", "last_ts", "notes", "syns",
-        "syn_seq", "synack_ack", "smtp", "ip_version", "c_ip", "c_port", "s_ip", "s_port", "fwd_notes",
-        "in_c", "tunnel_src",
+        "syn_seq", "synack_ack", "smtp", "c_ip", "c_port", "s_ip", "s_port", "fwd_notes", "tunnel_src",
     )
 
     def __init__(self, uid: str, p, is_orig_sender: bool, flipped: bool):
@@ -120,59 +128,8 @@ class ConnState:
         self.syn_seq = None
         self.synack_ack = None
         self.smtp = SmtpFollower()
-        self.ip_version = 4 if len(p.src) == 4 else 6
         self.tunnel_src = None
         """Outer source address of the first encapsulated (IP-in-IP/GRE) client packet."""
-        self.in_c = False
-        """Handed to the C walker's fast path (capture/_fastpcap.c): its counters live there."""
-
-    # ---- the C walker's established fast path -----------------------------------------------
-    def c_key(self) -> bytes:
-        return (self.c_ip.ljust(16, b"\0") + self.s_ip.ljust(16, b"\0")
-                + self.c_port.to_bytes(2, "big") + self.s_port.to_bytes(2, "big"))
-
-    def c_ready(self) -> bool:
-        """Nothing left to learn from in-order packets but counters (what _fastpcap.c may count)."""
-        o, r = self.orig, self.resp
-        if o.state != ESTABLISHED or r.state != ESTABLISHED or self.smtp.wants_data:
-            return False
-        for ep in (o, r):
-            if ep.next_seq is None or ep.next_seq != ep.last_seq or ep.ooo or ep.ttl is None:
-                return False
-            if any(a is None or b is None for a, b in ep.l2):
-                return False
-            if ep.last_sig is not None and (ep.last_sig[2][0] is None or ep.last_sig[2][1] is None):
-                return False
-        return True
-
-    def c_state(self) -> tuple:
-        def side(ep):
-            sig = None
-            if ep.last_sig is not None:
-                (sq, ak, fl, ln, idw), ts, (a, b) = ep.last_sig
-                sig = (sq, ak, fl, ln, idw, ts, bytes(a) + bytes(b))
-            return (ep.last_seq, ep.ack_seq, "D" in ep.seen, "A" in ep.seen,
-                    [bytes(a) + bytes(b) for a, b in ep.l2], sig, ep.pkts, ep.copies)
-
-        return (self.last_ts, side(self.orig), side(self.resp), max(MAX_SYNS - len(self.fwd_notes), 0),
-                max(MAX_NOTES - len(self.notes), 0))
-
-    def c_apply(self, st: tuple) -> None:
-        """Take back what the fast path counted."""
-        last_ts, d0, d1, fwd, notes = st
-        self.last_ts = last_ts
-        for frame, ts, d, flags, plen, smac, dmac, ttl, seq, ack, ip_id in fwd:  # copies noted in C
-            self.fwd_notes.append((frame, ts, RESP if d else ORIG, flags, plen, smac, dmac, ttl, seq, ack, ip_id, None))
-        for frame, ts, d, flags, plen, smac, dmac, ttl, seq, ack, ip_id, peek in notes:  # packets noted in C
-            self.notes.append((frame, ts, RESP if d else ORIG, flags, plen, smac, dmac, ttl, seq, ack, ip_id, peek))
-        for ep, (last_seq, ack_seq, pkts, copies, sig) in ((self.orig, d0), (self.resp, d1)):
-            ep.last_seq = ep.next_seq = last_seq
-            ep.ack_seq = ack_seq
-            ep.pkts, ep.copies = pkts, copies
-            if sig is not None:
-                sq, ak, fl, ln, idw, ts, pair = sig
-                ep.last_sig = ((sq, ak, fl, ln, idw), ts, (pair[:6], pair[6:]))
-        self.in_c = False
 
     # ---- history helpers (Zeek's CheckHistory / ScaledHistoryEntry) --------------------
     def _check(self, ep: _Endpoint, is_orig: bool, code: str) -> bool:
@@ -472,39 +429,51 @@ class ConnState:
         return "OTH"
 
     def record(self, capture: str, vantage: str) -> Connection:
-        o, r = self.orig, self.resp
-        return Connection(
-            uid=self.uid,
-            capture=capture,
-            vantage=vantage,
-            client_ip=shared(ip_text(self.c_ip)),
-            client_port=self.c_port,
-            server_ip=shared(ip_text(self.s_ip)),
-            server_port=self.s_port,
-            ip_version=self.ip_version,
-            first_ts_ns=self.first_ts,
-            last_ts_ns=self.last_ts,
-            history=shared("".join(self.history)),
-            conn_state=self.conn_state(),
-            orig_pkts=o.pkts,
-            resp_pkts=r.pkts,
-            orig_bytes=o.size() if o.state != INACTIVE else 0,
-            resp_bytes=r.size() if r.state != INACTIVE else 0,
-            missed_bytes=o.missed + r.missed,
-            orig_forwarded=o.copies,
-            resp_forwarded=r.copies,
-            orig_l2=shared(tuple((mac_text(a), mac_text(b)) for a, b in o.l2)),
-            resp_l2=shared(tuple((mac_text(a), mac_text(b)) for a, b in r.l2)),
-            orig_ttl=o.ttl,
-            resp_ttl=r.ttl,
-            syn_seq=self.syn_seq,
-            synack_ack=self.synack_ack,
-            packets=_notes(self.notes),
-            syn_frames=_notes(self.syns),
-            forwarded_frames=_notes(self.fwd_notes),
-            smtp=self.smtp.record(self.first_ts),
-            tunneled_from=ip_text(self.tunnel_src) if self.tunnel_src else None,
-        )
+        return connection_record(
+            capture, vantage, self.uid, self.c_ip, self.c_port, self.s_ip, self.s_port, self.first_ts, self.last_ts,
+            "".join(self.history), self.conn_state(), self.orig.side(), self.resp.side(), self.syn_seq, self.synack_ack,
+            self.notes, self.syns, self.fwd_notes, self.smtp, self.tunnel_src)
+
+
+def connection_record(capture, vantage, uid, c_ip, c_port, s_ip, s_port, first_ts, last_ts, history, conn_state,
+                      o, r, syn_seq, synack_ack, notes, syns, fwd_notes, smtp, tunnel_src) -> Connection:
+    """The one place a Connection is made, from either tracker (this module's, or _conntrack.c's
+    Tracker, which hands over the same values). `o`/`r`: (packets, bytes, missed bytes, forwarded
+    copies, [(src MAC, dst MAC)], first TTL) of originator and responder."""
+    o_pkts, o_bytes, o_missed, o_copies, o_l2, o_ttl = o
+    r_pkts, r_bytes, r_missed, r_copies, r_l2, r_ttl = r
+    return Connection(
+        uid=uid,
+        capture=capture,
+        vantage=vantage,
+        client_ip=shared(ip_text(c_ip)),
+        client_port=c_port,
+        server_ip=shared(ip_text(s_ip)),
+        server_port=s_port,
+        ip_version=4 if len(c_ip) == 4 else 6,
+        first_ts_ns=first_ts,
+        last_ts_ns=last_ts,
+        history=shared(history),
+        conn_state=conn_state,
+        orig_pkts=o_pkts,
+        resp_pkts=r_pkts,
+        orig_bytes=o_bytes,
+        resp_bytes=r_bytes,
+        missed_bytes=o_missed + r_missed,
+        orig_forwarded=o_copies,
+        resp_forwarded=r_copies,
+        orig_l2=shared(tuple((mac_text(a), mac_text(b)) for a, b in o_l2)),
+        resp_l2=shared(tuple((mac_text(a), mac_text(b)) for a, b in r_l2)),
+        orig_ttl=o_ttl,
+        resp_ttl=r_ttl,
+        syn_seq=syn_seq,
+        synack_ack=synack_ack,
+        packets=_notes(notes),
+        syn_frames=_notes(syns),
+        forwarded_frames=_notes(fwd_notes),
+        smtp=smtp.record(first_ts),
+        tunneled_from=ip_text(tunnel_src) if tunnel_src else None,
+    )
 
 
 def _notes(raw: list[tuple]) -> NoteBlock:
@@ -522,44 +491,37 @@ def payload_text(data: bytes) -> str | None:
 
 
 class ConnTracker:
-    """All connections of one vantage, keyed both ways by 4-tuple; finished ones are emitted."""
+    """All connections of one vantage, keyed both ways by 4-tuple; finished ones are emitted.
+
+    The work is done by the C Tracker (track/_conntrack.c, the same rules) when the extension is
+    built, else by ConnState below; DSRDIAG_FASTPATH=0 selects ConnState (the reference the tests
+    compare the C tracker with). A capture walker (capture/_fastpcap.c) given `native` feeds it
+    TCP frames directly; every other TCP packet comes through packet()."""
 
     def __init__(self, capture: str, vantage: str, ports: frozenset[int]):
         self.capture, self.vantage, self.ports = capture, vantage, ports
         self.table: dict[tuple, ConnState] = {}
         self.done = RecordSink()
         self.count = 0
-        self.capture_reader = None
-        """The Capture being read: its C walker, once reading started, takes established connections."""
-        self.fast_on = os.environ.get("DSRDIAG_FASTPATH", "1") != "0"
-        self.walker = None
-        self.handed: dict[bytes, ConnState] = {}
+        self.native = None
+        if _native is not None and os.environ.get("DSRDIAG_FASTPATH", "1") != "0":
+            self.native = _native.Tracker(ports, SmtpFollower)
+            self.packet = self._native_packet
 
-    def _offer(self, c: ConnState) -> None:
-        """Hand a connection that has nothing left to tell but counters to the C walker."""
-        walker = self.walker
-        if walker is None:
-            walker = self.walker = getattr(self.capture_reader, "walker", None)
-            if walker is None:  # read by libpcap or the Python reader: no fast path for this capture
-                self.fast_on = False
-                return
-        if c.c_ready():
-            k = c.c_key()
-            if walker.fast_add(k, *c.c_state()):
-                c.in_c = True
-                self.handed[k] = c
+    def _native_packet(self, p) -> None:
+        self.native.packet(p.frame, p.ts_ns, p.src_mac, p.dst_mac, p.src, p.dst, p.sport, p.dport, p.seq, p.ack,
+                           p.flags, p.win, p.ttl, p.ip_id, p.payload, p.tunnel)
 
-    def take_all_back(self) -> None:
-        """Before a sweep and at the end: every connection's counters back from the walker."""
-        if self.walker is None or not self.handed:
-            return
-        for k, st in self.walker.release_all():
-            c = self.handed.get(k)
-            if c is not None:
-                c.c_apply(st)
-        for c in self.handed.values():
-            c.in_c = False
-        self.handed.clear()
+    def _take(self, finished: list) -> None:
+        capture, vantage, add = self.capture, self.vantage, self.done.add
+        for num, c_ip, c_port, s_ip, s_port, *rest in finished:
+            add(connection_record(capture, vantage, f"{vantage}:C{num}", c_ip, c_port, s_ip, s_port, *rest))
+
+    def first_last(self) -> tuple | None:
+        """((frame, ts_ns), (frame, ts_ns)) of the first and last packet the C tracker took (it sees
+        packets Python never does), or None."""
+        n = self.native
+        return (n.first, n.last) if n is not None and n.first is not None else None
 
     def packet(self, p) -> None:
         key = (p.src, p.sport, p.dst, p.dport)
@@ -584,17 +546,7 @@ class ConnTracker:
             c = ConnState(f"{self.vantage}:C{self.count}", p, orig_sender, flipped)
             self.table[c.orig_key] = c
             self.table[(c.s_ip, c.s_port, c.c_ip, c.c_port)] = c
-        elif c.in_c:  # the walker saw something it does not count: its counters come back first
-            k = c.c_key()
-            st = self.walker.release(k)
-            if st is not None:
-                c.c_apply(st)
-            c.in_c = False
-            self.handed.pop(k, None)
         c.process(p, key == c.orig_key)
-        if (self.fast_on and not c.smtp.wants_data
-                and c.orig.state == ESTABLISHED and c.resp.state == ESTABLISHED):
-            self._offer(c)
 
     def _finish(self, c: ConnState) -> None:
         self.done.add(c.record(self.capture, self.vantage))
@@ -603,14 +555,17 @@ class ConnTracker:
 
     def sweep(self, now_ns: int, closed_linger_ns: int = 60_000_000_000, idle_ns: int = 3_600_000_000_000) -> None:
         """Emit connections that closed a while ago or went idle, so memory follows open connections."""
-        self.take_all_back()
+        if self.native is not None:
+            self._take(self.native.sweep(now_ns, closed_linger_ns, idle_ns))
+            return
         for c in {id(c): c for c in self.table.values()}.values():
             age = now_ns - c.last_ts
             if (c.closed and age > closed_linger_ns) or age > idle_ns:
                 self._finish(c)
 
     def finish_all(self) -> RecordSeq:
-        self.take_all_back()
+        if self.native is not None:
+            self._take(self.native.finish_all())
         for c in {id(c): c for c in self.table.values()}.values():
             self._finish(c)
         return self.done.records()

@@ -40,7 +40,6 @@ def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None
     cap = Capture(path, ports)
     conns = ConnTracker(path, vantage, frozenset(ports))
     neigh = NeighbourWatch()
-    conns.capture_reader = cap
     # The loop allocates many short-lived containers (frame tuples, packets, notes) and makes no
     # reference cycles; automatic collection would re-scan every open connection's state again and
     # again. Collect the young generations at each sweep instead: any cycle is still freed, and the
@@ -59,16 +58,18 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
     conn_packet, neigh_packet = conns.packet, neigh.packet
     anomalies: dict[str, int] = {}
     anomaly_frames: dict[str, int] = {}
-    first_ts = last_ts = None
-    n = 0
+    first_ts = last_ts = first_frame = last_frame = None
     next_sweep = SWEEP_EVERY
-    for fr in cap.frames():
+    # with the C walker and tracker, most TCP frames never come here; from frame next_sweep on,
+    # every frame does, until the sweep below moves the mark: sweeps fall on the same frames
+    # whichever tracker runs, so the records are the same
+    for fr in cap.frames(conns.native, next_sweep):
         p = decode(fr, portset)
         if p is None:
             continue
         if first_ts is None:
-            first_ts = fr[1]
-        last_ts = fr[1]
+            first_frame, first_ts = fr[0], fr[1]
+        last_frame, last_ts = fr[0], fr[1]
         if type(p) is Anomaly:
             anomalies[p.name] = anomalies.get(p.name, 0) + 1
             anomaly_frames.setdefault(p.name, p.frame)
@@ -77,16 +78,24 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
             conn_packet(p)
         else:
             neigh_packet(p)
-        n += 1
-        if fr[0] >= next_sweep:  # by frame number: the C walker keeps many frames from Python
+        if fr[0] >= next_sweep:
             next_sweep = fr[0] + SWEEP_EVERY
             conns.sweep(fr[1])
+            if cap.walker is not None:
+                cap.walker.next_sweep = next_sweep
             gc.collect(1)
             if _TRIM is not None:
                 _TRIM(0)
             if progress is not None:
                 progress(cap.tell(), fr[0])
     end = cap.end
+    in_c = conns.first_last()  # the first and last decoded frames may be ones Python never saw
+    if in_c is not None:
+        (f_frame, f_ts), (l_frame, l_ts) = in_c
+        if first_frame is None or f_frame < first_frame:
+            first_ts = f_ts
+        if last_frame is None or l_frame > last_frame:
+            last_ts = l_ts
     if progress is not None:
         progress(cap.size, end.frames)
     return CaptureRecords(

@@ -1,0 +1,868 @@
+/* _conntrack: dsrdiag's TCP connection tracker in C (Zeek conn.log semantics).
+ *
+ * Why: after the capture walker (capture/_fastpcap.c) and BPF, the per-packet Python work of
+ * track/conn.py (~9 us a packet) was most of an analysis. This is the same tracker, rule for
+ * rule: track/conn.py's ConnState.process and ConnTracker.packet are the specification, kept in
+ * Python as the reference (DSRDIAG_FASTPATH=0 selects it) and the fallback where no compiler
+ * exists; tests/test_scale.py and tests/test_native_tracker.py check that both give identical
+ * records on every sample capture, on generated relays and on corrupted ones. Python is called
+ * only where Python does the job: the SMTP follower (track/smtp.py), for the in-order bytes of a
+ * dialogue until TLS starts, and the record (track/conn.py connection_record) when a connection
+ * ends. Comments name the Python function each part mirrors.
+ */
+#include "_conntrack.h"
+#include <string.h>
+
+#define M32 0xFFFFFFFFu
+#define TOO_LARGE 1048576
+#define MAX_NOTES 24
+#define PEEK 80
+#define MAX_SYNS 16
+#define MAX_L2 6
+#define FORWARD_WINDOW_NS 50000000LL
+#define MAX_OOO 64
+#define KEYLEN 37              /* family, addr16, port, addr16, port */
+
+enum { INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET };
+enum { SEEN_S = 1, SEEN_F = 2, SEEN_R = 4, SEEN_D = 8, SEEN_A = 16, SEEN_I = 32, SEEN_Q = 64 };
+#define F_FIN 0x01
+#define F_SYN 0x02
+#define F_RST 0x04
+#define F_ACK 0x10
+
+typedef struct { uint8_t s[6], d[6], hs, hd; } pair_t;
+
+typedef struct {
+    unsigned long long frame;
+    int64_t ts;
+    uint32_t seq, ack, plen;
+    int32_t ip_id;
+    uint8_t dir, flags, ttl, has_peek, npeek;
+    pair_t pair;
+    uint8_t peek[PEEK];
+} note_t;
+
+typedef struct { uint32_t seq, len; uint8_t *data; } seg_t;
+
+typedef struct {
+    uint8_t state, prev_state, seen, did_close, has_next, has_ttl, ttl, npairs, has_sig;
+    uint32_t start_seq, last_seq, ack_seq, next_seq;
+    long long fin_cnt;
+    int64_t last_syn, last_fin, last_rst;
+    unsigned long long rxmit, rxmit_thr, zw, zw_thr, gaps, gap_thr, pkts, copies, missed;
+    pair_t pairs[MAX_L2];
+    seg_t ooo[MAX_OOO];        /* out-of-order segments, in insertion order (a Python dict's) */
+    int nooo;
+    uint32_t sig_seq, sig_ack, sig_plen, sig_idw;
+    uint8_t sig_flags;
+    int64_t sig_ts;
+    pair_t sig_pair;
+} ep_t;
+
+typedef struct {
+    note_t *v;
+    int n, cap;
+} notes_t;
+
+typedef struct {
+    unsigned long long num;    /* the n-th connection of the capture: uid "<vantage>:C<num>" */
+    uint8_t key[KEYLEN];       /* originator's 4-tuple */
+    uint8_t alen, c_ip[16], s_ip[16];
+    uint16_t c_port, s_port;
+    ep_t e[2];                 /* 0: originator, 1: responder */
+    char *hist;
+    size_t hlen, hcap;
+    int64_t first_ts, last_ts;
+    notes_t notes, syns, fwd;
+    uint8_t has_syn_seq, has_synack_ack, tlen;
+    uint32_t syn_seq, synack_ack;
+    uint8_t tunnel[16];
+    PyObject *smtp;
+    int smtp_wants;
+} conn_t;
+
+typedef struct {
+    PyObject_HEAD
+    uint8_t ports[8192];       /* bitmap of the service ports */
+    PyObject *factory;         /* SmtpFollower */
+    PyObject *wants_name, *data_name, *gap_name;
+    PyObject *dir_s[2];        /* records.ORIG ">" and RESP "<": the notes' direction */
+    conn_t **slots;            /* open addressing by originator key; TOMB marks a removed entry */
+    size_t cap, used, tombs;
+    conn_t **done;             /* finished, waiting for sweep()/finish_all() */
+    size_t ndone, capdone;
+    unsigned long long count, packets;
+    unsigned long long first_frame, last_frame;
+    int64_t first_ts, last_ts;
+} Tracker;
+
+static conn_t TOMB_;
+#define TOMB (&TOMB_)
+
+static inline int32_t seq_delta(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
+
+/* ---- memory -------------------------------------------------------------------------------- */
+static void conn_free(conn_t *c) {
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < c->e[i].nooo; j++) PyMem_Free(c->e[i].ooo[j].data);
+    PyMem_Free(c->hist);
+    PyMem_Free(c->notes.v);
+    PyMem_Free(c->syns.v);
+    PyMem_Free(c->fwd.v);
+    Py_XDECREF(c->smtp);
+    PyMem_Free(c);
+}
+
+static int hist_add(conn_t *c, char ch) {
+    if (c->hlen == c->hcap) {
+        size_t cap = c->hcap ? c->hcap * 2 : 16;
+        char *h = PyMem_Realloc(c->hist, cap);
+        if (!h) { PyErr_NoMemory(); return -1; }
+        c->hist = h;
+        c->hcap = cap;
+    }
+    c->hist[c->hlen++] = ch;
+    return 0;
+}
+
+static note_t *note_push(notes_t *ns) {
+    if (ns->n == ns->cap) {
+        int cap = ns->cap ? ns->cap * 2 : 4;
+        note_t *v = PyMem_Realloc(ns->v, (size_t)cap * sizeof(note_t));
+        if (!v) { PyErr_NoMemory(); return NULL; }
+        ns->v = v;
+        ns->cap = cap;
+    }
+    return &ns->v[ns->n++];
+}
+
+/* ---- the table (ConnTracker.table; one entry per connection, looked up both ways) ------- */
+static void make_key(uint8_t *k, const uint8_t *a, uint16_t ap, const uint8_t *b, uint16_t bp, int alen) {
+    memset(k, 0, KEYLEN);
+    k[0] = (uint8_t)alen;
+    memcpy(k + 1, a, alen);
+    k[17] = ap >> 8; k[18] = ap & 0xff;
+    memcpy(k + 19, b, alen);
+    k[35] = bp >> 8; k[36] = bp & 0xff;
+}
+
+static uint64_t key_hash(const uint8_t *k) {
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < KEYLEN; i++) { h ^= k[i]; h *= 1099511628211ULL; }
+    return h ^ (h >> 29);
+}
+
+static conn_t *lookup(Tracker *t, const uint8_t *k) {
+    if (!t->cap) return NULL;
+    size_t m = t->cap - 1, i = (size_t)key_hash(k) & m;
+    for (size_t n = 0; n < t->cap; n++, i = (i + 1) & m) {
+        conn_t *c = t->slots[i];
+        if (!c) return NULL;
+        if (c != TOMB && memcmp(c->key, k, KEYLEN) == 0) return c;
+    }
+    return NULL;
+}
+
+static int insert(Tracker *t, conn_t *c);
+
+static int grow(Tracker *t) {
+    conn_t **old = t->slots;
+    size_t oldcap = t->cap, cap = t->cap ? t->cap : 1024;
+    while ((t->used + 1) * 2 > cap) cap *= 2;
+    if (cap == oldcap && t->tombs == 0) cap *= 2;
+    t->slots = PyMem_Calloc(cap, sizeof(conn_t *));
+    if (!t->slots) { t->slots = old; PyErr_NoMemory(); return -1; }
+    t->cap = cap;
+    t->used = t->tombs = 0;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i] && old[i] != TOMB) insert(t, old[i]);
+    PyMem_Free(old);
+    return 0;
+}
+
+static int insert(Tracker *t, conn_t *c) {
+    if ((t->used + t->tombs + 1) * 2 > t->cap && grow(t) < 0) return -1;
+    size_t m = t->cap - 1, i = (size_t)key_hash(c->key) & m;
+    while (t->slots[i] && t->slots[i] != TOMB) i = (i + 1) & m;
+    if (t->slots[i] == TOMB) t->tombs--;
+    t->slots[i] = c;
+    t->used++;
+    return 0;
+}
+
+/* ConnTracker._finish: out of the table, onto the list sweep() hands to Python */
+static int finish(Tracker *t, conn_t *c) {
+    size_t m = t->cap - 1, i = (size_t)key_hash(c->key) & m;
+    while (t->slots[i] != c) i = (i + 1) & m;
+    t->slots[i] = TOMB;
+    t->used--;
+    t->tombs++;
+    if (t->ndone == t->capdone) {
+        size_t cap = t->capdone ? t->capdone * 2 : 256;
+        conn_t **d = PyMem_Realloc(t->done, cap * sizeof(conn_t *));
+        if (!d) { PyErr_NoMemory(); return -1; }
+        t->done = d;
+        t->capdone = cap;
+    }
+    t->done[t->ndone++] = c;
+    return 0;
+}
+
+/* ---- history (ConnState._check, _add, _scaled) -------------------------------------------- */
+static uint8_t seen_bit(char code) {
+    switch (code) {
+    case 'S': case 'H': return SEEN_S;
+    case 'F': return SEEN_F;
+    case 'R': return SEEN_R;
+    case 'D': return SEEN_D;
+    case 'A': return SEEN_A;
+    case 'I': return SEEN_I;
+    default: return SEEN_Q;
+    }
+}
+
+static inline char letter(int is_orig, char code) { return is_orig ? code : (char)(code - 'A' + 'a'); }
+
+/* 1 if seen before, 0 if recorded now, -1 on error */
+static int check(conn_t *c, ep_t *ep, int is_orig, char code) {
+    uint8_t b = seen_bit(code);
+    if (ep->seen & b) return 1;
+    ep->seen |= b;
+    return hist_add(c, letter(is_orig, code));
+}
+
+static int scaled(conn_t *c, int is_orig, char code, unsigned long long *counter, unsigned long long *thr) {
+    *counter += 1;
+    if (*counter == *thr) {
+        *thr *= 10;
+        return hist_add(c, letter(is_orig, code));
+    }
+    return 0;
+}
+
+/* ---- endpoints (_Endpoint) ---------------------------------------------------------------- */
+static void set_state(ep_t *ep, uint8_t s) {
+    if (s != ep->state) { ep->prev_state = ep->state; ep->state = s; }
+}
+
+static void init_seqs(ep_t *ep, uint32_t start, uint32_t last) {
+    ep->start_seq = ep->ack_seq = start;
+    ep->last_seq = last;
+}
+
+static long long ep_size(const ep_t *ep) {
+    uint32_t top = seq_delta(ep->last_seq, ep->ack_seq) > 0 ? ep->last_seq : ep->ack_seq;
+    long long size = seq_delta(top, ep->start_seq);
+    if (size > 0) size -= 1;
+    if (ep->fin_cnt && size > 0) size -= 1;
+    return size > 0 ? size : 0;
+}
+
+static void raise_ack(ep_t *peer, uint32_t ack) {          /* _raise_ack */
+    int32_t d = seq_delta(ack, peer->ack_seq);
+    if (d > 0 && !(ack == 0 && d > TOO_LARGE)) peer->ack_seq = ack;
+}
+
+static int pair_eq(const pair_t *a, const pair_t *b) {
+    return a->hs == b->hs && a->hd == b->hd && (!a->hs || memcmp(a->s, b->s, 6) == 0) && (!a->hd || memcmp(a->d, b->d, 6) == 0);
+}
+
+/* ---- in-order payload (ConnState._stream, _deliver, _skip_to) ------------------------------ */
+static int ooo_find(ep_t *ep, uint32_t seq) {
+    for (int i = 0; i < ep->nooo; i++) if (ep->ooo[i].seq == seq) return i;
+    return -1;
+}
+
+static seg_t ooo_pop(ep_t *ep, int i) {
+    seg_t s = ep->ooo[i];
+    memmove(&ep->ooo[i], &ep->ooo[i + 1], (size_t)(ep->nooo - i - 1) * sizeof(seg_t));
+    ep->nooo--;
+    return s;
+}
+
+/* dict item assignment: replace in place, or append (takes ownership of data) */
+static void ooo_set(ep_t *ep, uint32_t seq, uint8_t *data, uint32_t len) {
+    int i = ooo_find(ep, seq);
+    if (i >= 0) { PyMem_Free(ep->ooo[i].data); ep->ooo[i].data = data; ep->ooo[i].len = len; return; }
+    ep->ooo[ep->nooo].seq = seq; ep->ooo[ep->nooo].len = len; ep->ooo[ep->nooo].data = data;
+    ep->nooo++;
+}
+
+static int follower_data(Tracker *t, conn_t *c, int is_orig, const uint8_t *data, uint32_t len, const ct_pkt *p) {
+    PyObject *b = PyBytes_FromStringAndSize((const char *)data, len);
+    PyObject *fr = b ? PyLong_FromUnsignedLongLong(p->frame) : NULL;
+    PyObject *ts = fr ? PyLong_FromLongLong(p->ts) : NULL;
+    PyObject *r = ts ? PyObject_CallMethodObjArgs(c->smtp, t->data_name, is_orig ? Py_True : Py_False, b, fr, ts, NULL) : NULL;
+    Py_XDECREF(b); Py_XDECREF(fr); Py_XDECREF(ts);
+    if (!r) return -1;
+    Py_DECREF(r);
+    PyObject *w = PyObject_GetAttr(c->smtp, t->wants_name);
+    if (!w) return -1;
+    c->smtp_wants = PyObject_IsTrue(w);
+    Py_DECREF(w);
+    return c->smtp_wants < 0 ? -1 : 0;
+}
+
+static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *data, uint32_t len, const ct_pkt *p) {
+    ep->next_seq += len;
+    if (c->smtp_wants && follower_data(t, c, is_orig, data, len, p) < 0) return -1;
+    while (ep->nooo) {
+        int i = ooo_find(ep, ep->next_seq);
+        if (i < 0) {
+            /* drop segments now entirely behind next_seq; trim an overlapping one */
+            uint32_t behind[MAX_OOO];
+            int nb = 0;
+            for (int j = 0; j < ep->nooo; j++) if (seq_delta(ep->ooo[j].seq, ep->next_seq) < 0) behind[nb++] = ep->ooo[j].seq;
+            for (int j = 0; j < nb; j++) {
+                seg_t seg = ooo_pop(ep, ooo_find(ep, behind[j]));
+                uint32_t over = (uint32_t)(-seq_delta(seg.seq, ep->next_seq));
+                if (over < seg.len) {
+                    uint8_t *rest = PyMem_Malloc(seg.len - over);
+                    if (!rest) { PyMem_Free(seg.data); PyErr_NoMemory(); return -1; }
+                    memcpy(rest, seg.data + over, seg.len - over);
+                    ooo_set(ep, ep->next_seq, rest, seg.len - over);
+                }
+                PyMem_Free(seg.data);
+            }
+            if (ooo_find(ep, ep->next_seq) < 0) return 0;
+            continue;
+        }
+        seg_t s = ooo_pop(ep, i);
+        ep->next_seq += s.len;
+        int rc = c->smtp_wants ? follower_data(t, c, is_orig, s.data, s.len, p) : 0;
+        PyMem_Free(s.data);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static int skip_to(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, const ct_pkt *p) {
+    PyObject *r = PyObject_CallMethodObjArgs(c->smtp, t->gap_name, is_orig ? Py_True : Py_False, NULL);
+    if (!r) return -1;
+    Py_DECREF(r);
+    ep->next_seq = seq;
+    for (int j = 0; j < ep->nooo;) {
+        if (seq_delta(ep->ooo[j].seq, ep->next_seq) < 0) { seg_t s = ooo_pop(ep, j); PyMem_Free(s.data); }
+        else j++;
+    }
+    int i = ooo_find(ep, ep->next_seq);
+    if (i >= 0) {
+        seg_t s = ooo_pop(ep, i);
+        int rc = deliver(t, c, ep, is_orig, s.data, s.len, p);
+        PyMem_Free(s.data);
+        return rc;
+    }
+    return 0;
+}
+
+static int stream(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, const uint8_t *payload, uint32_t len, const ct_pkt *p) {
+    if (!ep->has_next) { ep->next_seq = seq; ep->has_next = 1; }
+    int32_t d = seq_delta(seq, ep->next_seq);
+    if (d > 0) {
+        if (d < TOO_LARGE && ep->nooo < MAX_OOO) {
+            if (ooo_find(ep, seq) < 0) {                    /* setdefault */
+                uint8_t *copy = PyMem_Malloc(len ? len : 1);
+                if (!copy) { PyErr_NoMemory(); return -1; }
+                memcpy(copy, payload, len);
+                ooo_set(ep, seq, copy, len);
+            }
+        } else if (d < TOO_LARGE) {                         /* too much out of order: declare the gap */
+            ep->missed += (unsigned long long)d;
+            if (skip_to(t, c, ep, is_orig, seq, p) < 0) return -1;
+            return deliver(t, c, ep, is_orig, payload, len, p);
+        }
+        return 0;
+    }
+    if ((long long)-d >= (long long)len) return 0;          /* pure retransmission */
+    return deliver(t, c, ep, is_orig, payload + (-d), len - (uint32_t)(-d), p);
+}
+
+static int ack_gap(Tracker *t, conn_t *c, ep_t *peer, int is_orig, uint32_t ack, const ct_pkt *p) {
+    if (!peer->has_next) return 0;
+    int32_t gap = seq_delta(ack, peer->next_seq);
+    if (peer->fin_cnt && gap == 1) gap = 0;                 /* the ACK of the peer's FIN */
+    if (gap > 0 && gap < TOO_LARGE) {
+        peer->missed += (unsigned long long)gap;
+        if (scaled(c, !is_orig, 'G', &peer->gaps, &peer->gap_thr) < 0) return -1;
+        return skip_to(t, c, peer, !is_orig, ack, p);
+    }
+    return 0;
+}
+
+/* ---- ConnState._state_machine --------------------------------------------------------------- */
+static void state_machine(conn_t *c, ep_t *ep, ep_t *peer, int is_orig, int syn, int fin, int rst, int ackf, uint32_t plen) {
+    uint8_t st = ep->state;
+    if (st == INACTIVE) {
+        if (syn) {
+            if (is_orig) set_state(ep, ackf ? SYN_ACK_SENT : SYN_SENT);
+            else {
+                if (peer->state == SYN_SENT) set_state(peer, ESTABLISHED);
+                set_state(ep, ESTABLISHED);
+            }
+        }
+        if (fin) { set_state(ep, CLOSED); ep->did_close = 1; }
+        if (rst) { set_state(ep, RESET); ep->did_close = 1; }
+        if (ep->state == INACTIVE) {
+            if (!is_orig && plen == 0 && c->e[0].state == SYN_SENT) { /* an eccentric stack ACKs the SYN first */ }
+            else if (ackf && peer->state == ESTABLISHED) set_state(ep, ESTABLISHED);
+            else set_state(ep, PARTIAL);
+        }
+    } else if (st == SYN_SENT || st == SYN_ACK_SENT) {
+        if (fin) { set_state(ep, CLOSED); ep->did_close = 1; }
+        if (rst) { set_state(ep, RESET); ep->did_close = 1; }
+    } else if (st == ESTABLISHED || st == PARTIAL) {
+        if (syn && st == PARTIAL && peer->state == INACTIVE && !ackf) set_state(ep, SYN_SENT);
+        if (fin && !rst) {
+            set_state(ep, CLOSED);
+            if (peer->state == RESET && peer->prev_state == CLOSED) set_state(peer, CLOSED);
+            ep->did_close = 1;
+        }
+        if (rst) { set_state(ep, RESET); ep->did_close = 1; }
+    } else if (st == CLOSED) {
+        if (rst && peer->state != CLOSED) set_state(ep, RESET);
+    }
+}
+
+static void fill_note(note_t *n, const ct_pkt *p, int dir, const pair_t *pair, int peek) {
+    n->frame = p->frame; n->ts = p->ts; n->seq = p->seq; n->ack = p->ack; n->plen = p->plen;
+    n->ip_id = p->ip_id; n->dir = (uint8_t)dir; n->flags = p->flags; n->ttl = p->ttl; n->pair = *pair;
+    n->has_peek = peek && p->plen;
+    n->npeek = n->has_peek ? (uint8_t)(p->plen < PEEK ? p->plen : PEEK) : 0;
+    if (n->npeek) memcpy(n->peek, p->payload, n->npeek);
+}
+
+/* ---- ConnState.process ---------------------------------------------------------------------- */
+static int process(Tracker *t, conn_t *c, const ct_pkt *p, int is_orig) {
+    ep_t *ep = &c->e[is_orig ? 0 : 1], *peer = &c->e[is_orig ? 1 : 0];
+    uint8_t flags = p->flags;
+    uint32_t seq = p->seq, ack = p->ack, plen = p->plen;
+    int syn = flags & F_SYN, fin = flags & F_FIN, rst = flags & F_RST, ackf = flags & F_ACK;
+    c->last_ts = p->ts;
+    pair_t pair;
+    memset(&pair, 0, sizeof pair);
+    if (p->smac) { pair.hs = 1; memcpy(pair.s, p->smac, 6); }
+    if (p->dmac) { pair.hd = 1; memcpy(pair.d, p->dmac, 6); }
+    int known = 0;
+    for (int i = 0; i < ep->npairs; i++) if (pair_eq(&ep->pairs[i], &pair)) { known = 1; break; }
+    if (!known && ep->npairs < MAX_L2) ep->pairs[ep->npairs++] = pair;
+    if (p->tunnel && is_orig && !c->tlen) { memcpy(c->tunnel, p->tunnel, p->tlen); c->tlen = (uint8_t)p->tlen; }
+    uint32_t idw = p->ip_id >= 0 ? (uint32_t)p->ip_id : p->win;
+    if (ep->has_sig && ep->sig_seq == seq && ep->sig_ack == ack && ep->sig_flags == flags && ep->sig_plen == plen
+        && ep->sig_idw == idw && p->ts - ep->sig_ts < FORWARD_WINDOW_NS && !pair_eq(&ep->sig_pair, &pair)
+        && p->smac && ep->sig_pair.hd && memcmp(p->smac, ep->sig_pair.d, 6) == 0) {
+        /* the same IP packet again, sent by the MAC it was addressed to: a forwarded copy */
+        ep->copies++;
+        ep->sig_ts = p->ts; ep->sig_pair = pair;
+        if (c->fwd.n < MAX_SYNS) {
+            note_t *n = note_push(&c->fwd);
+            if (!n) return -1;
+            fill_note(n, p, !is_orig, &pair, 0);
+        }
+        return 0;
+    }
+    ep->has_sig = 1; ep->sig_seq = seq; ep->sig_ack = ack; ep->sig_flags = flags; ep->sig_plen = plen;
+    ep->sig_idw = idw; ep->sig_ts = p->ts; ep->sig_pair = pair;
+    ep->pkts++;
+    if (!ep->has_ttl) { ep->has_ttl = 1; ep->ttl = p->ttl; }
+    int room = c->notes.n < MAX_NOTES;
+    if (room || (syn && !ackf && c->syns.n < MAX_SYNS)) {
+        note_t note;
+        fill_note(&note, p, !is_orig, &pair, 1);
+        if (room) {
+            note_t *n = note_push(&c->notes);
+            if (!n) return -1;
+            *n = note;
+        }
+        if (syn && !ackf && is_orig && c->syns.n < MAX_SYNS) {
+            note_t *n = note_push(&c->syns);
+            if (!n) return -1;
+            *n = note;
+        }
+    }
+    if (syn && !ackf && is_orig && !c->has_syn_seq) { c->has_syn_seq = 1; c->syn_seq = seq; }
+    if (syn && ackf && !is_orig && !c->has_synack_ack) { c->has_synack_ack = 1; c->synack_ack = ack; }
+
+    uint32_t seg_len = plen + (syn ? 1 : 0) + (fin ? 1 : 0) - (rst ? plen : 0);
+    uint32_t seq_end = seq + seg_len;
+
+    /* init_endpoint */
+    uint8_t st = ep->state;
+    if (st == INACTIVE) {
+        if (syn) init_seqs(ep, seq, seq_end);
+        else init_seqs(ep, seq - 1, seq);
+    } else if (st == SYN_SENT || st == SYN_ACK_SENT) {
+        if (syn && seq != ep->start_seq) init_seqs(ep, seq, seq_end);
+    } else if (st == ESTABLISHED || st == PARTIAL) {
+        if (syn) init_seqs(ep, seq, seq_end);
+    } else if (st == RESET && syn && ep->prev_state == INACTIVE) {
+        init_seqs(ep, seq, seq_end);
+    }
+    int64_t rel = seq_delta(seq, ep->start_seq);
+
+    /* update_history */
+    int bits = (syn ? 1 : 0) + (fin ? 1 : 0) + (rst ? 1 : 0);
+    int r;
+    if (bits > 1) {
+        if (check(c, ep, is_orig, (fin && rst) ? 'I' : 'Q') < 0) return -1;
+    } else if (bits == 1) {
+        if (syn) {
+            char code = ackf ? 'H' : 'S';
+            if ((r = check(c, ep, is_orig, code)) < 0) return -1;
+            if (r && rel != ep->last_syn && hist_add(c, letter(is_orig, code)) < 0) return -1;
+            ep->last_syn = rel;
+        }
+        if (fin) {
+            if ((r = check(c, ep, is_orig, 'F')) < 0) return -1;
+            if (r && rel + plen != ep->last_fin && hist_add(c, letter(is_orig, 'F')) < 0) return -1;
+            ep->last_fin = rel + plen;
+        }
+        if (rst) {
+            if ((r = check(c, ep, is_orig, 'R')) < 0) return -1;
+            if (r && rel != ep->last_rst && hist_add(c, letter(is_orig, 'R')) < 0) return -1;
+            ep->last_rst = rel;
+        }
+    } else if (plen) {
+        if (check(c, ep, is_orig, 'D') < 0) return -1;
+    } else if (ackf) {
+        if (check(c, ep, is_orig, 'A') < 0) return -1;
+    }
+
+    /* zero window (update_window) */
+    if (p->win == 0 && !rst && peer->state != CLOSED && ep->state != RESET)
+        if (scaled(c, is_orig, 'W', &ep->zw, &ep->zw_thr) < 0) return -1;
+
+    if (fin) ep->fin_cnt++;
+
+    if (ackf) {
+        if (peer->state == INACTIVE) init_seqs(peer, ack - 1, ack - 1);
+        else if (!rst) raise_ack(peer, ack);
+    }
+
+    /* update_last_seq (the state before the state machine runs) */
+    int32_t delta_last = seq_delta(seq_end, ep->last_seq);
+    if ((syn || rst) && (delta_last > TOO_LARGE || delta_last < -TOO_LARGE)) {
+    } else if (fin && ep->last_seq == ep->start_seq + 1) {
+        ep->last_seq = seq_end;
+    } else if (ep->state == RESET) {
+    } else if (delta_last > 0) {
+        ep->last_seq = seq_end;
+    } else if (plen > 0) {
+        if (scaled(c, is_orig, 'T', &ep->rxmit, &ep->rxmit_thr) < 0) return -1;
+    }
+
+    state_machine(c, ep, peer, is_orig, syn, fin, rst, ackf, plen);
+
+    if (plen && !rst && stream(t, c, ep, is_orig, syn ? seq + 1 : seq, p->payload, plen, p) < 0) return -1;
+    if (ackf && !(fin || rst) && ack_gap(t, c, peer, is_orig, ack, p) < 0) return -1;
+    return 0;
+}
+
+static int closed(const conn_t *c) {
+    const ep_t *o = &c->e[0], *r = &c->e[1];
+    return (o->did_close && r->did_close) || o->state == RESET || r->state == RESET;
+}
+
+/* ConnState.conn_state */
+static const char *conn_state(const conn_t *c) {
+    uint8_t os = c->e[0].state, rs = c->e[1].state;
+    int o_inactive = os == INACTIVE || os == PARTIAL, r_inactive = rs == INACTIVE || rs == PARTIAL;
+    if (rs == RESET) {
+        if (os == SYN_SENT || os == SYN_ACK_SENT || (os == RESET && ep_size(&c->e[0]) == 0 && ep_size(&c->e[1]) == 0))
+            return "REJ";
+        return o_inactive ? "RSTRH" : "RSTR";
+    }
+    if (os == RESET) {
+        if (r_inactive) {
+            size_t i = 0;
+            while (i < c->hlen && c->hist[i] == '^') i++;
+            if (i < c->hlen && c->hist[i] == 'S') {
+                size_t j = i + 1, cut = c->hlen;
+                for (size_t k = j; k < c->hlen; k++) if (c->hist[k] == 'R') { cut = k; break; }
+                if (cut < c->hlen) {
+                    int clean = 1;
+                    for (size_t k = j; k < cut; k++) if (strchr("HAFGIQ", c->hist[k])) { clean = 0; break; }
+                    if (clean) return "RSTOS0";
+                }
+            }
+            return "OTH";
+        }
+        return "RSTO";
+    }
+    if (rs == CLOSED && os == CLOSED) return "SF";
+    if (os == CLOSED) return r_inactive ? "SH" : "S2";
+    if (rs == CLOSED) return o_inactive ? "SHR" : "S3";
+    if (os == SYN_SENT && rs == INACTIVE) return "S0";
+    if (os == ESTABLISHED && rs == ESTABLISHED) return "S1";
+    return "OTH";
+}
+
+/* ---- ConnTracker.packet --------------------------------------------------------------------- */
+int ct_port(PyObject *self, uint16_t port) {
+    return (((Tracker *)self)->ports[port >> 3] >> (port & 7)) & 1;
+}
+
+int ct_packet(PyObject *self, const ct_pkt *p) {
+    Tracker *t = (Tracker *)self;
+    uint8_t fwd[KEYLEN], rev[KEYLEN];
+    make_key(fwd, p->src, p->sport, p->dst, p->dport, p->alen);
+    conn_t *c = lookup(t, fwd);
+    if (!c) {
+        make_key(rev, p->dst, p->dport, p->src, p->sport, p->alen);
+        c = lookup(t, rev);
+    }
+    uint8_t flags = p->flags;
+    t->packets++;
+    if (!t->first_frame) { t->first_frame = p->frame; t->first_ts = p->ts; }
+    t->last_frame = p->frame;
+    t->last_ts = p->ts;
+    if (c && closed(c) && (flags & F_SYN) && !(flags & F_ACK) && memcmp(fwd, c->key, KEYLEN) == 0
+        && !(c->has_syn_seq && p->seq == c->syn_seq)) {
+        if (finish(t, c) < 0) return -1;               /* the 4-tuple is reused by a new connection */
+        c = NULL;
+    }
+    if (!c) {
+        int orig_sender, flipped;
+        int sp = ct_port(self, p->sport), dp = ct_port(self, p->dport);
+        if ((flags & F_SYN) && !(flags & F_ACK)) { orig_sender = 1; flipped = 0; }
+        else if (flags & F_SYN) { orig_sender = 0; flipped = 1; }   /* SYN-ACK first */
+        else if (sp && !dp) { orig_sender = 0; flipped = 1; }
+        else if (sp && dp) { orig_sender = !(p->sport < p->dport); flipped = !orig_sender; }
+        else { orig_sender = 1; flipped = 0; }
+        c = PyMem_Calloc(1, sizeof(conn_t));
+        if (!c) { PyErr_NoMemory(); return -1; }
+        c->smtp = PyObject_CallNoArgs(t->factory);
+        if (!c->smtp) { PyMem_Free(c); return -1; }
+        c->smtp_wants = 1;
+        c->num = ++t->count;
+        c->alen = (uint8_t)p->alen;
+        if (orig_sender) {
+            memcpy(c->c_ip, p->src, p->alen); memcpy(c->s_ip, p->dst, p->alen); c->c_port = p->sport; c->s_port = p->dport;
+        } else {
+            memcpy(c->c_ip, p->dst, p->alen); memcpy(c->s_ip, p->src, p->alen); c->c_port = p->dport; c->s_port = p->sport;
+        }
+        make_key(c->key, c->c_ip, c->c_port, c->s_ip, c->s_port, p->alen);
+        for (int i = 0; i < 2; i++) c->e[i].rxmit_thr = c->e[i].zw_thr = c->e[i].gap_thr = 1;
+        c->first_ts = c->last_ts = p->ts;
+        if ((flipped && hist_add(c, '^') < 0) || insert(t, c) < 0) { conn_free(c); return -1; }
+    }
+    return process(t, c, p, memcmp(fwd, c->key, KEYLEN) == 0);
+}
+
+/* ---- back to Python ------------------------------------------------------------------------- */
+static PyObject *mac_or_none(const uint8_t *m, int has) {
+    if (!has) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)m, 6);
+}
+
+/* track/conn.py's raw note tuples: (frame, ts, dir 0/1, flags, length, src MAC, dst MAC, ttl,
+   seq, ack, ip_id or None, payload head or None) */
+static PyObject *notes_list(Tracker *t, const notes_t *ns) {
+    PyObject *out = PyList_New(ns->n);
+    if (!out) return NULL;
+    for (int i = 0; i < ns->n; i++) {
+        const note_t *n = &ns->v[i];
+        PyObject *item = Py_BuildValue("(KLOIINNIkkNN)", n->frame, (long long)n->ts, t->dir_s[n->dir], (unsigned)n->flags,
+                                       (unsigned)n->plen, mac_or_none(n->pair.s, n->pair.hs), mac_or_none(n->pair.d, n->pair.hd),
+                                       (unsigned)n->ttl, (unsigned long)n->seq, (unsigned long)n->ack,
+                                       n->ip_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLong(n->ip_id),
+                                       n->has_peek ? PyBytes_FromStringAndSize((const char *)n->peek, n->npeek)
+                                                   : (Py_INCREF(Py_None), Py_None));
+        if (!item) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+static PyObject *side(const ep_t *ep) {
+    PyObject *l2 = PyList_New(ep->npairs);
+    if (!l2) return NULL;
+    for (int i = 0; i < ep->npairs; i++) {
+        PyObject *pr = Py_BuildValue("(NN)", mac_or_none(ep->pairs[i].s, ep->pairs[i].hs), mac_or_none(ep->pairs[i].d, ep->pairs[i].hd));
+        if (!pr) { Py_DECREF(l2); return NULL; }
+        PyList_SET_ITEM(l2, i, pr);
+    }
+    return Py_BuildValue("(KLKKNN)", ep->pkts, ep->state != INACTIVE ? ep_size(ep) : 0LL, ep->missed, ep->copies, l2,
+                         ep->has_ttl ? PyLong_FromLong(ep->ttl) : (Py_INCREF(Py_None), Py_None));
+}
+
+static PyObject *opt_u32(int has, uint32_t v) {
+    if (!has) Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong(v);
+}
+
+/* (num, client ip, client port, server ip, server port, first ts, last ts, history, conn_state,
+   orig side, resp side, syn_seq, synack_ack, notes, syns, forwarded, smtp follower, tunnel src) */
+static PyObject *conn_tuple(Tracker *t, const conn_t *c) {
+    return Py_BuildValue("(Ky#Hy#HLLs#sNNNNNNNOy#)", c->num, (const char *)c->c_ip, (Py_ssize_t)c->alen, c->c_port,
+                         (const char *)c->s_ip, (Py_ssize_t)c->alen, c->s_port, (long long)c->first_ts, (long long)c->last_ts,
+                         c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0]), side(&c->e[1]),
+                         opt_u32(c->has_syn_seq, c->syn_seq), opt_u32(c->has_synack_ack, c->synack_ack),
+                         notes_list(t, &c->notes), notes_list(t, &c->syns), notes_list(t, &c->fwd), c->smtp,
+                         c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);
+}
+
+static PyObject *drain(Tracker *t) {
+    PyObject *out = PyList_New((Py_ssize_t)t->ndone);
+    if (!out) return NULL;
+    for (size_t i = 0; i < t->ndone; i++) {
+        PyObject *item = conn_tuple(t, t->done[i]);
+        if (!item) {
+            for (size_t j = i; j < t->ndone; j++) conn_free(t->done[j]);
+            t->ndone = 0;
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)i, item);
+        conn_free(t->done[i]);
+    }
+    t->ndone = 0;
+    return out;
+}
+
+/* ---- the Python type ------------------------------------------------------------------------ */
+static int Tracker_init(Tracker *self, PyObject *args, PyObject *kw) {
+    PyObject *ports, *factory;
+    if (!PyArg_ParseTuple(args, "OO", &ports, &factory)) return -1;
+    PyObject *it = PyObject_GetIter(ports);
+    if (!it) return -1;
+    memset(self->ports, 0, sizeof self->ports);
+    PyObject *o;
+    while ((o = PyIter_Next(it))) {
+        long v = PyLong_AsLong(o);
+        Py_DECREF(o);
+        if (v < 0 || v > 65535) {
+            Py_DECREF(it);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "port out of range");
+            return -1;
+        }
+        self->ports[v >> 3] |= (uint8_t)(1 << (v & 7));
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return -1;
+    Py_INCREF(factory);
+    Py_XSETREF(self->factory, factory);
+    if (!self->wants_name) {
+        self->wants_name = PyUnicode_InternFromString("wants_data");
+        self->data_name = PyUnicode_InternFromString("data");
+        self->gap_name = PyUnicode_InternFromString("gap");
+        self->dir_s[0] = PyUnicode_InternFromString(">");
+        self->dir_s[1] = PyUnicode_InternFromString("<");
+        if (!self->wants_name || !self->data_name || !self->gap_name || !self->dir_s[0] || !self->dir_s[1]) return -1;
+    }
+    return 0;
+}
+
+static void Tracker_dealloc(Tracker *self) {
+    for (size_t i = 0; i < self->cap; i++)
+        if (self->slots[i] && self->slots[i] != TOMB) conn_free(self->slots[i]);
+    for (size_t i = 0; i < self->ndone; i++) conn_free(self->done[i]);
+    PyMem_Free(self->slots);
+    PyMem_Free(self->done);
+    Py_XDECREF(self->factory);
+    Py_XDECREF(self->wants_name);
+    Py_XDECREF(self->data_name);
+    Py_XDECREF(self->gap_name);
+    Py_XDECREF(self->dir_s[0]);
+    Py_XDECREF(self->dir_s[1]);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* packet(frame, ts, src_mac, dst_mac, src, dst, sport, dport, seq, ack, flags, win, ttl, ip_id, payload, tunnel):
+   a packet decoded in Python (other link types, tunnels, VLAN stacks, pcapng) */
+static PyObject *Tracker_packet(Tracker *self, PyObject *args) {
+    unsigned long long frame; long long ts; PyObject *smac, *dmac, *ipid, *tunnel;
+    Py_buffer src, dst, payload;
+    unsigned int sport, dport, flags, win, ttl; unsigned long seq, ack;
+    if (!PyArg_ParseTuple(args, "KLOOy*y*IIkkIIIOy*O", &frame, &ts, &smac, &dmac, &src, &dst, &sport, &dport, &seq, &ack,
+                          &flags, &win, &ttl, &ipid, &payload, &tunnel))
+        return NULL;
+    ct_pkt p;
+    memset(&p, 0, sizeof p);
+    PyObject *res = NULL;
+    if ((src.len != 4 && src.len != 16) || dst.len != src.len) { PyErr_SetString(PyExc_ValueError, "address length"); goto out; }
+    if ((smac != Py_None && (!PyBytes_Check(smac) || PyBytes_GET_SIZE(smac) != 6))
+        || (dmac != Py_None && (!PyBytes_Check(dmac) || PyBytes_GET_SIZE(dmac) != 6))) {
+        PyErr_SetString(PyExc_ValueError, "MAC must be 6 bytes or None"); goto out;
+    }
+    if (tunnel != Py_None && (!PyBytes_Check(tunnel) || (PyBytes_GET_SIZE(tunnel) != 4 && PyBytes_GET_SIZE(tunnel) != 16))) {
+        PyErr_SetString(PyExc_ValueError, "tunnel source must be an address or None"); goto out;
+    }
+    p.frame = frame; p.ts = ts;
+    p.smac = smac == Py_None ? NULL : (const uint8_t *)PyBytes_AS_STRING(smac);
+    p.dmac = dmac == Py_None ? NULL : (const uint8_t *)PyBytes_AS_STRING(dmac);
+    p.src = src.buf; p.dst = dst.buf; p.alen = (int)src.len;
+    p.sport = (uint16_t)sport; p.dport = (uint16_t)dport; p.seq = (uint32_t)seq; p.ack = (uint32_t)ack;
+    p.flags = (uint8_t)flags; p.win = (uint16_t)win; p.ttl = (uint8_t)ttl;
+    p.ip_id = ipid == Py_None ? -1 : (int32_t)PyLong_AsLong(ipid);
+    if (PyErr_Occurred()) goto out;
+    p.payload = payload.buf; p.plen = (uint32_t)payload.len;
+    if (tunnel != Py_None) { p.tunnel = (const uint8_t *)PyBytes_AS_STRING(tunnel); p.tlen = (int)PyBytes_GET_SIZE(tunnel); }
+    if (ct_packet((PyObject *)self, &p) == 0) { Py_INCREF(Py_None); res = Py_None; }
+out:
+    PyBuffer_Release(&src); PyBuffer_Release(&dst); PyBuffer_Release(&payload);
+    return res;
+}
+
+/* sweep(now_ns, closed_linger_ns=60 s, idle_ns=1 h) -> [finished connection tuples] (ConnTracker.sweep) */
+static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
+    long long now, linger = 60000000000LL, idle = 3600000000000LL;
+    if (!PyArg_ParseTuple(args, "L|LL", &now, &linger, &idle)) return NULL;
+    for (size_t i = 0; i < self->cap; i++) {
+        conn_t *c = self->slots[i];
+        if (!c || c == TOMB) continue;
+        long long age = now - c->last_ts;
+        if ((closed(c) && age > linger) || age > idle)
+            if (finish(self, c) < 0) return NULL;
+    }
+    return drain(self);
+}
+
+/* finish_all() -> every connection still open, finished (ConnTracker.finish_all) */
+static PyObject *Tracker_finish_all(Tracker *self, PyObject *unused) {
+    for (size_t i = 0; i < self->cap; i++) {
+        conn_t *c = self->slots[i];
+        if (c && c != TOMB && finish(self, c) < 0) return NULL;
+    }
+    return drain(self);
+}
+
+static PyObject *get_count(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->count); }
+static PyObject *get_packets(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->packets); }
+static PyObject *get_open(Tracker *s, void *x) { return PyLong_FromSize_t(s->used); }
+static PyObject *get_first(Tracker *s, void *x) {
+    if (!s->first_frame) Py_RETURN_NONE;
+    return Py_BuildValue("(KL)", s->first_frame, (long long)s->first_ts);
+}
+static PyObject *get_last(Tracker *s, void *x) {
+    if (!s->first_frame) Py_RETURN_NONE;
+    return Py_BuildValue("(KL)", s->last_frame, (long long)s->last_ts);
+}
+
+static PyGetSetDef Tracker_getset[] = {
+    {"count", (getter)get_count, NULL, "connections begun so far", NULL},
+    {"packets", (getter)get_packets, NULL, "TCP packets tracked", NULL},
+    {"open", (getter)get_open, NULL, "connections in the table now", NULL},
+    {"first", (getter)get_first, NULL, "(frame, ts_ns) of the first packet tracked, or None", NULL},
+    {"last", (getter)get_last, NULL, "(frame, ts_ns) of the last packet tracked, or None", NULL},
+    {NULL}
+};
+
+static PyMethodDef Tracker_methods[] = {
+    {"packet", (PyCFunction)Tracker_packet, METH_VARARGS, "packet(...): track one packet decoded in Python"},
+    {"sweep", (PyCFunction)Tracker_sweep, METH_VARARGS, "sweep(now_ns): the connections that closed or went idle"},
+    {"finish_all", (PyCFunction)Tracker_finish_all, METH_NOARGS, "finish_all(): every connection left"},
+    {NULL}
+};
+
+PyTypeObject TrackerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dsrdiag.capture._fastpcap.Tracker",
+    .tp_basicsize = sizeof(Tracker),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Tracker_init,
+    .tp_dealloc = (destructor)Tracker_dealloc,
+    .tp_methods = Tracker_methods,
+    .tp_getset = Tracker_getset,
+    .tp_doc = "Tracker(ports, smtp_follower_factory): track/conn.py's connection tracker in C",
+};
