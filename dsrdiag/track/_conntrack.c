@@ -86,7 +86,6 @@ typedef struct {
     uint8_t ports[8192];       /* bitmap of the service ports */
     PyObject *factory;         /* SmtpFollower */
     PyObject *wants_name, *data_name, *gap_name;
-    PyObject *dir_s[2];        /* records.ORIG ">" and RESP "<": the notes' direction */
     conn_t **slots;            /* open addressing by originator key; TOMB marks a removed entry */
     size_t cap, used, tombs;
     conn_t **done;             /* finished, waiting for sweep()/finish_all() */
@@ -654,23 +653,75 @@ static PyObject *mac_or_none(const uint8_t *m, int has) {
     return PyBytes_FromStringAndSize((const char *)m, 6);
 }
 
-/* track/conn.py's raw note tuples: (frame, ts, dir 0/1, flags, length, src MAC, dst MAC, ttl,
-   seq, ack, ip_id or None, payload head or None) */
-static PyObject *notes_list(Tracker *t, const notes_t *ns) {
-    PyObject *out = PyList_New(ns->n);
-    if (!out) return NULL;
-    for (int i = 0; i < ns->n; i++) {
+/* ---- notes, packed as records.NoteBlock packs them ------------------------------------------- */
+#define NOTE_SIZE 41          /* records._NOTE "<QqBBIhhBIIih" */
+#define MAX_STRS (3 * (MAX_NOTES > MAX_SYNS ? MAX_NOTES : MAX_SYNS))
+
+static void put_le(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+
+/* conn.py payload_text: `TLS` for a TLS record, the first line if it is printable ASCII, else NULL
+   (*len = 0); the text is payload[start:start + len] */
+static int payload_line(const note_t *n, int *len) {
+    const uint8_t *d = n->peek;
+    int np = n->npeek;
+    if (np >= 3 && d[0] >= 0x14 && d[0] <= 0x17 && d[1] == 3) { *len = -1; return 1; }
+    int e = 0;
+    while (e < np && !(d[e] == '\n') && !(d[e] == '\r' && e + 1 < np && d[e + 1] == '\n')) e++;
+    if (e == 0) return 0;
+    for (int i = 0; i < e; i++) if (d[i] < 0x20 || d[i] > 0x7e) return 0;
+    *len = e;
+    return 1;
+}
+
+typedef struct { int kind; const uint8_t *p; int len; } str_t;   /* kind 0 MAC (6 bytes), 1 text, 2 "TLS" */
+
+static int str_index(str_t *strs, int *n, int kind, const uint8_t *p, int len) {
+    for (int i = 0; i < *n; i++)
+        if (strs[i].kind == kind && strs[i].len == len && (kind == 2 || memcmp(strs[i].p, p, (size_t)len) == 0)) return i;
+    strs[*n].kind = kind; strs[*n].p = p; strs[*n].len = len;
+    return (*n)++;
+}
+
+/* (packed bytes, strings): records.NoteBlock(data, strs), without a tuple per note */
+static PyObject *pack_notes(const notes_t *ns) {
+    str_t strs[MAX_STRS];
+    int nstr = 0;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)ns->n * NOTE_SIZE);
+    if (!data) return NULL;
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(data);
+    for (int i = 0; i < ns->n; i++, o += NOTE_SIZE) {
         const note_t *n = &ns->v[i];
-        PyObject *item = Py_BuildValue("(KLOIINNIkkNN)", n->frame, (long long)n->ts, t->dir_s[n->dir], (unsigned)n->flags,
-                                       (unsigned)n->plen, mac_or_none(n->pair.s, n->pair.hs), mac_or_none(n->pair.d, n->pair.hd),
-                                       (unsigned)n->ttl, (unsigned long)n->seq, (unsigned long)n->ack,
-                                       n->ip_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLong(n->ip_id),
-                                       n->has_peek ? PyBytes_FromStringAndSize((const char *)n->peek, n->npeek)
-                                                   : (Py_INCREF(Py_None), Py_None));
-        if (!item) { Py_DECREF(out); return NULL; }
-        PyList_SET_ITEM(out, i, item);
+        int si = n->pair.hs ? str_index(strs, &nstr, 0, n->pair.s, 6) : -1;
+        int ti = n->pair.hd ? str_index(strs, &nstr, 0, n->pair.d, 6) : -1;
+        int xi = -1, len;
+        if (n->has_peek && payload_line(n, &len)) xi = len < 0 ? str_index(strs, &nstr, 2, NULL, 3) : str_index(strs, &nstr, 1, n->peek, len);
+        put_le(o, n->frame, 8); put_le(o + 8, (uint64_t)n->ts, 8); o[16] = n->dir; o[17] = n->flags;
+        put_le(o + 18, n->plen, 4); put_le(o + 22, (uint16_t)(int16_t)si, 2); put_le(o + 24, (uint16_t)(int16_t)ti, 2);
+        o[26] = n->ttl; put_le(o + 27, n->seq, 4); put_le(o + 31, n->ack, 4); put_le(o + 35, (uint32_t)n->ip_id, 4);
+        put_le(o + 39, (uint16_t)(int16_t)xi, 2);
     }
-    return out;
+    PyObject *tup = PyTuple_New(nstr);
+    if (!tup) { Py_DECREF(data); return NULL; }
+    for (int i = 0; i < nstr; i++) {
+        PyObject *u;
+        if (strs[i].kind == 0) {
+            char mac[18];
+            static const char hex[] = "0123456789abcdef";
+            for (int k = 0; k < 6; k++) {
+                mac[3 * k] = hex[strs[i].p[k] >> 4]; mac[3 * k + 1] = hex[strs[i].p[k] & 15];
+                if (k < 5) mac[3 * k + 2] = ':';
+            }
+            u = PyUnicode_FromStringAndSize(mac, 17);
+            if (u) PyUnicode_InternInPlace(&u);                   /* few MACs, cited many times */
+        } else if (strs[i].kind == 2) {
+            u = PyUnicode_InternFromString("TLS");
+        } else {
+            u = PyUnicode_DecodeASCII((const char *)strs[i].p, strs[i].len, NULL);
+        }
+        if (!u) { Py_DECREF(data); Py_DECREF(tup); return NULL; }
+        PyTuple_SET_ITEM(tup, i, u);
+    }
+    return Py_BuildValue("(NN)", data, tup);
 }
 
 static PyObject *side(const ep_t *ep) {
@@ -691,13 +742,14 @@ static PyObject *opt_u32(int has, uint32_t v) {
 }
 
 /* (num, client ip, client port, server ip, server port, first ts, last ts, history, conn_state,
-   orig side, resp side, syn_seq, synack_ack, notes, syns, forwarded, smtp follower, tunnel src) */
-static PyObject *conn_tuple(Tracker *t, const conn_t *c) {
+   orig side, resp side, syn_seq, synack_ack, notes, syns, forwarded (each (packed, strings)), smtp
+   follower, tunnel src) */
+static PyObject *conn_tuple(const conn_t *c) {
     return Py_BuildValue("(Ky#Hy#HLLs#sNNNNNNNOy#)", c->num, (const char *)c->c_ip, (Py_ssize_t)c->alen, c->c_port,
                          (const char *)c->s_ip, (Py_ssize_t)c->alen, c->s_port, (long long)c->first_ts, (long long)c->last_ts,
                          c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0]), side(&c->e[1]),
                          opt_u32(c->has_syn_seq, c->syn_seq), opt_u32(c->has_synack_ack, c->synack_ack),
-                         notes_list(t, &c->notes), notes_list(t, &c->syns), notes_list(t, &c->fwd), c->smtp,
+                         pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), c->smtp,
                          c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);
 }
 
@@ -705,7 +757,7 @@ static PyObject *drain(Tracker *t) {
     PyObject *out = PyList_New((Py_ssize_t)t->ndone);
     if (!out) return NULL;
     for (size_t i = 0; i < t->ndone; i++) {
-        PyObject *item = conn_tuple(t, t->done[i]);
+        PyObject *item = conn_tuple(t->done[i]);
         if (!item) {
             for (size_t j = i; j < t->ndone; j++) conn_free(t->done[j]);
             t->ndone = 0;
@@ -745,9 +797,7 @@ static int Tracker_init(Tracker *self, PyObject *args, PyObject *kw) {
         self->wants_name = PyUnicode_InternFromString("wants_data");
         self->data_name = PyUnicode_InternFromString("data");
         self->gap_name = PyUnicode_InternFromString("gap");
-        self->dir_s[0] = PyUnicode_InternFromString(">");
-        self->dir_s[1] = PyUnicode_InternFromString("<");
-        if (!self->wants_name || !self->data_name || !self->gap_name || !self->dir_s[0] || !self->dir_s[1]) return -1;
+        if (!self->wants_name || !self->data_name || !self->gap_name) return -1;
     }
     return 0;
 }
@@ -762,8 +812,6 @@ static void Tracker_dealloc(Tracker *self) {
     Py_XDECREF(self->wants_name);
     Py_XDECREF(self->data_name);
     Py_XDECREF(self->gap_name);
-    Py_XDECREF(self->dir_s[0]);
-    Py_XDECREF(self->dir_s[1]);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

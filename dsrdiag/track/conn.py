@@ -432,14 +432,14 @@ class ConnState:
         return connection_record(
             capture, vantage, self.uid, self.c_ip, self.c_port, self.s_ip, self.s_port, self.first_ts, self.last_ts,
             "".join(self.history), self.conn_state(), self.orig.side(), self.resp.side(), self.syn_seq, self.synack_ack,
-            self.notes, self.syns, self.fwd_notes, self.smtp, self.tunnel_src)
+            _notes(self.notes), _notes(self.syns), _notes(self.fwd_notes), self.smtp, self.tunnel_src)
 
 
 def connection_record(capture, vantage, uid, c_ip, c_port, s_ip, s_port, first_ts, last_ts, history, conn_state,
                       o, r, syn_seq, synack_ack, notes, syns, fwd_notes, smtp, tunnel_src) -> Connection:
     """The one place a Connection is made, from either tracker (this module's, or _conntrack.c's
     Tracker, which hands over the same values). `o`/`r`: (packets, bytes, missed bytes, forwarded
-    copies, [(src MAC, dst MAC)], first TTL) of originator and responder."""
+    copies, [(src MAC, dst MAC)], first TTL) of originator and responder; notes as NoteBlocks."""
     o_pkts, o_bytes, o_missed, o_copies, o_l2, o_ttl = o
     r_pkts, r_bytes, r_missed, r_copies, r_l2, r_ttl = r
     return Connection(
@@ -468,9 +468,9 @@ def connection_record(capture, vantage, uid, c_ip, c_port, s_ip, s_port, first_t
         resp_ttl=r_ttl,
         syn_seq=syn_seq,
         synack_ack=synack_ack,
-        packets=_notes(notes),
-        syn_frames=_notes(syns),
-        forwarded_frames=_notes(fwd_notes),
+        packets=notes,
+        syn_frames=syns,
+        forwarded_frames=fwd_notes,
         smtp=smtp.record(first_ts),
         tunneled_from=ip_text(tunnel_src) if tunnel_src else None,
     )
@@ -514,8 +514,11 @@ class ConnTracker:
 
     def _take(self, finished: list) -> None:
         capture, vantage, add = self.capture, self.vantage, self.done.add
-        for num, c_ip, c_port, s_ip, s_port, *rest in finished:
-            add(connection_record(capture, vantage, f"{vantage}:C{num}", c_ip, c_port, s_ip, s_port, *rest))
+        for (num, c_ip, c_port, s_ip, s_port, first, last, history, state, o, r, syn_seq, synack_ack,
+             notes, syns, fwd, smtp, tunnel) in finished:
+            add(connection_record(capture, vantage, f"{vantage}:C{num}", c_ip, c_port, s_ip, s_port, first, last, history,
+                                  state, o, r, syn_seq, synack_ack, NoteBlock(*notes), NoteBlock(*syns), NoteBlock(*fwd),
+                                  smtp, tunnel))
 
     def first_last(self) -> tuple | None:
         """((frame, ts_ns), (frame, ts_ns)) of the first and last packet the C tracker took (it sees
