@@ -133,3 +133,26 @@ def test_all_samples_together_keep_each_finding_at_its_own_vantage(cli):
     from dsrdiag.capture.sources import vantage_of
     want = sorted((vantage_of(e["file"]), x["kind"]) for e in MANIFEST if e["file"] in files for x in e["findings"])
     assert got == want
+
+
+@pytest.mark.parametrize("name", ["healthy.pcap", "hostile_banner.pcap", "snat_proxy.pcap", "arp_leak6.pcapng"])
+def test_json_written_through_orjson_is_byte_for_byte_the_stdlib_encoders(name):
+    """The report streams connections through orjson when the output has a byte stream; a text-only
+    stream takes json's encoder: both must write the same document."""
+    import io
+
+    from dsrdiag.core.topology import Topology
+    from dsrdiag.jobs.analyze import analyze
+    from dsrdiag.report import jsondoc
+
+    if jsondoc.orjson is None:
+        pytest.skip("orjson not installed")
+    report = analyze([("lan", str(CAPTURES / name))], Topology())
+    raw = io.BytesIO()
+    fast = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    jsondoc.write(report, fast)
+    fast.flush()
+    text_only = io.StringIO()
+    jsondoc.write(report, text_only)
+    assert raw.getvalue().decode("utf-8") == text_only.getvalue()
+    assert json.loads(text_only.getvalue())["connections"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from dsrdiag.cli.console import make_console
 from dsrdiag.lab import runner
 from dsrdiag.lab.scenarios import SCENARIOS, get
 
@@ -54,6 +53,8 @@ def run_cmd(
     """Build SCENARIO, capture at every vantage while a client sends real SMTP sessions, check the fault showed up."""
     sc = get(scenario)
     result = runner.run(sc, out, count=count, timeout=timeout, keep=keep)
+    from dsrdiag.cli.console import make_console  # rich only when a lab run has a table to show
+
     console = make_console()
     ok = sum(1 for s in result["sessions"] if s["outcome"] == "ok")
     console.print(f"lab run {sc.name}: {ok}/{len(result['sessions'])} SMTP sessions completed; captures in {out}")

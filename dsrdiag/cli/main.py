@@ -16,13 +16,11 @@ import typer
 
 from dsrdiag import __version__
 from dsrdiag.capture.sources import parse_sources
-from dsrdiag.cli.console import make_console
 from dsrdiag.core import topology as topo
 from dsrdiag.core.errors import DsrdiagError, UsageError
 from dsrdiag.core.exitcodes import ExitCode
 from dsrdiag.findings.verdict import FAIL_ON_CHOICES, fails
 from dsrdiag.jobs.analyze import analyze
-from dsrdiag.report import jsondoc, terminal
 
 app = typer.Typer(
     add_completion=False,
@@ -73,8 +71,13 @@ def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | N
         except OSError as e:
             raise UsageError(f"--html {str(html_path)!r} cannot be written: {e.strerror}") from None
     if fmt == "json":
+        from dsrdiag.report import jsondoc
+
         jsondoc.write(report, sys.stdout, pretty=sys.stdout.isatty())
     else:
+        from dsrdiag.cli.console import make_console  # rich: imported when there is text to show
+        from dsrdiag.report import terminal
+
         terminal.render(report, make_console(), verbose=verbose, ladder=ladder)
     if fails(list(report.findings), fail_on):
         raise typer.Exit(int(ExitCode.FINDINGS))
@@ -109,6 +112,7 @@ def analyze_cmd(
         raise UsageError(f"--html {str(html_out)!r} is one of the input captures: input files are never overwritten")
     progress = None
     if fmt == "text" and sys.stderr.isatty():
+        from dsrdiag.cli.console import make_console
         from dsrdiag.report.progress import CaptureProgress
 
         progress = CaptureProgress(sources, make_console(sys.stderr))

@@ -31,7 +31,7 @@ from dsrdiag.core.evidence import FrameRef
 from dsrdiag.decode.tcp import flag_text
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.track.conn import MAX_NOTES
-from dsrdiag.track.records import ORIG, RESP, CaptureRecords, Connection
+from dsrdiag.track.records import ORIG, RESP, CaptureRecords, Connection, flow_key
 
 RANK = {"client": 0, "fw-out": 1, "fw": 2, "fw-in": 3, "lb": 4, "be": 5}
 MARGIN_NS = 500_000_000
@@ -260,13 +260,6 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
 def _ns(offsets: dict, v: str) -> int:
     o = offsets.get(v)
     return int(o.offset_s * 1e9) if o else 0
-
-
-def flow_key(c) -> tuple:
-    """One connection at every vantage: client address and port, service port, and the client's ISN
-    (from its SYN, or the SYN-ACK's acknowledgement), so that a reused source port is another flow."""
-    isn = c.syn_seq if c.syn_seq is not None else ((c.synack_ack - 1) & 0xFFFFFFFF if c.synack_ack is not None else None)
-    return (c.client_ip, c.client_port, c.server_port, isn)
 
 
 def _nat_links(records: list[CaptureRecords], roles: dict) -> tuple[dict, dict, dict]:

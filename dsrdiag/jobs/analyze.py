@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor, wait
-from multiprocessing import Manager
 
 from dsrdiag.core.topology import Topology
-from dsrdiag.correlate.paths import correlate, flow_key, vantage_roles
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import BackendRef
 from dsrdiag.findings.group import group_across_vantages
@@ -23,7 +20,7 @@ from dsrdiag.findings.judge import judge, limits
 from dsrdiag.findings.verdict import verdict
 from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Report
 from dsrdiag.track.pipeline import track_capture
-from dsrdiag.track.records import CaptureRecords
+from dsrdiag.track.records import CaptureRecords, flow_key
 
 
 def track_one(args: tuple) -> CaptureRecords:
@@ -46,16 +43,43 @@ def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int 
             cb = (lambda pos, fr, p=p: on_progress(p, pos, fr)) if on_progress else None
             out.append(track_capture(p, v, ports, cb))
         return out
+    # The parent reads captures too: of n captures with j jobs, j-1 worker processes take them from
+    # the end of the list while this process takes them from the front, each taking the next one
+    # nobody started (a future not yet running can be cancelled: then it is ours). So two captures
+    # on two cores cost one worker, and only the records the workers made cross a pipe (pickling
+    # is ~0.15 s for a million-packet capture's records).
+    from concurrent.futures import ProcessPoolExecutor, wait  # only here: ~10 ms of every start otherwise
+    from multiprocessing import Manager
+
     manager = Manager() if on_progress else None
     shared = manager.dict() if manager else None
+    out: list = [None] * len(sources)
     try:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(sources))) as pool:
-            futures = [pool.submit(track_one, (v, p, ports, shared)) for v, p in sources]
-            while on_progress and not all(f.done() for f in futures):
-                wait(futures, timeout=0.2)
+        with ProcessPoolExecutor(max_workers=min(jobs - 1, len(sources) - 1)) as pool:
+            futures = {i: pool.submit(track_one, (*sources[i], ports, shared)) for i in range(len(sources) - 1, 0, -1)}
+            mine = [0]
+            while mine:
+                i = mine.pop()
+                v, p = sources[i]
+                cb = None
+                if on_progress:
+                    def cb(pos: int, frames: int, p=p) -> None:  # ours, and the workers' meanwhile
+                        on_progress(p, pos, frames)
+                        for path, (wpos, wframes) in list(shared.items()):
+                            on_progress(path, wpos, wframes)
+                out[i] = track_capture(p, v, ports, cb)
+                for j in sorted(futures):  # the next capture no worker has started
+                    if futures[j].cancel():
+                        del futures[j]
+                        mine.append(j)
+                        break
+            while on_progress and not all(f.done() for f in futures.values()):
+                wait(list(futures.values()), timeout=0.2)
                 for path, (pos, frames) in list(shared.items()):
                     on_progress(path, pos, frames)
-            return [f.result() for f in futures]
+            for i, f in futures.items():
+                out[i] = f.result()
+            return out
     finally:
         if manager is not None:
             manager.shutdown()
@@ -66,6 +90,8 @@ def conclude(records: list[CaptureRecords], given: Topology) -> Report:
     findings = judge(records, topology)
     corr = None
     if len(records) > 1:
+        from dsrdiag.correlate.paths import correlate, vantage_roles  # several vantages only
+
         findings = group_across_vantages(findings, records, vantage_roles(records, topology)[1])
         corr = correlate(records, topology)
     if corr is not None and corr.findings:

@@ -322,3 +322,10 @@ class CaptureRecords:
     reader: str
     first_ts_ns: int | None
     last_ts_ns: int | None
+
+
+def flow_key(c) -> tuple:
+    """One connection at every vantage: client address and port, service port, and the client's ISN
+    (from its SYN, or the SYN-ACK's acknowledgement), so that a reused source port is another flow."""
+    isn = c.syn_seq if c.syn_seq is not None else ((c.synack_ack - 1) & 0xFFFFFFFF if c.synack_ack is not None else None)
+    return (c.client_ip, c.client_port, c.server_port, isn)
