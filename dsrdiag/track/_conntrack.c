@@ -67,6 +67,7 @@ typedef struct {
 typedef struct {
     unsigned long long num;    /* the n-th connection of the capture: uid "<vantage>:C<num>" */
     uint8_t key[KEYLEN];       /* originator's 4-tuple */
+    uint8_t ckey[KEYLEN];      /* the table's key: the 4-tuple with the lower endpoint first */
     uint8_t alen, c_ip[16], s_ip[16];
     uint16_t c_port, s_port;
     ep_t e[2];                 /* 0: originator, 1: responder */
@@ -145,9 +146,21 @@ static void make_key(uint8_t *k, const uint8_t *a, uint16_t ap, const uint8_t *b
     k[35] = bp >> 8; k[36] = bp & 0xff;
 }
 
-static uint64_t key_hash(const uint8_t *k) {
-    uint64_t h = 1469598103934665603ULL;
-    for (int i = 0; i < KEYLEN; i++) { h ^= k[i]; h *= 1099511628211ULL; }
+/* one connection, either direction: the endpoint (address, port) that sorts lower comes first, so a
+   packet needs one lookup whichever way it goes (the Python table holds both orientations) */
+static void canonical(uint8_t *out, const uint8_t *k) {
+    if (memcmp(k + 1, k + 19, 18) <= 0) { memcpy(out, k, KEYLEN); return; }
+    out[0] = k[0];
+    memcpy(out + 1, k + 19, 18);
+    memcpy(out + 19, k + 1, 18);
+}
+
+static uint64_t key_hash(const uint8_t *k) {          /* KEYLEN 37: a byte, four words, four bytes */
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ k[0], w;
+    for (int i = 1; i + 8 <= 33; i += 8) { memcpy(&w, k + i, 8); h = (h ^ w) * 0xff51afd7ed558ccdULL; h ^= h >> 32; }
+    uint32_t r;
+    memcpy(&r, k + 33, 4);
+    h = (h ^ r) * 0xc4ceb9fe1a85ec53ULL;
     return h ^ (h >> 29);
 }
 
@@ -157,7 +170,7 @@ static conn_t *lookup(Tracker *t, const uint8_t *k) {
     for (size_t n = 0; n < t->cap; n++, i = (i + 1) & m) {
         conn_t *c = t->slots[i];
         if (!c) return NULL;
-        if (c != TOMB && memcmp(c->key, k, KEYLEN) == 0) return c;
+        if (c != TOMB && memcmp(c->ckey, k, KEYLEN) == 0) return c;
     }
     return NULL;
 }
@@ -181,7 +194,7 @@ static int grow(Tracker *t) {
 
 static int insert(Tracker *t, conn_t *c) {
     if ((t->used + t->tombs + 1) * 2 > t->cap && grow(t) < 0) return -1;
-    size_t m = t->cap - 1, i = (size_t)key_hash(c->key) & m;
+    size_t m = t->cap - 1, i = (size_t)key_hash(c->ckey) & m;
     while (t->slots[i] && t->slots[i] != TOMB) i = (i + 1) & m;
     if (t->slots[i] == TOMB) t->tombs--;
     t->slots[i] = c;
@@ -191,7 +204,7 @@ static int insert(Tracker *t, conn_t *c) {
 
 /* ConnTracker._finish: out of the table, onto the list sweep() hands to Python */
 static int finish(Tracker *t, conn_t *c) {
-    size_t m = t->cap - 1, i = (size_t)key_hash(c->key) & m;
+    size_t m = t->cap - 1, i = (size_t)key_hash(c->ckey) & m;
     while (t->slots[i] != c) i = (i + 1) & m;
     t->slots[i] = TOMB;
     t->used--;
@@ -602,13 +615,10 @@ int ct_port(PyObject *self, uint16_t port) {
 
 int ct_packet(PyObject *self, const ct_pkt *p) {
     Tracker *t = (Tracker *)self;
-    uint8_t fwd[KEYLEN], rev[KEYLEN];
+    uint8_t fwd[KEYLEN], ck[KEYLEN];
     make_key(fwd, p->src, p->sport, p->dst, p->dport, p->alen);
-    conn_t *c = lookup(t, fwd);
-    if (!c) {
-        make_key(rev, p->dst, p->dport, p->src, p->sport, p->alen);
-        c = lookup(t, rev);
-    }
+    canonical(ck, fwd);
+    conn_t *c = lookup(t, ck);
     uint8_t flags = p->flags;
     t->packets++;
     if (!t->first_frame) { t->first_frame = p->frame; t->first_ts = p->ts; }
@@ -640,6 +650,7 @@ int ct_packet(PyObject *self, const ct_pkt *p) {
             memcpy(c->c_ip, p->dst, p->alen); memcpy(c->s_ip, p->src, p->alen); c->c_port = p->dport; c->s_port = p->sport;
         }
         make_key(c->key, c->c_ip, c->c_port, c->s_ip, c->s_port, p->alen);
+        memcpy(c->ckey, ck, KEYLEN);
         for (int i = 0; i < 2; i++) c->e[i].rxmit_thr = c->e[i].zw_thr = c->e[i].gap_thr = 1;
         c->first_ts = c->last_ts = p->ts;
         if ((flipped && hist_add(c, '^') < 0) || insert(t, c) < 0) { conn_free(c); return -1; }
