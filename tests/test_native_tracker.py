@@ -1,5 +1,5 @@
 """The C tracker (track/_conntrack.c) concludes exactly what the Python tracker (track/conn.py, the
-reference: DSRDIAG_FASTPATH=0) concludes: same records, field for field, on every sample capture,
+reference: DSRDIAG_TRACKER=python) concludes: same records, field for field, on every sample capture,
 on the shared real captures, and on dialogues whose segments arrive reordered, duplicated,
 overlapping or lost (the stream reassembly and gap rules). Frames reach the C tracker two ways,
 from the C walker (plain Ethernet TCP) and from Python's decoder (pcapng, other link types,
@@ -20,11 +20,11 @@ _native = pytest.importorskip("dsrdiag.capture._fastpcap", reason="the C extensi
 def _both(path: Path, ports: tuple[int, ...], monkeypatch):
     from dsrdiag.track.pipeline import track_capture
 
-    monkeypatch.delenv("DSRDIAG_FASTPATH", raising=False)
+    monkeypatch.delenv("DSRDIAG_TRACKER", raising=False)
     c = track_capture(str(path), "v", ports)
-    monkeypatch.setenv("DSRDIAG_FASTPATH", "0")
+    monkeypatch.setenv("DSRDIAG_TRACKER", "python")
     py = track_capture(str(path), "v", ports)
-    monkeypatch.delenv("DSRDIAG_FASTPATH")
+    monkeypatch.delenv("DSRDIAG_TRACKER")
     return c, py
 
 

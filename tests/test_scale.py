@@ -87,12 +87,12 @@ def test_c_tracker_takes_most_packets_of_a_mail_relay_without_python_and_changes
         pytest.skip("the C walker was not built (no compiler)")
     path = _generated(tmp_path, 60_000, seed=3)
     fast = track_capture(str(path), "lan", (25,))
-    monkeypatch.setenv("DSRDIAG_FASTPATH", "0")
+    monkeypatch.setenv("DSRDIAG_TRACKER", "python")
     slow = track_capture(str(path), "lan", (25,))
     assert list(fast.connections) == list(slow.connections)
     assert (fast.first_ts_ns, fast.last_ts_ns, fast.frames, fast.passed) == (slow.first_ts_ns, slow.last_ts_ns, slow.frames, slow.passed)
     # and it did work: the walker handed TCP frames to the C tracker; Python saw the rest only
-    monkeypatch.delenv("DSRDIAG_FASTPATH")
+    monkeypatch.delenv("DSRDIAG_TRACKER")
     from dsrdiag.track.conn import ConnTracker
 
     cap = pcapfile.Capture(str(path), (25,))
@@ -106,7 +106,7 @@ def test_c_tracker_takes_most_packets_of_a_mail_relay_without_python_and_changes
 def test_c_tracker_gives_the_same_report_as_python_on_broken_and_healthy_relays(tmp_path, seed):
     path = _generated(tmp_path, 40_000, seed=seed)
     with_fast = analyse(str(path))
-    env_off = dict(os.environ, DSRDIAG_FASTPATH="0")
+    env_off = dict(os.environ, DSRDIAG_TRACKER="python")
     p = subprocess.run([sys.executable, "-m", "dsrdiag", "analyze", str(path), "--format", "json"],
                        capture_output=True, text=True, timeout=120, env=env_off)
     assert json.loads(p.stdout) == with_fast
@@ -140,9 +140,9 @@ def test_c_tracker_agrees_with_python_on_corrupted_relay_captures(tmp_path, monk
                 bad[pos] = rng.randrange(256)
         path = tmp_path / f"bad{i}.pcap"
         path.write_bytes(bytes(bad))
-        monkeypatch.delenv("DSRDIAG_FASTPATH", raising=False)
+        monkeypatch.delenv("DSRDIAG_TRACKER", raising=False)
         fast = track_capture(str(path), "lan", (25,))
-        monkeypatch.setenv("DSRDIAG_FASTPATH", "0")
+        monkeypatch.setenv("DSRDIAG_TRACKER", "python")
         slow = track_capture(str(path), "lan", (25,))
         assert list(fast.connections) == list(slow.connections)
         assert (fast.frames, fast.passed, fast.damage) == (slow.frames, slow.passed, None)

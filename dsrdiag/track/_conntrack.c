@@ -3,7 +3,7 @@
  * Why: after the capture walker (capture/_fastpcap.c) and BPF, the per-packet Python work of
  * track/conn.py (~9 us a packet) was most of an analysis. This is the same tracker, rule for
  * rule: track/conn.py's ConnState.process and ConnTracker.packet are the specification, kept in
- * Python as the reference (DSRDIAG_FASTPATH=0 selects it) and the fallback where no compiler
+ * Python as the reference (DSRDIAG_TRACKER=python selects it) and the fallback where no compiler
  * exists; tests/test_scale.py and tests/test_native_tracker.py check that both give identical
  * records on every sample capture, on generated relays and on corrupted ones. Python is called
  * only where Python does the job: the SMTP follower (track/smtp.py), for the in-order bytes of a

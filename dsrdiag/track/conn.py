@@ -494,7 +494,7 @@ class ConnTracker:
     """All connections of one vantage, keyed both ways by 4-tuple; finished ones are emitted.
 
     The work is done by the C Tracker (track/_conntrack.c, the same rules) when the extension is
-    built, else by ConnState below; DSRDIAG_FASTPATH=0 selects ConnState (the reference the tests
+    built, else by ConnState below; DSRDIAG_TRACKER=python selects ConnState (the reference the tests
     compare the C tracker with). A capture walker (capture/_fastpcap.c) given `native` feeds it
     TCP frames directly; every other TCP packet comes through packet()."""
 
@@ -504,7 +504,7 @@ class ConnTracker:
         self.done = RecordSink()
         self.count = 0
         self.native = None
-        if _native is not None and os.environ.get("DSRDIAG_FASTPATH", "1") != "0":
+        if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
             self.native = _native.Tracker(ports, SmtpFollower)
             self.packet = self._native_packet
 
