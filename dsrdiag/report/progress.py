@@ -19,7 +19,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-DELAY_S = 1.0
+DELAY_S = float(os.environ.get("DSRDIAG_PROGRESS_DELAY", "1.0"))
+"""Seconds before the bar shows (DSRDIAG_PROGRESS_DELAY: how the tests see it on small captures)."""
 
 
 class CaptureProgress:
@@ -30,8 +31,12 @@ class CaptureProgress:
         self.started = time.monotonic()
         self.progress: Progress | None = None
         self.tasks: dict[str, int] = {}
+        self.latest: dict[str, tuple[int, int]] = {}
+        """Each capture's last (bytes, packets), kept from before the bar shows: a capture read
+        within the first second must not appear unread when another one brings the bar up."""
 
     def update(self, path: str, pos: int, frames: int) -> None:
+        self.latest[path] = (pos, frames)
         if self.progress is None:
             if time.monotonic() - self.started < DELAY_S:
                 return
@@ -41,7 +46,9 @@ class CaptureProgress:
             )
             self.progress.start()
             for p, size in self.sizes.items():
-                self.tasks[p] = self.progress.add_task(self.names[p], total=size or None, frames=0)
+                done, frames_so_far = self.latest.get(p, (0, 0))
+                self.tasks[p] = self.progress.add_task(self.names[p], total=size or None, frames=frames_so_far,
+                                                       completed=min(done, size or done))
         self.progress.update(self.tasks[path], completed=min(pos, self.sizes[path] or pos), frames=frames)
 
     def close(self) -> None:
