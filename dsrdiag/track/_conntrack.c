@@ -51,8 +51,8 @@ typedef struct {
     int64_t last_syn, last_fin, last_rst;
     unsigned long long rxmit, rxmit_thr, zw, zw_thr, gaps, gap_thr, pkts, copies, missed;
     pair_t pairs[MAX_L2];
-    seg_t ooo[MAX_OOO];        /* out-of-order segments, in insertion order (a Python dict's) */
-    int nooo;
+    seg_t *ooo;                /* out-of-order segments, in insertion order (a Python dict's); */
+    int nooo, capooo;          /* allocated on the first one: most connections never have any */
     uint32_t sig_seq, sig_ack, sig_plen, sig_idw;
     uint8_t sig_flags;
     int64_t sig_ts;
@@ -105,6 +105,7 @@ static inline int32_t seq_delta(uint32_t a, uint32_t b) { return (int32_t)(a - b
 static void conn_free(conn_t *c) {
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < c->e[i].nooo; j++) PyMem_Free(c->e[i].ooo[j].data);
+    for (int i = 0; i < 2; i++) PyMem_Free(c->e[i].ooo);
     PyMem_Free(c->hist);
     PyMem_Free(c->notes.v);
     PyMem_Free(c->syns.v);
@@ -292,12 +293,20 @@ static seg_t ooo_pop(ep_t *ep, int i) {
     return s;
 }
 
-/* dict item assignment: replace in place, or append (takes ownership of data) */
-static void ooo_set(ep_t *ep, uint32_t seq, uint8_t *data, uint32_t len) {
+/* dict item assignment: replace in place, or append (takes ownership of data); -1 out of memory */
+static int ooo_set(ep_t *ep, uint32_t seq, uint8_t *data, uint32_t len) {
     int i = ooo_find(ep, seq);
-    if (i >= 0) { PyMem_Free(ep->ooo[i].data); ep->ooo[i].data = data; ep->ooo[i].len = len; return; }
+    if (i >= 0) { PyMem_Free(ep->ooo[i].data); ep->ooo[i].data = data; ep->ooo[i].len = len; return 0; }
+    if (ep->nooo == ep->capooo) {   /* never beyond MAX_OOO: stream() adds below it, deliver() swaps one for one */
+        int cap = ep->capooo ? ep->capooo * 2 : 4;
+        seg_t *v = PyMem_Realloc(ep->ooo, (size_t)cap * sizeof(seg_t));
+        if (!v) { PyMem_Free(data); PyErr_NoMemory(); return -1; }
+        ep->ooo = v;
+        ep->capooo = cap;
+    }
     ep->ooo[ep->nooo].seq = seq; ep->ooo[ep->nooo].len = len; ep->ooo[ep->nooo].data = data;
     ep->nooo++;
+    return 0;
 }
 
 static int follower_data(Tracker *t, conn_t *c, int is_orig, const uint8_t *data, uint32_t len, const ct_pkt *p) {
@@ -332,7 +341,7 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
                     uint8_t *rest = PyMem_Malloc(seg.len - over);
                     if (!rest) { PyMem_Free(seg.data); PyErr_NoMemory(); return -1; }
                     memcpy(rest, seg.data + over, seg.len - over);
-                    ooo_set(ep, ep->next_seq, rest, seg.len - over);
+                    if (ooo_set(ep, ep->next_seq, rest, seg.len - over) < 0) { PyMem_Free(seg.data); return -1; }
                 }
                 PyMem_Free(seg.data);
             }
@@ -376,7 +385,7 @@ static int stream(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, co
                 uint8_t *copy = PyMem_Malloc(len ? len : 1);
                 if (!copy) { PyErr_NoMemory(); return -1; }
                 memcpy(copy, payload, len);
-                ooo_set(ep, seq, copy, len);
+                if (ooo_set(ep, seq, copy, len) < 0) return -1;
             }
         } else if (d < TOO_LARGE) {                         /* too much out of order: declare the gap */
             ep->missed += (unsigned long long)d;
