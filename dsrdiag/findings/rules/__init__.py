@@ -1,5 +1,9 @@
 """The rules, in the order they run: a rule may claim connections so later ones do not report the
-same fault again (wrong source before asymmetry, VIP-missing before unanswered SYN)."""
+same fault again (wrong source before asymmetry, VIP-missing before unanswered SYN).
+
+Two shapes (findings/judge.py): `check(ctx)` makes its own pass over the connections (or none);
+`Collector(ctx)` with `observe(c)` and `findings()` shares judge's one pass with the others. The
+first shape comes first."""
 
 from dsrdiag.findings.rules import (
     arp_reply_for_vip_from_backend,

@@ -28,37 +28,47 @@ def _snat_source(ctx: Context, c) -> str | None:
     return None
 
 
-def check(ctx: Context) -> Iterator[Finding]:
-    lost = defaultdict(list)
-    for c in ctx.service_conns():
-        why = _snat_source(ctx, c)
-        if why is None:
-            continue
+class Collector:
+    """Fed every service connection in judge's one pass."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.lost = defaultdict(list)
+        self.proxied: list = []
+        self.xclient: list = []
+
+    def observe(self, c) -> None:
+        why = _snat_source(self.ctx, c)
         s = c.smtp
-        if s is None or (s.proxy is None and s.xclient is None):
-            lost[(c.server_ip, c.client_ip)].append((c, why))
-    for (server, client), items in sorted(lost.items()):
-        evidence = []
-        for c, _ in items:
-            if c.packets and len(evidence) < MAX_EVIDENCE:
-                evidence.append(ctx.ref(c.packets[0], c, f"connection from {c.client_ip}:{c.client_port} to {server}:{c.server_port}"))
-        why = items[0][1]
-        summary = (
-            f"{plural(len(items), 'connection')} reached {server} from {client} ({why}); "
-            "the back-end never sees the real client address, and no PROXY header or XCLIENT passes it on."
-        )
-        mac = items[0][0].resp_l2[0][0] if items[0][0].resp_l2 else None
-        yield Finding(
-            kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary, evidence=tuple(sorted(evidence)),
-            connections=tuple(c.uid for c, _ in items), backend=ctx.backend(mac, server), subject=client,
-        )
-    yield from _carried(ctx)
+        if why is not None and (s is None or (s.proxy is None and s.xclient is None)):
+            self.lost[(c.server_ip, c.client_ip)].append((c, why))
+        if s is not None and s.proxy:
+            self.proxied.append(c)
+        if s is not None and s.xclient:
+            self.xclient.append(c)
+
+    def findings(self) -> Iterator[Finding]:
+        ctx, lost = self.ctx, self.lost
+        for (server, client), items in sorted(lost.items()):
+            evidence = []
+            for c, _ in items:
+                if c.packets and len(evidence) < MAX_EVIDENCE:
+                    evidence.append(ctx.ref(c.packets[0], c, f"connection from {c.client_ip}:{c.client_port} to {server}:{c.server_port}"))
+            why = items[0][1]
+            summary = (
+                f"{plural(len(items), 'connection')} reached {server} from {client} ({why}); "
+                "the back-end never sees the real client address, and no PROXY header or XCLIENT passes it on."
+            )
+            mac = items[0][0].resp_l2[0][0] if items[0][0].resp_l2 else None
+            yield Finding(
+                kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary, evidence=tuple(sorted(evidence)),
+                connections=tuple(c.uid for c, _ in items), backend=ctx.backend(mac, server), subject=client,
+            )
+        yield from _carried(ctx, self.proxied, self.xclient)
 
 
-def _carried(ctx: Context) -> Iterator[Finding]:
+def _carried(ctx: Context, proxied: list, xclient: list) -> Iterator[Finding]:
     """PROXY headers and XCLIENT wherever they appear: how a full proxy keeps the client address."""
-    proxied = [c for c in ctx.service_conns() if c.smtp and c.smtp.proxy]
-    xclient = [c for c in ctx.service_conns() if c.smtp and c.smtp.xclient]
     for kind, cs in ((PROXY, proxied), (XCLIENT, xclient)):
         if not cs:
             continue
