@@ -47,16 +47,19 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     # ---- VIPs ----------------------------------------------------------------------------
     vips = list(given.vips)
     if not vips:
-        syn_dst = Counter(c.server_ip for c in conns() if c.saw_syn and c.server_port in ports)
+        syn_dst: Counter = Counter()
+        syn_ports: dict[str, set[int]] = defaultdict(set)  # every SYN destination's ports (few: bounded)
+        for c in conns():
+            if c.saw_syn:
+                syn_ports[c.server_ip].add(c.server_port)
+                if c.server_port in ports:
+                    syn_dst[c.server_ip] += 1
         if syn_dst:
             top = syn_dst.most_common()
             # the busiest destinations, per address family (an IPv6 VIP beside a busier IPv4 one)
             best = {fam: max(n for ip, n in top if (":" in ip) == fam) for fam in {":" in ip for ip, _ in top}}
             keep = [ip for ip, n in top if n * 4 >= best[":" in ip]][:MAX_INFERRED_VIPS]
-            vip_ports: dict[str, set[int]] = defaultdict(set)
-            for c in conns():
-                if c.server_ip in keep and c.saw_syn:
-                    vip_ports[c.server_ip].add(c.server_port)
+            vip_ports = syn_ports
             vips = [Vip(ip=ip, ports=tuple(sorted(vip_ports[ip])), source=INFERRED) for ip in keep]
             notes.append(
                 "no --vip given: VIP inferred from client SYN destinations: "
@@ -126,7 +129,15 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         if host:
             b["hosts"][host] += 1
 
-    for c in vip_conns():
+    # one pass: back-ends by MAC; replies from a real address (wrong source); banner hosts seen only
+    # through a router (applied below, in this order, once `found` is complete)
+    replies = []
+    routed_hosts: dict[str, None] = {}  # in order of first appearance
+    for c in conns():
+        if c.server_ip not in vip_ips:
+            if not c.saw_syn and c.saw_synack:
+                replies.append(c)
+            continue
         host = c.smtp.banner_host if c.smtp else None
         fw = forwarders(c)
         for s, d in c.orig_l2:
@@ -135,8 +146,9 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         if c.resp_ttl in INITIAL_TTLS:
             for s, _ in c.resp_l2[:1]:
                 add(s, None, host)
+        elif host:
+            routed_hosts.setdefault(host)
     # a host that answers a VIP connection from another address (wrong source)
-    replies = [c for c in conns() if c.server_ip not in vip_ips and not c.saw_syn and c.saw_synack]
     wanted = {(c.client_ip, c.client_port, c.server_port) for c in replies}
     vip_syns = {}
     if wanted:
@@ -159,9 +171,8 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
 
     # seen only through a router (client side): a back-end is still told apart by its banner host
     named = {h for b in found.values() for h in b["hosts"]}
-    for c in vip_conns():
-        host = c.smtp.banner_host if c.smtp else None
-        if host and host not in named and c.resp_ttl not in INITIAL_TTLS:
+    for host in routed_hosts:
+        if host not in named:
             found.setdefault(f"banner:{host}", {"mac": None, "ip": None, "hosts": Counter()})["hosts"][host] += 1
             named.add(host)
 
