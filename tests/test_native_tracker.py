@@ -159,3 +159,81 @@ def test_c_tracker_reassembles_reordered_duplicated_overlapping_and_lost_segment
     c2, py2 = _both(ng, (25,), monkeypatch)
     _assert_same(c2, py2)
     assert [r.history for r in c2.connections] == [r.history for r in recs]
+
+
+def _hostile_stream(rng: random.Random) -> list:
+    """One dialogue's chunks: (is_orig, bytes or None for a gap, frame, ts), cut at random places,
+    with what trips parsers: latin-1 whitespace and letters, bare CR/LF, long lines, DATA terminators
+    split across chunks, pipelining, PROXY v1/v2 headers whole, partial or malformed."""
+    import struct as _struct
+
+    ws = [b" ", b"\t", b"\r", b"\x1c", b"\x1f", b"\x85", b"\xa0", b"\x0b"]
+    verbs = [b"EHLO", b"HELO", b"ehlo", b"STARTTLS", b"StartTLS", b"XCLIENT", b"DATA", b"MAIL", b"X-FOO",
+             b"-", b"E\xdfLO", b"TOOLONGVERBXXXXXX", b"QUIT", b"RSET"]
+    words = [b"STARTTLS", b"starttls", b"XCLIENT", b"STARTTL\xdf", b"PIPELINING", b"", b"SIZE 1000"]
+
+    def junk(n):
+        return bytes(rng.choice((rng.randrange(256), 0x20, 0x41 + rng.randrange(26), 0xa0, 0x85, 0x0d)) for _ in range(n))
+
+    client, server = [], []
+    first = rng.random()
+    if first < 0.15:
+        client.append(b"PROXY TCP4 203.0.113.7 198.51.100.25 " + rng.choice((b"40000", b"+12", b" 7", b"1_0", b"x")) + b" 25\r\n")
+    elif first < 0.25:
+        body = bytes([203, 0, 113, 9, 198, 51, 100, 25]) + _struct.pack(">HH", 41000, 25)
+        hdr = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + _struct.pack(">H", len(body)) + body
+        client.append(hdr[: rng.randrange(len(hdr) + 1)] if rng.random() < 0.2 else hdr)
+    elif first < 0.3:
+        client.append(b"PROXY UNKNOWN\r\n" if rng.random() < 0.5 else b"PRO" + junk(5))
+    server.append(b"220" + rng.choice((b" ", b"-", b"")) + rng.choice(ws) + b"mx\xe9.example ESMTP" + rng.choice(ws) + b"\r\n")
+    for _ in range(rng.randrange(1, 12)):
+        v = rng.choice(verbs)
+        arg = rng.choice((b"", b" " + junk(rng.randrange(0, 40)), b" client.example", b" " + junk(300), b" " + junk(600)))
+        client.append(rng.choice((b"", rng.choice(ws))) + v + arg + rng.choice((b"\r\n", b"\n", b"\r\r\n")))
+        code = rng.choice((b"250", b"354", b"220", b"221", b"199", b"600", b"25", b"abc", b"250"))
+        sep = rng.choice((b" ", b"-", b"x", b""))
+        server.append(code + sep + rng.choice(words) + rng.choice((b"", b" " + junk(rng.randrange(0, 30)), b" " + junk(rng.randrange(190, 260))))
+                      + b"\r\n")
+        if v == b"DATA" and rng.random() < 0.7:
+            client.append(junk(rng.randrange(0, 200)) + rng.choice((b"\r\n.\r\n", b"\r\n.\r", b".\r\n", b"")))
+        if rng.random() < 0.05:
+            client.append(junk(MAX_LINE_TEST + rng.randrange(10)))  # a line too long for SMTP
+    stream, frame, ts = [], 0, 1_000_000
+    pending = [(False, b) for b in server[:1]] + [x for pair in zip(((True, b) for b in client), ((False, b) for b in server[1:])) for x in pair]
+    if client[:1] and first < 0.3:
+        pending.insert(0, (True, client[0]))
+    for is_orig, data in pending:
+        while data:  # cut at random, sometimes one byte at a time
+            n = rng.choice((1, 2, 3, 7, 64, len(data)))
+            frame += 1
+            ts += 1000
+            stream.append((is_orig, data[:n], frame, ts))
+            data = data[n:]
+        if rng.random() < 0.03:
+            stream.append((is_orig, None, frame, ts))  # a gap: the partial line is dropped
+    return stream
+
+
+MAX_LINE_TEST = 4097
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_c_smtp_follower_learns_what_the_python_follower_learns_from_hostile_streams(seed):
+    from dsrdiag.decode.proxyproto import parse_proxy
+    from dsrdiag.track.smtp import SmtpFollower, dialogue
+
+    rng = random.Random(1000 + seed)
+    learnt = 0
+    for _ in range(400):
+        stream = _hostile_stream(rng)
+        py = SmtpFollower()
+        for is_orig, data, frame, ts in stream:
+            if data is None:
+                py.gap(is_orig)
+            else:
+                py.data(is_orig, data, frame, ts)
+        want = py.record(0)
+        got = dialogue(*_native.follow(stream, parse_proxy))
+        assert got == want, stream
+        learnt += bool(want and (want.commands or want.proxy))
+    assert learnt > 200  # the streams were SMTP enough to teach both something

@@ -406,7 +406,13 @@ static PyTypeObject ReaderType = {
     .tp_doc = "Reader(path, start_offset, big_endian_file, nanos, linktype, bpf_program)",
 };
 
-static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fastpcap", "Classic pcap + BPF in C, exact frame numbers.", -1, NULL};
+static PyMethodDef module_methods[] = {
+    {"follow", ct_follow, METH_VARARGS, "follow(chunks, parse_proxy): the C SMTP follower's state after these chunks (tests)"},
+    {NULL}
+};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fastpcap", "Classic pcap + BPF in C, exact frame numbers; the C tracker.",
+                                    -1, module_methods};
 
 PyMODINIT_FUNC PyInit__fastpcap(void) {
     if (PyType_Ready(&ReaderType) < 0 || PyType_Ready(&TrackerType) < 0) return NULL;

@@ -6,11 +6,12 @@
  * Python as the reference (DSRDIAG_TRACKER=python selects it) and the fallback where no compiler
  * exists; tests/test_scale.py and tests/test_native_tracker.py check that both give identical
  * records on every sample capture, on generated relays and on corrupted ones. Python is called
- * only where Python does the job: the SMTP follower (track/smtp.py), for the in-order bytes of a
- * dialogue until TLS starts, and the record (track/conn.py connection_record) when a connection
- * ends. Comments name the Python function each part mirrors.
+ * only for the record (track/conn.py connection_record) when a connection ends, and for a PROXY
+ * header at the start of a stream (decode/proxyproto.py); the SMTP follower is in C as well
+ * (track/_smtpfollow.c, track/smtp.py's rules). Comments name the Python function each part mirrors.
  */
 #include "_conntrack.h"
+#include "_smtpfollow.h"
 #include <string.h>
 
 #define M32 0xFFFFFFFFu
@@ -78,15 +79,13 @@ typedef struct {
     uint8_t has_syn_seq, has_synack_ack, tlen;
     uint32_t syn_seq, synack_ack;
     uint8_t tunnel[16];
-    PyObject *smtp;
-    int smtp_wants;
+    smtp_t smtp;               /* track/_smtpfollow.c */
 } conn_t;
 
 typedef struct {
     PyObject_HEAD
     uint8_t ports[8192];       /* bitmap of the service ports */
-    PyObject *factory;         /* SmtpFollower */
-    PyObject *wants_name, *data_name, *gap_name;
+    PyObject *parse_proxy;     /* decode/proxyproto.parse_proxy, for the SMTP follower */
     conn_t **slots;            /* open addressing by originator key; TOMB marks a removed entry */
     size_t cap, used, tombs;
     conn_t **done;             /* finished, waiting for sweep()/finish_all() */
@@ -110,7 +109,7 @@ static void conn_free(conn_t *c) {
     PyMem_Free(c->notes.v);
     PyMem_Free(c->syns.v);
     PyMem_Free(c->fwd.v);
-    Py_XDECREF(c->smtp);
+    smtp_free(&c->smtp);
     PyMem_Free(c);
 }
 
@@ -309,24 +308,9 @@ static int ooo_set(ep_t *ep, uint32_t seq, uint8_t *data, uint32_t len) {
     return 0;
 }
 
-static int follower_data(Tracker *t, conn_t *c, int is_orig, const uint8_t *data, uint32_t len, const ct_pkt *p) {
-    PyObject *b = PyBytes_FromStringAndSize((const char *)data, len);
-    PyObject *fr = b ? PyLong_FromUnsignedLongLong(p->frame) : NULL;
-    PyObject *ts = fr ? PyLong_FromLongLong(p->ts) : NULL;
-    PyObject *r = ts ? PyObject_CallMethodObjArgs(c->smtp, t->data_name, is_orig ? Py_True : Py_False, b, fr, ts, NULL) : NULL;
-    Py_XDECREF(b); Py_XDECREF(fr); Py_XDECREF(ts);
-    if (!r) return -1;
-    Py_DECREF(r);
-    PyObject *w = PyObject_GetAttr(c->smtp, t->wants_name);
-    if (!w) return -1;
-    c->smtp_wants = PyObject_IsTrue(w);
-    Py_DECREF(w);
-    return c->smtp_wants < 0 ? -1 : 0;
-}
-
 static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *data, uint32_t len, const ct_pkt *p) {
     ep->next_seq += len;
-    if (c->smtp_wants && follower_data(t, c, is_orig, data, len, p) < 0) return -1;
+    if (c->smtp.wants && smtp_data(&c->smtp, is_orig, data, len, p->frame, p->ts, t->parse_proxy) < 0) return -1;
     while (ep->nooo) {
         int i = ooo_find(ep, ep->next_seq);
         if (i < 0) {
@@ -350,7 +334,7 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
         }
         seg_t s = ooo_pop(ep, i);
         ep->next_seq += s.len;
-        int rc = c->smtp_wants ? follower_data(t, c, is_orig, s.data, s.len, p) : 0;
+        int rc = c->smtp.wants ? smtp_data(&c->smtp, is_orig, s.data, s.len, p->frame, p->ts, t->parse_proxy) : 0;
         PyMem_Free(s.data);
         if (rc < 0) return -1;
     }
@@ -358,9 +342,7 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
 }
 
 static int skip_to(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, const ct_pkt *p) {
-    PyObject *r = PyObject_CallMethodObjArgs(c->smtp, t->gap_name, is_orig ? Py_True : Py_False, NULL);
-    if (!r) return -1;
-    Py_DECREF(r);
+    smtp_gap(&c->smtp, is_orig);
     ep->next_seq = seq;
     for (int j = 0; j < ep->nooo;) {
         if (seq_delta(ep->ooo[j].seq, ep->next_seq) < 0) { seg_t s = ooo_pop(ep, j); PyMem_Free(s.data); }
@@ -648,9 +630,7 @@ int ct_packet(PyObject *self, const ct_pkt *p) {
         else { orig_sender = 1; flipped = 0; }
         c = PyMem_Calloc(1, sizeof(conn_t));
         if (!c) { PyErr_NoMemory(); return -1; }
-        c->smtp = PyObject_CallNoArgs(t->factory);
-        if (!c->smtp) { PyMem_Free(c); return -1; }
-        c->smtp_wants = 1;
+        smtp_init(&c->smtp);
         c->num = ++t->count;
         c->alen = (uint8_t)p->alen;
         if (orig_sender) {
@@ -762,14 +742,14 @@ static PyObject *opt_u32(int has, uint32_t v) {
 }
 
 /* (num, client ip, client port, server ip, server port, first ts, last ts, history, conn_state,
-   orig side, resp side, syn_seq, synack_ack, notes, syns, forwarded (each (packed, strings)), smtp
-   follower, tunnel src) */
+   orig side, resp side, syn_seq, synack_ack, notes, syns, forwarded (each (packed, strings)), the
+   SMTP follower's state (smtp_state), tunnel src) */
 static PyObject *conn_tuple(const conn_t *c) {
-    return Py_BuildValue("(Ky#Hy#HLLs#sNNNNNNNOy#)", c->num, (const char *)c->c_ip, (Py_ssize_t)c->alen, c->c_port,
+    return Py_BuildValue("(Ky#Hy#HLLs#sNNNNNNNNy#)", c->num, (const char *)c->c_ip, (Py_ssize_t)c->alen, c->c_port,
                          (const char *)c->s_ip, (Py_ssize_t)c->alen, c->s_port, (long long)c->first_ts, (long long)c->last_ts,
                          c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0]), side(&c->e[1]),
                          opt_u32(c->has_syn_seq, c->syn_seq), opt_u32(c->has_synack_ack, c->synack_ack),
-                         pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), c->smtp,
+                         pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), smtp_state(&c->smtp),
                          c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);
 }
 
@@ -793,8 +773,8 @@ static PyObject *drain(Tracker *t) {
 
 /* ---- the Python type ------------------------------------------------------------------------ */
 static int Tracker_init(Tracker *self, PyObject *args, PyObject *kw) {
-    PyObject *ports, *factory;
-    if (!PyArg_ParseTuple(args, "OO", &ports, &factory)) return -1;
+    PyObject *ports, *parse_proxy;
+    if (!PyArg_ParseTuple(args, "OO", &ports, &parse_proxy)) return -1;
     PyObject *it = PyObject_GetIter(ports);
     if (!it) return -1;
     memset(self->ports, 0, sizeof self->ports);
@@ -811,14 +791,8 @@ static int Tracker_init(Tracker *self, PyObject *args, PyObject *kw) {
     }
     Py_DECREF(it);
     if (PyErr_Occurred()) return -1;
-    Py_INCREF(factory);
-    Py_XSETREF(self->factory, factory);
-    if (!self->wants_name) {
-        self->wants_name = PyUnicode_InternFromString("wants_data");
-        self->data_name = PyUnicode_InternFromString("data");
-        self->gap_name = PyUnicode_InternFromString("gap");
-        if (!self->wants_name || !self->data_name || !self->gap_name) return -1;
-    }
+    Py_INCREF(parse_proxy);
+    Py_XSETREF(self->parse_proxy, parse_proxy);
     return 0;
 }
 
@@ -828,10 +802,7 @@ static void Tracker_dealloc(Tracker *self) {
     for (size_t i = 0; i < self->ndone; i++) conn_free(self->done[i]);
     PyMem_Free(self->slots);
     PyMem_Free(self->done);
-    Py_XDECREF(self->factory);
-    Py_XDECREF(self->wants_name);
-    Py_XDECREF(self->data_name);
-    Py_XDECREF(self->gap_name);
+    Py_XDECREF(self->parse_proxy);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -932,5 +903,31 @@ PyTypeObject TrackerType = {
     .tp_dealloc = (destructor)Tracker_dealloc,
     .tp_methods = Tracker_methods,
     .tp_getset = Tracker_getset,
-    .tp_doc = "Tracker(ports, smtp_follower_factory): track/conn.py's connection tracker in C",
+    .tp_doc = "Tracker(ports, parse_proxy): track/conn.py's connection tracker (and track/smtp.py's follower) in C",
 };
+
+/* follow(chunks, parse_proxy) -> the follower's state: [(is_orig, bytes, frame, ts)] through a fresh C
+   SMTP follower (and its gap() for a chunk of None). For tests/test_native_tracker.py, which compares it
+   with track/smtp.py's on random and hostile streams, without a capture in between. */
+PyObject *ct_follow(PyObject *mod, PyObject *args) {
+    PyObject *chunks, *parse_proxy;
+    if (!PyArg_ParseTuple(args, "OO", &chunks, &parse_proxy)) return NULL;
+    PyObject *seq = PySequence_Fast(chunks, "chunks must be a sequence");
+    if (!seq) return NULL;
+    smtp_t s;
+    smtp_init(&s);
+    PyObject *out = NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        int is_orig; PyObject *data; unsigned long long frame; long long ts;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "pOKL", &is_orig, &data, &frame, &ts)) goto done;
+        if (data == Py_None) { smtp_gap(&s, is_orig); continue; }
+        if (!PyBytes_Check(data)) { PyErr_SetString(PyExc_TypeError, "bytes or None"); goto done; }
+        if (PyBytes_GET_SIZE(data) && smtp_data(&s, is_orig, (const uint8_t *)PyBytes_AS_STRING(data),
+                                                 (uint32_t)PyBytes_GET_SIZE(data), frame, ts, parse_proxy) < 0) goto done;
+    }
+    out = smtp_state(&s);
+done:
+    smtp_free(&s);
+    Py_DECREF(seq);
+    return out;
+}

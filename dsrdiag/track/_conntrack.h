@@ -29,5 +29,7 @@ extern PyTypeObject TrackerType;
 int ct_port(PyObject *tracker, uint16_t port);
 /* track one packet; -1 with a Python error set (from the SMTP follower) */
 int ct_packet(PyObject *tracker, const ct_pkt *p);
+/* follow(chunks, parse_proxy): the C SMTP follower alone, for tests */
+PyObject *ct_follow(PyObject *mod, PyObject *args);
 
 #endif

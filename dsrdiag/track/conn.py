@@ -20,7 +20,8 @@ from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
 from dsrdiag.track.intern import mac_text, shared
 from dsrdiag.track.spill import RecordSeq, RecordSink
 from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
-from dsrdiag.track.smtp import SmtpFollower
+from dsrdiag.decode.proxyproto import parse_proxy
+from dsrdiag.track.smtp import SmtpFollower, dialogue
 
 try:
     from dsrdiag.capture import _fastpcap as _native  # the C Tracker (track/_conntrack.c), built with the walker
@@ -432,14 +433,15 @@ class ConnState:
         return connection_record(
             capture, vantage, self.uid, self.c_ip, self.c_port, self.s_ip, self.s_port, self.first_ts, self.last_ts,
             "".join(self.history), self.conn_state(), self.orig.side(), self.resp.side(), self.syn_seq, self.synack_ack,
-            _notes(self.notes), _notes(self.syns), _notes(self.fwd_notes), self.smtp, self.tunnel_src)
+            _notes(self.notes), _notes(self.syns), _notes(self.fwd_notes), self.smtp.record(self.first_ts), self.tunnel_src)
 
 
 def connection_record(capture, vantage, uid, c_ip, c_port, s_ip, s_port, first_ts, last_ts, history, conn_state,
                       o, r, syn_seq, synack_ack, notes, syns, fwd_notes, smtp, tunnel_src) -> Connection:
     """The one place a Connection is made, from either tracker (this module's, or _conntrack.c's
     Tracker, which hands over the same values). `o`/`r`: (packets, bytes, missed bytes, forwarded
-    copies, [(src MAC, dst MAC)], first TTL) of originator and responder; notes as NoteBlocks."""
+    copies, [(src MAC, dst MAC)], first TTL) of originator and responder; notes as NoteBlocks; `smtp`
+    the SmtpDialogue or None."""
     o_pkts, o_bytes, o_missed, o_copies, o_l2, o_ttl = o
     r_pkts, r_bytes, r_missed, r_copies, r_l2, r_ttl = r
     return Connection(
@@ -471,7 +473,7 @@ def connection_record(capture, vantage, uid, c_ip, c_port, s_ip, s_port, first_t
         packets=notes,
         syn_frames=syns,
         forwarded_frames=fwd_notes,
-        smtp=smtp.record(first_ts),
+        smtp=smtp,
         tunneled_from=ip_text(tunnel_src) if tunnel_src else None,
     )
 
@@ -505,7 +507,7 @@ class ConnTracker:
         self.count = 0
         self.native = None
         if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
-            self.native = _native.Tracker(ports, SmtpFollower)
+            self.native = _native.Tracker(ports, parse_proxy)
             self.packet = self._native_packet
 
     def _native_packet(self, p) -> None:
@@ -518,7 +520,7 @@ class ConnTracker:
              notes, syns, fwd, smtp, tunnel) in finished:
             add(connection_record(capture, vantage, f"{vantage}:C{num}", c_ip, c_port, s_ip, s_port, first, last, history,
                                   state, o, r, syn_seq, synack_ack, NoteBlock(*notes), NoteBlock(*syns), NoteBlock(*fwd),
-                                  smtp, tunnel))
+                                  dialogue(*smtp), tunnel))
 
     def first_last(self) -> tuple | None:
         """((frame, ts_ns), (frame, ts_ns)) of the first and last packet the C tracker took (it sees

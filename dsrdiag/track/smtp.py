@@ -165,24 +165,35 @@ class SmtpFollower:
                 self.wants_data = False  # TLS from here on
 
     def record(self, syn_ts: int) -> SmtpDialogue | None:
-        if self.banner is None and not self.commands and self.proxy is None:
-            return None
-        code, text, frame, ts = self.banner if self.banner else (None, None, None, None)
-        return SmtpDialogue(
-            banner_code=code,
-            banner_text=text[:200] if text else text,
-            banner_host=banner_host(text) if text and code == 220 else None,
-            banner_frame=frame,
-            banner_ts_ns=ts,
-            helo=shared(self.helo),
-            reply_codes=shared(tuple(self.codes)),
-            commands=shared(tuple(self.commands)),
-            starttls_offered=self.starttls_offered,
-            starttls_started=self.starttls_started,
-            xclient_offered=self.xclient_offered,
-            xclient=self.xclient,
-            xclient_frame=self.xclient_at[0] if self.xclient_at else None,
-            xclient_ts_ns=self.xclient_at[1] if self.xclient_at else None,
-            proxy=self.proxy,
-            last_reply=self.last_reply,
-        )
+        return dialogue(self.banner, self.helo, tuple(self.codes), tuple(self.commands), self.starttls_offered,
+                        self.starttls_started, self.xclient_offered, self.xclient, self.xclient_at, self.proxy,
+                        self.last_reply)
+
+
+def dialogue(banner, helo, codes, commands, starttls_offered, starttls_started, xclient_offered, xclient,
+             xclient_at, proxy, last_reply) -> SmtpDialogue | None:
+    """The one place a SmtpDialogue is made, from this follower or the C one (track/_smtpfollow.c,
+    whose state comes as these values; its PROXY header as a tuple)."""
+    if banner is None and not commands and proxy is None:
+        return None
+    if proxy is not None and not isinstance(proxy, ProxyHeader):
+        proxy = ProxyHeader(*proxy)
+    code, text, frame, ts = banner if banner else (None, None, None, None)
+    return SmtpDialogue(
+        banner_code=code,
+        banner_text=text[:200] if text else text,
+        banner_host=banner_host(text) if text and code == 220 else None,
+        banner_frame=frame,
+        banner_ts_ns=ts,
+        helo=shared(helo),
+        reply_codes=shared(codes),
+        commands=shared(commands),
+        starttls_offered=starttls_offered,
+        starttls_started=starttls_started,
+        xclient_offered=xclient_offered,
+        xclient=xclient,
+        xclient_frame=xclient_at[0] if xclient_at else None,
+        xclient_ts_ns=xclient_at[1] if xclient_at else None,
+        proxy=proxy,
+        last_reply=last_reply,
+    )
