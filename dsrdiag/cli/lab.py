@@ -7,8 +7,15 @@ from pathlib import Path
 
 import typer
 
-from dsrdiag.lab import runner
 from dsrdiag.lab.scenarios import SCENARIOS, get
+
+
+def _runner():
+    """The lab's runner (namespaces, nftables, processes), imported when a lab command runs, not on
+    every `dsrdiag analyze`."""
+    from dsrdiag.lab import runner
+
+    return runner
 
 lab_app = typer.Typer(help="A real DSR site in network namespaces, for tests and to see each failure.", no_args_is_help=True)
 
@@ -24,7 +31,7 @@ def list_cmd():
 def up_cmd(scenario: str = typer.Argument(..., help="Scenario name (dsrdiag lab list).")):
     """Build the site for SCENARIO and leave it running (dsrdiag lab down removes it)."""
     sc = get(scenario)
-    work = runner.up(sc)
+    work = _runner().up(sc)
     print(f"lab up: {sc.name} ({sc.summary}); work dir {work}; try: ip netns exec dsrdiag-client "
           f"swaks --server {'2001:db8:25::25' if sc.ipv6 else '192.0.2.25'} or python3 -m dsrdiag.lab.client")
 
@@ -32,14 +39,14 @@ def up_cmd(scenario: str = typer.Argument(..., help="Scenario name (dsrdiag lab 
 @lab_app.command("down")
 def down_cmd():
     """Remove every namespace and process the lab started (also after a crash)."""
-    removed = runner.down()
+    removed = _runner().down()
     print("lab down: removed " + (", ".join(removed) if removed else "nothing (no lab was up)"))
 
 
 @lab_app.command("status")
 def status_cmd():
     """Show whether a lab is up, with which scenario, namespaces and processes."""
-    print(json.dumps(runner.status(), indent=2))
+    print(json.dumps(_runner().status(), indent=2))
 
 
 @lab_app.command("run")
@@ -52,7 +59,7 @@ def run_cmd(
 ):
     """Build SCENARIO, capture at every vantage while a client sends real SMTP sessions, check the fault showed up."""
     sc = get(scenario)
-    result = runner.run(sc, out, count=count, timeout=timeout, keep=keep)
+    result = _runner().run(sc, out, count=count, timeout=timeout, keep=keep)
     from dsrdiag.cli.console import make_console  # rich only when a lab run has a table to show
 
     console = make_console()
