@@ -8,7 +8,7 @@ carries none (raw IP) or only the sender (Linux cooked capture).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 import struct
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -154,9 +154,11 @@ class ProxyHeader:
     ts_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class SmtpDialogue:
-    """What the SMTP follower learnt of one connection (Zeek's smtp.log, reduced to what DSR needs)."""
+class SmtpDialogue(NamedTuple):
+    """What the SMTP follower learnt of one connection (Zeek's smtp.log, reduced to what DSR needs).
+
+    A NamedTuple, like PacketNote and Connection: records are unpickled on every pass over spilled
+    records and when they come back from worker processes; tuples rebuild in C."""
 
     banner_code: int | None = None
     banner_text: str | None = None
@@ -180,19 +182,11 @@ class SmtpDialogue:
     proxy: ProxyHeader | None = None
     last_reply: str | None = None
 
-    def __getstate__(self):
-        return tuple(getattr(self, n) for n in _SMTP_FIELDS)
-
-    def __setstate__(self, state):
-        for n, v in zip(_SMTP_FIELDS, state):
-            object.__setattr__(self, n, v)
+    def __reduce__(self):
+        return (tuple.__new__, (SmtpDialogue, tuple(self)))
 
 
-_SMTP_FIELDS = tuple(f.name for f in fields(SmtpDialogue))
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
+class Connection(NamedTuple):
     """One TCP connection on a service port, as seen at one vantage point (Zeek's conn.log line).
 
     Orientation follows Zeek: the originator sent the first SYN; a connection first seen from its
@@ -247,14 +241,11 @@ class Connection:
     def key(self) -> tuple[str, int, str, int]:
         return (self.client_ip, self.client_port, self.server_ip, self.server_port)
 
-    # Records cross from worker processes to the parent: a plain tuple of values pickles several
-    # times faster than the dataclass default (which looks up fields() for every object).
-    def __getstate__(self):
-        return tuple(getattr(self, n) for n in _CONN_FIELDS)
-
-    def __setstate__(self, state):
-        for n, v in zip(_CONN_FIELDS, state):
-            object.__setattr__(self, n, v)
+    # A NamedTuple, rebuilt in C when unpickled (no Python __new__ or __setstate__): records cross
+    # from worker processes to the parent, and every pass over spilled records unpickles them all
+    # (docs/performance.md: ~3x faster than the slotted dataclass this was).
+    def __reduce__(self):
+        return (tuple.__new__, (Connection, tuple(self)))
 
     @property
     def saw_syn(self) -> bool:
@@ -271,9 +262,6 @@ class Connection:
     @property
     def saw_resp(self) -> bool:
         return self.resp_pkts > 0
-
-
-_CONN_FIELDS = tuple(f.name for f in fields(Connection))
 
 
 @dataclass(frozen=True, slots=True)
