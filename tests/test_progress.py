@@ -19,10 +19,10 @@ ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def _run_on_pty(*args: str, delay: str = "0") -> tuple[int, bytes]:
-    """Run dsrdiag with stderr on a pty (stdout to a pipe); return its exit code and what the pty got."""
+    """Run dsrdiag with stderr on a pty (stdout discarded); return its exit code and what the pty got."""
     master, slave = pty.openpty()
     env = dict(os.environ, DSRDIAG_PROGRESS_DELAY=delay, COLUMNS="160")
-    p = subprocess.Popen([sys.executable, "-m", "dsrdiag", *args], stdout=subprocess.PIPE, stderr=slave, env=env)
+    p = subprocess.Popen([sys.executable, "-m", "dsrdiag", *args], stdout=subprocess.DEVNULL, stderr=slave, env=env)
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 60
@@ -38,7 +38,6 @@ def _run_on_pty(*args: str, delay: str = "0") -> tuple[int, bytes]:
             out += chunk
         elif p.poll() is not None:
             break
-    p.stdout.read()
     code = p.wait(timeout=30)
     os.close(master)
     return code, ANSI.sub(b"", out.replace(b"\r", b"\n"))

@@ -44,8 +44,7 @@ typedef struct {
     int eof;
     PyObject *tracker; /* track/_conntrack.c's Tracker: TCP frames go to it without Python */
     unsigned long long next_sweep;  /* from this frame on, frames go to Python (the pipeline sweeps) */
-    long long tracked, last_ts;
-    int have_last_ts;
+    long long tracked;
 } Reader;
 
 static inline uint32_t rd32(const uint8_t *p, int swap) {
@@ -322,8 +321,6 @@ static PyObject *walk(Reader *self) {
         if (self->nprog && !run_bpf(self->prog, self->nprog, data, orig, incl)) continue;
         self->passed++;
         long long ts = (long long)sec * 1000000000LL + (long long)frac * scale;
-        self->last_ts = ts;
-        self->have_last_ts = 1;
         if (self->tracker && self->linktype == 1 && self->frames < self->next_sweep) {
             int r = track_frame(self, data, incl, ts);
             if (r < 0) return NULL;
@@ -365,7 +362,6 @@ static int set_next_sweep(Reader *s, PyObject *v, void *c) {
     s->next_sweep = n;
     return 0;
 }
-static PyObject *get_last_ts(Reader *s, void *c) { if (!s->have_last_ts) Py_RETURN_NONE; return PyLong_FromLongLong(s->last_ts); }
 
 static PyObject *get_frames(Reader *s, void *c) { return PyLong_FromUnsignedLongLong(s->frames); }
 static PyObject *get_passed(Reader *s, void *c) { return PyLong_FromUnsignedLongLong(s->passed); }
@@ -381,7 +377,6 @@ static PyGetSetDef Reader_getset[] = {
     {"damage", (getter)get_damage, NULL, "why the walk stopped early, or None", NULL},
     {"tracked", (getter)get_tracked, NULL, "TCP packets handed to the tracker without Python", NULL},
     {"next_sweep", (getter)get_next_sweep, (setter)set_next_sweep, "frame number from which frames go to Python again", NULL},
-    {"last_ts", (getter)get_last_ts, NULL, "time of the last frame that passed the filter", NULL},
     {NULL}
 };
 

@@ -62,6 +62,3 @@ class CaptureEnd:
     """Frames on pcapng interfaces of an unsupported link type, per link type (not analysed)."""
     reader: str = ""
     """Which reader did the work (c, libpcap or python), for the report."""
-    last_ts: int | None = None
-    """Time of the last frame that passed the filter, where the reader knows it (the C walker,
-    whose fast path keeps some frames from Python)."""

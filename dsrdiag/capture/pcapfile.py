@@ -151,12 +151,11 @@ class Capture:
             if sweep_at is not None:
                 r.next_sweep = sweep_at
         try:
-            yield from r  # one frame at a time, in C (the tracker may hand connections to it meanwhile)
+            yield from r  # what Python decodes, one frame at a time (the C tracker took the rest in the walk)
         finally:
             self.position = r.position
             end.frames = r.frames
             end.passed = r.passed
-            end.last_ts = r.last_ts
             if r.damage:
                 end.damage = f"stopped after frame {r.frames}: {r.damage}"
 

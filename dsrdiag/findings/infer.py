@@ -59,8 +59,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             # the busiest destinations, per address family (an IPv6 VIP beside a busier IPv4 one)
             best = {fam: max(n for ip, n in top if (":" in ip) == fam) for fam in {":" in ip for ip, _ in top}}
             keep = [ip for ip, n in top if n * 4 >= best[":" in ip]][:MAX_INFERRED_VIPS]
-            vip_ports = syn_ports
-            vips = [Vip(ip=ip, ports=tuple(sorted(vip_ports[ip])), source=INFERRED) for ip in keep]
+            vips = [Vip(ip=ip, ports=tuple(sorted(syn_ports[ip])), source=INFERRED) for ip in keep]
             notes.append(
                 "no --vip given: VIP inferred from client SYN destinations: "
                 + ", ".join(f"{ip} ({plural(syn_dst[ip], 'connection')})" for ip in keep)

@@ -184,11 +184,12 @@ def backend_rows(conns: ConnectionsView, topology: Topology, died: dict[tuple, s
         # one connection seen at several vantages (or as a SYN and a reply from a wrong address)
         # counts once; completed if any view saw it complete. With one capture a completed record
         # is one connection: counted, not kept (memory stays flat on a day of healthy mail).
-        if not several and completed(c):
+        done = completed(c)
+        if not several and done:
             done_one[b] += 1
             continue
         k = flow_key(c)
-        ok[b][k] = ok[b].get(k, False) or completed(c)
+        ok[b][k] = ok[b].get(k, False) or done
         state[b].setdefault(k, c.conn_state)
     rows = []
     for b in topology.backends:

@@ -865,9 +865,7 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *unused) {
     return drain(self);
 }
 
-static PyObject *get_count(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->count); }
 static PyObject *get_packets(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->packets); }
-static PyObject *get_open(Tracker *s, void *x) { return PyLong_FromSize_t(s->used); }
 static PyObject *get_first(Tracker *s, void *x) {
     if (!s->first_frame) Py_RETURN_NONE;
     return Py_BuildValue("(KL)", s->first_frame, (long long)s->first_ts);
@@ -878,9 +876,7 @@ static PyObject *get_last(Tracker *s, void *x) {
 }
 
 static PyGetSetDef Tracker_getset[] = {
-    {"count", (getter)get_count, NULL, "connections begun so far", NULL},
     {"packets", (getter)get_packets, NULL, "TCP packets tracked", NULL},
-    {"open", (getter)get_open, NULL, "connections in the table now", NULL},
     {"first", (getter)get_first, NULL, "(frame, ts_ns) of the first packet tracked, or None", NULL},
     {"last", (getter)get_last, NULL, "(frame, ts_ns) of the last packet tracked, or None", NULL},
     {NULL}

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 
 from dsrdiag.core.addr import ip_text
+from dsrdiag.decode.proxyproto import parse_proxy
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
 from dsrdiag.track.intern import mac_text, shared
-from dsrdiag.track.spill import RecordSeq, RecordSink
 from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
-from dsrdiag.decode.proxyproto import parse_proxy
 from dsrdiag.track.smtp import SmtpFollower, dialogue
+from dsrdiag.track.spill import RecordSeq, RecordSink
 
 try:
     from dsrdiag.capture import _fastpcap as _native  # the C Tracker (track/_conntrack.c), built with the walker

@@ -112,5 +112,5 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
         skipped=dict(end.skipped),
         reader=end.reader,
         first_ts_ns=first_ts,
-        last_ts_ns=max(last_ts, end.last_ts) if last_ts is not None and end.last_ts is not None else last_ts,
+        last_ts_ns=last_ts,
     )

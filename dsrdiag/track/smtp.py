@@ -22,7 +22,7 @@ class SmtpFollower:
     __slots__ = (
         "wants_data", "_buf", "_in_data", "_data_tail", "_start", "_seen_server", "banner",
         "helo", "codes", "commands", "starttls_offered", "starttls_started", "_starttls_asked",
-        "xclient_offered", "xclient", "xclient_at", "proxy", "last_reply", "_pending_ehlo",
+        "xclient_offered", "xclient", "xclient_at", "proxy", "last_reply",
         "_bad", "_data_asked",
     )
 
@@ -46,7 +46,6 @@ class SmtpFollower:
         self.xclient_at = None
         self.proxy = None
         self.last_reply = None
-        self._pending_ehlo = False
         self._bad = 0
 
     def gap(self, is_orig: bool) -> None:
