@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from dsrdiag.lab.scenarios import SCENARIOS, get
 
 
 def _runner():
@@ -17,12 +16,20 @@ def _runner():
 
     return runner
 
+def _scenario(name: str):
+    from dsrdiag.lab.scenarios import get  # the lab's modules load when a lab command runs
+
+    return get(name)
+
+
 lab_app = typer.Typer(help="A real DSR site in network namespaces, for tests and to see each failure.", no_args_is_help=True)
 
 
 @lab_app.command("list")
 def list_cmd():
     """Name every scenario, one line each."""
+    from dsrdiag.lab.scenarios import SCENARIOS
+
     for s in SCENARIOS.values():
         print(f"{s.name:16} {s.summary}")
 
@@ -30,7 +37,7 @@ def list_cmd():
 @lab_app.command("up")
 def up_cmd(scenario: str = typer.Argument(..., help="Scenario name (dsrdiag lab list).")):
     """Build the site for SCENARIO and leave it running (dsrdiag lab down removes it)."""
-    sc = get(scenario)
+    sc = _scenario(scenario)
     work = _runner().up(sc)
     print(f"lab up: {sc.name} ({sc.summary}); work dir {work}; try: ip netns exec dsrdiag-client "
           f"swaks --server {'2001:db8:25::25' if sc.ipv6 else '192.0.2.25'} or python3 -m dsrdiag.lab.client")
@@ -58,7 +65,7 @@ def run_cmd(
     keep: bool = typer.Option(False, "--keep", help="Leave the site up afterwards."),
 ):
     """Build SCENARIO, capture at every vantage while a client sends real SMTP sessions, check the fault showed up."""
-    sc = get(scenario)
+    sc = _scenario(scenario)
     result = _runner().run(sc, out, count=count, timeout=timeout, keep=keep)
     from dsrdiag.cli.console import make_console  # rich only when a lab run has a table to show
 

@@ -7,8 +7,6 @@ address given on the command line compares equal to the same address read from a
 import ipaddress
 import socket
 
-import netaddr
-
 from dsrdiag.core.errors import UsageError
 
 
@@ -35,6 +33,8 @@ def ip_bytes(text: str) -> bytes:
 
 def parse_mac(text: str, what: str = "MAC") -> str:
     """Accept the spellings admins paste (00-50-56-..., 0050.56..., 00:50:56:...)."""
+    import netaddr  # only for MACs the user gives: ~10 ms of every start otherwise
+
     try:
         mac = netaddr.EUI(text.strip())
     except (netaddr.AddrFormatError, TypeError, ValueError):

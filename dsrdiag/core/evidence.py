@@ -27,10 +27,17 @@ class FrameRef:
         return format_ts(self.ts_ns)
 
 
+_last_second: tuple = (None, "")
+
+
 def format_ts(ts_ns: int) -> str:
     """UTC ISO-8601 with nanoseconds trimmed to what the capture carries (at least microseconds)."""
     sec, ns = divmod(ts_ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    global _last_second
+    last_sec, base = _last_second  # one tuple: read and replaced whole (threads)
+    if sec != last_sec:  # a report's times come in order, many in the same second: strftime once a second
+        base = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (sec, base)
     frac = f"{ns:09d}"
     if frac.endswith("000"):
         frac = frac[:6]

@@ -8,7 +8,6 @@ the user told us who that is or whether we concluded it from the packets.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -133,6 +132,8 @@ def build(
 
 def load_file(path: Path) -> Topology:
     """Read a TOML topology file (format in docs/topology.md)."""
+    import tomllib  # only with --topology: a few ms of every start otherwise
+
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -40,6 +40,9 @@ class Context:
         self.lb_interface = lb_interface(self.records)
         """This capture sees the LB forwarding but never a reply on a forwarded connection: it is
         the load balancer's own interface, which DSR replies never pass."""
+        self._backend_memo: dict[tuple, BackendRef | None] = {}
+        """backend_of by what it reads: a day of mail has few distinct L2 paths and hosts, and the
+        report asks twice per connection (back-end table, connection list)."""
 
     # ---- selections ----------------------------------------------------------------------
     def service_conns(self) -> Iterator[Connection]:
@@ -85,6 +88,15 @@ class Context:
         return None
 
     def backend_of(self, c: Connection) -> BackendRef | None:
+        smtp = c.smtp
+        key = (c.orig_l2, c.resp_l2, bool(c.orig_forwarded), c.server_ip, smtp.banner_host if smtp else None)
+        try:
+            return self._backend_memo[key]
+        except KeyError:
+            ref = self._backend_memo[key] = self._backend_of(c)
+            return ref
+
+    def _backend_of(self, c: Connection) -> BackendRef | None:
         mac = self.delivered_to(c)
         if mac is None:
             for s, _ in c.resp_l2:

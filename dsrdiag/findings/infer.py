@@ -122,7 +122,9 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         key = mac or ip
         if key is None or (mac and mac in lb_set):
             return
-        b = found.setdefault(key, {"mac": mac, "ip": ip, "hosts": Counter()})
+        b = found.get(key)
+        if b is None:
+            b = found[key] = {"mac": mac, "ip": ip, "hosts": Counter()}
         if ip and not b["ip"]:
             b["ip"] = ip
         if host:

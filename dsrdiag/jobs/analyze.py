@@ -9,7 +9,6 @@ trackers are deterministic and records are plain frozen data.
 from __future__ import annotations
 
 import os
-import statistics
 
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.context import Context
@@ -126,10 +125,14 @@ class ConnectionsView:
 
     def __init__(self, records: tuple[CaptureRecords, ...], topology: Topology):
         self.records, self.topology = records, topology
+        self._contexts: dict[int, Context] = {}  # one per capture: backend_of remembers its answers
 
     def __iter__(self):
-        for r in self.records:
-            backend_of = Context(r, self.topology).backend_of
+        for i, r in enumerate(self.records):
+            ctx = self._contexts.get(i)
+            if ctx is None:
+                ctx = self._contexts[i] = Context(r, self.topology)
+            backend_of = ctx.backend_of
             for c in r.connections:
                 yield c, backend_of(c)
 
@@ -207,10 +210,17 @@ def backend_rows(conns: ConnectionsView, topology: Topology, died: dict[tuple, s
             backend=refs.get(b.name) or BackendRef(b.name, b.ip, b.mac, b.source),
             connections=n_all, completed=n_done, failed=n_all - n_done,
             banner_hosts=tuple(sorted(hosts[b.name])),
-            median_banner_ms=round(statistics.median(ms), 3) if ms else None,
+            median_banner_ms=round(_median(ms), 3) if ms else None,
             failures=tuple(sorted(failures.items(), key=lambda kv: -kv[1])),
         ))
     return rows
+
+
+def _median(xs: list[float]) -> float:
+    """statistics.median, without importing statistics (decimal, fractions) on every start."""
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None, on_progress=None) -> Report:
