@@ -6,7 +6,6 @@ all of them name back-ends and cite frames the same way.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -14,7 +13,7 @@ from dsrdiag.core.evidence import FrameRef
 from dsrdiag.core.topology import Topology
 from dsrdiag.decode.tcp import flag_text
 from dsrdiag.findings.finding import BackendRef
-from dsrdiag.findings.infer import forwarders
+from dsrdiag.track.facts import forwarders
 from dsrdiag.track.records import ORIG, CaptureRecords, Connection, PacketNote
 
 SETTLE_NS = 3_000_000_000
@@ -37,7 +36,7 @@ class Context:
         self.vantage = self.records.vantage
         self.capture = self.records.capture
         self.end_ts = self.records.last_ts_ns or 0
-        self.lb_interface = lb_interface(self.records)
+        self.lb_interface = self.records.facts.lb_interface
         """This capture sees the LB forwarding but never a reply on a forwarded connection: it is
         the load balancer's own interface, which DSR replies never pass."""
         self._backend_memo: dict[tuple, BackendRef | None] = {}
@@ -120,29 +119,6 @@ class Context:
 
     def frame(self, frame: int, ts_ns: int, what: str) -> FrameRef:
         return FrameRef(ts_ns, self.capture, self.vantage, frame, what)
-
-
-_LB_INTERFACE: dict[int, tuple[weakref.ref, bool]] = {}
-
-
-def lb_interface(records: CaptureRecords) -> bool:
-    """This capture sees the LB forwarding but never a reply on a forwarded connection: it is the
-    load balancer's own interface, which DSR replies never pass. One pass per capture, remembered
-    (every rule makes a Context; the records may be streamed from disk)."""
-    got = _LB_INTERFACE.get(id(records))
-    if got is not None and got[0]() is records:
-        return got[1]
-    forwarded = answered = False
-    for c in records.connections:
-        if c.orig_forwarded:
-            forwarded = True
-            if c.resp_pkts:
-                answered = True
-                break
-    if len(_LB_INTERFACE) > 64:
-        _LB_INTERFACE.clear()
-    _LB_INTERFACE[id(records)] = (weakref.ref(records), forwarded and not answered)
-    return forwarded and not answered
 
 
 def first(notes, pred):

@@ -15,11 +15,11 @@ from collections import defaultdict
 from dataclasses import replace
 
 from dsrdiag.findings.finding import Finding
-from dsrdiag.track.records import CaptureRecords
 
 
-def group_across_vantages(findings: list[Finding], records: list[CaptureRecords], order: dict[str, tuple]) -> list[Finding]:
-    conn_key = {c.uid: (c.client_ip, c.client_port, c.server_port) for r in records for c in r.connections}
+def group_across_vantages(findings: list[Finding], conn_key: dict[str, tuple], order: dict[str, tuple]) -> list[Finding]:
+    """`conn_key`: uid -> (client address, port, service port) of every connection (judge's shared
+    pass collects it: a pass of its own would unpickle every spilled record once more)."""
     buckets: dict[tuple, list[Finding]] = defaultdict(list)
     for f in findings:
         b = f.backend

@@ -15,6 +15,8 @@ Rules (each documented in docs/findings.md):
   initial TTL (64/128/255: the sender is on this segment, not behind a router); hosts that answer
   a VIP connection from another address; seen through a router, the banner hosts alone. Names:
   the banner host, else the MAC or IP.
+How: from the Facts every capture gathered while it was tracked (track/facts.py), not from passes
+over the records (a day of mail's records are on disk, and reading them is most of the serial work).
 """
 
 from __future__ import annotations
@@ -23,37 +25,44 @@ from collections import Counter, defaultdict
 
 from dsrdiag.core.topology import INFERRED, Backend, Topology, Vip
 from dsrdiag.findings.finding import plural
-from dsrdiag.track.records import CaptureRecords, Connection
+from dsrdiag.track.records import CaptureRecords
 
-INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
 MAX_INFERRED_VIPS = 4
 
 
-def forwarders(c: Connection) -> set[str]:
-    """MACs that received a client packet of `c` and re-sent it (the LB's forwarding hop)."""
-    if not c.orig_forwarded:
-        return set()
-    dsts = {d for _, d in c.orig_l2 if d}
-    return {s for s, _ in c.orig_l2 if s in dsts}
+def _in_order(per_capture: list[dict], keep=None) -> list[tuple]:
+    """[(key, count)] over every capture's facts table, keys merged, in order of first appearance
+    (capture by capture, then by the place of the first record that showed the key)."""
+    total: dict = {}
+    for i, table in enumerate(per_capture):
+        for key, (n, first) in table.items():
+            if keep is not None and not keep(key):
+                continue
+            got = total.get(key)
+            if got is None:
+                total[key] = [n, (i, first)]
+            else:
+                got[0] += n
+    return [(k, v[0]) for k, v in sorted(total.items(), key=lambda kv: kv[1][1])]
 
 
 def infer(records: list[CaptureRecords], given: Topology) -> Topology:
+    """From every capture's Facts (track/facts.py, gathered while tracking): no pass over the
+    records, except one to match wrong-source replies with their SYNs when there are any."""
     notes: list[str] = []
-
-    def conns():  # one pass over every record (records may be streamed from disk: never a list)
-        return (c for r in records for c in r.connections)
+    facts = [r.facts for r in records]
     ports = set(given.ports)
 
     # ---- VIPs ----------------------------------------------------------------------------
     vips = list(given.vips)
     if not vips:
         syn_dst: Counter = Counter()
+        for (ip, _), n in _in_order([f.syn_dst for f in facts], lambda k: k[1] in ports):
+            syn_dst[ip] += n
         syn_ports: dict[str, set[int]] = defaultdict(set)  # every SYN destination's ports (few: bounded)
-        for c in conns():
-            if c.saw_syn:
-                syn_ports[c.server_ip].add(c.server_port)
-                if c.server_port in ports:
-                    syn_dst[c.server_ip] += 1
+        for f in facts:
+            for ip, ps in f.syn_ports.items():
+                syn_ports[ip] |= ps
         if syn_dst:
             top = syn_dst.most_common()
             # the busiest destinations, per address family (an IPv6 VIP beside a busier IPv4 one)
@@ -69,13 +78,12 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
     vip_ips = {v.ip for v in vips}
 
-    def vip_conns():
-        return (c for c in conns() if c.server_ip in vip_ips)
-
     # ---- load balancer MAC -----------------------------------------------------------------
     lb_macs = list(given.lb_macs)
     if not lb_macs:
-        fwd = Counter(m for c in vip_conns() for m in forwarders(c))
+        fwd: Counter = Counter()
+        for (_, mac), n in _in_order([f.fwd for f in facts], lambda k: k[0] in vip_ips):
+            fwd[mac] += n
         claims: dict[str, set[str]] = defaultdict(set)
         for r in records:
             for vip in vip_ips:
@@ -91,8 +99,8 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: the only MAC that claims the VIP in ARP/NDP")
         else:
-            to_macs = {d for c in vip_conns() for _, d in c.orig_l2 if d}
-            from_macs = {s for c in vip_conns() for s, _ in c.resp_l2 if s}
+            to_macs = {m for f in facts for ip, ms in f.to_macs.items() if ip in vip_ips for m in ms}
+            from_macs = {m for f in facts for ip, ms in f.from_macs.items() if ip in vip_ips for m in ms}
             if len(to_macs) == 1 and from_macs and not (to_macs & from_macs):
                 mac = next(iter(to_macs))
                 lb_macs = [(mac, INFERRED)]
@@ -118,7 +126,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     # ---- back-ends ----------------------------------------------------------------------------
     found: dict[str, dict] = {}  # mac or ip -> {"mac", "ip", "hosts": Counter}
 
-    def add(mac: str | None, ip: str | None, host: str | None = None) -> None:
+    def add(mac: str | None, ip: str | None, host: str | None = None, n: int = 1) -> None:
         key = mac or ip
         if key is None or (mac and mac in lb_set):
             return
@@ -128,38 +136,33 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         if ip and not b["ip"]:
             b["ip"] = ip
         if host:
-            b["hosts"][host] += 1
+            b["hosts"][host] += n
 
-    # one pass: back-ends by MAC; replies from a real address (wrong source); banner hosts seen only
-    # through a router (applied below, in this order, once `found` is complete)
-    replies = []
+    # back-ends by MAC, then replies from a real address (wrong source); banner hosts seen only
+    # through a router are applied below, in this order, once `found` is complete
     routed_hosts: dict[str, None] = {}  # in order of first appearance
-    for c in conns():
-        if c.server_ip not in vip_ips:
-            if not c.saw_syn and c.saw_synack:
-                replies.append(c)
-            continue
-        host = c.smtp.banner_host if c.smtp else None
-        fw = forwarders(c)
-        for s, d in c.orig_l2:
+    for (_, orig_l2, fw, resp1, ttl_initial, host), n in _in_order([f.paths for f in facts], lambda k: k[0] in vip_ips):
+        for s, d in orig_l2:
             if s in fw or (s in lb_set and d):
-                add(d, None, host if not c.resp_l2 else None)
-        if c.resp_ttl in INITIAL_TTLS:
-            for s, _ in c.resp_l2[:1]:
-                add(s, None, host)
+                add(d, None, host if not resp1 else None, n)
+        if ttl_initial:
+            for s, _ in resp1:
+                add(s, None, host, n)
         elif host:
             routed_hosts.setdefault(host)
     # a host that answers a VIP connection from another address (wrong source)
-    wanted = {(c.client_ip, c.client_port, c.server_port) for c in replies}
-    vip_syns = {}
-    if wanted:
-        for c in vip_conns():
-            if c.syn_seq is not None and (c.client_ip, c.client_port, c.server_port) in wanted:
-                vip_syns[(c.client_ip, c.client_port, c.server_port)] = c
-    for c in replies:
-        v = vip_syns.get((c.client_ip, c.client_port, c.server_port))
-        if v is not None and c.synack_ack == (v.syn_seq + 1) & 0xFFFFFFFF:
-            add(c.resp_l2[0][0] if c.resp_l2 else None, c.server_ip, c.smtp.banner_host if c.smtp else None)
+    replies = sorted((i, rep) for i, f in enumerate(facts) for rep in f.replies if rep[6] not in vip_ips)
+    wanted = {(c_ip, c_port, s_port) for _, (_, c_ip, c_port, s_port, *_) in replies}
+    vip_syns: dict[tuple, int] = {}
+    if wanted:  # the one pass left, and only when such replies exist: their SYNs' sequence numbers
+        for r in records:
+            for c in r.connections:
+                if c.server_ip in vip_ips and c.syn_seq is not None and (c.client_ip, c.client_port, c.server_port) in wanted:
+                    vip_syns[(c.client_ip, c.client_port, c.server_port)] = c.syn_seq
+    for _, (_, c_ip, c_port, s_port, synack_ack, resp_src, s_ip, host) in replies:
+        syn_seq = vip_syns.get((c_ip, c_port, s_port))
+        if syn_seq is not None and synack_ack == (syn_seq + 1) & 0xFFFFFFFF:
+            add(resp_src, s_ip, host)
     # real addresses from ARP: what else does a back-end MAC claim?
     for r in records:
         for ip, cls in r.neighbours.claims.items():

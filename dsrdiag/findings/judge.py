@@ -14,15 +14,17 @@ from dsrdiag.findings.rules import RULES
 from dsrdiag.track.records import CaptureRecords
 
 
-def judge(records: list[CaptureRecords], topology: Topology) -> list[Finding]:
+def judge(records: list[CaptureRecords], topology: Topology, riders=None) -> list[Finding]:
     """Rules with a pass of their own (`check(ctx)`) run first, in order; then the others
     (`Collector(ctx)`) see every service connection in ONE shared pass and report in order.
+    `riders(ctx)`, if given, returns more observers for that pass: they see every connection of
+    the capture (service port or not), after the collectors.
 
     Why one pass: a day of mail spills its records to disk and every pass unpickles them all
-    (docs/performance.md); four rules sharing a pass is three passes fewer. Order is kept: a
-    collector applies the claims of the rules before it when it reports, not when it observes
-    (vip_not_on_backend, which counts answered connections, observes after return_source_not_vip's
-    claims, the only ones it depends on)."""
+    (docs/performance.md); four rules and the report's back-end table sharing a pass is four passes
+    fewer. Order is kept: a collector applies the claims of the rules before it when it reports,
+    not when it observes (vip_not_on_backend, which counts answered connections, observes after
+    return_source_not_vip's claims, the only ones it depends on)."""
     out: list[Finding] = []
     for r in records:
         ctx = Context(r, topology)
@@ -34,13 +36,18 @@ def judge(records: list[CaptureRecords], topology: Topology) -> list[Finding]:
                 if collectors:
                     raise AssertionError(f"{rule.__name__} has a pass of its own: it must run before the collectors")
                 out.extend(rule.check(ctx))
-        if collectors:
-            observers = [col.observe for col in collectors]
-            for c in ctx.service_conns():
-                for observe in observers:
+        observers = [col.observe for col in collectors]
+        everyone = riders(ctx) if riders is not None else []
+        if observers or everyone:
+            ports = ctx.ports
+            for c in r.connections:
+                if c.server_port in ports:  # ctx.service_conns(), inline: this loop sees every record
+                    for observe in observers:
+                        observe(c)
+                for observe in everyone:
                     observe(c)
-            for col in collectors:
-                out.extend(col.findings())
+        for col in collectors:
+            out.extend(col.findings())
     out.sort(key=Finding.sort_key)
     return out
 

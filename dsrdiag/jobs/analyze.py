@@ -9,6 +9,7 @@ trackers are deterministic and records are plain frozen data.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.context import Context
@@ -22,13 +23,17 @@ from dsrdiag.track.pipeline import track_capture
 from dsrdiag.track.records import CaptureRecords, flow_key
 
 
-def track_one(args: tuple) -> CaptureRecords:
+def track_one(args: tuple, hand_off: bool = False) -> CaptureRecords:
+    """One capture's records. `hand_off` (this machine's worker processes): records are pickled to
+    the spill folder while the capture is read, not all at the end (track/spill.py EARLY_SPILLS);
+    left False for an engine that moves records between machines, as they then travel in memory
+    up to the spill bound."""
     vantage, path, ports, shared = args
     report = None
     if shared is not None:
         def report(pos: int, frames: int) -> None:
             shared[path] = (pos, frames)
-    return track_capture(path, vantage, ports, report)
+    return track_capture(path, vantage, ports, report, hand_off=hand_off)
 
 
 def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int | None = None,
@@ -55,7 +60,7 @@ def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int 
     out: list = [None] * len(sources)
     try:
         with ProcessPoolExecutor(max_workers=min(jobs - 1, len(sources) - 1)) as pool:
-            futures = {i: pool.submit(track_one, (*sources[i], ports, shared)) for i in range(len(sources) - 1, 0, -1)}
+            futures = {i: pool.submit(track_one, (*sources[i], ports, shared), True) for i in range(len(sources) - 1, 0, -1)}
             mine = [0]
             while mine:
                 i = mine.pop()
@@ -77,7 +82,8 @@ def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int 
                 for path, (pos, frames) in list(shared.items()):
                     on_progress(path, pos, frames)
             for i, f in futures.items():
-                out[i] = f.result()
+                r = f.result()
+                out[i] = replace(r, connections=r.connections.loaded())
             return out
     finally:
         if manager is not None:
@@ -86,17 +92,31 @@ def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int 
 
 def conclude(records: list[CaptureRecords], given: Topology) -> Report:
     topology = infer(records, given)
-    findings = judge(records, topology)
+    several = len(records) > 1
+    tally = BackendTally(topology, several)
+    conn_key: dict[str, tuple] = {}  # uid -> (client, port, service port): group_across_vantages
+
+    def riders(ctx: Context) -> list:
+        # what else needs every connection rides judge's shared pass (each pass over spilled
+        # records unpickles them all): the back-end table, and with several captures the keys that
+        # group one fault seen at several vantages
+        out = [tally.observer(ctx)]
+        if several:
+            def key(c) -> None:
+                conn_key[c.uid] = (c.client_ip, c.client_port, c.server_port)
+            out.append(key)
+        return out
+
+    findings = judge(records, topology, riders)
     corr = None
-    if len(records) > 1:
+    if several:
         from dsrdiag.correlate.paths import correlate, vantage_roles  # several vantages only
 
-        findings = group_across_vantages(findings, records, vantage_roles(records, topology)[1])
+        findings = group_across_vantages(findings, conn_key, vantage_roles(records, topology)[1])
         corr = correlate(records, topology)
     if corr is not None and corr.findings:
         findings = sorted(findings + list(corr.findings), key=lambda f: f.sort_key())
     captures = []
-    conns = ConnectionsView(tuple(records), topology)
     for r in records:
         captures.append(CaptureSummary(
             path=r.capture, vantage=r.vantage, frames=r.frames, analysed=r.passed,
@@ -108,10 +128,10 @@ def conclude(records: list[CaptureRecords], given: Topology) -> Report:
     return Report(
         captures=tuple(captures),
         topology=topology,
-        connections=conns,
+        connections=ConnectionsView(tuple(records), topology),
         findings=tuple(findings),
         verdict=verdict(findings),
-        backends=tuple(backend_rows(conns, topology, corr.died_by_key() if corr is not None else {})),
+        backends=tuple(tally.rows(corr.died_by_key() if corr is not None else {})),
         notes=topology.notes,
         correlation=corr if corr is not None and corr.flows else None,
     )
@@ -160,60 +180,74 @@ STATE_WORDS = {
 """conn_state in words, for the per-back-end table (docs/conn-states.md has the full meaning)."""
 
 
-def backend_rows(conns: ConnectionsView, topology: Topology, died: dict[tuple, str] | None = None) -> list[BackendRow]:
+class BackendTally:
     """Per back-end: connections served, completed, and where the others died (the correlated path
-    when several captures saw them, else the conn_state of the vantage that saw most). One pass."""
-    vips = topology.vip_ips
-    died = died or {}
-    names = {b.name for b in topology.backends}
-    ok: dict[str, dict[tuple, bool]] = {n: {} for n in names}
-    state: dict[str, dict[tuple, str]] = {n: {} for n in names}
-    banner_ms: dict[str, list[float]] = {n: [] for n in names}
-    hosts: dict[str, set[str]] = {n: set() for n in names}
-    refs: dict[str, BackendRef] = {}
-    several = len(conns.records) > 1
-    done_one: dict[str, int] = {n: 0 for n in names}
-    for c, ref in conns:
-        if ref is None or ref.name not in names:
-            continue
-        b = ref.name
-        refs.setdefault(b, ref)
-        if vips and c.server_ip not in vips and c.server_ip != ref.ip:
-            continue
-        if c.smtp and c.smtp.banner_ts_ns and c.saw_syn:
-            banner_ms[b].append((c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6)
-        if c.smtp and c.smtp.banner_host:
-            hosts[b].add(c.smtp.banner_host)
-        # one connection seen at several vantages (or as a SYN and a reply from a wrong address)
-        # counts once; completed if any view saw it complete. With one capture a completed record
-        # is one connection: counted, not kept (memory stays flat on a day of healthy mail).
-        done = completed(c)
-        if not several and done:
-            done_one[b] += 1
-            continue
-        k = flow_key(c)
-        ok[b][k] = ok[b].get(k, False) or done
-        state[b].setdefault(k, c.conn_state)
-    rows = []
-    for b in topology.backends:
-        by_key = ok[b.name]
-        failures: dict[str, int] = {}
-        for k, done in by_key.items():
-            if not done:
-                st = state[b.name][k]
-                why = died.get(k) or f"{st}: {STATE_WORDS.get(st, st)}"
-                failures[why] = failures.get(why, 0) + 1
-        n_done = sum(by_key.values()) + done_one[b.name]
-        n_all = len(by_key) + done_one[b.name]
-        ms = banner_ms[b.name]
-        rows.append(BackendRow(
-            backend=refs.get(b.name) or BackendRef(b.name, b.ip, b.mac, b.source),
-            connections=n_all, completed=n_done, failed=n_all - n_done,
-            banner_hosts=tuple(sorted(hosts[b.name])),
-            median_banner_ms=round(_median(ms), 3) if ms else None,
-            failures=tuple(sorted(failures.items(), key=lambda kv: -kv[1])),
-        ))
-    return rows
+    when several captures saw them, else the conn_state of the vantage that saw most).
+
+    Fed every connection of every capture, in report order, by judge's shared pass (observer());
+    rows() once the correlation is known."""
+
+    def __init__(self, topology: Topology, several: bool):
+        self.topology, self.several = topology, several
+        names = {b.name for b in topology.backends}
+        self.ok: dict[str, dict[tuple, bool]] = {n: {} for n in names}
+        self.state: dict[str, dict[tuple, str]] = {n: {} for n in names}
+        self.banner_ms: dict[str, list[float]] = {n: [] for n in names}
+        self.hosts: dict[str, set[str]] = {n: set() for n in names}
+        self.refs: dict[str, BackendRef] = {}
+        self.done_one: dict[str, int] = {n: 0 for n in names}
+
+    def observer(self, ctx: Context):
+        """observe(c) for one capture's connections (the back-end is its Context's to say)."""
+        vips, backend_of, several = self.topology.vip_ips, ctx.backend_of, self.several
+        ok, state, banner_ms, hosts, refs, done_one = self.ok, self.state, self.banner_ms, self.hosts, self.refs, self.done_one
+
+        def observe(c) -> None:
+            ref = backend_of(c)
+            if ref is None or ref.name not in ok:
+                return
+            b = ref.name
+            refs.setdefault(b, ref)
+            if vips and c.server_ip not in vips and c.server_ip != ref.ip:
+                return
+            if c.smtp and c.smtp.banner_ts_ns and c.saw_syn:
+                banner_ms[b].append((c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6)
+            if c.smtp and c.smtp.banner_host:
+                hosts[b].add(c.smtp.banner_host)
+            # one connection seen at several vantages (or as a SYN and a reply from a wrong address)
+            # counts once; completed if any view saw it complete. With one capture a completed record
+            # is one connection: counted, not kept (memory stays flat on a day of healthy mail).
+            done = completed(c)
+            if not several and done:
+                done_one[b] += 1
+                return
+            k = flow_key(c)
+            ok[b][k] = ok[b].get(k, False) or done
+            state[b].setdefault(k, c.conn_state)
+        return observe
+
+    def rows(self, died: dict[tuple, str] | None = None) -> list[BackendRow]:
+        died = died or {}
+        rows = []
+        for b in self.topology.backends:
+            by_key = self.ok[b.name]
+            failures: dict[str, int] = {}
+            for k, done in by_key.items():
+                if not done:
+                    st = self.state[b.name][k]
+                    why = died.get(k) or f"{st}: {STATE_WORDS.get(st, st)}"
+                    failures[why] = failures.get(why, 0) + 1
+            n_done = sum(by_key.values()) + self.done_one[b.name]
+            n_all = len(by_key) + self.done_one[b.name]
+            ms = self.banner_ms[b.name]
+            rows.append(BackendRow(
+                backend=self.refs.get(b.name) or BackendRef(b.name, b.ip, b.mac, b.source),
+                connections=n_all, completed=n_done, failed=n_all - n_done,
+                banner_hosts=tuple(sorted(self.hosts[b.name])),
+                median_banner_ms=round(_median(ms), 3) if ms else None,
+                failures=tuple(sorted(failures.items(), key=lambda kv: -kv[1])),
+            ))
+        return rows
 
 
 def _median(xs: list[float]) -> float:

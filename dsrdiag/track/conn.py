@@ -18,6 +18,7 @@ import os
 from dsrdiag.core.addr import ip_text
 from dsrdiag.decode.proxyproto import parse_proxy
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
+from dsrdiag.track.facts import Facts
 from dsrdiag.track.intern import mac_text, shared
 from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
 from dsrdiag.track.smtp import SmtpFollower, dialogue
@@ -500,10 +501,11 @@ class ConnTracker:
     compare the C tracker with). A capture walker (capture/_fastpcap.c) given `native` feeds it
     TCP frames directly; every other TCP packet comes through packet()."""
 
-    def __init__(self, capture: str, vantage: str, ports: frozenset[int]):
+    def __init__(self, capture: str, vantage: str, ports: frozenset[int], hand_off: bool = False):
         self.capture, self.vantage, self.ports = capture, vantage, ports
         self.table: dict[tuple, ConnState] = {}
-        self.done = RecordSink()
+        self.facts = Facts()
+        self.done = RecordSink(observe=self.facts.observe, hand_off=hand_off)
         self.count = 0
         self.native = None
         if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":

@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import struct
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from dsrdiag.track.facts import Facts
 
 ORIG = ">"
 """Packet direction: originator (client) to responder (server)."""
@@ -310,6 +313,8 @@ class CaptureRecords:
     reader: str
     first_ts_ns: int | None
     last_ts_ns: int | None
+    facts: "Facts"
+    """What topology inference needs of every record, gathered as they were made (track/facts.py)."""
 
 
 def flow_key(c) -> tuple:

@@ -21,6 +21,9 @@ KIND = "return_source_not_vip"
 def check(ctx: Context) -> Iterator[Finding]:
     if not ctx.vips:
         return
+    vips, ports = ctx.vips, ctx.ports
+    if not any(rep[6] not in vips and rep[3] in ports for rep in ctx.records.facts.replies):
+        return  # the capture's facts (track/facts.py) know every such reply: none, so no pass at all
     # two passes, so that memory holds the replies from a real address, not every VIP connection
     replies = [r for r in ctx.service_conns() if r.server_ip not in ctx.vips and not r.saw_syn and r.saw_synack]
     if not replies:

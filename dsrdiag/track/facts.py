@@ -1,0 +1,115 @@
+"""What topology inference needs of every connection record, gathered as each record is made.
+
+Why: inference (findings/infer.py) made three passes over every record, in the parent process,
+after the parallel part; a day of mail spills its records to disk and every pass unpickles them
+all. Gathered here instead, in the process that tracks the capture (a worker when several are read
+in parallel), the facts are small (they grow with distinct addresses and L2 paths, not with
+connections) and travel with the records: infer() reduces the facts of every capture, a map and a
+reduce a distributed engine could run apart (docs/performance.md).
+
+Exactness: inference breaks ties by first appearance (Counter.most_common, the order back-ends are
+found and named), and passes see records in (first packet time, uid) order while records are made
+in the order connections finish. So every fact keeps the place (`first`) of the first record that
+showed it; infer() replays the facts in that order and concludes exactly what the passes did
+(tests/test_infer_facts.py).
+"""
+
+from __future__ import annotations
+
+INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
+"""TTLs a host starts with: a reply arriving with one was sent on this segment, not routed."""
+
+
+def forwarders(c) -> set[str]:
+    """MACs that received a client packet of `c` and re-sent it (the LB's forwarding hop)."""
+    if not c.orig_forwarded:
+        return set()
+    dsts = {d for _, d in c.orig_l2 if d}
+    return {s for s, _ in c.orig_l2 if s in dsts}
+
+
+def _seen(table: dict, key, first) -> None:
+    got = table.get(key)
+    if got is None:
+        table[key] = [1, first]
+    else:
+        got[0] += 1
+        if first < got[1]:
+            got[1] = first
+
+
+class Facts:
+    """One capture's facts; observe() every record (in any order), then hand the object on."""
+
+    __slots__ = ("syn_dst", "syn_ports", "fwd", "to_macs", "from_macs", "paths", "replies",
+                 "forwarded", "answered_forwarded")
+
+    def __init__(self):
+        self.syn_dst: dict[tuple[str, int], list] = {}
+        """(server address, port) -> [client SYN connections, first place]"""
+        self.syn_ports: dict[str, set[int]] = {}
+        """server address -> every port a client SYN went to"""
+        self.fwd: dict[tuple[str, str], list] = {}
+        """(server address, forwarding MAC) -> [connections, (first place, position in the set)]"""
+        self.to_macs: dict[str, set[str]] = {}
+        """server address -> destination MACs of client frames"""
+        self.from_macs: dict[str, set[str]] = {}
+        """server address -> source MACs of replies"""
+        self.paths: dict[tuple, list] = {}
+        """(server address, client L2 pairs, forwarders, first reply L2 pair, reply TTL initial,
+        banner host) -> [connections, first place]: what the back-end table is built from"""
+        self.replies: list[tuple] = []
+        """Connections seen from their SYN-ACK only (a wrong-source reply, if the VIP turns out to be
+        elsewhere): (place, client address, client port, service port, SYN-ACK's ack, reply source
+        MAC, server address, banner host)"""
+        self.forwarded = False
+        """A client packet was seen forwarded (received by a MAC and re-sent by it)."""
+        self.answered_forwarded = False
+        """... on a connection the server answered at this vantage."""
+
+    def observe(self, c) -> None:
+        first = (c.first_ts_ns, c.uid)
+        ip = c.server_ip
+        history = c.history
+        saw_syn = "S" in history
+        if saw_syn:
+            _seen(self.syn_dst, (ip, c.server_port), first)
+            ports = self.syn_ports.get(ip)
+            if ports is None:
+                ports = self.syn_ports[ip] = set()
+            ports.add(c.server_port)
+        elif "h" in history:
+            s = c.smtp
+            self.replies.append((first, c.client_ip, c.client_port, c.server_port, c.synack_ack,
+                                 c.resp_l2[0][0] if c.resp_l2 else None, ip, s.banner_host if s else None))
+        fw = forwarders(c)
+        for i, m in enumerate(fw):
+            _seen(self.fwd, (ip, m), (first, i))
+        if c.orig_forwarded:
+            self.forwarded = True
+            if c.resp_pkts:
+                self.answered_forwarded = True
+        to = self.to_macs.get(ip)
+        if to is None:
+            to = self.to_macs[ip] = set()
+        to.update(d for _, d in c.orig_l2 if d)
+        fr = self.from_macs.get(ip)
+        if fr is None:
+            fr = self.from_macs[ip] = set()
+        fr.update(s for s, _ in c.resp_l2 if s)
+        s = c.smtp
+        _seen(self.paths, (ip, c.orig_l2, tuple(fw), c.resp_l2[:1], c.resp_ttl in INITIAL_TTLS,
+                           s.banner_host if s else None), first)
+
+    @property
+    def lb_interface(self) -> bool:
+        """This capture sees the LB forwarding but never a reply on a forwarded connection: it is
+        the load balancer's own interface, which DSR replies never pass."""
+        return self.forwarded and not self.answered_forwarded
+
+    def __getstate__(self):
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __setstate__(self, state):
+        for k, v in zip(self.__slots__, state):
+            setattr(self, k, v)
