@@ -117,7 +117,8 @@ def analyze_cmd(
 
         progress = CaptureProgress(sources, make_console(sys.stderr))
     try:
-        report = analyze(sources, given, jobs=jobs or None, on_progress=progress.update if progress else None)
+        report = analyze(sources, given, jobs=jobs or None, on_progress=progress.update if progress else None,
+                         render=fmt == "json" and not sys.stdout.isatty())  # compact JSON: see _emit
     finally:
         if progress:
             progress.close()
@@ -203,6 +204,18 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _exit(code: int, argv) -> int:
+    """As the console script (argv None): end the process with `code`, skipping the interpreter's
+    teardown. Why: after a large analysis, freeing every record, dict and module one by one took
+    ~0.05 s of a 0.6 s run, for memory the process is about to give back whole. Output is flushed
+    and the atexit handlers run first (spill files removed, worker processes joined)."""
     if argv is None:
-        sys.exit(code)
+        import atexit
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe (`| head`): nothing more can be said there
+                pass
+        atexit._run_exitfuncs()
+        os._exit(code)
     return code

@@ -6,7 +6,9 @@ change. Times are UTC ISO-8601 strings plus epoch seconds; packet text is plain 
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
 
 try:
     import orjson  # the connection list of a day of mail: ~2x the stdlib encoder's speed, same bytes
@@ -189,8 +191,71 @@ def render(r: Report, pretty: bool = False) -> str:
     return json.dumps(to_dict(r), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def _encode(d: dict) -> bytes:
+    if orjson is not None:
+        try:
+            return orjson.dumps(d)
+        except TypeError:  # orjson.JSONEncodeError: a lone surrogate (an undecodable file name)
+            pass
+    return _SLOW(d).encode("utf-8", "surrogateescape")
+
+
+_SLOW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class ConnectionItems:
+    """The connection list's items as bytes, comma-separated, written as they come (add).
+
+    Why a class of its own: write() streams the list through it, and so does each capture's part
+    of a report (jobs/analyze.py conclude_part) while judging the capture, maybe in a worker
+    process, into a file that write() then copies: the same bytes either way."""
+
+    def __init__(self, emit):
+        self.emit = emit
+        self.first = True
+        self.path: str | None = None
+        self._file = None
+
+    @classmethod
+    def to_file(cls) -> "ConnectionItems":
+        from dsrdiag.track.spill import temp_file
+
+        fd, path = temp_file(".json")
+        f = os.fdopen(fd, "wb", buffering=1 << 20)
+        items = cls(f.write)
+        items.path, items._file = path, f
+        return items
+
+    def add(self, c, b) -> None:
+        data = _encode(_conn(c, b))
+        if self.first:
+            self.first = False
+            self.emit(data)
+        else:
+            self.emit(b"," + data)
+
+    def add_file(self, path: str) -> None:
+        """Items another ConnectionItems wrote to `path`."""
+        with open(path, "rb") as f:
+            block = f.read(1 << 20)
+            if not block:
+                return
+            if not self.first:
+                self.emit(b",")
+            self.first = False
+            while block:
+                self.emit(block)
+                block = f.read(1 << 20)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 def write(r: Report, out, pretty: bool = False) -> None:
-    """Write the document to `out`, the connections one at a time (compact, in C).
+    """Write the document to `out`, the connections one at a time (compact, in C), or copied from
+    the files the report's parts wrote them to (ConnectionsView.rendered).
 
     Why: the connection list is the conn.log of a day of mail; building it whole would make memory
     grow with the file. Everything else in the document is small. orjson writes the same bytes as
@@ -203,25 +268,28 @@ def write(r: Report, out, pretty: bool = False) -> None:
     cut = head.index('"connections":[]') + len('"connections":[')
     out.write(head[:cut])
     buf = getattr(out, "buffer", None)
-    if orjson is not None and buf is not None:
+    if buf is not None:
         out.flush()  # text written so far goes first; the connections go to the byte stream below
-        dumps, write, sep = orjson.dumps, buf.write, b","
+        emit = buf.write
     else:
-        dumps, write, sep = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode, out.write, ","
-    slow = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    first = True
-    for c, b in r.connections:
-        if not first:
-            write(sep)
-        d = _conn(c, b)
-        try:
-            write(dumps(d))
-        except TypeError:  # orjson.JSONEncodeError: a lone surrogate (an undecodable file name)
-            out.flush()
-            text = slow(d)
-            write(text.encode("utf-8", "surrogateescape") if write is not out.write else text)
-        first = False
-    if buf is not None and write is not out.write:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+
+        def emit(data: bytes) -> None:
+            out.write(decoder.decode(data))
+    items = ConnectionItems(emit)
+    view = r.connections
+    rendered = getattr(view, "rendered", None)
+    if rendered is None:
+        for c, b in view:
+            items.add(c, b)
+    else:
+        for i, path in enumerate(rendered):
+            if path:
+                items.add_file(path)
+            else:
+                for c, b in view.of_capture(i):
+                    items.add(c, b)
+    if buf is not None:
         buf.flush()
     out.write(head[cut:])
     out.write("\n")

@@ -48,6 +48,17 @@ def _order(c):
     return (c.first_ts_ns, c.uid)
 
 
+def temp_file(suffix: str) -> tuple[int, str]:
+    """(fd, path) of a new file in this process's spill folder (also used for a report's
+    pre-written JSON connection lists: jobs/analyze.py)."""
+    return tempfile.mkstemp(suffix=suffix, dir=_spill_dir())
+
+
+def remove_files(paths: list[str]) -> None:
+    """Remove files made with temp_file(), and their folder once it is empty."""
+    _remove(paths, [True])
+
+
 def _remove(paths: list[str], owned: list[bool]) -> None:
     if owned[0]:
         for p in paths:
@@ -119,15 +130,6 @@ class RecordSeq:
 
     def __len__(self) -> int:
         return self._count
-
-    def loaded(self, limit: int | None = None) -> "RecordSeq":
-        """The same records held in memory if there are at most `limit` (default: the spill bound),
-        else self. Why: records handed over from a worker arrive partly as chunk files; iterating
-        those unpickles them on every pass, while loading them once costs one pass."""
-        limit = limit or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
-        if not self._chunks or self._count > limit:
-            return self
-        return RecordSeq(tuple(self))  # the chunk files go with this object (finalizer)
 
     def __bool__(self) -> bool:
         return self._count > 0
