@@ -162,6 +162,12 @@ def vantage_roles(records: list[CaptureRecords], topology=None) -> tuple[dict[st
     return roles, order
 
 
+def applies(records: list[CaptureRecords], topology=None) -> bool:
+    """Would correlate() match anything: are captures from two different places on the path?"""
+    roles, _ = vantage_roles(records, topology)
+    return len({roles[r.vantage] for r in records if roles[r.vantage]}) >= 2
+
+
 def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
     roles, order = vantage_roles(records, topology)
     known = [r for r in records if roles[r.vantage]]

@@ -22,83 +22,26 @@ from dsrdiag.findings.verdict import verdict
 from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Report
 from dsrdiag.track.pipeline import track_capture
 from dsrdiag.track.records import CaptureRecords, flow_key
+from dsrdiag.track.spill import remove_files
 
 
-def track_one(args: tuple, hand_off: bool = False) -> CaptureRecords:
-    """One capture's records. `hand_off` (this machine's worker processes): records are pickled to
-    the spill folder while the capture is read, not all at the end (track/spill.py EARLY_SPILLS);
-    left False for an engine that moves records between machines, as they then travel in memory
-    up to the spill bound."""
+def track_one(args: tuple) -> CaptureRecords:
+    """One capture's records: the per-file step a distributed engine would run (docs/performance.md)."""
     vantage, path, ports, shared = args
     report = None
     if shared is not None:
         def report(pos: int, frames: int) -> None:
             shared[path] = (pos, frames)
-    return track_capture(path, vantage, ports, report, hand_off=hand_off)
+    return track_capture(path, vantage, ports, report)
 
 
-def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], jobs: int | None = None,
-              on_progress=None) -> list[CaptureRecords]:
-    """Read every capture, in worker processes when there are several. `on_progress(path, bytes,
-    frames)` is called from this thread (never from a worker), a few times a second."""
-    jobs = jobs or os.cpu_count() or 1
-    if jobs <= 1 or len(sources) <= 1:
-        out = []
-        for v, p in sources:
-            cb = (lambda pos, fr, p=p: on_progress(p, pos, fr)) if on_progress else None
-            out.append(track_capture(p, v, ports, cb))
-        return out
-    from multiprocessing import Manager
-
-    manager = Manager() if on_progress else None
-    shared = manager.dict() if manager else None
-
-    def workers_progress() -> None:
-        for path, (wpos, wframes) in list(shared.items()):
-            on_progress(path, wpos, wframes)
-
-    def here(i: int) -> CaptureRecords:
-        v, p = sources[i]
-        cb = None
-        if on_progress:
-            def cb(pos: int, frames: int, p=p) -> None:  # ours, and the workers' meanwhile
-                on_progress(p, pos, frames)
-                workers_progress()
-        return track_capture(p, v, ports, cb)
-
-    try:
-        return share(len(sources), jobs, here, track_one, lambda i: ((*sources[i], ports, shared), True),
-                     workers_progress if on_progress else None)
-    finally:
-        if manager is not None:
-            manager.shutdown()
-
-
-def share(n: int, jobs: int, here, there, args, poll=None, mp_context=None) -> list:
-    """Items 0..n-1 done by this process and jobs-1 worker processes: `here(i)` in this process,
-    `there(*args(i))` in a worker. This process takes items from the front, the workers from the
-    end, each taking the next one nobody started (a future not yet running can be cancelled: then
-    it is ours). So two items on two cores cost one worker, and only what the workers made crosses
-    a pipe. `poll()` is called a few times a second while workers finish."""
-    from concurrent.futures import ProcessPoolExecutor, wait  # only here: ~10 ms of every start otherwise
-
-    out: list = [None] * n
-    with ProcessPoolExecutor(max_workers=min(jobs - 1, n - 1), mp_context=mp_context) as pool:
-        futures = {i: pool.submit(there, *args(i)) for i in range(n - 1, 0, -1)}
-        mine = [0]
-        while mine:
-            i = mine.pop()
-            out[i] = here(i)
-            for j in sorted(futures):  # the next item no worker has started
-                if futures[j].cancel():
-                    del futures[j]
-                    mine.append(j)
-                    break
-        while poll is not None and not all(f.done() for f in futures.values()):
-            wait(list(futures.values()), timeout=0.2)
-            poll()
-        for i, f in futures.items():
-            out[i] = f.result()
+def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], on_progress=None) -> list[CaptureRecords]:
+    """Read every capture here, one after the other (analyze() reads several in parallel).
+    `on_progress(path, bytes, frames)` is called a few times a second."""
+    out = []
+    for v, p in sources:
+        cb = (lambda pos, fr, p=p: on_progress(p, pos, fr)) if on_progress else None
+        out.append(track_capture(p, v, ports, cb))
     return out
 
 
@@ -144,49 +87,41 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, render: 
 
     try:
         findings = judge([r], topology, riders)
-    finally:
+    except BaseException:
         if out is not None:
             out.close()
+            remove_files([out.path])
+        raise
+    if out is not None:
+        out.close()
     named = {u for f in findings for u in f.connections}
     return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), rendered)
 
 
-_FORKED: tuple | None = None
-"""(records, topology, several, render) while conclude_parts' worker processes are forked: they
-find the records here, inherited, instead of receiving them pickled."""
-
-
-def _part_in_worker(i: int) -> CapturePart:
-    records, topology, several, render = _FORKED
-    return conclude_part(records[i], topology, several, render)
-
-
-def conclude_parts(records: list[CaptureRecords], topology: Topology, jobs: int = 1, render: bool = False) -> list[CapturePart]:
-    """Every capture's part, in forked worker processes when there are several captures and jobs:
-    the rules and the JSON list of one capture need no other capture, and a forked worker inherits
-    the records (in memory, or the spill files' names) without pickling them."""
-    global _FORKED
+def conclude(records: list[CaptureRecords], given: Topology, render: bool = False, crew=None) -> Report:
+    """The merge: topology from every capture's facts, then each capture's part (its rules, back-end
+    tally and JSON list: by the worker that read it when a `crew` read them), then what needs every
+    capture (grouping across vantages, correlation). `render`: the report will be written as
+    compact JSON, so the parts write their connection lists as they judge (the writer copies them)
+    instead of the writer taking one more pass over the records."""
     several = len(records) > 1
-    import multiprocessing
-
-    if jobs <= 1 or not several or "fork" not in multiprocessing.get_all_start_methods():
-        return [conclude_part(r, topology, several, render) for r in records]
-    _FORKED = (records, topology, several, render)
-    try:
-        return share(len(records), jobs, lambda i: conclude_part(records[i], topology, several, render),
-                     _part_in_worker, lambda i: (i,), mp_context=multiprocessing.get_context("fork"))
-    finally:
-        _FORKED = None
-
-
-def conclude(records: list[CaptureRecords], given: Topology, jobs: int = 1, render: bool = False) -> Report:
-    """The merge: topology from every capture's facts, then each capture's part (in parallel with
-    `jobs` > 1), then what needs every capture (grouping across vantages, correlation).
-    `render`: the report will be written as compact JSON, so the parts write their connection
-    lists as they judge (the writer copies them) instead of the writer taking one more pass."""
+    if crew is not None and _needs_records(records, given, render):
+        records = crew.fetch(records)
     topology = infer(records, given)
-    several = len(records) > 1
-    parts = conclude_parts(records, topology, jobs, render)
+    parts: list = [None] * len(records)
+    try:
+        if crew is not None:
+            crew.send_parts(topology, several, render)  # the workers conclude theirs meanwhile
+        for i, r in enumerate(records):
+            if crew is None or i not in crew.owner:
+                parts[i] = conclude_part(r, topology, several, render)
+        if crew is not None:
+            crew.parts(parts)
+    except BaseException:
+        remove_files([p.rendered for p in parts if p is not None and p.rendered])
+        raise
+    # the view owns the pre-written JSON lists from here on (removed with it, or at exit)
+    view = ConnectionsView(tuple(records), topology, tuple(p.rendered for p in parts) if render else None)
     tally = parts[0].tally if parts else BackendTally(topology, several)
     for p in parts[1:]:
         tally.merge(p.tally)
@@ -212,7 +147,7 @@ def conclude(records: list[CaptureRecords], given: Topology, jobs: int = 1, rend
     return Report(
         captures=tuple(captures),
         topology=topology,
-        connections=ConnectionsView(tuple(records), topology, tuple(p.rendered for p in parts) if render else None),
+        connections=view,
         findings=tuple(findings),
         verdict=verdict(findings),
         backends=tuple(tally.rows(corr.died_by_key() if corr is not None else {})),
@@ -236,8 +171,6 @@ class ConnectionsView:
         self._contexts: dict[int, Context] = {}  # one per capture: backend_of remembers its answers
         files = [p for p in self.rendered if p]
         if files:
-            from dsrdiag.track.spill import remove_files
-
             weakref.finalize(self, remove_files, files)
 
     def __iter__(self):
@@ -369,8 +302,50 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
+def _needs_records(records: list[CaptureRecords], given: Topology, render: bool) -> bool:
+    """Must the workers' records come to this process? For presenters that list connections from
+    the records (text, HTML, indented JSON), for correlating captures named by their place on the
+    path, and for matching replies from a real address with their SYNs in topology inference."""
+    if not render or any(r.facts.replies for r in records):
+        return True
+    from dsrdiag.correlate.paths import applies
+
+    return applies(records, given)
+
+
 def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None, on_progress=None,
             render: bool = False) -> Report:
-    """`render`: the report will be written as compact JSON (conclude)."""
+    """Several captures with jobs > 1: read and judged by a Crew (jobs/crew.py) of jobs-1 worker
+    processes and this one. `render`: the report will be written as compact JSON (conclude)."""
     jobs = jobs or os.cpu_count() or 1
-    return conclude(track_all(sources, given.ports, jobs, on_progress), given, jobs, render)
+    if jobs <= 1 or len(sources) <= 1:
+        return conclude(track_all(sources, given.ports, on_progress), given, render)
+    from multiprocessing import Manager
+
+    from dsrdiag.jobs.crew import Crew
+
+    manager = Manager() if on_progress else None
+    shared = manager.dict() if manager else None
+
+    def workers_progress() -> None:
+        for path, (pos, frames) in list(shared.items()):
+            on_progress(path, pos, frames)
+
+    try:
+        with Crew(sources, given.ports, jobs - 1, shared) as crew:
+            records: list = [None] * len(sources)
+            while (i := crew.claim()) is not None:
+                v, p = sources[i]
+                cb = None
+                if on_progress:
+                    def cb(pos: int, frames: int, p=p) -> None:  # ours, and the workers' meanwhile
+                        on_progress(p, pos, frames)
+                        workers_progress()
+                records[i] = track_capture(p, v, given.ports, cb)
+            crew.tracked(records, workers_progress if on_progress else None)
+            if on_progress:
+                workers_progress()
+            return conclude(records, given, render, crew)
+    finally:
+        if manager is not None:
+            manager.shutdown()

@@ -501,11 +501,11 @@ class ConnTracker:
     compare the C tracker with). A capture walker (capture/_fastpcap.c) given `native` feeds it
     TCP frames directly; every other TCP packet comes through packet()."""
 
-    def __init__(self, capture: str, vantage: str, ports: frozenset[int], hand_off: bool = False):
+    def __init__(self, capture: str, vantage: str, ports: frozenset[int]):
         self.capture, self.vantage, self.ports = capture, vantage, ports
         self.table: dict[tuple, ConnState] = {}
         self.facts = Facts()
-        self.done = RecordSink(observe=self.facts.observe, hand_off=hand_off)
+        self.done = RecordSink(observe=self.facts.observe)
         self.count = 0
         self.native = None
         if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":

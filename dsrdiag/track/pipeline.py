@@ -35,11 +35,10 @@ def _malloc_trim():
 _TRIM = _malloc_trim()
 
 
-def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None, hand_off: bool = False) -> CaptureRecords:
-    """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given; `hand_off`: the
-    records go to another process (a worker's), so they are pickled to disk early (track/spill.py)."""
+def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
+    """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given."""
     cap = Capture(path, ports)
-    conns = ConnTracker(path, vantage, frozenset(ports), hand_off)
+    conns = ConnTracker(path, vantage, frozenset(ports))
     neigh = NeighbourWatch()
     # The loop allocates many short-lived containers (frame tuples, packets, notes) and makes no
     # reference cycles; automatic collection would re-scan every open connection's state again and

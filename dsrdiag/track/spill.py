@@ -24,13 +24,9 @@ SPILL_AT = 5000
 
 BATCH = 100
 """Records per pickle in a chunk file: what one reader of that chunk holds at a time."""
-MAX_CHUNKS = 16
+MAX_CHUNKS = 8
 """Chunk files per capture; beyond, they are merged into one (an external merge sort's step), so
 that iterating holds at most SPILL_AT + MAX_CHUNKS * BATCH records whatever the file's size."""
-EARLY_SPILLS = 4
-"""A sink whose records go to another process (`hand_off`) spills its first chunks at a quarter of
-SPILL_AT: pickling them then happens while the capture is still being read, in parallel with the
-parent, instead of after it, while the parent waits (docs/performance.md)."""
 
 _DIR: str | None = None
 
@@ -76,13 +72,11 @@ def _remove(paths: list[str], owned: list[bool]) -> None:
 class RecordSink:
     """Where a tracker puts finished records; `records()` ends it and returns a RecordSeq."""
 
-    def __init__(self, spill_at: int | None = None, observe=None, hand_off: bool = False):
-        """`observe(record)`, if given, sees each record as it is added (track/facts.py);
-        `hand_off`: the records will be sent to another process (EARLY_SPILLS)."""
+    def __init__(self, spill_at: int | None = None, observe=None):
+        """`observe(record)`, if given, sees each record as it is added (track/facts.py)."""
         # DSRDIAG_SPILL_AT: a tuning knob (and how the tests make small captures spill)
         self.observe = observe
-        self.limit = spill_at or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
-        self.spill_at = max(1, self.limit // 4) if hand_off else self.limit
+        self.spill_at = spill_at or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
         self.memory: list = []
         self.chunks: list[str] = []
         self.count = 0
@@ -102,8 +96,6 @@ class RecordSink:
             _write_batches(f, self.memory)
         self.chunks.append(path)
         self.memory = []
-        if len(self.chunks) >= EARLY_SPILLS:
-            self.spill_at = self.limit
         if len(self.chunks) >= MAX_CHUNKS:
             fd, merged = tempfile.mkstemp(suffix=".records", dir=_spill_dir())
             with os.fdopen(fd, "wb", buffering=1 << 20) as f:

@@ -1,0 +1,199 @@
+"""Worker processes that keep the captures they read: they track them, then conclude their parts.
+
+Why: with several captures, handing every worker's records to the parent (pickling them, a pipe,
+unpickling them: ~0.1 s for a million-packet capture's, all of it while the parent waits) cost
+more than a worker's whole share of the judging. A worker that keeps its records sends the parent
+only what the merge needs: each capture's counters and Facts once it is read, and each capture's
+CapturePart (rules, back-end tally, JSON connection list) once the parent has inferred the
+topology from every capture's facts. Records cross to the parent only when something there needs
+them (fetch(): correlating named vantages, matching wrong-source replies, text or HTML output).
+
+Scheduling: captures are claimed in list order from one shared counter, by the parent and the
+workers alike, so a large capture does not hold the others up. Whatever a worker raises on a
+capture is raised by the parent, the first capture's first, as with --jobs 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import multiprocessing
+from multiprocessing.connection import wait
+
+from dsrdiag.track.pipeline import track_capture
+
+
+class HeldRecords:
+    """Stands for the records a worker keeps: their number, and a loud error if iterated here."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __iter__(self):
+        raise RuntimeError("these records are held by a worker process: Crew.fetch() them first")
+
+
+def _claim(counter, n: int) -> int | None:
+    with counter.get_lock():
+        i = counter.value
+        if i >= n:
+            return None
+        counter.value = i + 1
+        return i
+
+
+def _portable(e: BaseException) -> BaseException:
+    """The exception itself if it survives pickling, else a RuntimeError saying what it was."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:
+        return RuntimeError(f"{type(e).__name__}: {e}")
+
+
+def _worker(conn, counter, sources, ports, shared) -> None:
+    from dsrdiag.jobs.analyze import conclude_part
+
+    kept: dict = {}
+    got: dict = {}
+    n = len(sources)
+    while (i := _claim(counter, n)) is not None:
+        v, p = sources[i]
+        report = None
+        if shared is not None:
+            def report(pos: int, frames: int, p=p) -> None:
+                shared[p] = (pos, frames)
+        try:
+            r = kept[i] = track_capture(p, v, ports, report)
+            got[i] = (True, dataclasses.replace(r, connections=HeldRecords(len(r.connections))))
+        except BaseException as e:  # noqa: BLE001 - raised again by the parent, in capture order
+            got[i] = (False, _portable(e))
+    conn.send(("tracked", got))
+    try:
+        while True:
+            msg = conn.recv()
+            if msg[0] == "parts":
+                _, topology, several, render = msg
+                try:
+                    conn.send(("parts", {i: (True, conclude_part(r, topology, several, render)) for i, r in kept.items()}))
+                except BaseException as e:  # noqa: BLE001
+                    conn.send(("parts", {min(kept): (False, _portable(e))}))
+            elif msg[0] == "records":
+                conn.send(("records", {i: r.connections for i, r in kept.items()}))  # spill files go with them
+            else:
+                break
+    except EOFError:  # the parent is gone
+        pass
+    finally:
+        kept.clear()
+        gc.collect()  # records not handed over remove their own spill files (RecordSeq's finalizer)
+        conn.close()
+
+
+class Crew:
+    """`workers` processes plus this one reading `sources`; use as a context manager."""
+
+    def __init__(self, sources: list[tuple[str, str]], ports: tuple[int, ...], workers: int, shared=None):
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+        self.n = len(sources)
+        self.counter = ctx.Value("i", 0)
+        self.conns, self.procs = [], []
+        self.owner: dict[int, int] = {}
+        for _ in range(min(workers, self.n - 1)):
+            here, there = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(there, self.counter, sources, ports, shared), daemon=True)
+            p.start()
+            there.close()
+            self.conns.append(here)
+            self.procs.append(p)
+
+    def __enter__(self) -> "Crew":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def claim(self) -> int | None:
+        """The next capture nobody has started, for this process to read."""
+        return _claim(self.counter, self.n)
+
+    def _recv(self, k: int, what: str):
+        try:
+            tag, payload = self.conns[k].recv()
+        except (EOFError, OSError):
+            raise RuntimeError(f"worker process {self.procs[k].pid} ended unexpectedly (exit code "
+                               f"{self.procs[k].exitcode})") from None
+        if tag != what:
+            raise RuntimeError(f"worker process sent {tag!r}, expected {what!r}")
+        return payload
+
+    def tracked(self, out: list, poll=None) -> None:
+        """Fill `out[i]` with the workers' captures (their records held: HeldRecords); `poll()` a few
+        times a second meanwhile. Raises what a worker raised, the first capture's first."""
+        pending = set(range(len(self.conns)))
+        errors: dict[int, BaseException] = {}
+        while pending:
+            ready = wait([self.conns[k] for k in pending], timeout=0.2 if poll else None)
+            for conn in ready:
+                k = self.conns.index(conn)
+                pending.discard(k)
+                for i, (ok, value) in self._recv(k, "tracked").items():
+                    self.owner[i] = k
+                    if ok:
+                        out[i] = value
+                    else:
+                        errors[i] = value
+            if poll:
+                poll()
+        if errors:
+            raise errors[min(errors)]
+
+    def send_parts(self, topology, several: bool, render: bool) -> None:
+        for conn in self.conns:
+            conn.send(("parts", topology, several, render))
+
+    def parts(self, out: list) -> None:
+        """Fill `out[i]` with the CapturePart of every worker's capture (after send_parts)."""
+        errors = {}
+        for k in range(len(self.conns)):
+            for i, (ok, value) in self._recv(k, "parts").items():
+                if ok:
+                    out[i] = value
+                else:
+                    errors[i] = value
+        if errors:
+            raise errors[min(errors)]
+
+    def fetch(self, records: list) -> list:
+        """`records` with every worker's records handed over (the spill files become ours)."""
+        out = list(records)
+        for k, conn in enumerate(self.conns):
+            conn.send(("records",))
+        for k in range(len(self.conns)):
+            for i, seq in self._recv(k, "records").items():
+                out[i] = dataclasses.replace(out[i], connections=seq)
+        return out
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(("stop",))
+            except OSError:
+                pass
+        for p in self.procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+        for conn in self.conns:
+            conn.close()
+        self.conns, self.procs = [], []
