@@ -106,3 +106,15 @@ def test_back_end_tallies_made_per_capture_and_merged_are_one_tally_over_every_c
     whole, merged = _tallies([a, b], infer([a, b], given))
     assert merged == whole
     assert whole[0].banner_hosts == ("mx-a", "mx-b") and whole[0].connections == 4 and whole[0].failed == 1
+
+
+def test_json_written_beside_an_html_page_is_the_json_written_alone_with_two_jobs(tmp_path):
+    work = tmp_path / "tmp"
+    work.mkdir()
+    args = [str(CAPTURES / n) for n in ("healthy.pcap", "snat.pcap")] + ["-f", "json"]
+    alone = run(args, work, 2)
+    page = tmp_path / "report.html"
+    both = run(args + ["--html", str(page)], work, 2)
+    assert both.returncode == alone.returncode == 1, both.stderr
+    assert both.stdout == alone.stdout == run(args, work, 1).stdout
+    assert "healthy" in page.read_text() and not list(work.iterdir())

@@ -116,9 +116,15 @@ def analyze_cmd(
         from dsrdiag.report.progress import CaptureProgress
 
         progress = CaptureProgress(sources, make_console(sys.stderr))
+    list_writer = None
+    if fmt == "json" and not sys.stdout.isatty() and html_out is None:  # compact JSON only (see _emit):
+        # the lists are written while judging; an HTML page, a terminal or text output iterate them
+        from dsrdiag.report.jsondoc import ConnectionItems
+
+        list_writer = ConnectionItems.to_file
     try:
         report = analyze(sources, given, jobs=jobs or None, on_progress=progress.update if progress else None,
-                         render=fmt == "json" and not sys.stdout.isatty())  # compact JSON: see _emit
+                         list_writer=list_writer)
     finally:
         if progress:
             progress.close()

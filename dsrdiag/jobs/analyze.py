@@ -57,9 +57,9 @@ class CapturePart(NamedTuple):
     """A file holding its connection list as JSON items (jsondoc), or None."""
 
 
-def conclude_part(r: CaptureRecords, topology: Topology, several: bool, render: bool) -> CapturePart:
-    """One capture's rules, back-end table, grouping keys and (if `render`) JSON connection list,
-    in judge's one pass over its records. Per capture, so that worker processes can do it
+def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_writer=None) -> CapturePart:
+    """One capture's rules, back-end table, grouping keys and (with a `list_writer`) its connection
+    list for the report, in judge's one pass over its records. Per capture, so that worker processes can do it
     (conclude_parts); merged in capture order, it gives what a pass over every capture gives."""
     tally = BackendTally(topology, several)
     keys: dict[str, tuple] = {}
@@ -76,10 +76,8 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, render: 
             def key(c) -> None:
                 keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
             riding.append(key)
-        if render:
-            from dsrdiag.report.jsondoc import ConnectionItems
-
-            out = ConnectionItems.to_file()
+        if list_writer is not None:
+            out = list_writer()
             rendered = out.path
             backend_of, add = ctx.backend_of, out.add
             riding.append(lambda c: add(c, backend_of(c)))
@@ -98,30 +96,31 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, render: 
     return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), rendered)
 
 
-def conclude(records: list[CaptureRecords], given: Topology, render: bool = False, crew=None) -> Report:
+def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, crew=None) -> Report:
     """The merge: topology from every capture's facts, then each capture's part (its rules, back-end
     tally and JSON list: by the worker that read it when a `crew` read them), then what needs every
-    capture (grouping across vantages, correlation). `render`: the report will be written as
-    compact JSON, so the parts write their connection lists as they judge (the writer copies them)
-    instead of the writer taking one more pass over the records."""
+    capture (grouping across vantages, correlation). `list_writer`: when the report will be
+    compact JSON, the presenter's writer of a connection list to a file (report/jsondoc.py
+    ConnectionItems.to_file, passed in: jobs/ does not import report/): the parts write their lists
+    as they judge, and the JSON writer copies them instead of taking one more pass over the records."""
     several = len(records) > 1
-    if crew is not None and _needs_records(records, given, render):
+    if crew is not None and _needs_records(records, given, list_writer is not None):
         records = crew.fetch(records)
     topology = infer(records, given)
     parts: list = [None] * len(records)
     try:
         if crew is not None:
-            crew.send_parts(topology, several, render)  # the workers conclude theirs meanwhile
+            crew.send_parts(topology, several, list_writer)  # the workers conclude theirs meanwhile
         for i, r in enumerate(records):
             if crew is None or i not in crew.owner:
-                parts[i] = conclude_part(r, topology, several, render)
+                parts[i] = conclude_part(r, topology, several, list_writer)
         if crew is not None:
             crew.parts(parts)
     except BaseException:
         remove_files([p.rendered for p in parts if p is not None and p.rendered])
         raise
     # the view owns the pre-written JSON lists from here on (removed with it, or at exit)
-    view = ConnectionsView(tuple(records), topology, tuple(p.rendered for p in parts) if render else None)
+    view = ConnectionsView(tuple(records), topology, tuple(p.rendered for p in parts) if list_writer else None)
     tally = parts[0].tally if parts else BackendTally(topology, several)
     for p in parts[1:]:
         tally.merge(p.tally)
@@ -302,11 +301,11 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-def _needs_records(records: list[CaptureRecords], given: Topology, render: bool) -> bool:
+def _needs_records(records: list[CaptureRecords], given: Topology, lists_written: bool) -> bool:
     """Must the workers' records come to this process? For presenters that list connections from
     the records (text, HTML, indented JSON), for correlating captures named by their place on the
     path, and for matching replies from a real address with their SYNs in topology inference."""
-    if not render or any(r.facts.replies for r in records):
+    if not lists_written or any(r.facts.replies for r in records):
         return True
     from dsrdiag.correlate.paths import applies
 
@@ -314,12 +313,12 @@ def _needs_records(records: list[CaptureRecords], given: Topology, render: bool)
 
 
 def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None, on_progress=None,
-            render: bool = False) -> Report:
+            list_writer=None) -> Report:
     """Several captures with jobs > 1: read and judged by a Crew (jobs/crew.py) of jobs-1 worker
-    processes and this one. `render`: the report will be written as compact JSON (conclude)."""
+    processes and this one. `list_writer`: see conclude()."""
     jobs = jobs or os.cpu_count() or 1
     if jobs <= 1 or len(sources) <= 1:
-        return conclude(track_all(sources, given.ports, on_progress), given, render)
+        return conclude(track_all(sources, given.ports, on_progress), given, list_writer)
     from multiprocessing import Manager
 
     from dsrdiag.jobs.crew import Crew
@@ -345,7 +344,7 @@ def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = 
             crew.tracked(records, workers_progress if on_progress else None)
             if on_progress:
                 workers_progress()
-            return conclude(records, given, render, crew)
+            return conclude(records, given, list_writer, crew)
     finally:
         if manager is not None:
             manager.shutdown()

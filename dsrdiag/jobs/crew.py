@@ -81,9 +81,9 @@ def _worker(conn, counter, sources, ports, shared) -> None:
         while True:
             msg = conn.recv()
             if msg[0] == "parts":
-                _, topology, several, render = msg
+                _, topology, several, list_writer = msg
                 try:
-                    conn.send(("parts", {i: (True, conclude_part(r, topology, several, render)) for i, r in kept.items()}))
+                    conn.send(("parts", {i: (True, conclude_part(r, topology, several, list_writer)) for i, r in kept.items()}))
                 except BaseException as e:  # noqa: BLE001
                     conn.send(("parts", {min(kept): (False, _portable(e))}))
             elif msg[0] == "records":
@@ -157,9 +157,9 @@ class Crew:
         if errors:
             raise errors[min(errors)]
 
-    def send_parts(self, topology, several: bool, render: bool) -> None:
+    def send_parts(self, topology, several: bool, list_writer) -> None:
         for conn in self.conns:
-            conn.send(("parts", topology, several, render))
+            conn.send(("parts", topology, several, list_writer))
 
     def parts(self, out: list) -> None:
         """Fill `out[i]` with the CapturePart of every worker's capture (after send_parts)."""
