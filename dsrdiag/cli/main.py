@@ -7,6 +7,7 @@ exit 2 and a request to report the bug, never as a traceback (set DSRDIAG_DEBUG=
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -103,6 +104,7 @@ def analyze_cmd(
     html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (ladders as SVG) to this file."),
 ):
     """Analyse captures for DSR faults; exit 0 healthy, 1 findings, 2 bad input, 3 damaged capture."""
+    gc.disable()  # to the end of the process: as in jobs/analyze.py's analyze(), nothing here makes cycles
     _check_output(fmt, fail_on)
     if jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or more")

@@ -78,12 +78,16 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
     vip_ips = {v.ip for v in vips}
 
+    # the L2 paths of VIP connections, in order of first appearance: what the rest is read from
+    paths = _in_order([f.paths for f in facts], lambda k: k[0] in vip_ips)
+
     # ---- load balancer MAC -----------------------------------------------------------------
     lb_macs = list(given.lb_macs)
     if not lb_macs:
         fwd: Counter = Counter()
-        for (_, mac), n in _in_order([f.fwd for f in facts], lambda k: k[0] in vip_ips):
-            fwd[mac] += n
+        for (_, _, fw, *_), n in paths:
+            for mac in fw:  # (sorted: two MACs forwarding the same connection tie by name)
+                fwd[mac] += n
         claims: dict[str, set[str]] = defaultdict(set)
         for r in records:
             for vip in vip_ips:
@@ -99,8 +103,8 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: the only MAC that claims the VIP in ARP/NDP")
         else:
-            to_macs = {m for f in facts for ip, ms in f.to_macs.items() if ip in vip_ips for m in ms}
-            from_macs = {m for f in facts for ip, ms in f.from_macs.items() if ip in vip_ips for m in ms}
+            to_macs = {d for (_, orig_l2, *_), _ in paths for _, d in orig_l2 if d}
+            from_macs = {s for (_, _, _, resp_l2, *_), _ in paths for s, _ in resp_l2 if s}
             if len(to_macs) == 1 and from_macs and not (to_macs & from_macs):
                 mac = next(iter(to_macs))
                 lb_macs = [(mac, INFERRED)]
@@ -141,12 +145,12 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     # back-ends by MAC, then replies from a real address (wrong source); banner hosts seen only
     # through a router are applied below, in this order, once `found` is complete
     routed_hosts: dict[str, None] = {}  # in order of first appearance
-    for (_, orig_l2, fw, resp1, ttl_initial, host), n in _in_order([f.paths for f in facts], lambda k: k[0] in vip_ips):
+    for (_, orig_l2, fw, resp_l2, ttl_initial, host), n in paths:
         for s, d in orig_l2:
             if s in fw or (s in lb_set and d):
-                add(d, None, host if not resp1 else None, n)
+                add(d, None, host if not resp_l2 else None, n)
         if ttl_initial:
-            for s, _ in resp1:
+            for s, _ in resp_l2[:1]:
                 add(s, None, host, n)
         elif host:
             routed_hosts.setdefault(host)

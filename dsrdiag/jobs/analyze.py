@@ -8,6 +8,7 @@ trackers are deterministic and records are plain frozen data.
 
 from __future__ import annotations
 
+import gc
 import os
 import weakref
 from typing import NamedTuple
@@ -316,7 +317,19 @@ def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = 
             list_writer=None) -> Report:
     """Several captures with jobs > 1: read and judged by a Crew (jobs/crew.py) of jobs-1 worker
     processes and this one. `list_writer`: see conclude()."""
-    jobs = jobs or os.cpu_count() or 1
+    # Automatic collection paused for the whole analysis: records and their parts make no reference
+    # cycles, and a full collection re-scans every record held (measured: 12 ms of a 0.45 s run);
+    # tracking still collects the young generations at each sweep (track/pipeline.py).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze(sources, given, jobs or os.cpu_count() or 1, on_progress, list_writer)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _analyze(sources, given: Topology, jobs: int, on_progress, list_writer) -> Report:
     if jobs <= 1 or len(sources) <= 1:
         return conclude(track_all(sources, given.ports, on_progress), given, list_writer)
     from multiprocessing import Manager

@@ -725,12 +725,12 @@ static PyObject *pack_notes(const notes_t *ns) {
 }
 
 static PyObject *side(const ep_t *ep) {
-    PyObject *l2 = PyList_New(ep->npairs);
+    PyObject *l2 = PyTuple_New(ep->npairs);  /* a tuple: the record's text form is looked up by it (intern.l2_text) */
     if (!l2) return NULL;
     for (int i = 0; i < ep->npairs; i++) {
         PyObject *pr = Py_BuildValue("(NN)", mac_or_none(ep->pairs[i].s, ep->pairs[i].hs), mac_or_none(ep->pairs[i].d, ep->pairs[i].hd));
         if (!pr) { Py_DECREF(l2); return NULL; }
-        PyList_SET_ITEM(l2, i, pr);
+        PyTuple_SET_ITEM(l2, i, pr);
     }
     return Py_BuildValue("(KLKKNN)", ep->pkts, ep->state != INACTIVE ? ep_size(ep) : 0LL, ep->missed, ep->copies, l2,
                          ep->has_ttl ? PyLong_FromLong(ep->ttl) : (Py_INCREF(Py_None), Py_None));

@@ -19,7 +19,8 @@ from dsrdiag.core.addr import ip_text
 from dsrdiag.decode.proxyproto import parse_proxy
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
 from dsrdiag.track.facts import Facts
-from dsrdiag.track.intern import mac_text, shared
+from dsrdiag.track.intern import ip_text as shared_ip
+from dsrdiag.track.intern import l2_text, mac_text, shared
 from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
 from dsrdiag.track.smtp import SmtpFollower, dialogue
 from dsrdiag.track.spill import RecordSeq, RecordSink
@@ -445,38 +446,22 @@ def connection_record(capture, vantage, uid, c_ip, c_port, s_ip, s_port, first_t
     the SmtpDialogue or None."""
     o_pkts, o_bytes, o_missed, o_copies, o_l2, o_ttl = o
     r_pkts, r_bytes, r_missed, r_copies, r_l2, r_ttl = r
-    return Connection(
-        uid=uid,
-        capture=capture,
-        vantage=vantage,
-        client_ip=shared(ip_text(c_ip)),
-        client_port=c_port,
-        server_ip=shared(ip_text(s_ip)),
-        server_port=s_port,
-        ip_version=4 if len(c_ip) == 4 else 6,
-        first_ts_ns=first_ts,
-        last_ts_ns=last_ts,
-        history=shared(history),
-        conn_state=conn_state,
-        orig_pkts=o_pkts,
-        resp_pkts=r_pkts,
-        orig_bytes=o_bytes,
-        resp_bytes=r_bytes,
-        missed_bytes=o_missed + r_missed,
-        orig_forwarded=o_copies,
-        resp_forwarded=r_copies,
-        orig_l2=shared(tuple((mac_text(a), mac_text(b)) for a, b in o_l2)),
-        resp_l2=shared(tuple((mac_text(a), mac_text(b)) for a, b in r_l2)),
-        orig_ttl=o_ttl,
-        resp_ttl=r_ttl,
-        syn_seq=syn_seq,
-        synack_ack=synack_ack,
-        packets=notes,
-        syn_frames=syns,
-        forwarded_frames=fwd_notes,
-        smtp=smtp,
-        tunneled_from=ip_text(tunnel_src) if tunnel_src else None,
-    )
+    # tuple.__new__ with the fields in Connection's order: no keyword parsing, no Python __new__
+    # (this runs once per connection of a day of mail); tests/test_native_tracker.py compares fields
+    return _new_tuple(Connection, (
+        uid, capture, vantage, shared_ip(c_ip), c_port, shared_ip(s_ip), s_port, 4 if len(c_ip) == 4 else 6,
+        first_ts, last_ts, shared(history), conn_state, o_pkts, r_pkts, o_bytes, r_bytes, o_missed + r_missed,
+        o_copies, r_copies, l2_text(o_l2), l2_text(r_l2), o_ttl, r_ttl, syn_seq, synack_ack, notes, syns, fwd_notes,
+        smtp, ip_text(tunnel_src) if tunnel_src else None,
+    ))
+
+
+_new_tuple = tuple.__new__
+assert Connection._fields == (
+    "uid", "capture", "vantage", "client_ip", "client_port", "server_ip", "server_port", "ip_version", "first_ts_ns",
+    "last_ts_ns", "history", "conn_state", "orig_pkts", "resp_pkts", "orig_bytes", "resp_bytes", "missed_bytes",
+    "orig_forwarded", "resp_forwarded", "orig_l2", "resp_l2", "orig_ttl", "resp_ttl", "syn_seq", "synack_ack",
+    "packets", "syn_frames", "forwarded_frames", "smtp", "tunneled_from"), "connection_record's field order"
 
 
 def _notes(raw: list[tuple]) -> NoteBlock:

@@ -41,23 +41,17 @@ def _seen(table: dict, key, first) -> None:
 class Facts:
     """One capture's facts; observe() every record (in any order), then hand the object on."""
 
-    __slots__ = ("syn_dst", "syn_ports", "fwd", "to_macs", "from_macs", "paths", "replies",
-                 "forwarded", "answered_forwarded")
+    __slots__ = ("syn_dst", "syn_ports", "paths", "replies", "forwarded", "answered_forwarded", "_fw")
 
     def __init__(self):
         self.syn_dst: dict[tuple[str, int], list] = {}
         """(server address, port) -> [client SYN connections, first place]"""
         self.syn_ports: dict[str, set[int]] = {}
         """server address -> every port a client SYN went to"""
-        self.fwd: dict[tuple[str, str], list] = {}
-        """(server address, forwarding MAC) -> [connections, (first place, position in the set)]"""
-        self.to_macs: dict[str, set[str]] = {}
-        """server address -> destination MACs of client frames"""
-        self.from_macs: dict[str, set[str]] = {}
-        """server address -> source MACs of replies"""
         self.paths: dict[tuple, list] = {}
-        """(server address, client L2 pairs, forwarders, first reply L2 pair, reply TTL initial,
-        banner host) -> [connections, first place]: what the back-end table is built from"""
+        """(server address, client L2 pairs, forwarding MACs, reply L2 pairs, reply TTL initial,
+        banner host) -> [connections, first place]: the forwarding MACs, the MACs either way and
+        the back-ends are all read from these (few: a vantage sees a few L2 paths)"""
         self.replies: list[tuple] = []
         """Connections seen from their SYN-ACK only (a wrong-source reply, if the VIP turns out to be
         elsewhere): (place, client address, client port, service port, SYN-ACK's ack, reply source
@@ -66,6 +60,7 @@ class Facts:
         """A client packet was seen forwarded (received by a MAC and re-sent by it)."""
         self.answered_forwarded = False
         """... on a connection the server answered at this vantage."""
+        self._fw: dict = {}  # client L2 pairs (shared tuples) -> their forwarding MACs
 
     def observe(self, c) -> None:
         first = (c.first_ts_ns, c.uid)
@@ -82,24 +77,17 @@ class Facts:
             s = c.smtp
             self.replies.append((first, c.client_ip, c.client_port, c.server_port, c.synack_ack,
                                  c.resp_l2[0][0] if c.resp_l2 else None, ip, s.banner_host if s else None))
-        fw = forwarders(c)
-        for i, m in enumerate(fw):
-            _seen(self.fwd, (ip, m), (first, i))
+        o_l2 = c.orig_l2
+        fw = ()
         if c.orig_forwarded:
             self.forwarded = True
             if c.resp_pkts:
                 self.answered_forwarded = True
-        to = self.to_macs.get(ip)
-        if to is None:
-            to = self.to_macs[ip] = set()
-        to.update(d for _, d in c.orig_l2 if d)
-        fr = self.from_macs.get(ip)
-        if fr is None:
-            fr = self.from_macs[ip] = set()
-        fr.update(s for s, _ in c.resp_l2 if s)
+            fw = self._fw.get(o_l2)
+            if fw is None:
+                fw = self._fw[o_l2] = tuple(sorted(forwarders(c)))  # sorted: a set's order varies by run
         s = c.smtp
-        _seen(self.paths, (ip, c.orig_l2, tuple(fw), c.resp_l2[:1], c.resp_ttl in INITIAL_TTLS,
-                           s.banner_host if s else None), first)
+        _seen(self.paths, (ip, o_l2, fw, c.resp_l2, c.resp_ttl in INITIAL_TTLS, s.banner_host if s else None), first)
 
     @property
     def lb_interface(self) -> bool:
@@ -108,8 +96,9 @@ class Facts:
         return self.forwarded and not self.answered_forwarded
 
     def __getstate__(self):
-        return tuple(getattr(self, k) for k in self.__slots__)
+        return tuple(getattr(self, k) for k in self.__slots__ if k != "_fw")
 
     def __setstate__(self, state):
         for k, v in zip(self.__slots__, state):
             setattr(self, k, v)
+        self._fw = {}

@@ -11,6 +11,8 @@ from dsrdiag.core import addr
 MAX_SHARED = 200_000
 _SHARED: dict = {}
 _MAC_TEXT: dict = {}
+_IP_TEXT: dict = {}
+_L2_TEXT: dict = {}
 
 
 def shared(v):
@@ -32,4 +34,26 @@ def mac_text(raw: bytes | None) -> str | None:
         if len(_MAC_TEXT) > MAX_SHARED:
             _MAC_TEXT.clear()
         got = _MAC_TEXT[raw] = addr.mac_text(raw)
+    return got
+
+
+def ip_text(raw: bytes) -> str:
+    """A raw address's text (core.addr's spelling), one shared string per address."""
+    got = _IP_TEXT.get(raw)
+    if got is None:
+        if len(_IP_TEXT) > MAX_SHARED:
+            _IP_TEXT.clear()
+        got = _IP_TEXT[raw] = shared(addr.ip_text(raw))
+    return got
+
+
+def l2_text(raw_pairs) -> tuple:
+    """[(source MAC bytes, destination MAC bytes)] -> the shared tuple of their text pairs. A
+    connection's L2 path is one of a few per vantage: looked up whole, not MAC by MAC."""
+    key = raw_pairs if type(raw_pairs) is tuple else tuple(raw_pairs)
+    got = _L2_TEXT.get(key)
+    if got is None:
+        if len(_L2_TEXT) > MAX_SHARED:
+            _L2_TEXT.clear()
+        got = _L2_TEXT[key] = shared(tuple((mac_text(a), mac_text(b)) for a, b in key))
     return got

@@ -178,21 +178,16 @@ def dialogue(banner, helo, codes, commands, starttls_offered, starttls_started, 
     if proxy is not None and not isinstance(proxy, ProxyHeader):
         proxy = ProxyHeader(*proxy)
     code, text, frame, ts = banner if banner else (None, None, None, None)
-    return SmtpDialogue(
-        banner_code=code,
-        banner_text=text[:200] if text else text,
-        banner_host=banner_host(text) if text and code == 220 else None,
-        banner_frame=frame,
-        banner_ts_ns=ts,
-        helo=shared(helo),
-        reply_codes=shared(codes),
-        commands=shared(commands),
-        starttls_offered=starttls_offered,
-        starttls_started=starttls_started,
-        xclient_offered=xclient_offered,
-        xclient=xclient,
-        xclient_frame=xclient_at[0] if xclient_at else None,
-        xclient_ts_ns=xclient_at[1] if xclient_at else None,
-        proxy=proxy,
-        last_reply=last_reply,
-    )
+    # positional, through tuple.__new__ (once per connection; field order checked below)
+    return _new_tuple(SmtpDialogue, (
+        code, text[:200] if text else text, banner_host(text) if text and code == 220 else None, frame, ts,
+        shared(helo), shared(codes), shared(commands), starttls_offered, starttls_started, xclient_offered, xclient,
+        xclient_at[0] if xclient_at else None, xclient_at[1] if xclient_at else None, proxy, last_reply,
+    ))
+
+
+_new_tuple = tuple.__new__
+assert SmtpDialogue._fields == (
+    "banner_code", "banner_text", "banner_host", "banner_frame", "banner_ts_ns", "helo", "reply_codes", "commands",
+    "starttls_offered", "starttls_started", "xclient_offered", "xclient", "xclient_frame", "xclient_ts_ns", "proxy",
+    "last_reply"), "dialogue's field order"
