@@ -117,11 +117,16 @@ class RecordSeq:
         self._chunks = chunks
         self._count = len(memory) if count is None else count
         self._owned = [True]
-        if chunks:
-            weakref.finalize(self, _remove, list(chunks), self._owned)
+        self._finalizer = weakref.finalize(self, _remove, list(chunks), self._owned) if chunks else None
 
     def __len__(self) -> int:
         return self._count
+
+    def discard(self) -> None:
+        """Remove the spill files now, if they are still this object's (not handed to another
+        process): a worker that is done with its records ends without freeing them one by one."""
+        if self._finalizer is not None:
+            self._finalizer()
 
     def __bool__(self) -> bool:
         return self._count > 0
