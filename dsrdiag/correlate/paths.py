@@ -23,7 +23,6 @@ the back-end and skip the LB unless the LB saw replies of that connection (NAT m
 from __future__ import annotations
 
 import heapq
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -31,31 +30,14 @@ from dsrdiag.core.evidence import FrameRef
 from dsrdiag.decode.tcp import flag_text
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.track.conn import MAX_NOTES
+from dsrdiag.correlate.roles import vantage_roles
 from dsrdiag.track.records import ORIG, RESP, CaptureRecords, Connection, flow_key
 
-RANK = {"client": 0, "fw-out": 1, "fw": 2, "fw-in": 3, "lb": 4, "be": 5}
 MARGIN_NS = 500_000_000
 """A capture must have been running this long before and after a packet's time to count as 'not seen there'."""
 PROXY_WINDOW_NS = 5_000_000_000
 """A proxy opens its back-end connection within this time of accepting the client's."""
 FRONT_ROLES = ("client", "fw-out", "fw", "fw-in")
-
-
-def role_of(name: str) -> str | None:
-    n = name.lower().replace("_", "-")
-    if n.startswith("client") or n in ("cl", "c"):
-        return "client"
-    if n in ("fw-out", "fwout", "outside", "fw-outside", "firewall-out"):
-        return "fw-out"
-    if n in ("fw-in", "fwin", "inside", "fw-inside", "firewall-in"):
-        return "fw-in"
-    if n.startswith("fw") or n.startswith("firewall"):
-        return "fw"
-    if n.startswith("lb") or n.startswith("loadbalancer"):
-        return "lb"
-    if n.startswith("be") or n.startswith("backend") or n.startswith("server") or n.startswith("mx"):
-        return "be"
-    return None
 
 
 @dataclass(frozen=True)
@@ -146,26 +128,6 @@ class Correlation:
             if fk in out:
                 out[a] = out[fk]
         return out
-
-
-def vantage_roles(records: list[CaptureRecords], topology=None) -> tuple[dict[str, str | None], dict[str, tuple]]:
-    """Role and path position of every vantage: the topology file's list first, then names."""
-    given = dict(getattr(topology, "vantages", ()) or ())
-    listed = [name for name, _ in getattr(topology, "vantages", ()) or ()]
-    roles = {r.vantage: given.get(r.vantage) or role_of(r.vantage) for r in records}
-    order = {}
-    for i, r in enumerate(records):
-        role = roles[r.vantage]
-        if role:
-            pos = listed.index(r.vantage) if r.vantage in listed else len(listed) + i
-            order[r.vantage] = (RANK[role], pos)
-    return roles, order
-
-
-def applies(records: list[CaptureRecords], topology=None) -> bool:
-    """Would correlate() match anything: are captures from two different places on the path?"""
-    roles, _ = vantage_roles(records, topology)
-    return len({roles[r.vantage] for r in records if roles[r.vantage]}) >= 2
 
 
 def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
@@ -430,10 +392,10 @@ def _offsets(flows, order) -> tuple[dict[str, ClockOffset], str | None]:
             continue
         spread = max(_mad(o), _mad(r), 1000)
         if o and r:
-            mo, mr = statistics.median(o), statistics.median(r)
+            mo, mr = _median(o), _median(r)
             off, unc, two = (mo + mr) / 2, abs(mo - mr) / 2 + spread, True
         else:
-            off, unc, two = statistics.median(o or r), spread, False
+            off, unc, two = _median(o or r), spread, False
         n = len(o) + len(r)
         edges[a].append((b, off, unc, n, two))
         edges[b].append((a, -off, unc, n, two))
@@ -454,11 +416,17 @@ def _offsets(flows, order) -> tuple[dict[str, ClockOffset], str | None]:
     return out, ref
 
 
+def _median(xs):
+    import statistics  # only when clocks are compared: ~3 ms of every start otherwise
+
+    return statistics.median(xs)
+
+
 def _mad(xs: list[int]) -> float:
     if not xs:
         return 0.0
-    m = statistics.median(xs)
-    return statistics.median(abs(x - m) for x in xs)
+    m = _median(xs)
+    return _median(abs(x - m) for x in xs)
 
 
 def _drop_finding(key, items, cap) -> Finding:

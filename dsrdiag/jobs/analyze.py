@@ -128,11 +128,14 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
     findings = sorted((f for p in parts for f in p.findings), key=Finding.sort_key)
     corr = None
     if several:
-        from dsrdiag.correlate.paths import correlate, vantage_roles  # several vantages only
+        from dsrdiag.correlate.roles import applies, vantage_roles  # several vantages only
 
         conn_key = {u: k for p in parts for u, k in p.keys.items()}
         findings = group_across_vantages(findings, conn_key, vantage_roles(records, topology)[1])
-        corr = correlate(records, topology)
+        if applies(records, topology):  # captures from two places on the path
+            from dsrdiag.correlate.paths import correlate
+
+            corr = correlate(records, topology)
     if corr is not None and corr.findings:
         findings = sorted(findings + list(corr.findings), key=lambda f: f.sort_key())
     captures = []
@@ -308,7 +311,7 @@ def _needs_records(records: list[CaptureRecords], given: Topology, lists_written
     path, and for matching replies from a real address with their SYNs in topology inference."""
     if not lists_written or any(r.facts.replies for r in records):
         return True
-    from dsrdiag.correlate.paths import applies
+    from dsrdiag.correlate.roles import applies
 
     return applies(records, given)
 
