@@ -1,9 +1,12 @@
-"""The analyse job: captures -> per-vantage records (in parallel) -> topology -> findings -> Report.
+"""The analyse job: captures -> per-vantage records -> topology -> findings -> Report.
 
-Why the split into `track_one` and `conclude`: the per-file work and the merge are separable, so
-a distributed engine could run the first on many machines and the second once
-(docs/architecture.md). Reading in worker processes gives the same records as reading inline:
-trackers are deterministic and records are plain frozen data.
+Four steps, two of them per capture: `track_one` (a capture's records and Facts), `infer` (the
+topology, from every capture's facts), `conclude_part` (a capture's rules, back-end tally and
+connection list, given the topology) and `conclude` (the merge). The per-capture steps run where
+the capture was read: in worker processes with --jobs (jobs/crew.py), on other machines for a
+distributed engine (docs/performance.md). Where they run does not change the report: trackers are
+deterministic, records are plain frozen data, and parts merge in capture order
+(tests/test_parallel_crew.py).
 """
 
 from __future__ import annotations
@@ -26,14 +29,9 @@ from dsrdiag.track.records import CaptureRecords, flow_key
 from dsrdiag.track.spill import remove_files
 
 
-def track_one(args: tuple) -> CaptureRecords:
-    """One capture's records: the per-file step a distributed engine would run (docs/performance.md)."""
-    vantage, path, ports, shared = args
-    report = None
-    if shared is not None:
-        def report(pos: int, frames: int) -> None:
-            shared[path] = (pos, frames)
-    return track_capture(path, vantage, ports, report)
+def track_one(vantage: str, path: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
+    """One capture's records and facts (the first per-capture step). `progress(bytes, frames)`."""
+    return track_capture(path, vantage, ports, progress)
 
 
 def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], on_progress=None) -> list[CaptureRecords]:
@@ -42,7 +40,7 @@ def track_all(sources: list[tuple[str, str]], ports: tuple[int, ...], on_progres
     out = []
     for v, p in sources:
         cb = (lambda pos, fr, p=p: on_progress(p, pos, fr)) if on_progress else None
-        out.append(track_capture(p, v, ports, cb))
+        out.append(track_one(v, p, ports, cb))
     return out
 
 
@@ -60,8 +58,8 @@ class CapturePart(NamedTuple):
 
 def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_writer=None) -> CapturePart:
     """One capture's rules, back-end table, grouping keys and (with a `list_writer`) its connection
-    list for the report, in judge's one pass over its records. Per capture, so that worker processes can do it
-    (conclude_parts); merged in capture order, it gives what a pass over every capture gives."""
+    list for the report, in judge's one pass over its records (the second per-capture step: where
+    the capture was read). Merged in capture order, parts give what passes over every capture give."""
     tally = BackendTally(topology, several)
     keys: dict[str, tuple] = {}
     rendered = None
@@ -356,7 +354,7 @@ def _analyze(sources, given: Topology, jobs: int, on_progress, list_writer) -> R
                     def cb(pos: int, frames: int, p=p) -> None:  # ours, and the workers' meanwhile
                         on_progress(p, pos, frames)
                         workers_progress()
-                records[i] = track_capture(p, v, given.ports, cb)
+                records[i] = track_one(v, p, given.ports, cb)
             crew.tracked(records, workers_progress if on_progress else None)
             if on_progress:
                 workers_progress()

@@ -19,8 +19,6 @@ import dataclasses
 import multiprocessing
 from multiprocessing.connection import wait
 
-from dsrdiag.track.pipeline import track_capture
-
 
 class HeldRecords:
     """Stands for the records a worker keeps: their number, and a loud error if iterated here."""
@@ -59,7 +57,7 @@ def _portable(e: BaseException) -> BaseException:
 
 
 def _worker(conn, counter, sources, ports, shared) -> None:
-    from dsrdiag.jobs.analyze import conclude_part
+    from dsrdiag.jobs.analyze import conclude_part, track_one
 
     kept: dict = {}
     got: dict = {}
@@ -71,7 +69,7 @@ def _worker(conn, counter, sources, ports, shared) -> None:
             def report(pos: int, frames: int, p=p) -> None:
                 shared[p] = (pos, frames)
         try:
-            r = kept[i] = track_capture(p, v, ports, report)
+            r = kept[i] = track_one(v, p, ports, report)
             got[i] = (True, dataclasses.replace(r, connections=HeldRecords(len(r.connections))))
         except BaseException as e:  # noqa: BLE001 - raised again by the parent, in capture order
             got[i] = (False, _portable(e))
