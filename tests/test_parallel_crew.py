@@ -118,3 +118,23 @@ def test_json_written_beside_an_html_page_is_the_json_written_alone_with_two_job
     assert both.returncode == alone.returncode == 1, both.stderr
     assert both.stdout == alone.stdout == run(args, work, 1).stdout
     assert "healthy" in page.read_text() and not list(work.iterdir())
+
+
+def test_when_one_capture_fails_the_others_stop_and_leave_no_spill_file(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    try:
+        from gen import generate
+    finally:
+        sys.path.pop(0)
+    big = tmp_path / "relay.pcap"
+    generate(big, 300_000, seed=11)
+    bad = tmp_path / "notes.pcap"
+    bad.write_bytes(b"this is not a capture at all, just text" * 10)
+    work = tmp_path / "tmp"
+    work.mkdir()
+    # the parent or the worker meets the bad file first; whoever reads the relay is stopped or
+    # finishes, and its records (spilled every 50) leave no file behind either way
+    r = run([str(bad), str(big), "-f", "json"], work, 2, spill_at=50)
+    assert r.returncode == 2 and b"notes.pcap" in r.stderr and not r.stdout
+    assert b"Traceback" not in r.stderr
+    assert not list(work.iterdir())

@@ -56,10 +56,39 @@ def _portable(e: BaseException) -> BaseException:
         return RuntimeError(f"{type(e).__name__}: {e}")
 
 
+class _Stopped(BaseException):
+    """Raised in a worker by SIGTERM (Crew.close after an error): it unwinds, files removed."""
+
+
+def _stop(signum, frame) -> None:
+    raise _Stopped()
+
+
 def _worker(conn, counter, sources, ports, shared) -> None:
-    from dsrdiag.jobs.analyze import conclude_part, track_one
+    import signal
 
     kept: dict = {}
+    try:
+        signal.signal(signal.SIGTERM, _stop)  # in the try: a SIGTERM may come as soon as it is set
+        _work(conn, counter, sources, ports, shared, kept)
+    except (_Stopped, KeyboardInterrupt, EOFError, BrokenPipeError):  # stopped, interrupted, or the parent is gone
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleaning up: a late SIGTERM must not cut it short
+        # records not handed over remove their spill files (a capture abandoned halfway: its
+        # RecordSink does); the records themselves are not freed one by one (the process ends:
+        # multiprocessing exits it with os._exit), which took ~25 ms of a million-packet capture
+        # while the parent waited to join
+        for r in kept.values():
+            discard = getattr(r.connections, "discard", None)
+            if discard is not None:
+                discard()
+        conn.close()
+
+
+def _work(conn, counter, sources, ports, shared, kept: dict) -> None:
+    from dsrdiag.jobs.analyze import conclude_part, track_one
+
     got: dict = {}
     n = len(sources)
     while (i := _claim(counter, n)) is not None:
@@ -71,34 +100,22 @@ def _worker(conn, counter, sources, ports, shared) -> None:
         try:
             r = kept[i] = track_one(v, p, ports, report)
             got[i] = (True, dataclasses.replace(r, connections=HeldRecords(len(r.connections))))
-        except BaseException as e:  # noqa: BLE001 - raised again by the parent, in capture order
+        except Exception as e:  # raised again by the parent, in capture order
             got[i] = (False, _portable(e))
     conn.send(("tracked", got))
-    try:
-        while True:
-            msg = conn.recv()
-            if msg[0] == "parts":  # the last thing asked of a worker: it ends once they are sent
-                _, topology, several, list_writer = msg
-                try:
-                    conn.send(("parts", {i: (True, conclude_part(r, topology, several, list_writer)) for i, r in kept.items()}))
-                except BaseException as e:  # noqa: BLE001
-                    conn.send(("parts", {min(kept): (False, _portable(e))}))
-                break
-            elif msg[0] == "records":
-                conn.send(("records", {i: r.connections for i, r in kept.items()}))  # spill files go with them
-            else:
-                break
-    except EOFError:  # the parent is gone
-        pass
-    finally:
-        # records not handed over remove their spill files; the records themselves are not freed
-        # one by one (the process ends: multiprocessing exits it with os._exit), which took ~25 ms
-        # of a million-packet capture while the parent waited to join
-        for r in kept.values():
-            discard = getattr(r.connections, "discard", None)
-            if discard is not None:
-                discard()
-        conn.close()
+    while True:
+        msg = conn.recv()
+        if msg[0] == "parts":  # the last thing asked of a worker: it ends once they are sent
+            _, topology, several, list_writer = msg
+            try:
+                conn.send(("parts", {i: (True, conclude_part(r, topology, several, list_writer)) for i, r in kept.items()}))
+            except Exception as e:
+                conn.send(("parts", {min(kept): (False, _portable(e))}))
+            return
+        if msg[0] == "records":
+            conn.send(("records", {i: r.connections for i, r in kept.items()}))  # spill files go with them
+        else:
+            return
 
 
 class Crew:
@@ -122,8 +139,8 @@ class Crew:
     def __enter__(self) -> "Crew":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, value, tb) -> None:
+        self.close(abort=kind is not None)
 
     def claim(self) -> int | None:
         """The next capture nobody has started, for this process to read."""
@@ -186,12 +203,18 @@ class Crew:
                 out[i] = dataclasses.replace(out[i], connections=seq)
         return out
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers; `abort` (this process failed): at once, not after the capture they are
+        reading (SIGTERM unwinds a worker, which removes its spill files)."""
         for conn in self.conns:
             try:
                 conn.send(("stop",))
             except OSError:
                 pass
+        if abort:
+            for p in self.procs:
+                if p.is_alive():
+                    p.terminate()
         for p in self.procs:
             p.join(timeout=10)
             if p.is_alive():

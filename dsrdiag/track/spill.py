@@ -80,6 +80,10 @@ class RecordSink:
         self.memory: list = []
         self.chunks: list[str] = []
         self.count = 0
+        self._owned = [True]
+        # a sink abandoned halfway (an interrupt, a stopped worker) removes its chunk files too;
+        # records() hands them to the RecordSeq
+        self._finalizer = weakref.finalize(self, _remove, self.chunks, self._owned)
 
     def add(self, rec) -> None:
         if self.observe is not None:
@@ -97,16 +101,21 @@ class RecordSink:
         self.chunks.append(path)
         self.memory = []
         if len(self.chunks) >= MAX_CHUNKS:
+            sources = list(self.chunks)
             fd, merged = tempfile.mkstemp(suffix=".records", dir=_spill_dir())
+            self.chunks.append(merged)  # owned (removed if abandoned) from the start
             with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-                _write_batches(f, heapq.merge(*(_read(p) for p in self.chunks), key=_order))
-            for p in self.chunks:
+                _write_batches(f, heapq.merge(*(_read(p) for p in sources), key=_order))
+            for p in sources:
                 os.unlink(p)
-            self.chunks = [merged]
+            self.chunks[:] = [merged]  # the same list: the finalizer holds it
 
     def records(self) -> "RecordSeq":
         self.memory.sort(key=_order)
-        return RecordSeq(tuple(self.memory), tuple(self.chunks), self.count)
+        seq = RecordSeq(tuple(self.memory), tuple(self.chunks), self.count)
+        self._owned[0] = False  # the chunk files are the RecordSeq's now
+        self._finalizer.detach()
+        return seq
 
 
 class RecordSeq:
