@@ -9,8 +9,11 @@ topology from every capture's facts. Records cross to the parent only when somet
 them (fetch(): correlating named vantages, matching wrong-source replies, text or HTML output).
 
 Scheduling: captures are claimed in list order from one shared counter, by the parent and the
-workers alike, so a large capture does not hold the others up. Whatever a worker raises on a
-capture is raised by the parent, the first capture's first, as with --jobs 1.
+workers alike, so a large capture does not hold the others up. Errors: a capture the parent
+cannot read fails the run at once and stops the workers (close(abort)); what workers raise is
+raised by the parent once they have reported, the first capture's first. With one bad capture
+that is --jobs 1's message and exit code (tests/test_parallel_crew.py); with several, which one
+is named can differ.
 """
 
 from __future__ import annotations
