@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from dsrdiag.core.evidence import FrameRef
+from dsrdiag.core.stats import median
 from dsrdiag.decode.tcp import flag_text
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.track.conn import MAX_NOTES
@@ -392,10 +393,10 @@ def _offsets(flows, order) -> tuple[dict[str, ClockOffset], str | None]:
             continue
         spread = max(_mad(o), _mad(r), 1000)
         if o and r:
-            mo, mr = _median(o), _median(r)
+            mo, mr = median(o), median(r)
             off, unc, two = (mo + mr) / 2, abs(mo - mr) / 2 + spread, True
         else:
-            off, unc, two = _median(o or r), spread, False
+            off, unc, two = median(o or r), spread, False
         n = len(o) + len(r)
         edges[a].append((b, off, unc, n, two))
         edges[b].append((a, -off, unc, n, two))
@@ -416,17 +417,11 @@ def _offsets(flows, order) -> tuple[dict[str, ClockOffset], str | None]:
     return out, ref
 
 
-def _median(xs):
-    import statistics  # only when clocks are compared: ~3 ms of every start otherwise
-
-    return statistics.median(xs)
-
-
 def _mad(xs: list[int]) -> float:
     if not xs:
         return 0.0
-    m = _median(xs)
-    return _median(abs(x - m) for x in xs)
+    m = median(xs)
+    return median(abs(x - m) for x in xs)
 
 
 def _drop_finding(key, items, cap) -> Finding:

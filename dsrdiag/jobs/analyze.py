@@ -16,6 +16,7 @@ import os
 import weakref
 from typing import NamedTuple
 
+from dsrdiag.core.stats import median
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import BackendRef, Finding
@@ -290,17 +291,10 @@ class BackendTally:
                 backend=self.refs.get(b.name) or BackendRef(b.name, b.ip, b.mac, b.source),
                 connections=n_all, completed=n_done, failed=n_all - n_done,
                 banner_hosts=tuple(sorted(self.hosts[b.name])),
-                median_banner_ms=round(_median(ms), 3) if ms else None,
+                median_banner_ms=round(median(ms), 3) if ms else None,
                 failures=tuple(sorted(failures.items(), key=lambda kv: -kv[1])),
             ))
         return rows
-
-
-def _median(xs: list[float]) -> float:
-    """statistics.median, without importing statistics (decimal, fractions) on every start."""
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def _needs_records(records: list[CaptureRecords], given: Topology, lists_written: bool) -> bool:

@@ -95,14 +95,14 @@ class RecordSink:
 
     def _spill(self) -> None:
         self.memory.sort(key=_order)
-        fd, path = tempfile.mkstemp(suffix=".records", dir=_spill_dir())
+        fd, path = temp_file(".records")
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             _write_batches(f, self.memory)
         self.chunks.append(path)
         self.memory = []
         if len(self.chunks) >= MAX_CHUNKS:
             sources = list(self.chunks)
-            fd, merged = tempfile.mkstemp(suffix=".records", dir=_spill_dir())
+            fd, merged = temp_file(".records")
             self.chunks.append(merged)  # owned (removed if abandoned) from the start
             with os.fdopen(fd, "wb", buffering=1 << 20) as f:
                 _write_batches(f, heapq.merge(*(_read(p) for p in sources), key=_order))
