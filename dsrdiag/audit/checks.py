@@ -35,7 +35,7 @@ def check(host: HostConfig, vip: str, port: int, gateway: str | None = None) -> 
     for kind, severity, summary, evidence, subject in gen:
         if not evidence:  # a finding always cites what was read, even when that was nothing relevant
             evidence = [HostRef(", ".join(host.sources) or "host", 0, "no address or setting relevant to this check was read")]
-        out.append(Finding(kind=kind, severity=severity, vantage=name, summary=summary,
+        out.append(Finding(kind=kind, severity=severity, vantages=(name,), summary=summary,
                            evidence=tuple(evidence), backend=me, subject=subject))
     out.sort(key=Finding.sort_key)
     return out, notes

@@ -20,7 +20,7 @@ from dsrdiag.capture.sources import parse_sources
 from dsrdiag.core import topology as topo
 from dsrdiag.core.errors import DsrdiagError, UsageError
 from dsrdiag.core.exitcodes import ExitCode
-from dsrdiag.findings.verdict import FAIL_ON_CHOICES, fails
+from dsrdiag.findings.verdict import FAIL_ON_CHOICES
 from dsrdiag.jobs.analyze import analyze
 
 app = typer.Typer(
@@ -63,7 +63,13 @@ def _check_output(fmt: str, fail_on: str) -> None:
 def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
           html_path: Path | None = None) -> None:
     """Print the report (and write the HTML page) and end with the exit code the findings (and
-    damage) call for."""
+    damage) call for: the verdict is decided again for this --fail-on (what counts as a cause)."""
+    from dataclasses import replace
+
+    from dsrdiag.findings.catalog import title
+    from dsrdiag.findings.verdict import verdict
+
+    report = replace(report, verdict=verdict(list(report.findings), report.judged, fail_on, title))
     if html_path is not None:
         from dsrdiag.report import html
 
@@ -80,8 +86,10 @@ def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | N
         from dsrdiag.report import terminal
 
         terminal.render(report, make_console(), verbose=verbose, ladder=ladder)
-    if fails(list(report.findings), fail_on):
+    if fail_on != "never" and report.verdict.state == "broken":
         raise typer.Exit(int(ExitCode.FINDINGS))
+    if report.verdict.state == "inconclusive":
+        raise typer.Exit(int(ExitCode.INCONCLUSIVE))
     if report.damaged:
         raise typer.Exit(int(ExitCode.DAMAGED))
     raise typer.Exit(int(ExitCode.OK))
@@ -103,7 +111,7 @@ def analyze_cmd(
     ladder: Optional[str] = typer.Option(None, "--ladder", help="Draw one connection (client IP:port) vantage by vantage."),
     html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (ladders as SVG) to this file."),
 ):
-    """Analyse captures for DSR faults; exit 0 healthy, 1 findings, 2 bad input, 3 damaged capture."""
+    """Analyse captures for DSR faults; exit 0 healthy, 1 broken, 2 bad input, 3 damaged capture, 4 inconclusive."""
     gc.disable()  # to the end of the process: as in jobs/analyze.py's analyze(), nothing here makes cycles
     _check_output(fmt, fail_on)
     if jobs < 0:

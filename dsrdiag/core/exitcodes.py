@@ -1,7 +1,7 @@
 """Every exit code dsrdiag returns, in one place.
 
 Why: a pre-production gate reads these codes; they are documented in docs/exit-codes.md and must
-never change meaning. Precedence when several apply: USAGE > FINDINGS > DAMAGED > OK.
+never change meaning. Precedence when several apply: USAGE > FINDINGS > INCONCLUSIVE > DAMAGED > OK.
 """
 
 from enum import IntEnum
@@ -16,3 +16,6 @@ class ExitCode(IntEnum):
     """Bad usage or unusable input (not a capture, unknown link type, bad VIP, missing file)."""
     DAMAGED = 3
     """No finding reached --fail-on, but a capture was damaged: it was analysed only up to the damage."""
+    INCONCLUSIVE = 4
+    """Nothing could be judged: no packets, no VIP, no connection to the VIP and port, or none that
+    could be seen to complete. Never reported as healthy (the verdict says what was seen instead)."""

@@ -97,6 +97,8 @@ class FlowPath:
     """Where its first lost packet was last seen, in words; None when nothing was lost."""
     key: tuple = ()
     """flow_key(): client address, port, service port, client ISN."""
+    uids: tuple[str, ...] = ()
+    """The connection ids of this flow at every vantage that saw it."""
 
 
 @dataclass(frozen=True)
@@ -216,10 +218,12 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
         if modes.get(fk) == "tunnel":
             how += ("the client's packet found inside the tunnel at the back-end",)
         out_flows.append(FlowPath(f"{fk[0]}:{fk[1]}", fk[2], tuple(sorted(seen_by, key=order.get)), tuple(paths),
-                                  modes.get(fk), links.get(fk), how, leg, died, fk))
+                                  modes.get(fk), links.get(fk), how, leg, died, fk,
+                                  tuple(sorted(c.uid for c in views[fk].values()))))
 
-    findings = [_drop_finding(k, v, cap) for k, v in drops.items()] + [_bypass_finding(k, v, cap) for k, v in bypass.items()]
-    mixed = _mixed_modes(out_flows, cap)
+    uids = {fk: tuple(sorted(c.uid for c in vs.values())) for fk, vs in views.items()}
+    findings = [_drop_finding(k, v, cap, uids) for k, v in drops.items()] + [_bypass_finding(k, v, cap, uids) for k, v in bypass.items()]
+    mixed = _mixed_modes(out_flows, cap, uids, order)
     if mixed:
         findings.append(mixed)
     out_flows.sort(key=lambda f: (f.leg == "back", f.client, f.server_port))
@@ -350,7 +354,12 @@ def _invariants(pkts: dict, vs: dict[str, Connection], nat: bool) -> tuple[str, 
     return tuple(out)
 
 
-def _mixed_modes(flows: list[FlowPath], cap: dict) -> Finding | None:
+def _uids_of(keys, uids: dict) -> tuple[str, ...]:
+    """The connection ids (every vantage's uid) of these flows: findings name connections one way."""
+    return tuple(sorted({u for fk in keys for u in uids.get(fk, ())}))
+
+
+def _mixed_modes(flows: list[FlowPath], cap: dict, uids: dict, order: dict) -> Finding | None:
     by_mode: dict[str, list[FlowPath]] = defaultdict(list)
     for f in flows:
         if f.mode and f.leg != "back":
@@ -364,9 +373,10 @@ def _mixed_modes(flows: list[FlowPath], cap: dict) -> Finding | None:
             h = f.packets[0].hops[-1] if f.packets and f.packets[0].hops else None
             if h:
                 evidence.append(FrameRef(h.ts_ns, cap[h.vantage], h.vantage, h.frame, f"{f.client}: handled by {m}"))
-    return Finding(kind="lb_mode_mixed", severity=ERROR, vantage="path",
+    return Finding(kind="lb_mode_mixed", severity=ERROR,
+                   vantages=tuple(sorted({v for fs in by_mode.values() for f in fs for v in f.vantages}, key=lambda v: order.get(v, 99))),
                    summary=f"the load balancer handles connections to the service in different ways: {', '.join(parts)}.",
-                   evidence=tuple(sorted(evidence)), connections=tuple(sorted(f.client for fs in by_mode.values() for f in fs)),
+                   evidence=tuple(sorted(evidence)), connections=_uids_of((f.key for fs in by_mode.values() for f in fs), uids),
                    subject="mixed load-balancing modes")
 
 
@@ -424,7 +434,7 @@ def _mad(xs: list[int]) -> float:
     return median(abs(x - m) for x in xs)
 
 
-def _drop_finding(key, items, cap) -> Finding:
+def _drop_finding(key, items, cap, uids) -> Finding:
     d, a, b = key
     conns = sorted({f"{fk[0]}:{fk[1]}" for fk, _ in items})
     evidence = []
@@ -439,11 +449,12 @@ def _drop_finding(key, items, cap) -> Finding:
                                      f"the same {pp.label} earlier on its path"))
     summary = (f"{plural(len(items), 'packet')} of {plural(len(conns), 'connection')} passed {a} and never reached {b} "
                f"({'client->server' if d == ORIG else 'server->client'}), although {b} was capturing: inferred drop by the firewall between them.")
-    return Finding(kind="firewall_drop", severity=ERROR, vantage=f"{a}->{b}", summary=summary,
-                   evidence=tuple(sorted(evidence)), connections=tuple(conns), subject=f"{a} -> {b}")
+    return Finding(kind="firewall_drop", severity=ERROR, vantages=(a, b), between=(a, b), summary=summary,
+                   evidence=tuple(sorted(evidence)), connections=_uids_of((fk for fk, _ in items), uids),
+                   subject="client->server" if d == ORIG else "server->client")
 
 
-def _bypass_finding(fw_vs, items, cap) -> Finding:
+def _bypass_finding(fw_vs, items, cap, uids) -> Finding:
     conns = sorted({f"{fk[0]}:{fk[1]}" for fk, _ in items})
     evidence, gateways = [], set()
     for fk, pp in items[:6]:
@@ -457,5 +468,7 @@ def _bypass_finding(fw_vs, items, cap) -> Finding:
     summary = (f"replies of {plural(len(conns), 'connection')} reached the client without passing the firewall "
                f"({', '.join(fw_vs)} never saw them); they left the back-end towards {', '.join(sorted(gateways)) or 'another gateway'}: "
                "the return path bypasses the firewall.")
-    return Finding(kind="asymmetric_flow", severity=ERROR, vantage="/".join(fw_vs), summary=summary,
-                   evidence=tuple(sorted(evidence)), connections=tuple(conns), subject="reply bypasses the firewall")
+    return Finding(kind="asymmetric_flow", severity=ERROR, vantages=tuple(fw_vs),
+                   between=(fw_vs[0], fw_vs[-1]), summary=summary,
+                   evidence=tuple(sorted(evidence)), connections=_uids_of((fk for fk, _ in items), uids),
+                   subject="reply bypasses the firewall")

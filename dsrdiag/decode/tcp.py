@@ -22,6 +22,11 @@ def decode_tcp(data: bytes, off: int, end: int):
     return sport, dport, seq, ack, flags, win, data[off + hl : end]
 
 
+def flag_letters(flags: int) -> str:
+    """Flags as letters in bit order, the way scapy and Zeek's history write them: SYN+ACK -> 'SA'."""
+    return "".join(ch for bit, ch in enumerate("FSRPAUEC") if flags >> bit & 1)
+
+
 def flag_text(flags: int) -> str:
     """Flags the way Wireshark's info column writes them: SYN, ACK -> 'SYN, ACK'."""
     names = ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"), (URG, "URG"))

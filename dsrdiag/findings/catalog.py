@@ -24,6 +24,8 @@ class Entry:
     """Which vantage can show it, and what a capture elsewhere cannot."""
     windows: str
     linux: str
+    load_balancer: str = ""
+    """The fix on the load balancer, where the fault can be there (NetScaler, Kemp, F5, HAProxy, LVS)."""
 
 
 CATALOG: dict[str, Entry] = {}
@@ -69,6 +71,9 @@ _add(Entry(
         "`inet_interfaces = all`); make sure no NAT rule rewrites the reply's source (`nft list "
         "ruleset`, `iptables -t nat -S`: no masquerade/SNAT of traffic from port 25)."
     ),
+    load_balancer=(
+        "Check that the virtual server really is in DSR mode, so that the back-end receives the VIP as destination and can answer from it: Citrix NetScaler / ADC: MAC-based forwarding (`add lb vserver ... -m MAC`) with `USIP` enabled (`set lb vserver <name> -USIP YES` / `enable ns mode USIP`); Kemp LoadMaster: Virtual Service > Standard Options > Forwarding method \"direct\" (Transparency on); F5 BIG-IP: nPath routing, a FastL4 profile with loose initiation/close and address and port translation disabled on the virtual server; keepalived/LVS: `lb_kind DR`. HAProxy cannot do DSR: it is a full proxy, use PROXY protocol (`send-proxy`) with Postfix `smtpd_upstream_proxy_protocol = haproxy` instead."
+    )
 ))
 
 _add(Entry(
@@ -107,6 +112,9 @@ _add(Entry(
         "interface); persist in /etc/sysctl.d/. Keep the VIP only on lo as /32; for IPv6 use lo, "
         "/128 and `nodad`, never the LAN interface. Then flush the router's ARP/neighbour entry."
     ),
+    load_balancer=(
+        "Only the load balancer may answer for the VIP: NetScaler answers ARP for a VIP by default (`set ns ip <VIP> -arp ENABLED`); Kemp and F5 (a virtual address with ARP enabled) likewise; keepalived/LVS: the director holds the VIP in `virtual_ipaddress`, the real servers only on `lo` with arp_ignore/arp_announce. Clear the ARP cache of the router/firewall after fixing the back-end (`clear arp` / `ip neigh flush`)."
+    )
 ))
 
 _add(Entry(
@@ -146,6 +154,9 @@ _add(Entry(
         "default via <firewall> table 100`). A Linux firewall drops such flows as `ct state "
         "invalid`; exempting the VIP flows or `nf_conntrack_tcp_loose=1` accepts them knowingly."
     ),
+    load_balancer=(
+        "If the firewall must see both directions, the back-ends' default gateway must be the firewall (not another router); in DSR the replies leave the back-ends directly, so the LB cannot fix this. Otherwise let the firewall accept the asymmetric flow for this service (see the firewall fix above)."
+    )
 ))
 
 _add(Entry(
@@ -213,6 +224,9 @@ _add(Entry(
         "`ip addr add VIP/32 dev lo` (IPv6: `ip -6 addr add VIP/128 dev lo nodad`) and persist it; "
         "keep `arp_ignore=1` and `arp_announce=2`; check with `ip -br addr show lo`."
     ),
+    load_balancer=(
+        "If the back-end is not meant to hold the VIP, the virtual server is in the wrong mode for it: DSR (NetScaler `-m MAC`, Kemp \"direct\", F5 nPath, LVS `lb_kind DR`) needs the VIP on every back-end's loopback; otherwise use NAT mode (with the client address kept by routing the replies through the LB)."
+    )
 ))
 
 _add(Entry(
@@ -248,6 +262,9 @@ _add(Entry(
         "`smtpd_upstream_proxy_protocol = haproxy` on that port) or XCLIENT (Postfix "
         "`smtpd_authorized_xclient_hosts = <LB address>`)."
     ),
+    load_balancer=(
+        "The load balancer replaces the client address: NetScaler without `USIP` (`set lb vserver <name> -USIP YES`, or MAC mode `-m MAC` for DSR); Kemp with Transparency off (Virtual Service > Standard Options > Transparency), or use \"direct\" forwarding; F5 with a SNAT pool or automap on the virtual server (remove it and route replies through the BIG-IP, or nPath/DSR); keepalived/LVS `lb_kind NAT` with masquerading on the director; HAProxy always connects from its own address: enable `send-proxy` on the server line and accept the PROXY protocol on the MTA (Postfix `smtpd_upstream_proxy_protocol = haproxy`; Exchange does not accept PROXY protocol). The alternative many operators choose: keep SNAT and move relay permission to the load balancer (ACLs or an SMTP profile on the LB that only lets the allowed clients reach the relay virtual server), or give the mail server a second address used only for relay and published without SNAT. The cost: the MTA logs and greylisting see the LB's address, per-client rate limits and SPF/`mynetworks` decisions move to the LB, and abuse reports name the LB."
+    )
 ))
 
 _add(Entry(
@@ -305,6 +322,9 @@ _add(Entry(
     seen_from="Captures on both sides of the firewall, analysed together.",
     windows="Fix what the firewall rejects: the return path (asymmetric_flow) or the reply's source (return_source_not_vip), not the firewall rule.",
     linux="On a Linux firewall `nft list ruleset` counters (`ct state invalid counter drop`) and `conntrack -E` confirm the drop; fix the path or the source address that makes the packets invalid.",
+    load_balancer=(
+        "Not on the load balancer: the firewall between the two vantages dropped packets of the connection; see the cause it is explained by."
+    )
 ))
 
 _add(Entry(
@@ -581,11 +601,108 @@ _add(Entry(
     linux="Not applicable.",
 ))
 
+_add(Entry(
+    kind="connection_refused",
+    severity=ERROR,
+    title="The back-end refuses connections to the VIP",
+    explanation=(
+        "The client's SYN to the VIP was answered with a RST: a host holds the VIP (it answered for it) "
+        "but nothing accepts connections on the VIP and port. Typically the MTA listens on the "
+        "back-end's real address only (Postfix `inet_interfaces` naming one address, an Exchange receive "
+        "connector bound to the LAN adapter's address), or the VIP is on the host but the service was "
+        "never restarted after it was added. In DSR the back-end receives the client's packets addressed "
+        "to the VIP, so the service must listen on the VIP (or on every address)."
+    ),
+    decided=(
+        "A connection to VIP:P whose SYN was answered by a RST from the VIP (Zeek's REJ), grouped by "
+        "the back-end that answered (the RST's source MAC, or the MAC the SYN was delivered to)."
+    ),
+    seen_from=(
+        "Any vantage that sees the RST: the client (unless a firewall drops it), the firewall, the server "
+        "LAN, the back-end itself. Not the load balancer's own interface in DSR (replies do not pass it)."
+    ),
+    windows=(
+        "Bind the receive connector to all addresses or to the VIP: `Get-ReceiveConnector | ft Name,Bindings`, "
+        "then `Set-ReceiveConnector \"<server>\\Default Frontend <server>\" -Bindings 0.0.0.0:25`; "
+        "check with `netstat -ano | findstr :25` that something listens on the VIP (or 0.0.0.0)."
+    ),
+    linux=(
+        "Make the MTA listen on every address or on the VIP too: Postfix `inet_interfaces = all` (or list the "
+        "VIP) and `postfix reload`; Exim `local_interfaces`; check with `ss -ltnp 'sport = :25'`."
+    ),
+    load_balancer=(
+        "Not on the load balancer; but its health monitor should probe the VIP on the back-end (NetScaler "
+        "monitor with `-destIP` the VIP and `-transparent YES`, F5 monitor alias address, keepalived "
+        "`TCP_CHECK` with `connect_ip` the VIP) so that a back-end refusing the VIP is taken out of service."
+    ),
+))
+
+_add(Entry(
+    kind="vip_claimed_by_several_macs",
+    severity=ERROR,
+    title="Several MACs answer ARP/NDP for the VIP",
+    explanation=(
+        "More than one MAC address claimed the VIP (ARP replies, gratuitous ARP, neighbour advertisements). "
+        "Routers and clients then send the VIP's traffic to whichever answered last: connections go past "
+        "the load balancer to one host, or flip between hosts mid-session. Exactly one device, the load "
+        "balancer (or the active member of its HA pair), may answer for the VIP."
+    ),
+    decided=(
+        "Two or more distinct MACs in ARP/NDP answers for one VIP in one capture. When the behaviour on the "
+        "wire tells which claimant is a back-end (it sends SYN-ACKs from the VIP, or receives the VIP's "
+        "frames re-sent by the load balancer), that back-end's arp_reply_for_vip_from_backend is the cause "
+        "and this finding its consequence; otherwise this is the cause, with every claimant named."
+    ),
+    seen_from=(
+        "A capture on the VIP's segment that sees the answers: the router's or firewall's inside leg (it "
+        "asks), a SPAN of the server LAN, a back-end that answers. Not from the client's side of a router."
+    ),
+    windows=(
+        "On a Windows back-end, the VIP belongs on the KM-TEST loopback adapter only, never on the LAN "
+        "adapter; `Get-NetIPAddress -IPAddress <VIP>` must list only the loopback."
+    ),
+    linux=(
+        "On a Linux back-end: VIP/32 on `lo` only, `sysctl -w net.ipv4.conf.all.arp_ignore=1 "
+        "net.ipv4.conf.all.arp_announce=2` (and on the LAN interface); for IPv6 the VIP on `lo` with "
+        "`nodad`, never on the LAN interface."
+    ),
+    load_balancer=(
+        "Two load balancers claiming one VIP is an HA pair in split brain or two devices configured with the "
+        "same VIP: NetScaler `show ha node` (one primary), F5 `tmsh show sys failover` and traffic-group "
+        "state, Kemp HA status, keepalived: one MASTER per VRRP instance (check `virtual_router_id` clashes)."
+    ),
+))
+
+_add(Entry(
+    kind="capture_one_sided",
+    severity=WARNING,
+    title="The capture holds one direction of traffic only",
+    explanation=(
+        "Every connection in this capture is one-sided in the same direction, and nothing else in it "
+        "shows the other direction either. That is what a capture point that mirrors one direction looks "
+        "like (a SPAN session with rx only, one leg of a tap, a capture filter on one host), and it "
+        "would make every connection look like an asymmetric flow. The capture cannot judge replies."
+    ),
+    decided=(
+        "At least two TCP connections, all with packets from one side only, and no ARP/NDP answer or other "
+        "two-way traffic in the capture."
+    ),
+    seen_from="The capture itself; a capture taken elsewhere says nothing about this one.",
+    windows="Capture both directions: in a SPAN session `both` (Cisco `monitor session 1 source interface Gi1/0/1 both`); in Wireshark/dumpcap, no one-way capture filter.",
+    linux="Capture both directions: `tcpdump -i <iface> -w file.pcap` without `-Q in`/`--direction`; on a SPAN or tap, both legs.",
+))
+
 KINDS = tuple(CATALOG)
 
 
 def entry(kind: str) -> Entry:
     return CATALOG[kind]
+
+
+def title(kind: str) -> str:
+    """The kind's short title (the verdict names causes by it); the kind itself when uncatalogued."""
+    e = CATALOG.get(kind)
+    return e.title if e else kind
 
 
 def render_markdown() -> str:
@@ -618,6 +735,8 @@ def render_markdown() -> str:
             "",
             f"**Fix on Linux.** {e.linux}",
         ]
+        if e.load_balancer:
+            out += ["", f"**Fix on the load balancer.** {e.load_balancer}"]
     return "\n".join(out) + "\n"
 
 

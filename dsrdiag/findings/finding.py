@@ -35,7 +35,8 @@ class BackendRef:
 class Finding:
     kind: str
     severity: str
-    vantage: str
+    vantages: tuple[str, ...]
+    """Every vantage (capture name) the fault was seen at, in path order once grouped."""
     summary: str
     """One or two sentences specific to this occurrence (addresses, counts, timings)."""
     evidence: tuple[FrameRef | HostRef, ...]
@@ -45,11 +46,25 @@ class Finding:
     backend: BackendRef | None = None
     subject: str = ""
     """What the finding is about when it is not a back-end (a VIP, a MAC)."""
+    between: tuple[str, str] | None = None
+    """(from, to) vantages for a finding about a segment of the path (firewall_drop, a bypass)."""
+    id: str = ""
+    """Stable identifier: the same fault in the same captures gets the same id in every run
+    (findings/causes.py assigns it from kind, vantages, segment, back-end address and subject)."""
+    explained_by: str | None = None
+    """id of the finding that causes this one (None: a root cause, or nothing explains it)."""
+    consequences: tuple[str, ...] = ()
+    """ids of the findings this one causes."""
 
     @property
     def rank(self) -> int:
         return SEVERITY_RANK[self.severity]
 
+    @property
+    def vantage(self) -> str:
+        """The first vantage: where a single-capture finding was seen (presenters join the list)."""
+        return self.vantages[0] if self.vantages else ""
+
     def sort_key(self):
         first = self.evidence[0] if self.evidence else None
-        return (-self.rank, self.kind, self.vantage, getattr(first, "ts_ns", 0), self.summary)
+        return (-self.rank, self.kind, self.vantages, self.between or (), getattr(first, "ts_ns", 0), self.summary)

@@ -23,7 +23,7 @@ def group_across_vantages(findings: list[Finding], conn_key: dict[str, tuple], o
     buckets: dict[tuple, list[Finding]] = defaultdict(list)
     for f in findings:
         b = f.backend
-        buckets[(f.kind, f.severity, (b.name, b.mac, b.ip) if b else None, f.subject)].append(f)
+        buckets[(f.kind, f.severity, (b.mac, b.ip) if b else None, f.subject, f.between)].append(f)
     out = []
     for group in buckets.values():
         # union of findings that share a connection (or name none): one fault each
@@ -43,10 +43,11 @@ def group_across_vantages(findings: list[Finding], conn_key: dict[str, tuple], o
 
 
 def _merge(fs: list[Finding], order: dict[str, tuple]) -> Finding:
+    """One finding with every vantage (in path order) and all their evidence; the summary stays the
+    first vantage's own sentence (presenters say where else it was seen, from `vantages`)."""
     fs = sorted(fs, key=lambda f: order.get(f.vantage, (99, 0)))
-    vantages = [f.vantage for f in fs]
+    vantages = tuple(dict.fromkeys(v for f in fs for v in f.vantages))
     first = fs[0]
     evidence = tuple(sorted({e for f in fs for e in f.evidence}))
     connections = tuple(sorted({c for f in fs for c in f.connections}))
-    summary = f"{first.summary} The same fault is seen at {len(vantages)} vantages: {', '.join(vantages)}."
-    return replace(first, vantage=", ".join(vantages), summary=summary, evidence=evidence, connections=connections)
+    return replace(first, vantages=vantages, evidence=evidence, connections=connections)

@@ -1,38 +1,136 @@
-"""Findings -> verdict (healthy, or N problems) and whether --fail-on is reached.
+"""Findings + what was judged -> the verdict: healthy, broken or inconclusive, the causes first.
 
 Why here and not in the CLI: the verdict is a judgement; the CLI only turns it into an exit code.
-Information findings (PROXY header, XCLIENT) are facts, not problems: they never make a site unhealthy.
+Why `inconclusive`: a gate that says "healthy" for an empty capture, a wrong --vip or the wrong
+port passes a site nobody looked at. The verdict is healthy only when connections to the
+service were seen and judged and at least one of them completed; when there was nothing to
+judge it is inconclusive and says what was seen instead, so the user can correct the question.
+Information findings (PROXY header, XCLIENT) are facts, not problems: they never make a site broken.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from dsrdiag.findings.causes import causes as root_causes
 from dsrdiag.findings.finding import SEVERITY_RANK, WARNING, Finding, plural
 
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
+HEALTHY, BROKEN, INCONCLUSIVE = "healthy", "broken", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What the analysis had to judge: the facts an honest verdict needs besides the findings.
+
+    Connections are counted once however many vantages saw them (by flow key)."""
+
+    packets: int = 0
+    """Frames analysed over every capture."""
+    vips: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()
+    service: int = 0
+    """Connections to a VIP on a service port."""
+    completed: int = 0
+    """... of which the handshake completed."""
+    why_not: tuple[str, ...] = ()
+    """Why the connections seen could not show an outcome (e.g. the LB's own interface)."""
+    hints: tuple[str, ...] = ()
+    """What was seen instead, when there was nothing to judge ("TCP to 192.0.2.25:587 seen: try --port 587")."""
+
+    @property
+    def failed(self) -> int:
+        return self.service - self.completed
 
 
 @dataclass(frozen=True)
 class Verdict:
-    healthy: bool
-    problems: int
+    state: str
+    """healthy | broken | inconclusive"""
+    causes: tuple[str, ...]
+    """ids of the root-cause findings (at or above --fail-on), most severe first."""
+    text: str
     errors: int
     warnings: int
     infos: int
-    text: str
+    connections: int = 0
+    completed: int = 0
+    failed: int = 0
+    hints: tuple[str, ...] = field(default=())
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == HEALTHY
+
+    @property
+    def problems(self) -> int:
+        return self.errors + self.warnings
 
 
-def verdict(findings: list[Finding]) -> Verdict:
+def _floor(fail_on: str) -> int:
+    """--fail-on never changes the exit code, not what is broken: the state is judged at error."""
+    return SEVERITY_RANK.get(fail_on, SEVERITY_RANK["error"])
+
+
+def _cause_text(f: Finding, titles) -> str:
+    b = f.backend
+    who = ""
+    if b is not None:
+        who = b.name + (f" ({b.ip})" if b.ip and b.ip != b.name else "") + ": "
+    where = f" between {f.between[0]} and {f.between[1]}" if f.between else ""
+    return f"{who}{titles(f.kind)}{where}"
+
+
+def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str = "error", titles=None) -> Verdict:
+    """`titles(kind)`: a short title per kind for the text (the catalogue's)."""
+    titles = titles or (lambda k: k.replace("_", " "))
     errors = sum(1 for f in findings if f.severity == "error")
     warnings = sum(1 for f in findings if f.severity == "warning")
     infos = sum(1 for f in findings if f.severity == "info")
-    problems = errors + warnings
-    if problems == 0:
-        text = "healthy: no DSR problem found"
+    floor = _floor(fail_on)
+    cs = root_causes(findings, floor)
+    if not cs:  # every finding at the floor is explained by one below it: name those
+        by_id = {f.id: f for f in findings}
+        cs = list({f.explained_by: by_id[f.explained_by] for f in findings
+                   if f.rank >= floor and f.explained_by in by_id}.values())
+    cs = sorted(cs, key=Finding.sort_key)
+    j = judged or Judged()
+    counts = ""
+    if j.service:
+        counts = (f"{j.failed} of {plural(j.service, 'connection')} failed" if j.failed
+                  else f"all {plural(j.service, 'connection')} completed")
+    if cs:
+        state = BROKEN
+        text = "BROKEN - " + "; ".join(_cause_text(f, titles) for f in cs[:3])
+        if len(cs) > 3:
+            text += f"; and {len(cs) - 3} more"
+        if counts:
+            text += f" ({counts})"
+    elif judged is not None and (j.service == 0 or j.completed == 0):
+        state = INCONCLUSIVE
+        if j.packets == 0:
+            why = "no packets were analysed"
+        elif not j.vips:
+            why = "no VIP could be determined"
+        elif j.service == 0:
+            why = ("no connection to " + ", ".join(j.vips) + " on port "
+                   + ", ".join(str(p) for p in j.ports) + " was seen")
+        else:
+            why = f"none of the {plural(j.service, 'connection')} to the service could be seen to complete"
+        text = "INCONCLUSIVE - " + why
+        extra = list(j.why_not) + list(j.hints)
+        if extra:
+            text += ": " + "; ".join(extra)
     else:
-        text = f"{plural(problems, 'problem')} found ({plural(errors, 'error')}, {plural(warnings, 'warning')})"
-    return Verdict(problems == 0, problems, errors, warnings, infos, text)
+        state = HEALTHY
+        text = "HEALTHY - no DSR problem found"
+        if counts:
+            text += f" ({counts})"
+        below = errors + warnings
+        if below:
+            text += f"; {plural(below, 'finding')} below --fail-on {fail_on}"
+    return Verdict(state, tuple(f.id for f in cs), text, errors, warnings, infos,
+                   j.service, j.completed, j.failed, tuple(j.hints))
 
 
 def fails(findings: list[Finding], fail_on: str) -> bool:
@@ -42,4 +140,4 @@ def fails(findings: list[Finding], fail_on: str) -> bool:
     return any(SEVERITY_RANK[f.severity] >= floor for f in findings)
 
 
-__all__ = ["Verdict", "verdict", "fails", "FAIL_ON_CHOICES", "WARNING"]
+__all__ = ["Verdict", "Judged", "verdict", "fails", "FAIL_ON_CHOICES", "WARNING", "HEALTHY", "BROKEN", "INCONCLUSIVE"]

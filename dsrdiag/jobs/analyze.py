@@ -17,13 +17,16 @@ import weakref
 from typing import NamedTuple
 
 from dsrdiag.core.stats import median
+from dsrdiag.findings.finding import plural
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.context import Context
+from dsrdiag.findings.catalog import title
+from dsrdiag.findings.causes import link
 from dsrdiag.findings.finding import BackendRef, Finding
 from dsrdiag.findings.group import group_across_vantages
 from dsrdiag.findings.infer import infer
 from dsrdiag.findings.judge import judge, limits
-from dsrdiag.findings.verdict import verdict
+from dsrdiag.findings.verdict import Judged, verdict
 from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Report
 from dsrdiag.track.pipeline import track_capture
 from dsrdiag.track.records import CaptureRecords, flow_key
@@ -55,6 +58,7 @@ class CapturePart(NamedTuple):
     limits: list
     rendered: str | None
     """A file holding its connection list as JSON items (jsondoc), or None."""
+    service: "ServiceTally"
 
 
 def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_writer=None) -> CapturePart:
@@ -62,6 +66,7 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_wri
     list for the report, in judge's one pass over its records (the second per-capture step: where
     the capture was read). Merged in capture order, parts give what passes over every capture give."""
     tally = BackendTally(topology, several)
+    service = ServiceTally(topology, several)
     keys: dict[str, tuple] = {}
     rendered = None
     out = None
@@ -71,11 +76,11 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_wri
         # what else needs every connection rides judge's shared pass (each pass over spilled
         # records unpickles them all): the back-end table, the keys that group one fault seen at
         # several vantages, the JSON connection list
-        riding = [tally.observer(ctx)]
-        if several:
-            def key(c) -> None:
-                keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
-            riding.append(key)
+        riding = [tally.observer(ctx), service.observe]
+
+        def key(c) -> None:  # findings name connections by uid; causes link them by flow
+            keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
+        riding.append(key)
         if list_writer is not None:
             out = list_writer()
             rendered = out.path
@@ -93,7 +98,7 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_wri
     if out is not None:
         out.close()
     named = {u for f in findings for u in f.connections}
-    return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), rendered)
+    return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), rendered, service)
 
 
 def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, crew=None) -> Report:
@@ -124,12 +129,15 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
     tally = parts[0].tally if parts else BackendTally(topology, several)
     for p in parts[1:]:
         tally.merge(p.tally)
+    service = parts[0].service if parts else ServiceTally(topology, several)
+    for p in parts[1:]:
+        service.merge(p.service)
     findings = sorted((f for p in parts for f in p.findings), key=Finding.sort_key)
     corr = None
+    conn_key = {u: k for p in parts for u, k in p.keys.items()}
     if several:
         from dsrdiag.correlate.roles import applies, vantage_roles  # several vantages only
 
-        conn_key = {u: k for p in parts for u, k in p.keys.items()}
         findings = group_across_vantages(findings, conn_key, vantage_roles(records, topology)[1])
         if applies(records, topology):  # captures from two places on the path
             from dsrdiag.correlate.paths import correlate
@@ -137,6 +145,10 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
             corr = correlate(records, topology)
     if corr is not None and corr.findings:
         findings = sorted(findings + list(corr.findings), key=lambda f: f.sort_key())
+        for v in views_of(records):
+            conn_key.update(v)
+    findings = link(findings, conn_key)
+    judged = service.judged(records, [p.limits for p in parts])
     captures = []
     for r, p in zip(records, parts):
         captures.append(CaptureSummary(
@@ -151,7 +163,8 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
         topology=topology,
         connections=view,
         findings=tuple(findings),
-        verdict=verdict(findings),
+        verdict=verdict(findings, judged, titles=title),
+        judged=judged,
         backends=tuple(tally.rows(corr.died_by_key() if corr is not None else {})),
         notes=topology.notes,
         correlation=corr if corr is not None and corr.flows else None,
@@ -210,6 +223,78 @@ STATE_WORDS = {
     "OTH": "no SYN seen (mid-stream)", "S2": "closing", "S3": "closing", "SF": "closed normally",
 }
 """conn_state in words, for the per-back-end table (docs/conn-states.md has the full meaning)."""
+
+
+def views_of(records: list[CaptureRecords]):
+    """uid -> flow key of every connection (correlated findings name connections at every vantage)."""
+    for r in records:
+        yield {c.uid: (c.client_ip, c.client_port, c.server_port) for c in r.connections}
+
+
+class ServiceTally:
+    """Connections to a VIP on a service port, and how many completed: what the verdict judged.
+
+    One connection seen at several vantages counts once (by flow key); with one capture each
+    record is one connection, counted and not kept (memory stays flat on a day of mail)."""
+
+    def __init__(self, topology: Topology, several: bool):
+        self.vips, self.ports, self.several = topology.vip_ips, frozenset(topology.ports), several
+        self.n = self.done = 0
+        self.ok: dict[tuple, bool] = {}
+
+    def observe(self, c) -> None:
+        if c.server_port not in self.ports or c.server_ip not in self.vips or "S" not in c.history:
+            return
+        done = completed(c)
+        if not self.several:
+            self.n += 1
+            self.done += done
+            return
+        k = (c.client_ip, c.client_port, c.server_port)
+        self.ok[k] = self.ok.get(k, False) or done
+
+    def merge(self, later: "ServiceTally") -> None:
+        self.n += later.n
+        self.done += later.done
+        for k, done in later.ok.items():
+            self.ok[k] = self.ok.get(k, False) or done
+
+    def judged(self, records: list[CaptureRecords], limits: list[list[str]]) -> Judged:
+        service = self.n + len(self.ok)
+        done = self.done + sum(self.ok.values())
+        why_not = tuple(dict.fromkeys(
+            f"{r.vantage} is the load balancer's own interface (DSR replies never pass there)"
+            for r in records if r.facts.lb_interface))
+        return Judged(packets=sum(r.passed for r in records), vips=tuple(sorted(self.vips)),
+                      ports=tuple(sorted(self.ports)), service=service, completed=done,
+                      why_not=why_not, hints=tuple(_hints(records, self.vips, self.ports)) if not service else ())
+
+
+def _hints(records: list[CaptureRecords], vips, ports) -> list[str]:
+    """What was seen instead of connections to the VIP and port (from the capture's facts)."""
+    other_ports: dict[str, set[int]] = {}
+    other_dst: dict[tuple[str, int], int] = {}
+    for r in records:
+        for (ip, port), (n, _) in r.facts.syn_dst.items():
+            if ip in vips and port not in ports:
+                other_ports.setdefault(ip, set()).add(port)
+            elif ip not in vips and port in ports:
+                other_dst[(ip, port)] = other_dst.get((ip, port), 0) + n
+            elif ip not in vips:
+                other_ports.setdefault(ip, set()).add(port)
+    out = []
+    for ip, ps in sorted(other_ports.items()):
+        if ip in vips:
+            out.append(f"TCP to {ip} on port {', '.join(str(p) for p in sorted(ps)[:5])} seen: try "
+                       + " ".join(f"--port {p}" for p in sorted(ps)[:3]))
+    for (ip, port), n in sorted(other_dst.items(), key=lambda kv: (-kv[1], kv[0]))[:3]:
+        out.append(f"SYNs to {ip}:{port} ({plural(n, 'connection')}): is that the VIP? (--vip {ip})")
+    if not out:
+        smtp_like = sorted({p for ps in other_ports.values() for p in ps} & {25, 465, 587, 2525})
+        if smtp_like:
+            out.append("SMTP seen on port " + ", ".join(map(str, smtp_like)) + ": try "
+                       + " ".join(f"--port {p}" for p in smtp_like))
+    return out
 
 
 class BackendTally:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.finding import BackendRef, Finding
-from dsrdiag.findings.verdict import Verdict
+from dsrdiag.findings.verdict import Judged, Verdict
 from dsrdiag.track.records import Connection
 
-REPORT_VERSION = "1.0"
+REPORT_VERSION = "2.0"
 """Version of the JSON document's schema (docs/report.schema.json). Bump on incompatible change."""
 
 
@@ -92,6 +92,8 @@ class Report:
     probe: ProbeSummary | None = None
     correlation: object | None = None
     """correlate.paths.Correlation when several vantages were analysed together."""
+    judged: Judged | None = None
+    """What there was to judge (the verdict is re-decided from it for another --fail-on)."""
 
     @property
     def damaged(self) -> bool:

@@ -25,7 +25,7 @@ STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#1b1f23;padding:0 1em}
 h1{font-size:1.5em;margin-bottom:.2em}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.8em}
 .verdict{padding:.8em 1em;border-radius:6px;font-weight:600;font-size:1.1em}
-.ok{background:#dafbe1;border:1px solid #4ac26b}.bad{background:#ffebe9;border:1px solid #ff8182}
+.ok{background:#dafbe1;border:1px solid #4ac26b}.unsure{background:#fff8c5;border:1px solid #d4a72c}.bad{background:#ffebe9;border:1px solid #ff8182}
 .finding{border:1px solid #d0d7de;border-radius:6px;padding:.6em 1em;margin:1em 0}
 .sev{display:inline-block;border-radius:3px;padding:0 .4em;color:#fff;font-size:.85em;margin-right:.5em}
 .sev-error{background:#cf222e}.sev-warning{background:#bf8700}.sev-info{background:#0969da}
@@ -54,7 +54,7 @@ def render(report: Report) -> str:
         f"<style>{STYLE}</style></head><body>",
         f"<h1>dsrdiag report</h1><p class=\"dim\">dsrdiag {e(doc['tool']['version'])}, "
         f"{len(doc['captures'])} capture(s), report format {e(doc['version'])}</p>",
-        f'<div class="verdict {"ok" if v["healthy"] else "bad"}" id="verdict">{e(v["text"])}</div>',
+        f'<div class="verdict {"ok" if v["state"] == "healthy" else "bad" if v["state"] == "broken" else "unsure"}" id="verdict">{e(v["text"])}</div>',
     ]
     parts += _findings(doc["findings"])
     parts += _backends(doc["backends"])
@@ -65,6 +65,12 @@ def render(report: Report) -> str:
         parts += _correlation(report, doc["correlation"])
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _where(f: dict) -> str:
+    if f.get("between"):
+        return f"between {f['between']['from']} and {f['between']['to']}"
+    return "at " + ", ".join(f["vantages"])
 
 
 def _findings(findings: list[dict]) -> list[str]:
@@ -80,10 +86,11 @@ def _findings(findings: list[dict]) -> list[str]:
             for x in f["evidence"])
         backend = f["backend"]
         out.append(
-            f'<div class="finding" id="finding-{e(f["kind"])}">'
+            f'<div class="finding" id="{e(f["id"])}">'
             f'<h3><span class="sev sev-{e(f["severity"])}">{e(f["severity"])}</span>{e(f["title"])} '
             f'<span class="dim mono">{e(f["kind"])}</span></h3>'
-            f"<p><b>Where:</b> {e(f['vantage'])}"
+            f"<p><b>Where:</b> {e(_where(f))}"
+            + (f" &middot; <b>explained by:</b> <a href=\"#{e(f['explained_by'])}\">{e(f['explained_by'])}</a>" if f.get("explained_by") else " &middot; <b>root cause</b>")
             + (f" &middot; <b>back-end:</b> {e(backend['name'])} ({e(backend['ip'] or '-')}, {e(backend['mac'] or '-')}, {e(backend['source'])})" if backend else "")
             + (f" &middot; <b>subject:</b> {e(f['subject'])}" if f.get("subject") else "")
             + f"</p><p>{e(f['summary'])}</p>"
@@ -91,7 +98,9 @@ def _findings(findings: list[dict]) -> list[str]:
             f"<p>{e(f['explanation'])}</p>"
             f"<details open><summary>Fix on Windows</summary><pre>{e(f['fix']['windows'])}</pre></details>"
             f"<details open><summary>Fix on Linux</summary><pre>{e(f['fix']['linux'])}</pre></details>"
-            "</div>")
+            + (f"<details open><summary>Fix on the load balancer</summary><pre>{e(f['fix']['load_balancer'])}</pre></details>"
+               if f["fix"].get("load_balancer") else "")
+            + "</div>")
     return out
 
 

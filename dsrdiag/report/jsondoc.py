@@ -18,12 +18,17 @@ except ImportError:  # pragma: no cover - a dependency; the stdlib encoder gives
 from dsrdiag import __version__
 from dsrdiag.capture.frame import linktype_name
 from dsrdiag.core.evidence import HostRef, format_ts
+from dsrdiag.decode.tcp import flag_letters
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
 
 
 def _ts(ns):
     return None if ns is None else format_ts(ns)
+
+
+def _epoch(ns):
+    return None if ns is None else round(ns / 1e9, 9)
 
 
 def _backend(b):
@@ -37,6 +42,7 @@ def _conn(c, b):
         "vantage": c.vantage,
         "capture": c.capture,
         "ts": _ts(c.first_ts_ns),
+        "ts_epoch": _epoch(c.first_ts_ns),
         "duration": round((c.last_ts_ns - c.first_ts_ns) / 1e9, 6),
         "ip_version": c.ip_version,
         "client": {
@@ -81,11 +87,47 @@ connection_dict = _conn
 """One connection as the document lists it (for presenters that pick a few)."""
 
 
-def _evidence(e) -> dict:
+def _evidence(e, offsets=None) -> dict:
     if isinstance(e, HostRef):
         return {"source": e.source, "line": e.line or None, "text": e.text}
-    return {"capture": e.capture, "vantage": e.vantage, "frame": e.frame, "time": e.iso_time,
-            "epoch": round(e.ts_ns / 1e9, 9), "what": e.what}
+    d = {"capture": e.capture, "vantage": e.vantage, "frame": e.frame, "time": e.iso_time,
+         "epoch": round(e.ts_ns / 1e9, 9), "what": e.what}
+    o = (offsets or {}).get(e.vantage)
+    if o is not None:  # this capture's clock, set against the reference capture's
+        ns = e.ts_ns - round(o.offset_s * 1e9)
+        d["corrected"] = {"time": format_ts(ns), "epoch": round(ns / 1e9, 9), "uncertainty_s": o.uncertainty_s}
+    return d
+
+
+def _finding(f, offsets) -> dict:
+    e = entry(f.kind)
+    return {
+        "id": f.id,
+        "kind": f.kind,
+        "severity": f.severity,
+        "title": e.title,
+        "vantages": list(f.vantages),
+        "between": {"from": f.between[0], "to": f.between[1]} if f.between else None,
+        "backend": _backend(f.backend),
+        "subject": f.subject or None,
+        "summary": f.summary,
+        "explained_by": f.explained_by,
+        "consequences": list(f.consequences),
+        "connections": list(f.connections),
+        "evidence": [_evidence(x, offsets) for x in f.evidence],
+        "explanation": e.explanation,
+        "fix": {"windows": e.windows, "linux": e.linux, "load_balancer": e.load_balancer or None},
+    }
+
+
+def _verdict(r: Report) -> dict:
+    v = r.verdict
+    return {
+        "state": v.state, "causes": list(v.causes), "text": v.text,
+        "errors": v.errors, "warnings": v.warnings, "infos": v.infos,
+        "connections": v.connections, "completed": v.completed, "failed": v.failed,
+        "hints": list(v.hints),
+    }
 
 
 def _host(h) -> dict | None:
@@ -95,20 +137,29 @@ def _host(h) -> dict | None:
             "default_routes": list(h.default_routes), "listeners": list(h.listeners), "cannot_show": list(h.cannot_show)}
 
 
+def _failure(where: str, n: int) -> dict:
+    """A back-end's failures as data: the conn_state (or the place on the path) and the count."""
+    state, _, words = where.partition(": ")
+    if state.isupper() and state.replace("0", "").isalnum():
+        return {"kind": "conn_state", "conn_state": state, "vantage": None, "text": words, "connections": n}
+    _, _, at = where.rpartition("last seen at ")
+    vantage = at.split(",")[0].strip() if at else None
+    return {"kind": "lost_on_path", "conn_state": None, "vantage": vantage, "text": where, "connections": n}
+
+
 def to_dict(r: Report, connections: bool = True) -> dict:
     t = r.topology
+    offsets = r.correlation.offsets if r.correlation is not None else {}
     doc = {
         "version": r.version,
         "tool": {"name": "dsrdiag", "version": __version__},
-        "verdict": {
-            "healthy": r.verdict.healthy, "problems": r.verdict.problems, "errors": r.verdict.errors,
-            "warnings": r.verdict.warnings, "infos": r.verdict.infos, "text": r.verdict.text,
-        },
+        "verdict": _verdict(r),
         "captures": [
             {
                 "path": c.path, "vantage": c.vantage, "packets": c.frames, "analysed_packets": c.analysed,
                 "link_types": [{"linktype": lt, "name": linktype_name(lt)} for lt in c.linktypes],
                 "reader": c.reader, "first_ts": _ts(c.first_ts_ns), "last_ts": _ts(c.last_ts_ns),
+                "first_ts_epoch": _epoch(c.first_ts_ns), "last_ts_epoch": _epoch(c.last_ts_ns),
                 "damage": c.damage,
                 "anomalies": [{"name": k, "count": v, "first_frame": c.anomaly_frames.get(k)} for k, v in sorted(c.anomalies.items())],
                 "cannot_show": list(c.limits),
@@ -130,27 +181,12 @@ def to_dict(r: Report, connections: bool = True) -> dict:
             {
                 "backend": _backend(row.backend), "connections": row.connections, "completed": row.completed,
                 "failed": row.failed, "banner_hosts": list(row.banner_hosts), "median_syn_to_banner_ms": row.median_banner_ms,
-                "failures": [{"where": w, "connections": n} for w, n in row.failures],
+                "failures": [_failure(w, n) for w, n in row.failures],
             }
             for row in r.backends
         ],
         "connections": [_conn(c, b) for c, b in r.connections] if connections else [],
-        "findings": [
-            {
-                "kind": f.kind,
-                "severity": f.severity,
-                "title": entry(f.kind).title,
-                "vantage": f.vantage,
-                "backend": _backend(f.backend),
-                "subject": f.subject or None,
-                "summary": f.summary,
-                "connections": list(f.connections),
-                "evidence": [_evidence(e) for e in f.evidence],
-                "explanation": entry(f.kind).explanation,
-                "fix": {"windows": entry(f.kind).windows, "linux": entry(f.kind).linux},
-            }
-            for f in r.findings
-        ],
+        "findings": [_finding(f, offsets) for f in r.findings],
     }
     if r.host is not None:
         doc["host"] = _host(r.host)
@@ -164,11 +200,12 @@ def to_dict(r: Report, connections: bool = True) -> dict:
             "flows": [{
                 "client": f.client, "server_port": f.server_port, "vantages": list(f.vantages),
                 "mode": f.mode, "linked": f.linked, "matched_by": list(f.matched_by), "leg": f.leg, "died": f.died,
+                "connections": list(f.uids),
                 "packets": [{"direction": "client_to_server" if p.direction == ">" else "server_to_client",
-                             "flags": p.flags, "seq": p.seq, "ack": p.ack, "payload_len": p.payload_len,
+                             "flags": flag_letters(p.flags), "seq": p.seq, "ack": p.ack, "payload_len": p.payload_len,
                              "last_seen": p.last_seen, "lost_before": p.lost_before,
                              "text": p.text,
-                             "hops": [{"vantage": h.vantage, "frame": h.frame, "time": format_ts(h.ts_ns),
+                             "hops": [{"vantage": h.vantage, "frame": h.frame, "time": format_ts(h.ts_ns), "epoch": _epoch(h.ts_ns),
                                        "src_mac": h.src_mac, "dst_mac": h.dst_mac, "ip_id": h.ip_id} for h in p.hops]}
                             for p in f.packets],
             } for f in c.flows],

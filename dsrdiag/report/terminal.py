@@ -37,10 +37,27 @@ def _uid_order(uid: str):
     return (vantage, int(n) if n.isdigit() else 0)
 
 
+def _where(f) -> str:
+    """Where a finding was seen, in words: `between fw-in and fw-out`, `at client, fw-out`."""
+    if f.between:
+        return f"between {f.between[0]} and {f.between[1]}"
+    return "at " + ", ".join(f.vantages)
+
+
 def render(report: Report, console: Console, verbose: bool = False, ladder: str | None = None) -> None:
     v = report.verdict
-    style = "bold green" if v.healthy else "bold red"
+    style = {"healthy": "bold green", "broken": "bold red"}.get(v.state, "bold yellow")
     console.print(_t(("VERDICT: ", "bold"), (v.text, style)))
+    by_id = {f.id: f for f in report.findings}
+    for cid in v.causes:  # the causes first, each with what it explains
+        f = by_id.get(cid)
+        if f is None:
+            continue
+        cons = [by_id[c] for c in f.consequences if c in by_id]
+        line = _t(("  cause: ", "bold"), (f.kind, SEV_STYLE[f.severity]), f" [{f.id}] at {_where(f)}")
+        if cons:
+            line.append("; explains " + ", ".join(f"{c.kind} at {_where(c)}" for c in cons))
+        console.print(line)
     if v.infos:
         console.print(_t(f"{v.infos} informational finding{'s' if v.infos != 1 else ''}"))
     damaged = [c for c in report.captures if c.damage]
@@ -53,7 +70,7 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
         e = entry(kind)
         console.rule(_t((f"{kind}", "bold"), f"  {e.title}  ({len(group)})"), align="left")
         for f in group:
-            head = _t((f"[{f.severity.upper()}] ", SEV_STYLE[f.severity]), (f"at {f.vantage}", "bold"))
+            head = _t((f"[{f.severity.upper()}] ", SEV_STYLE[f.severity]), (f"{f.id} ", "dim"), (_where(f), "bold"))
             if f.backend:
                 b = f.backend
                 head.append(f"  back-end {b.name}")
@@ -66,6 +83,9 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
                 head.append(f"  {f.subject}")
             console.print(head)
             console.print(_t("  ", f.summary))
+            if f.explained_by:
+                c = by_id.get(f.explained_by)
+                console.print(_t(("  explained by: ", "bold"), f"{f.explained_by}" + (f" ({c.kind} at {_where(c)})" if c else "")))
             if f.connections:
                 shown = ", ".join(sorted(f.connections, key=_uid_order)[:8]) + (f" (+{len(f.connections) - 8} more)" if len(f.connections) > 8 else "")
                 console.print(_t(("  connections: ", "dim"), shown))
@@ -79,6 +99,8 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
         console.print(_t(("  What it means: ", "bold"), e.explanation))
         console.print(_t(("  Fix on Windows: ", "bold"), e.windows))
         console.print(_t(("  Fix on Linux: ", "bold"), e.linux))
+        if e.load_balancer:
+            console.print(_t(("  Fix on the load balancer: ", "bold"), e.load_balancer))
         console.print()
 
     if report.backends:

@@ -67,7 +67,7 @@ def check(ctx: Context) -> Iterator[Finding]:
             if changes:
                 summary += f" The VIP's MAC changed {plural(len(changes), 'time')}."
             yield Finding(
-                kind=KIND, severity=severity, vantage=ctx.vantage, summary=summary,
+                kind=KIND, severity=severity, vantages=(ctx.vantage,), summary=summary,
                 evidence=tuple(sorted(evidence)), backend=ctx.backend(mac) if severity == ERROR else None,
                 subject=f"{vip} claimed by {mac}" + (f" and {', '.join(others)}" if severity == WARNING and others else ""),
             )

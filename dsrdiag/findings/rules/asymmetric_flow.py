@@ -81,7 +81,7 @@ class Collector:
                     f"{missing} path bypasses this point."
                 )
             yield Finding(
-                kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary,
+                kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary,
                 evidence=tuple(sorted(evidence)), connections=tuple(c.uid for c in cs), backend=backend,
                 subject=f"{missing} missing",
             )

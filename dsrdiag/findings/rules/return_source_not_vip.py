@@ -69,6 +69,6 @@ def check(ctx: Context) -> Iterator[Finding]:
             + "."
         )
         yield Finding(
-            kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary,
+            kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary,
             evidence=tuple(sorted(evidence)), connections=tuple(uids), backend=ctx.backend(mac, ip),
         )

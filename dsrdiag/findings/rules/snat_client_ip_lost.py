@@ -61,7 +61,7 @@ class Collector:
             )
             mac = items[0][0].resp_l2[0][0] if items[0][0].resp_l2 else None
             yield Finding(
-                kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary, evidence=tuple(sorted(evidence)),
+                kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary, evidence=tuple(sorted(evidence)),
                 connections=tuple(c.uid for c, _ in items), backend=ctx.backend(mac, server), subject=client,
             )
         yield from _carried(ctx, self.proxied, self.xclient)
@@ -90,6 +90,6 @@ def _carried(ctx: Context, proxied: list, xclient: list) -> Iterator[Finding]:
             f"carry the original client ({'PROXY protocol' if kind == PROXY else 'XCLIENT'}): {shown}."
         )
         yield Finding(
-            kind=kind, severity=INFO, vantage=ctx.vantage, summary=summary, evidence=tuple(sorted(evidence)),
+            kind=kind, severity=INFO, vantages=(ctx.vantage,), summary=summary, evidence=tuple(sorted(evidence)),
             connections=tuple(c.uid for c in cs), backend=ctx.backend_of(cs[0]),
         )

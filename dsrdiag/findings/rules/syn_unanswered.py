@@ -60,7 +60,7 @@ class Collector:
                     "no answer reached it. Captures at the back-end or the client tell which."
                 )
             yield Finding(
-                kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary,
+                kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary,
                 evidence=tuple(sorted(evidence)), connections=tuple(c.uid for c in conns),
                 backend=ctx.backend(mac) if mac else None, subject=f"{ip}:{port}",
             )

@@ -62,6 +62,6 @@ class Collector:
                 + "."
             )
             yield Finding(
-                kind=KIND, severity=ERROR, vantage=ctx.vantage, summary=summary,
+                kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary,
                 evidence=tuple(sorted(evidence)), connections=tuple(c.uid for c in dead), backend=ctx.backend(mac),
             )
