@@ -1,10 +1,11 @@
 """Follow each connection vantage by vantage: where each packet was seen, where it was last seen,
-and what that means (a firewall drop, a reply that bypassed the firewall, the LB's mode); put
-every capture on one clock.
+and the facts that say what went wrong (packets lost between two vantages, replies that went
+around the firewall, the LB's mode); put every capture on one clock. The kinds that judge these
+facts live with the others (findings/kinds/firewall_drop.py, asymmetric_flow.py, lb_mode_mixed.py).
 
 Reads: CaptureRecords of several vantages (their packet notes: the first packets of every
 connection, which is where DSR faults show) and the topology (vantage roles and order, when the
-topology file gives them). Produces: a Correlation (FlowPath records, clock offsets, findings).
+topology file gives them). Produces: a Correlation (FlowPath records, clock offsets, and the facts the path kinds judge: drops, bypasses).
 Never: reports a drop where the next capture was not running at that time, or for vantages whose
 role on the path is unknown (name them client, fw-out, fw-in, lb, be1... or give the order).
 Why: an engineer lines these captures up by hand in several Wireshark windows; this does it.
@@ -26,12 +27,10 @@ import heapq
 from collections import defaultdict
 from dataclasses import dataclass
 
-from dsrdiag.core.evidence import FrameRef
 from dsrdiag.core.stats import median
-from dsrdiag.decode.tcp import flag_text
-from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
-from dsrdiag.track.conn import MAX_NOTES
 from dsrdiag.correlate.roles import vantage_roles
+from dsrdiag.decode.tcp import flag_text
+from dsrdiag.track.conn import MAX_NOTES
 from dsrdiag.track.records import ORIG, RESP, CaptureRecords, Connection, flow_key
 
 MARGIN_NS = 500_000_000
@@ -117,12 +116,27 @@ class ClockOffset:
 
 @dataclass(frozen=True)
 class Correlation:
+    """Facts about paths, for the kinds that judge them (findings/kinds: firewall_drop,
+    asymmetric_flow, lb_mode_mixed) and for the report: nothing here is a verdict."""
+
     flows: tuple[FlowPath, ...]
     offsets: dict[str, ClockOffset]
     reference: str | None
-    findings: tuple[Finding, ...]
     aliases: dict[tuple, tuple] = None
     """flow_key of a back-end's view behind a NAT -> the client-side flow_key it belongs to."""
+    drops: dict = None
+    """(direction, last vantage, next vantage) -> [(flow key, PacketPath)]: packets last seen at a
+    firewall leg and not at the next while it was capturing."""
+    bypasses: dict = None
+    """firewall vantages -> [(flow key, PacketPath)]: replies seen at the client side and at none of them."""
+    captures: dict = None
+    """vantage -> capture path (for evidence)."""
+    uids: dict = None
+    """flow key -> the connection ids of that flow at every vantage."""
+
+    def uids_of(self, keys) -> tuple[str, ...]:
+        """The connection ids of these flows: findings name connections one way."""
+        return tuple(sorted({u for fk in keys for u in (self.uids or {}).get(fk, ())}))
 
     def died_by_key(self) -> dict[tuple, str]:
         """flow_key (the client side's, and the back-end's behind a NAT) -> where it died."""
@@ -137,7 +151,7 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
     roles, order = vantage_roles(records, topology)
     known = [r for r in records if roles[r.vantage]]
     if len({roles[r.vantage] for r in known}) < 2:
-        return Correlation((), {}, None, ())
+        return Correlation((), {}, None, {}, {}, {}, {}, {})
     span = {r.vantage: (r.first_ts_ns or 0, r.last_ts_ns or 0) for r in records}
     cap = {r.vantage: r.capture for r in records}
 
@@ -222,12 +236,8 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
                                   tuple(sorted(c.uid for c in views[fk].values()))))
 
     uids = {fk: tuple(sorted(c.uid for c in vs.values())) for fk, vs in views.items()}
-    findings = [_drop_finding(k, v, cap, uids) for k, v in drops.items()] + [_bypass_finding(k, v, cap, uids) for k, v in bypass.items()]
-    mixed = _mixed_modes(out_flows, cap, uids, order)
-    if mixed:
-        findings.append(mixed)
     out_flows.sort(key=lambda f: (f.leg == "back", f.client, f.server_port))
-    return Correlation(tuple(out_flows), offsets, ref, tuple(sorted(findings, key=Finding.sort_key)), alias)
+    return Correlation(tuple(out_flows), offsets, ref, alias, dict(drops), dict(bypass), cap, uids)
 
 
 def _ns(offsets: dict, v: str) -> int:
@@ -354,32 +364,6 @@ def _invariants(pkts: dict, vs: dict[str, Connection], nat: bool) -> tuple[str, 
     return tuple(out)
 
 
-def _uids_of(keys, uids: dict) -> tuple[str, ...]:
-    """The connection ids (every vantage's uid) of these flows: findings name connections one way."""
-    return tuple(sorted({u for fk in keys for u in uids.get(fk, ())}))
-
-
-def _mixed_modes(flows: list[FlowPath], cap: dict, uids: dict, order: dict) -> Finding | None:
-    by_mode: dict[str, list[FlowPath]] = defaultdict(list)
-    for f in flows:
-        if f.mode and f.leg != "back":
-            by_mode[f.mode].append(f)
-    if len(by_mode) < 2:
-        return None
-    parts = [f"{plural(len(fs), 'connection')} by {m}" for m, fs in sorted(by_mode.items())]
-    evidence = []
-    for m, fs in sorted(by_mode.items()):
-        for f in fs[:3]:
-            h = f.packets[0].hops[-1] if f.packets and f.packets[0].hops else None
-            if h:
-                evidence.append(FrameRef(h.ts_ns, cap[h.vantage], h.vantage, h.frame, f"{f.client}: handled by {m}"))
-    return Finding(kind="lb_mode_mixed", severity=ERROR,
-                   vantages=tuple(sorted({v for fs in by_mode.values() for f in fs for v in f.vantages}, key=lambda v: order.get(v, 99))),
-                   summary=f"the load balancer handles connections to the service in different ways: {', '.join(parts)}.",
-                   evidence=tuple(sorted(evidence)), connections=_uids_of((f.key for fs in by_mode.values() for f in fs), uids),
-                   subject="mixed load-balancing modes")
-
-
 def _offsets(flows, order) -> tuple[dict[str, ClockOffset], str | None]:
     """Clock offsets of every capture against the reference (the first on the path).
 
@@ -432,43 +416,3 @@ def _mad(xs: list[int]) -> float:
         return 0.0
     m = median(xs)
     return median(abs(x - m) for x in xs)
-
-
-def _drop_finding(key, items, cap, uids) -> Finding:
-    d, a, b = key
-    conns = sorted({f"{fk[0]}:{fk[1]}" for fk, _ in items})
-    evidence = []
-    for fk, pp in items[:MAX_EVIDENCE // 2]:
-        h = pp.hops[-1]
-        way = "client->server" if d == ORIG else "server->client"
-        evidence.append(FrameRef(h.ts_ns, cap[h.vantage], h.vantage, h.frame,
-                                 f"{pp.label} {way} of {fk[0]}:{fk[1]}: last seen here, not at {b}"))
-        if len(pp.hops) > 1:  # where it came from: the packet before the firewall, for the record
-            h0 = pp.hops[0]
-            evidence.append(FrameRef(h0.ts_ns, cap[h0.vantage], h0.vantage, h0.frame,
-                                     f"the same {pp.label} earlier on its path"))
-    summary = (f"{plural(len(items), 'packet')} of {plural(len(conns), 'connection')} passed {a} and never reached {b} "
-               f"({'client->server' if d == ORIG else 'server->client'}), although {b} was capturing: inferred drop by the firewall between them.")
-    return Finding(kind="firewall_drop", severity=ERROR, vantages=(a, b), between=(a, b), summary=summary,
-                   evidence=tuple(sorted(evidence)), connections=_uids_of((fk for fk, _ in items), uids),
-                   subject="client->server" if d == ORIG else "server->client")
-
-
-def _bypass_finding(fw_vs, items, cap, uids) -> Finding:
-    conns = sorted({f"{fk[0]}:{fk[1]}" for fk, _ in items})
-    evidence, gateways = [], set()
-    for fk, pp in items[:6]:
-        first, last = pp.hops[0], pp.hops[-1]
-        if first.dst_mac:
-            gateways.add(first.dst_mac)
-        evidence.append(FrameRef(first.ts_ns, cap[first.vantage], first.vantage, first.frame,
-                                 f"{pp.label} reply of {fk[0]}:{fk[1]} leaves {first.vantage} towards MAC {first.dst_mac}"))
-        evidence.append(FrameRef(last.ts_ns, cap[last.vantage], last.vantage, last.frame,
-                                 f"the same reply reaches {last.vantage}; {', '.join(fw_vs)} never saw it"))
-    summary = (f"replies of {plural(len(conns), 'connection')} reached the client without passing the firewall "
-               f"({', '.join(fw_vs)} never saw them); they left the back-end towards {', '.join(sorted(gateways)) or 'another gateway'}: "
-               "the return path bypasses the firewall.")
-    return Finding(kind="asymmetric_flow", severity=ERROR, vantages=tuple(fw_vs),
-                   between=(fw_vs[0], fw_vs[-1]), summary=summary,
-                   evidence=tuple(sorted(evidence)), connections=_uids_of((fk for fk, _ in items), uids),
-                   subject="reply bypasses the firewall")

@@ -17,6 +17,10 @@ must stand strictly earlier in PRECEDENCE than its symptom, so links never form 
 one kind, a finding about a segment of the path (a bypass seen by correlating both firewall
 legs) explains the per-vantage findings of that kind on the same connections.
 
+A symptom seen at the same vantages as its cause, on the cause's own connections (or, without
+connections, about the same subject), is the cause seen again and is folded into it: rules never
+silence each other, this one rule does it for all of them.
+
 Ids: like a Zeek notice's identifier, from what makes the fault the same fault: kind, vantages,
 segment, the back-end's MAC and address (never its inferred name, which depends on what else
 was captured) and subject. The same captures give the same ids in every run.
@@ -115,10 +119,21 @@ def link(findings: list[Finding], conn_key: dict[str, tuple]) -> list[Finding]:
             i = cause_of[i]
         return i
 
+    # a symptom seen where its cause was seen, on the cause's own connections, adds nothing: it is
+    # the cause seen again (the client->VIP half of a wrong-source pair, the unanswered SYNs of the
+    # back-end without the VIP); it is folded into the cause instead of reported beside it
+    folded = set()
+    for s, c in cause_of.items():
+        r = root(s)
+        if set(findings[s].vantages) <= set(findings[r].vantages) and keys[s] <= keys[r] \
+                and (keys[s] or findings[s].subject == findings[r].subject) and findings[s].between is None:
+            folded.add(s)
     out = []
     for i, f in enumerate(findings):
+        if i in folded:
+            continue
         expl = ids[root(i)] if i in cause_of else None
-        cons = tuple(sorted(ids[s] for s in cause_of if root(s) == i and s != i))
+        cons = tuple(sorted(ids[s] for s in cause_of if root(s) == i and s != i and s not in folded))
         out.append(replace(f, id=ids[i], explained_by=expl, consequences=cons))
     return out
 

@@ -7,7 +7,7 @@ all of them name back-ends and cite frames the same way.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dsrdiag.core.evidence import FrameRef
 from dsrdiag.core.topology import Topology
@@ -18,14 +18,20 @@ from dsrdiag.track.records import ORIG, CaptureRecords, Connection, PacketNote
 
 SETTLE_NS = 3_000_000_000
 """A SYN counts as unanswered only if the capture went on this long after it, or it was retransmitted."""
+NOT_RETRIED_NS = 3_500_000_000
+"""A lone SYN was answered some other way if the capture went on this long after it without a
+retransmission: longer than any stack's first SYN retransmission (Linux and macOS 1 s, Windows 3 s)."""
+
+
+def answers_syn(synack_ack: int | None, syn_seq: int | None) -> bool:
+    """A SYN-ACK answers a SYN when it acknowledges the SYN's ISN+1 (the one match, written once)."""
+    return synack_ack is not None and syn_seq is not None and synack_ack == (syn_seq + 1) & 0xFFFFFFFF
 
 
 @dataclass
 class Context:
     records: CaptureRecords
     topology: Topology
-    claimed: set[str] = field(default_factory=set)
-    """uids already explained by an earlier rule (so one fault is not reported twice)."""
 
     def __post_init__(self):
         t = self.topology
@@ -39,6 +45,9 @@ class Context:
         self.lb_interface = self.records.facts.lb_interface
         """This capture sees the LB forwarding but never a reply on a forwarded connection: it is
         the load balancer's own interface, which DSR replies never pass."""
+        self.backend_macs = frozenset(b.mac for b in t.backends if b.mac)
+        self.answered_elsewhere = frozenset((rep[1], rep[2], rep[3]) for rep in self.records.facts.replies)
+        """(client, port, service port) of replies from an address that is not the VIP: those SYNs were answered."""
         self._backend_memo: dict[tuple, BackendRef | None] = {}
         """backend_of by what it reads: a day of mail has few distinct L2 paths and hosts, and the
         report asks twice per connection (back-end table, connection list)."""
@@ -65,6 +74,17 @@ class Context:
         if len(c.syn_frames) > 1:
             return True
         return self.end_ts - c.first_ts_ns >= SETTLE_NS
+
+    def not_retried(self, c: Connection) -> bool:
+        """One SYN, never retransmitted, although the capture went on long enough for a retry."""
+        return len(c.syn_frames) == 1 and self.end_ts - c.first_ts_ns >= NOT_RETRIED_NS
+
+    def only_syns(self, c: Connection) -> bool:
+        """The client's SYNs and nothing else of the connection passed here."""
+        return c.saw_syn and not c.resp_pkts and set(c.history) <= {"S"}
+
+    def is_backend_mac(self, mac: str | None) -> bool:
+        return bool(mac) and mac in self.backend_macs
 
     # ---- back-ends -------------------------------------------------------------------------
     def backend(self, mac: str | None = None, ip: str | None = None) -> BackendRef | None:

@@ -1,6 +1,7 @@
-"""Run every rule on every vantage; say what each capture could and could not show.
+"""Run every kind on a capture (and the path kinds on correlated captures); say what each capture
+could and could not show.
 
-Reads: CaptureRecords per vantage and the (inferred) topology. Produces: sorted findings and
+Reads: one capture's CaptureRecords and the (inferred) topology. Produces: sorted findings and
 per-capture limits. Why limits: a client capture cannot see ARP on the server LAN; saying so is
 better than a silent "healthy".
 """
@@ -10,46 +11,46 @@ from __future__ import annotations
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import Finding
-from dsrdiag.findings.rules import RULES
+from dsrdiag.findings.kinds import CAPTURE_KINDS, PATH_KINDS
 from dsrdiag.track.records import CaptureRecords
 
 
-def judge(records: list[CaptureRecords], topology: Topology, riders=None) -> list[Finding]:
-    """Rules with a pass of their own (`check(ctx)`) run first, in order; then the others
-    (`Collector(ctx)`) see every service connection in ONE shared pass and report in order.
-    `riders(ctx)`, if given, returns more observers for that pass: they see every connection of
-    the capture (service port or not), after the collectors.
+def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
+    """One capture's findings. Kinds with a pass of their own (`check(ctx)`) run first; then the
+    others (`Collector(ctx)`) see every connection in ONE shared pass (service ports, or all with
+    `all_ports`). `riders(ctx)`, if given, returns more observers for that pass: they see every
+    connection of the capture (service port or not).
 
     Why one pass: a day of mail spills its records to disk and every pass unpickles them all
-    (docs/performance.md); four rules and the report's back-end table sharing a pass is four passes
-    fewer. Order is kept: a collector applies the claims of the rules before it when it reports,
-    not when it observes (vip_not_on_backend, which counts answered connections, observes after
-    return_source_not_vip's claims, the only ones it depends on)."""
+    (docs/performance.md). No kind reads another's findings, so their order is not semantics:
+    which finding explains which is decided afterwards (findings/causes.py)."""
+    ctx = Context(r, topology)
     out: list[Finding] = []
-    for r in records:
-        ctx = Context(r, topology)
-        collectors = []
-        for rule in RULES:
-            if hasattr(rule, "Collector"):
-                collectors.append(rule.Collector(ctx))
-            else:
-                if collectors:
-                    raise AssertionError(f"{rule.__name__} has a pass of its own: it must run before the collectors")
-                out.extend(rule.check(ctx))
-        observers = [col.observe for col in collectors]
-        everyone = riders(ctx) if riders is not None else []
-        if observers or everyone:
-            ports = ctx.ports
-            for c in r.connections:
-                if c.server_port in ports:  # ctx.service_conns(), inline: this loop sees every record
-                    for observe in observers:
-                        observe(c)
-                for observe in everyone:
-                    observe(c)
-        for col in collectors:
-            out.extend(col.findings())
+    service_obs, every_obs, collectors = [], [], []
+    for kind in CAPTURE_KINDS:
+        if hasattr(kind, "Collector"):
+            col = kind.Collector(ctx)
+            collectors.append(col)
+            (every_obs if getattr(col, "all_ports", False) else service_obs).append(col.observe)
+        else:
+            out.extend(kind.check(ctx))
+    every_obs += riders(ctx) if riders is not None else []
+    ports = ctx.ports
+    for c in r.connections:
+        if c.server_port in ports:  # ctx.service_conns(), inline: this loop sees every record
+            for observe in service_obs:
+                observe(c)
+        for observe in every_obs:
+            observe(c)
+    for col in collectors:
+        out.extend(col.findings())
     out.sort(key=Finding.sort_key)
     return out
+
+
+def judge_paths(corr) -> list[Finding]:
+    """The kinds that judge captures correlated along the path (correlate/paths.py's facts)."""
+    return sorted((f for kind in PATH_KINDS for f in kind.decide_path(corr)), key=Finding.sort_key)
 
 
 def limits(r: CaptureRecords, topology: Topology) -> list[str]:

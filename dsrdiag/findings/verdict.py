@@ -98,7 +98,7 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
     counts = ""
     if j.service:
         counts = (f"{j.failed} of {plural(j.service, 'connection')} failed" if j.failed
-                  else f"all {plural(j.service, 'connection')} completed")
+                  else "the connection completed" if j.service == 1 else f"all {j.service} connections completed")
     if cs:
         state = BROKEN
         text = "BROKEN - " + "; ".join(_cause_text(f, titles) for f in cs[:3])

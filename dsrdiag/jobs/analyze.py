@@ -17,15 +17,14 @@ import weakref
 from typing import NamedTuple
 
 from dsrdiag.core.stats import median
-from dsrdiag.findings.finding import plural
 from dsrdiag.core.topology import Topology
-from dsrdiag.findings.context import Context
 from dsrdiag.findings.catalog import title
 from dsrdiag.findings.causes import link
-from dsrdiag.findings.finding import BackendRef, Finding
+from dsrdiag.findings.context import Context
+from dsrdiag.findings.finding import BackendRef, Finding, plural
 from dsrdiag.findings.group import group_across_vantages
 from dsrdiag.findings.infer import infer
-from dsrdiag.findings.judge import judge, limits
+from dsrdiag.findings.judge import judge, judge_paths, limits
 from dsrdiag.findings.verdict import Judged, verdict
 from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Report
 from dsrdiag.track.pipeline import track_capture
@@ -89,7 +88,7 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_wri
         return riding
 
     try:
-        findings = judge([r], topology, riders)
+        findings = judge(r, topology, riders)
     except BaseException:
         if out is not None:
             out.close()
@@ -143,10 +142,12 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
             from dsrdiag.correlate.paths import correlate
 
             corr = correlate(records, topology)
-    if corr is not None and corr.findings:
-        findings = sorted(findings + list(corr.findings), key=lambda f: f.sort_key())
-        for v in views_of(records):
-            conn_key.update(v)
+    if corr is not None:
+        path_findings = judge_paths(corr)
+        if path_findings:
+            findings = sorted(findings + path_findings, key=Finding.sort_key)
+            for v in views_of(records):
+                conn_key.update(v)
     findings = link(findings, conn_key)
     judged = service.judged(records, [p.limits for p in parts])
     captures = []

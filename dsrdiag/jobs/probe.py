@@ -16,9 +16,11 @@ from pathlib import Path
 
 from dsrdiag.capture.live import CaptureUnavailable, LiveCapture
 from dsrdiag.core.errors import DsrdiagError
-from dsrdiag.core.evidence import HostRef
 from dsrdiag.core.topology import Topology
-from dsrdiag.findings.finding import ERROR, Finding, plural
+from dsrdiag.findings.catalog import title
+from dsrdiag.findings.causes import link
+from dsrdiag.findings.finding import Finding
+from dsrdiag.findings.kinds import sessions_failed
 from dsrdiag.findings.verdict import verdict
 from dsrdiag.jobs.analyze import conclude
 from dsrdiag.jobs.report_model import ProbeSummary, Report
@@ -28,8 +30,7 @@ from dsrdiag.probe.plan import ProbePlan
 from dsrdiag.probe.sessions import Session, run_sessions, send_syns
 from dsrdiag.track.pipeline import track_capture
 
-VANTAGE = "probe"
-KIND = "sessions_failed"
+VANTAGE = sessions_failed.VANTAGE
 
 
 def probe(plan: ProbePlan, given: Topology, pcap: Path | None = None) -> Report:
@@ -89,29 +90,23 @@ def _conclude(plan, given, path, sessions, arp, skipped, pcap_path, keep) -> Rep
             if plan.syn_only and c is not None:
                 s.outcome = ("synack" if "h" in c.history else "reset" if "r" in c.history else "timeout")
     else:
+        records = []
         base = conclude([], given)
-    findings = list(base.findings)
-    failed = [s for s in sessions if s.outcome not in ("ok", "synack")]
-    explained = {u for f in findings if f.severity == ERROR for u in f.connections}
-    unexplained = [s for s in failed if s.responder.get("uid") not in explained]
-    if unexplained:
-        findings.append(Finding(
-            kind=KIND, severity=ERROR, vantage=VANTAGE,
-            summary=(f"{plural(len(failed), 'session')} of {len(sessions)} to {plan.vip}:{plan.port} failed "
-                     f"({', '.join(sorted({s.outcome for s in failed}))})"
-                     + ("; the capture does not explain them." if pcap_path else "; no capture was possible to say why.")),
-            evidence=tuple(HostRef("probe session", i + 1, f"source port {s.source_port}: {s.outcome}" + (f" ({s.error})" if s.error else ""))
-                           for i, s in enumerate(sessions) if s in unexplained[:12]),
-            subject=f"{plan.vip}:{plan.port}",
-        ))
-        findings.sort(key=Finding.sort_key)
+    findings = list(base.findings) + list(sessions_failed.decide(sessions, plan.vip, plan.port, bool(pcap_path)))
+    keys = {u: (c.client_ip, c.client_port, c.server_port) for r in records for c in r.connections} if pcap_path else {}
+    findings = link(sorted(findings, key=Finding.sort_key), keys)
     summary = ProbeSummary(
         vip=plan.vip, port=plan.port, iface=path.iface, source=path.source, on_link=path.on_link,
         mode="syn-only" if plan.syn_only else "smtp",
         sessions=tuple(asdict(s) for s in sessions), backends=tuple(_backend_table(sessions)),
         arp_answers=arp, skipped=tuple(skipped), pcap=pcap_path if keep else None,
     )
-    report = replace(base, findings=tuple(findings), verdict=verdict(findings), probe=summary)
+    # the probe's own sessions are the connections it judged (a capture may not have been possible)
+    ok = sum(1 for s in sessions if s.outcome in ("ok", "synack"))
+    judged = replace(base.judged, vips=(plan.vip,), ports=(plan.port,), service=len(sessions), completed=ok,
+                     packets=max(base.judged.packets, len(sessions)))
+    report = replace(base, findings=tuple(findings), verdict=verdict(findings, judged, titles=title), probe=summary,
+                     judged=judged)
     return report if keep or not pcap_path else _relabel(report, pcap_path)
 
 

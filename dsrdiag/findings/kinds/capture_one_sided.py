@@ -1,0 +1,76 @@
+"""capture_one_sided: the capture holds one direction of traffic only.
+
+Every TCP connection in the capture (any port) is one-sided the same way, and nothing else in it
+shows the other direction (no ARP/NDP request beside an answer): that is a capture point that
+mirrors one direction (SPAN rx only, one tap leg), not a network fault, and one warning about the
+capture replaces an asymmetric_flow per connection (which it explains: findings/causes.py).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from dsrdiag.findings.context import Context
+from dsrdiag.findings.finding import MAX_EVIDENCE, WARNING, Finding, plural
+from dsrdiag.findings.kind import Entry
+
+ENTRY = Entry(
+    kind="capture_one_sided",
+    severity=WARNING,
+    title="The capture holds one direction of traffic only",
+    explanation=(
+        "Every connection in this capture is one-sided in the same direction, and nothing else in it "
+        "shows the other direction either. That is what a capture point that mirrors one direction looks "
+        "like (a SPAN session with rx only, one leg of a tap, a capture filter on one host), and it "
+        "would make every connection look like an asymmetric flow. The capture cannot judge replies."
+    ),
+    decided=(
+        "At least two TCP connections, all with packets from one side only, and no ARP/NDP answer or other "
+        "two-way traffic in the capture."
+    ),
+    seen_from="The capture itself; a capture taken elsewhere says nothing about this one.",
+    windows="Capture both directions: in a SPAN session `both` (Cisco `monitor session 1 source interface Gi1/0/1 both`); in Wireshark/dumpcap, no one-way capture filter.",
+    linux="Capture both directions: `tcpdump -i <iface> -w file.pcap` without `-Q in`/`--direction`; on a SPAN or tap, both legs.",
+)
+
+KIND = ENTRY.kind
+MIN_CONNECTIONS = 2
+
+
+class Collector:
+    """Sees every connection of the capture, not only the service's (`all_ports`)."""
+
+    all_ports = True
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.total = 0
+        self.sides: set[str] = set()
+        self.service: list = []
+
+    def observe(self, c) -> None:
+        self.total += 1
+        side = "client->server" if not c.resp_pkts else "server->client" if not c.orig_pkts else "both"
+        self.sides.add(side)
+        if side != "both" and c.server_port in self.ctx.ports and len(self.service) < 10_000:
+            self.service.append(c)
+
+    def findings(self) -> Iterator[Finding]:
+        ctx = self.ctx
+        nt = ctx.records.neighbours
+        if self.total < MIN_CONNECTIONS or len(self.sides) != 1 or "both" in self.sides or not self.service:
+            return
+        if nt.claims and nt.requests:
+            return  # ARP/NDP questions and answers both passed: the capture point sees both ways
+        side = next(iter(self.sides))
+        evidence = []
+        for c in self.service[:MAX_EVIDENCE]:
+            n = (c.packets or c.syn_frames or (None,))[0]
+            if n is not None:
+                evidence.append(ctx.ref(n, c))
+        yield Finding(
+            kind=KIND, severity=WARNING, vantages=(ctx.vantage,),
+            summary=(f"all {plural(self.total, 'TCP connection')} in this capture are seen {side} only, and no other "
+                     "traffic shows the other direction: the capture point mirrors one direction; replies cannot be judged here."),
+            evidence=tuple(sorted(evidence)), connections=tuple(c.uid for c in self.service), subject=side,
+        )

@@ -1,0 +1,77 @@
+"""vip_claimed_by_several_macs: two or more MACs answer ARP/NDP for one VIP.
+
+Always an error, even before the rightful owner is known: exactly one device may answer for the
+VIP. When one of the claimants is a known back-end, its arp_reply_for_vip_from_backend is the
+cause and this its consequence (findings/causes.py links them by the VIP, their subject); two
+load balancers (an HA pair in split brain, two devices given one VIP) stay the cause themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from dsrdiag.findings.context import Context
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
+from dsrdiag.findings.kind import Entry
+from dsrdiag.findings.kinds.arp_reply_for_vip_from_backend import claim_evidence
+
+ENTRY = Entry(
+    kind="vip_claimed_by_several_macs",
+    severity=ERROR,
+    title="Several MACs answer ARP/NDP for the VIP",
+    explanation=(
+        "More than one MAC address claimed the VIP (ARP replies, gratuitous ARP, neighbour advertisements). "
+        "Routers and clients then send the VIP's traffic to whichever answered last: connections go past "
+        "the load balancer to one host, or flip between hosts mid-session. Exactly one device, the load "
+        "balancer (or the active member of its HA pair), may answer for the VIP."
+    ),
+    decided=(
+        "Two or more distinct MACs in ARP/NDP answers for one VIP in one capture. When the behaviour on the "
+        "wire tells which claimant is a back-end (it sends SYN-ACKs from the VIP, or receives the VIP's "
+        "frames re-sent by the load balancer), that back-end's arp_reply_for_vip_from_backend is the cause "
+        "and this finding its consequence; otherwise this is the cause, with every claimant named."
+    ),
+    seen_from=(
+        "A capture on the VIP's segment that sees the answers: the router's or firewall's inside leg (it "
+        "asks), a SPAN of the server LAN, a back-end that answers. Not from the client's side of a router."
+    ),
+    windows=(
+        "On a Windows back-end, the VIP belongs on the KM-TEST loopback adapter only, never on the LAN "
+        "adapter; `Get-NetIPAddress -IPAddress <VIP>` must list only the loopback."
+    ),
+    linux=(
+        "On a Linux back-end: VIP/32 on `lo` only, `sysctl -w net.ipv4.conf.all.arp_ignore=1 "
+        "net.ipv4.conf.all.arp_announce=2` (and on the LAN interface); for IPv6 the VIP on `lo` with "
+        "`nodad`, never on the LAN interface."
+    ),
+    load_balancer=(
+        "Two load balancers claiming one VIP is an HA pair in split brain or two devices configured with the "
+        "same VIP: NetScaler `show ha node` (one primary), F5 `tmsh show sys failover` and traffic-group "
+        "state, Kemp HA status, keepalived: one MASTER per VRRP instance (check `virtual_router_id` clashes)."
+    ),
+)
+
+KIND = ENTRY.kind
+
+
+def check(ctx: Context) -> Iterator[Finding]:
+    nt = ctx.records.neighbours
+    for vip in sorted(ctx.vips):
+        claims = nt.claims.get(vip, ())
+        macs = sorted({c.mac for c in claims})
+        if len(macs) < 2:
+            continue
+        evidence = []
+        for mac in macs:
+            evidence += claim_evidence(ctx, vip, claims, mac)[: max(2, MAX_EVIDENCE // len(macs))]
+        counts = [f"{m} {plural(nt.claim_counts.get((vip, m), 0), 'time')}" for m in macs]
+        changes = getattr(nt, "changes", {}).get(vip)
+        if changes is None:  # the claims kept: a lower bound when the table samples them
+            changes = sum(1 for a, b in zip(claims, claims[1:]) if a.mac != b.mac)
+        roles = [f"{m} is the load balancer" if m in ctx.lb_macs else f"{m} is a back-end"
+                 for m in macs if m in ctx.lb_macs or ctx.is_backend_mac(m)]
+        summary = (f"VIP {vip} is claimed by {len(macs)} MACs: {', '.join(counts)}"
+                   + (f"; {'; '.join(roles)}" if roles else "; none of them is seen serving the VIP's connections here")
+                   + (f". The VIP's MAC changed {plural(changes, 'time')}." if changes else "."))
+        yield Finding(kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary,
+                      evidence=tuple(sorted(evidence[:MAX_EVIDENCE])), subject=vip)
