@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from dsrdiag.findings.catalog import CATALOG, render_markdown
-from dsrdiag.findings.rules import RULES
+from dsrdiag.findings.kinds import ALL as PACKET_KINDS
 from tests.conftest import ROOT
 
 
@@ -42,17 +42,37 @@ def test_findings_doc_is_generated_from_the_catalogue():
     )
 
 
-def test_every_rule_kind_has_a_catalogue_entry_and_a_schema_enum():
+def test_every_kind_has_a_catalogue_entry_and_a_schema_enum():
     import json
     schema = json.loads((ROOT / "docs" / "report.schema.json").read_text())
     enum = set(schema["properties"]["findings"]["items"]["properties"]["kind"]["enum"])
     from dsrdiag.audit.checks import KINDS as HOST_KINDS
-    from dsrdiag.jobs.probe import KIND as PROBE_KIND
-    kinds = set(HOST_KINDS) | {PROBE_KIND, "firewall_drop", "lb_mode_mixed"}
-    for rule in RULES:
-        kinds.add(rule.KIND)
-        kinds.update(getattr(rule, k) for k in ("PROXY", "XCLIENT") if hasattr(rule, k))
+    kinds = set(HOST_KINDS) | {k.KIND for k in PACKET_KINDS}
     assert kinds == set(CATALOG) == enum
+
+
+def test_each_packet_kind_is_declared_and_decided_in_its_own_module():
+    """One home per kind: findings/kinds/<kind>.py holds its entry and its decision."""
+    for mod in PACKET_KINDS:
+        name = mod.__name__.rsplit(".", 1)[1]
+        assert mod.KIND == mod.ENTRY.kind == name, f"{mod.__name__} declares {mod.ENTRY.kind}"
+        assert CATALOG[name] is mod.ENTRY
+        deciders = [a for a in ("check", "Collector", "decide_path", "decide") if hasattr(mod, a)]
+        assert deciders, f"{mod.__name__} declares a kind but decides nothing"
+    kinds_dir = ROOT / "dsrdiag" / "findings" / "kinds"
+    for path in kinds_dir.glob("*.py"):
+        if path.stem in ("__init__", "carried"):
+            continue
+        assert path.stem in {m.__name__.rsplit(".", 1)[1] for m in PACKET_KINDS}, f"{path} is not registered"
+    # no kind is decided anywhere else: Finding(kind=...) is made only in kind modules, host checks
+    for path in (ROOT / "dsrdiag").rglob("*.py"):
+        rel = path.relative_to(ROOT / "dsrdiag").as_posix()
+        if rel.startswith("findings/kinds/") or rel in ("audit/checks.py", "findings/finding.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding":
+                raise AssertionError(f"a Finding is made in {rel}: kinds are decided in findings/kinds/")
 
 
 def test_every_module_says_why_in_its_docstring():

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from dsrdiag.audit.snapshot import Address, HostConfig, Interface, Value
-from dsrdiag.core.errors import DsrdiagError
+from dsrdiag.core.errors import DsrdiagError, UsageError
 from dsrdiag.core.evidence import HostRef
 
 ONE_LINER = (
@@ -162,8 +162,8 @@ def parse_text(host: HostConfig, text: str, source: str) -> None:
         if not text.replace("\r", "").rstrip(" \t").endswith("\n\n"):
             host.notes.append(f"{source}: ends in the middle of a record (from line {rec_start}); what it holds was used, the rest is missing")
         flush_record()
-    if recognised == 0:
-        host.notes.append(f"{source}: nothing recognisable (expected netsh, Get-NetIPInterface, Get-NetIPAddress or ipconfig /all output)")
+    if recognised == 0:  # bad input, not a finding about a host nobody described
+        raise UsageError(f"{source}: nothing recognisable (expected netsh, Get-NetIPInterface, Get-NetIPAddress or ipconfig /all output)")
 
 
 def _netsh_kv(i: Interface, key: str, val: str, ref: HostRef) -> None:

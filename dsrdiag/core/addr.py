@@ -5,6 +5,7 @@ address given on the command line compares equal to the same address read from a
 """
 
 import ipaddress
+import re
 import socket
 
 from dsrdiag.core.errors import UsageError
@@ -31,10 +32,20 @@ def ip_bytes(text: str) -> bytes:
     return ipaddress.ip_address(text).packed
 
 
+_MAC_FORMS = re.compile(
+    r"^(?:[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}"  # 00:50:56:aa:bb:cc, 00-50-56-...
+    r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}"               # 0050.56aa.bbcc (Cisco)
+    r"|[0-9A-Fa-f]{12})$"                                              # 005056aabbcc
+)
+
+
 def parse_mac(text: str, what: str = "MAC") -> str:
-    """Accept the spellings admins paste (00-50-56-..., 0050.56..., 00:50:56:...)."""
+    """Accept the spellings admins paste (00-50-56-..., 0050.56..., 00:50:56:...), every octet whole:
+    netaddr alone reads `02:00:00:00:00:0` as ...:00, and a typo must not become another MAC."""
     import netaddr  # only for MACs the user gives: ~10 ms of every start otherwise
 
+    if not isinstance(text, str) or not _MAC_FORMS.match(text.strip()):
+        raise UsageError(f"{what} {text!r} is not a MAC address (six two-digit hex octets, e.g. 02:00:00:00:00:0a)")
     try:
         mac = netaddr.EUI(text.strip())
     except (netaddr.AddrFormatError, TypeError, ValueError):

@@ -130,6 +130,26 @@ def build(
     )
 
 
+KNOWN_KEYS = {"ports": None, "vip": {"address", "ports"}, "lb": {"macs", "ips"},
+              "backend": {"name", "ip", "mac"}, "vantage": {"name", "role"}}
+"""The topology file's keys (docs/topology.md): a misspelt key would otherwise be ignored in silence."""
+
+
+def _known_keys(path: Path, data: dict) -> None:
+    for key, value in data.items():
+        if key not in KNOWN_KEYS:
+            raise UsageError(f"topology file {str(path)!r}: unknown key {key!r}; known: {', '.join(KNOWN_KEYS)}")
+        allowed = KNOWN_KEYS[key]
+        if allowed is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, dict):
+                raise UsageError(f"topology file {str(path)!r}: {key!r} must be a table ([{key}] or [[{key}]])")
+            for k in item:
+                if k not in allowed:
+                    raise UsageError(f"topology file {str(path)!r}: unknown key {k!r} in [{key}]; known: {', '.join(sorted(allowed))}")
+
+
 def load_file(path: Path) -> Topology:
     """Read a TOML topology file (format in docs/topology.md)."""
     import tomllib  # only with --topology: a few ms of every start otherwise
@@ -142,6 +162,7 @@ def load_file(path: Path) -> Topology:
         raise UsageError(f"topology file {str(path)!r} is not valid TOML: {e}") from None
     except OSError as e:
         raise UsageError(f"topology file {str(path)!r} cannot be read: {e.strerror}") from None
+    _known_keys(path, data)
     try:
         ports = parse_ports(data.get("ports", [25]))
         vips = tuple(

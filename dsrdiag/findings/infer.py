@@ -46,6 +46,26 @@ def _in_order(per_capture: list[dict], keep=None) -> list[tuple]:
     return [(k, v[0]) for k, v in sorted(total.items(), key=lambda kv: kv[1][1])]
 
 
+def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[str]]:
+    """SYN destinations that are a load balancer's back-ends, and that balancer's VIPs.
+
+    A host M that opens connections to D from its own address S (M claims S in ARP/NDP) while M
+    also claims other addresses V is a load balancer in SNAT / full-proxy mode: D is a back-end's
+    real address (never a VIP), and V are the VIPs it holds. A host claiming only its own address
+    is an ordinary client (a web server sending mail): its destinations stay candidates."""
+    behind: set[str] = set()
+    vips: list[str] = []
+    for f in facts:
+        for (s_ip, s_port, c_ip, c_mac, _, _), _ in f.syn_src.items():
+            if s_port not in ports or not c_mac:
+                continue
+            own = macs_claim.get(c_mac, set())
+            if c_ip in own and own - {c_ip, s_ip}:
+                behind.add(s_ip)
+                vips += sorted(own - {c_ip, s_ip} - set(vips))
+    return behind, [v for v in vips if v not in behind]
+
+
 def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     """From every capture's Facts (track/facts.py, gathered while tracking): no pass over the
     records, except one to match wrong-source replies with their SYNs when there are any."""
@@ -54,26 +74,46 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     ports = set(given.ports)
 
     # ---- VIPs ----------------------------------------------------------------------------
+    claimed_by: dict[str, set[str]] = defaultdict(set)  # address -> MACs that claim it in ARP/NDP
+    for r in records:
+        for ip, cls in r.neighbours.claims.items():
+            for cl in cls:
+                claimed_by[ip].add(cl.mac)
+    macs_claim: dict[str, set[str]] = defaultdict(set)
+    for ip, ms in claimed_by.items():
+        for m in ms:
+            macs_claim[m].add(ip)
+    behind_lb, lb_vips = _behind_a_load_balancer(facts, ports, macs_claim)
     vips = list(given.vips)
     if not vips:
         syn_dst: Counter = Counter()
         for (ip, _), n in _in_order([f.syn_dst for f in facts], lambda k: k[1] in ports):
-            syn_dst[ip] += n
+            if ip not in behind_lb:
+                syn_dst[ip] += n
         syn_ports: dict[str, set[int]] = defaultdict(set)  # every SYN destination's ports (few: bounded)
         for f in facts:
             for ip, ps in f.syn_ports.items():
                 syn_ports[ip] |= ps
+        for ip in lb_vips:  # the VIP of a load balancer seen opening connections to its back-ends
+            if ip not in syn_dst:
+                syn_dst[ip] += 0
+                syn_ports[ip] |= ports
         if syn_dst:
             top = syn_dst.most_common()
             # the busiest destinations, per address family (an IPv6 VIP beside a busier IPv4 one)
             best = {fam: max(n for ip, n in top if (":" in ip) == fam) for fam in {":" in ip for ip, _ in top}}
-            keep = [ip for ip, n in top if n * 4 >= best[":" in ip]][:MAX_INFERRED_VIPS]
-            vips = [Vip(ip=ip, ports=tuple(sorted(syn_ports[ip])), source=INFERRED) for ip in keep]
+            keep = [ip for ip, n in top if n * 4 >= best[":" in ip] or ip in lb_vips][:MAX_INFERRED_VIPS]
+            vips = [Vip(ip=ip, ports=tuple(sorted(syn_ports[ip] & ports or syn_ports[ip])), source=INFERRED) for ip in keep]
             notes.append(
-                "no --vip given: VIP inferred from client SYN destinations: "
-                + ", ".join(f"{ip} ({plural(syn_dst[ip], 'connection')})" for ip in keep)
+                "no --vip given: VIP inferred: "
+                + ", ".join(f"{ip} (destination of {plural(syn_dst[ip], 'client connection')})" if syn_dst[ip] else
+                            f"{ip} (claimed by the load balancer {', '.join(sorted(claimed_by[ip]))}, which opens the connections to the back-ends)"
+                            for ip in keep)
                 + (f"; {len(top) - len(keep)} less busy destination(s) not treated as VIPs" if len(top) > len(keep) else "")
             )
+            if behind_lb:
+                notes.append("not VIPs: " + ", ".join(sorted(behind_lb))
+                             + " receive their connections from a load balancer's own address (back-ends behind SNAT)")
         else:
             notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
     vip_ips = {v.ip for v in vips}
@@ -88,24 +128,36 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         for (_, _, fw, *_), n in paths:
             for mac in fw:  # (sorted: two MACs forwarding the same connection tie by name)
                 fwd[mac] += n
-        claims: dict[str, set[str]] = defaultdict(set)
-        for r in records:
-            for vip in vip_ips:
-                for cl in r.neighbours.claims.get(vip, ()):
-                    claims[vip].add(cl.mac)
-        claimants = set().union(*claims.values()) if claims else set()
+        # MACs that send SYN-ACKs from the VIP are servers (back-ends), never the DSR load balancer
+        servers = {s for (_, _, _, resp_l2, *_), _ in paths for s, _ in resp_l2 if s}
+        claimants = {m for vip in vip_ips for m in claimed_by.get(vip, ())} - servers
+        # seen at a back-end: client frames to the VIP arrive from one MAC, the replies leave to another
+        # (the frames came through the load balancer's MAC rewrite, the replies go to the gateway)
+        rewrite: Counter = Counter()
+        for (_, orig_l2, _, resp_l2, *_), n in paths:
+            srcs = {s for s, _ in orig_l2 if s}
+            dsts = {d for _, d in orig_l2 if d}
+            repl_src = {s for s, _ in resp_l2 if s}
+            repl_dst = {d for _, d in resp_l2 if d}
+            if len(srcs) == 1 and repl_src and dsts == repl_src and not (srcs & repl_dst) and not (srcs & servers):
+                rewrite[next(iter(srcs))] += n
         if fwd:
             mac = fwd.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: it received VIP frames and re-sent them ({fwd[mac]} connections)")
+        elif rewrite:
+            mac = rewrite.most_common(1)[0][0]
+            lb_macs = [(mac, INFERRED)]
+            notes.append(f"load balancer MAC {mac} inferred: client frames to the VIP arrive from it while the "
+                         f"back-end's replies leave towards another MAC ({rewrite[mac]} connections; DSR seen at a back-end)")
         elif len(claimants) == 1:
             mac = next(iter(claimants))
             lb_macs = [(mac, INFERRED)]
-            notes.append(f"load balancer MAC {mac} inferred: the only MAC that claims the VIP in ARP/NDP")
+            notes.append(f"load balancer MAC {mac} inferred: the only MAC other than the back-ends' that claims the VIP in ARP/NDP")
         else:
             to_macs = {d for (_, orig_l2, *_), _ in paths for _, d in orig_l2 if d}
             from_macs = {s for (_, _, _, resp_l2, *_), _ in paths for s, _ in resp_l2 if s}
-            if len(to_macs) == 1 and from_macs and not (to_macs & from_macs):
+            if len(to_macs) == 1 and from_macs and not (to_macs & from_macs) and not (to_macs & servers):
                 mac = next(iter(to_macs))
                 lb_macs = [(mac, INFERRED)]
                 notes.append(f"load balancer MAC {mac} inferred: client frames to the VIP go to it while replies come from other MACs")
@@ -167,6 +219,11 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         syn_seq = vip_syns.get((c_ip, c_port, s_port))
         if syn_seq is not None and synack_ack == (syn_seq + 1) & 0xFFFFFFFF:
             add(resp_src, s_ip, host)
+    # back-ends a load balancer connects to from its own address (SNAT / full proxy)
+    lb_ip_set = {i for i, _ in lb_ips}
+    for (s_ip, s_port, c_ip, c_mac, r_mac, host), _ in _in_order([f.syn_src for f in facts]):
+        if s_port in ports and s_ip not in vip_ips and (c_ip in lb_ip_set or (c_mac and c_mac in lb_set)):
+            add(r_mac if r_mac not in lb_set else None, s_ip, host)
     # real addresses from ARP: what else does a back-end MAC claim?
     for r in records:
         for ip, cls in r.neighbours.claims.items():

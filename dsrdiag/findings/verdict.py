@@ -104,7 +104,7 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
         text = "BROKEN - " + "; ".join(_cause_text(f, titles) for f in cs[:3])
         if len(cs) > 3:
             text += f"; and {len(cs) - 3} more"
-        if counts:
+        if j.failed:
             text += f" ({counts})"
     elif judged is not None and (j.service == 0 or j.completed == 0):
         state = INCONCLUSIVE

@@ -240,11 +240,13 @@ class ServiceTally:
 
     def __init__(self, topology: Topology, several: bool):
         self.vips, self.ports, self.several = topology.vip_ips, frozenset(topology.ports), several
+        # behind SNAT or a proxy the back-ends' own addresses are where the service's connections go
+        self.servers = self.vips | {b.ip for b in topology.backends if b.ip}
         self.n = self.done = 0
         self.ok: dict[tuple, bool] = {}
 
     def observe(self, c) -> None:
-        if c.server_port not in self.ports or c.server_ip not in self.vips or "S" not in c.history:
+        if c.server_port not in self.ports or c.server_ip not in self.servers or "S" not in c.history:
             return
         done = completed(c)
         if not self.several:

@@ -20,6 +20,9 @@ INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
 """TTLs a host starts with: a reply arriving with one was sent on this segment, not routed."""
 
 
+SYN_SRC_MAX = 4096
+
+
 def forwarders(c) -> set[str]:
     """MACs that received a client packet of `c` and re-sent it (the LB's forwarding hop)."""
     if not c.orig_forwarded:
@@ -41,12 +44,17 @@ def _seen(table: dict, key, first) -> None:
 class Facts:
     """One capture's facts; observe() every record (in any order), then hand the object on."""
 
-    __slots__ = ("syn_dst", "syn_ports", "paths", "replies", "forwarded", "answered_forwarded", "_fw")
+    __slots__ = ("syn_dst", "syn_ports", "syn_src", "paths", "replies", "forwarded", "answered_forwarded", "_fw")
 
     def __init__(self):
         self.syn_dst: dict[tuple[str, int], list] = {}
         """(server address, port) -> [client SYN connections, first place]"""
         self.syn_ports: dict[str, set[int]] = {}
+        self.syn_src: dict[tuple, list] = {}
+        """(server address, port, client address, client frame's source MAC, reply's source MAC,
+        banner host) -> [count, first]: who opens connections to whom. Inference tells a load
+        balancer's own connections to its back-ends (SNAT) from clients' by it. Bounded: past
+        SYN_SRC_MAX distinct keys only known keys are counted (a day of mail has many clients)."""
         """server address -> every port a client SYN went to"""
         self.paths: dict[tuple, list] = {}
         """(server address, client L2 pairs, forwarding MACs, reply L2 pairs, reply TTL initial,
@@ -73,6 +81,10 @@ class Facts:
             if ports is None:
                 ports = self.syn_ports[ip] = set()
             ports.add(c.server_port)
+            key = (ip, c.server_port, c.client_ip, c.orig_l2[0][0] if c.orig_l2 else None,
+                   c.resp_l2[0][0] if c.resp_l2 else None, c.smtp.banner_host if c.smtp else None)
+            if key in self.syn_src or len(self.syn_src) < SYN_SRC_MAX:
+                _seen(self.syn_src, key, first)
         elif "h" in history:
             s = c.smtp
             self.replies.append((first, c.client_ip, c.client_port, c.server_port, c.synack_ack,

@@ -58,6 +58,8 @@ class Collector:
     def findings(self) -> Iterator[Finding]:
         ctx = self.ctx
         nt = ctx.records.neighbours
+        if ctx.lb_interface:
+            return  # the LB's own interface in DSR: client->server only is the design, not the capture
         if self.total < MIN_CONNECTIONS or len(self.sides) != 1 or "both" in self.sides or not self.service:
             return
         if nt.claims and nt.requests:
