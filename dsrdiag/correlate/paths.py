@@ -33,11 +33,18 @@ from dsrdiag.decode.tcp import flag_text
 from dsrdiag.track.conn import MAX_NOTES
 from dsrdiag.track.records import ORIG, RESP, CaptureRecords, Connection, flow_key
 
+ONE_WAY_TRANSIT_NS = 10_000_000
+"""A one-way clock estimate includes the transit between the two vantages; packets of one direction
+cannot measure it, so its uncertainty is at least this (capture points of one site are assumed to be
+under 10 ms apart; docs/correlation.md). Two-way estimates measure their own."""
 MARGIN_NS = 500_000_000
 """A capture must have been running this long before and after a packet's time to count as 'not seen there'."""
 PROXY_WINDOW_NS = 5_000_000_000
 """A proxy opens its back-end connection within this time of accepting the client's."""
 FRONT_ROLES = ("client", "fw-out", "fw", "fw-in")
+FIREWALL_SIDES = ({"fw-out", "fw-in"}, {"fw-out", "fw"}, {"fw", "fw-in"}, {"client", "fw-in"})
+"""Pairs of adjacent vantages with the firewall between them: a packet lost there was dropped by it
+(the client side and the server side of the firewall count when no capture of its outside leg exists)."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +221,7 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
             pp = PacketPath(d, flags, seq, ack, plen, tuple(hops[v] for v in expected if v in hops), expected[last], lost)
             paths.append(pp)
             a = expected[last]
-            if lost and {roles[a], roles[lost]} in ({"fw-out", "fw-in"}, {"fw-out", "fw"}, {"fw", "fw-in"}):
+            if lost and {roles[a], roles[lost]} in FIREWALL_SIDES:
                 drops[(d, a, lost)].append((fk, pp))
             # a reply seen beyond the firewall but never at it: it went around
             if d == RESP:
@@ -389,8 +396,8 @@ def _offsets(flows, order) -> tuple[dict[str, ClockOffset], str | None]:
         if o and r:
             mo, mr = median(o), median(r)
             off, unc, two = (mo + mr) / 2, abs(mo - mr) / 2 + spread, True
-        else:
-            off, unc, two = median(o or r), spread, False
+        else:  # one direction only: the median includes the transit time, which nothing here bounds
+            off, unc, two = median(o or r), max(spread, ONE_WAY_TRANSIT_NS), False
         n = len(o) + len(r)
         edges[a].append((b, off, unc, n, two))
         edges[b].append((a, -off, unc, n, two))

@@ -106,7 +106,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             vips = [Vip(ip=ip, ports=tuple(sorted(syn_ports[ip] & ports or syn_ports[ip])), source=INFERRED) for ip in keep]
             notes.append(
                 "no --vip given: VIP inferred: "
-                + ", ".join(f"{ip} (destination of {plural(syn_dst[ip], 'client connection')})" if syn_dst[ip] else
+                + ", ".join(f"{ip} (destination of client SYNs in {plural(syn_dst[ip], 'connection record')})" if syn_dst[ip] else
                             f"{ip} (claimed by the load balancer {', '.join(sorted(claimed_by[ip]))}, which opens the connections to the back-ends)"
                             for ip in keep)
                 + (f"; {len(top) - len(keep)} less busy destination(s) not treated as VIPs" if len(top) > len(keep) else "")

@@ -133,11 +133,13 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
         service.merge(p.service)
     findings = sorted((f for p in parts for f in p.findings), key=Finding.sort_key)
     corr = None
+    notes = list(topology.notes)
     conn_key = {u: k for p in parts for u, k in p.keys.items()}
     if several:
-        from dsrdiag.correlate.roles import applies, vantage_roles  # several vantages only
+        from dsrdiag.correlate.roles import applies, role_notes, vantage_roles  # several vantages only
 
         findings = group_across_vantages(findings, conn_key, vantage_roles(records, topology)[1])
+        notes += role_notes(records, topology)
         if applies(records, topology):  # captures from two places on the path
             from dsrdiag.correlate.paths import correlate
 
@@ -161,13 +163,13 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
         ))
     return Report(
         captures=tuple(captures),
-        topology=topology,
+        topology=topology.with_changes(notes=tuple(notes)) if len(notes) != len(topology.notes) else topology,
         connections=view,
         findings=tuple(findings),
         verdict=verdict(findings, judged, titles=title),
         judged=judged,
         backends=tuple(tally.rows(corr.died_by_key() if corr is not None else {})),
-        notes=topology.notes,
+        notes=tuple(notes),
         correlation=corr if corr is not None and corr.flows else None,
     )
 

@@ -54,9 +54,9 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
         if f is None:
             continue
         cons = [by_id[c] for c in f.consequences if c in by_id]
-        line = _t(("  cause: ", "bold"), (f.kind, SEV_STYLE[f.severity]), f" [{f.id}] at {_where(f)}")
+        line = _t(("  cause: ", "bold"), (f.kind, SEV_STYLE[f.severity]), f" [{f.id}] {_where(f)}")
         if cons:
-            line.append("; explains " + ", ".join(f"{c.kind} at {_where(c)}" for c in cons))
+            line.append("; explains " + ", ".join(f"{c.kind} {_where(c)}" for c in cons))
         console.print(line)
     if v.infos:
         console.print(_t(f"{v.infos} informational finding{'s' if v.infos != 1 else ''}"))
@@ -85,7 +85,7 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
             console.print(_t("  ", f.summary))
             if f.explained_by:
                 c = by_id.get(f.explained_by)
-                console.print(_t(("  explained by: ", "bold"), f"{f.explained_by}" + (f" ({c.kind} at {_where(c)})" if c else "")))
+                console.print(_t(("  explained by: ", "bold"), f"{f.explained_by}" + (f" ({c.kind} {_where(c)})" if c else "")))
             if f.connections:
                 shown = ", ".join(sorted(f.connections, key=_uid_order)[:8]) + (f" (+{len(f.connections) - 8} more)" if len(f.connections) > 8 else "")
                 console.print(_t(("  connections: ", "dim"), shown))

@@ -21,6 +21,17 @@ INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
 
 
 SYN_SRC_MAX = 4096
+STARTING_TTLS = (32, 64, 128, 255)
+
+
+def hops(ttl: int | None) -> int | None:
+    """Routers a packet passed since it was sent: the nearest starting TTL above it, minus it (capped)."""
+    if ttl is None:
+        return None
+    for start in STARTING_TTLS:
+        if ttl <= start:
+            return min(start - ttl, 16)
+    return None
 
 
 def forwarders(c) -> set[str]:
@@ -44,7 +55,7 @@ def _seen(table: dict, key, first) -> None:
 class Facts:
     """One capture's facts; observe() every record (in any order), then hand the object on."""
 
-    __slots__ = ("syn_dst", "syn_ports", "syn_src", "paths", "replies", "forwarded", "answered_forwarded", "_fw")
+    __slots__ = ("syn_dst", "syn_ports", "syn_src", "sides", "paths", "replies", "forwarded", "answered_forwarded", "_fw")
 
     def __init__(self):
         self.syn_dst: dict[tuple[str, int], list] = {}
@@ -56,6 +67,11 @@ class Facts:
         balancer's own connections to its back-ends (SNAT) from clients' by it. Bounded: past
         SYN_SRC_MAX distinct keys only known keys are counted (a day of mail has many clients)."""
         """server address -> every port a client SYN went to"""
+        self.sides: dict[tuple, list] = {}
+        """(server address, server port, client TTL initial, reply TTL initial or None when no reply
+        passed) -> [count, first]: which
+        side of the capture each end sent from. A TTL a host starts with was sent on this segment;
+        one a router decremented came from beyond it (the capture's place on the path, correlate/roles.py)."""
         self.paths: dict[tuple, list] = {}
         """(server address, client L2 pairs, forwarding MACs, reply L2 pairs, reply TTL initial,
         banner host) -> [connections, first place]: the forwarding MACs, the MACs either way and
@@ -89,6 +105,8 @@ class Facts:
             s = c.smtp
             self.replies.append((first, c.client_ip, c.client_port, c.server_port, c.synack_ack,
                                  c.resp_l2[0][0] if c.resp_l2 else None, ip, s.banner_host if s else None))
+        if c.orig_pkts:
+            _seen(self.sides, (ip, c.server_port, hops(c.orig_ttl), hops(c.resp_ttl) if c.resp_pkts else None), first)
         o_l2 = c.orig_l2
         fw = ()
         if c.orig_forwarded:
