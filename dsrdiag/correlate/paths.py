@@ -101,6 +101,8 @@ class FlowPath:
     """For a proxied connection: `front` (client <-> LB) or `back` (LB <-> back-end)."""
     died: str | None = None
     """Where its first lost packet was last seen, in words; None when nothing was lost."""
+    died_at: str | None = None
+    """The vantage that saw its first lost packet last."""
     key: tuple = ()
     """flow_key(): client address, port, service port, client ISN."""
     uids: tuple[str, ...] = ()
@@ -145,9 +147,10 @@ class Correlation:
         """The connection ids of these flows: findings name connections one way."""
         return tuple(sorted({u for fk in keys for u in (self.uids or {}).get(fk, ())}))
 
-    def died_by_key(self) -> dict[tuple, str]:
-        """flow_key (the client side's, and the back-end's behind a NAT) -> where it died."""
-        out = {f.key: f.died for f in self.flows if f.died and f.key}
+    def died_by_key(self) -> dict[tuple, tuple[str, str]]:
+        """flow_key (the client side's, and the back-end's behind a NAT) -> (vantage where its first
+        lost packet was last seen, where it died in words)."""
+        out = {f.key: (f.died_at, f.died) for f in self.flows if f.died and f.key}
         for a, fk in (self.aliases or {}).items():
             if fk in out:
                 out[a] = out[fk]
@@ -239,8 +242,9 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
         if modes.get(fk) == "tunnel":
             how += ("the client's packet found inside the tunnel at the back-end",)
         out_flows.append(FlowPath(f"{fk[0]}:{fk[1]}", fk[2], tuple(sorted(seen_by, key=order.get)), tuple(paths),
-                                  modes.get(fk), links.get(fk), how, leg, died, fk,
-                                  tuple(sorted(c.uid for c in views[fk].values()))))
+                                  modes.get(fk), links.get(fk), how, leg, died,
+                                  died_at=first_lost.last_seen if first_lost else None, key=fk,
+                                  uids=tuple(sorted(c.uid for c in views[fk].values()))))
 
     uids = {fk: tuple(sorted(c.uid for c in vs.values())) for fk, vs in views.items()}
     out_flows.sort(key=lambda f: (f.leg == "back", f.client, f.server_port))

@@ -26,7 +26,7 @@ from dsrdiag.findings.group import group_across_vantages
 from dsrdiag.findings.infer import infer
 from dsrdiag.findings.judge import judge, judge_paths, limits
 from dsrdiag.findings.verdict import Judged, verdict
-from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Report
+from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Failure, Report
 from dsrdiag.track.pipeline import track_capture
 from dsrdiag.track.records import CaptureRecords, flow_key
 from dsrdiag.track.spill import remove_files
@@ -168,7 +168,7 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
         findings=tuple(findings),
         verdict=verdict(findings, judged, titles=title),
         judged=judged,
-        backends=tuple(tally.rows(corr.died_by_key() if corr is not None else {})),
+        backends=tuple(tally.rows(corr.died_by_key() if corr is not None else {}, _caused(findings, conn_key))),
         notes=tuple(notes),
         correlation=corr if corr is not None and corr.flows else None,
     )
@@ -226,6 +226,18 @@ STATE_WORDS = {
     "OTH": "no SYN seen (mid-stream)", "S2": "closing", "S3": "closing", "SF": "closed normally",
 }
 """conn_state in words, for the per-back-end table (docs/conn-states.md has the full meaning)."""
+
+
+def _caused(findings: list[Finding], conn_key: dict) -> dict[tuple, tuple[str, str]]:
+    """(client, port, service port) -> (kind, title) of the root cause naming that connection."""
+    out = {}
+    for f in findings:
+        if f.explained_by is None and f.severity != "info":
+            for u in f.connections:
+                k = conn_key.get(u)
+                if k is not None:
+                    out.setdefault(k, (f.kind, title(f.kind)))
+    return out
 
 
 def views_of(records: list[CaptureRecords]):
@@ -363,17 +375,27 @@ class BackendTally:
             self.hosts[b] |= later.hosts[b]
             self.done_one[b] += later.done_one[b]
 
-    def rows(self, died: dict[tuple, str] | None = None) -> list[BackendRow]:
-        died = died or {}
+    def rows(self, died: dict[tuple, tuple[str, str]] | None = None, caused: dict[tuple, tuple[str, str]] | None = None) -> list[BackendRow]:
+        """`caused`: (client, port, service port) -> (finding kind, title) of the root cause that
+        explains the connection; `died`: flow key -> (vantage, where) from the correlated paths."""
+        died, caused = died or {}, caused or {}
         rows = []
         for b in self.topology.backends:
             by_key = self.ok[b.name]
-            failures: dict[str, int] = {}
+            failures: dict[tuple, int] = {}
             for k, done in by_key.items():
-                if not done:
+                if done:
+                    continue
+                if k[:3] in caused:
+                    kind, text = caused[k[:3]]
+                    f = (kind, text, None, None)
+                elif k in died:
+                    vantage, text = died[k]
+                    f = ("lost_on_path", text, vantage, None)
+                else:
                     st = self.state[b.name][k]
-                    why = died.get(k) or f"{st}: {STATE_WORDS.get(st, st)}"
-                    failures[why] = failures.get(why, 0) + 1
+                    f = ("conn_state", STATE_WORDS.get(st, st), None, st)
+                failures[f] = failures.get(f, 0) + 1
             n_done = sum(by_key.values()) + self.done_one[b.name]
             n_all = len(by_key) + self.done_one[b.name]
             ms = self.banner_ms[b.name]
@@ -382,7 +404,8 @@ class BackendTally:
                 connections=n_all, completed=n_done, failed=n_all - n_done,
                 banner_hosts=tuple(sorted(self.hosts[b.name])),
                 median_banner_ms=round(median(ms), 3) if ms else None,
-                failures=tuple(sorted(failures.items(), key=lambda kv: -kv[1])),
+                failures=tuple(Failure(kind, text, n, vantage, st) for (kind, text, vantage, st), n
+                               in sorted(failures.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1]))),
             ))
         return rows
 

@@ -35,6 +35,19 @@ class CaptureSummary:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """How some of a back-end's connections failed, as data: `kind` is the finding kind that caused
+    it (return_source_not_vip...), `lost_on_path` (correlated captures saw where), or `conn_state`
+    (only the connection's state at the vantage that saw most is known)."""
+
+    kind: str
+    text: str
+    connections: int
+    vantage: str | None = None
+    conn_state: str | None = None
+
+
+@dataclass(frozen=True)
 class BackendRow:
     backend: BackendRef
     connections: int
@@ -42,7 +55,7 @@ class BackendRow:
     failed: int
     banner_hosts: tuple[str, ...]
     median_banner_ms: float | None
-    failures: tuple[tuple[str, int], ...] = ()
+    failures: tuple[Failure, ...] = ()
     """Where the connections that did not complete died, and how many of each."""
 
 

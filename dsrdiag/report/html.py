@@ -116,7 +116,9 @@ def _backends(rows: list[dict]) -> list[str]:
     body = []
     for r in rows:
         b = r["backend"]
-        fails = "<br>".join(f"{e(x['connections'])} &times; {e(x['where'])}" for x in r["failures"])
+        fails = "<br>".join(f"{e(x['connections'])} &times; {e(x['text'])}"
+                            + (f" <span class=dim>({e(x['conn_state'] or x['kind'])})</span>" if x["kind"] != "lost_on_path" else "")
+                            for x in r["failures"])
         banner = r["median_syn_to_banner_ms"]
         body.append([e(b["name"]), f"<span class=mono>{e(b['ip'] or '-')}</span>", f"<span class=mono>{e(b['mac'] or '-')}</span>",
                      e(b["source"]), e(r["connections"]), e(r["completed"]), e(r["failed"]) + (f"<br>{fails}" if fails else ""),

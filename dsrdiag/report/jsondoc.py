@@ -137,14 +137,10 @@ def _host(h) -> dict | None:
             "default_routes": list(h.default_routes), "listeners": list(h.listeners), "cannot_show": list(h.cannot_show)}
 
 
-def _failure(where: str, n: int) -> dict:
-    """A back-end's failures as data: the conn_state (or the place on the path) and the count."""
-    state, _, words = where.partition(": ")
-    if state.isupper() and state.replace("0", "").isalnum():
-        return {"kind": "conn_state", "conn_state": state, "vantage": None, "text": words, "connections": n}
-    _, _, at = where.rpartition("last seen at ")
-    vantage = at.split(",")[0].strip() if at else None
-    return {"kind": "lost_on_path", "conn_state": None, "vantage": vantage, "text": where, "connections": n}
+def _failure(x) -> dict:
+    """A back-end's failures as data: what caused them (a finding kind, `lost_on_path` or
+    `conn_state`), where, and how many connections."""
+    return {"kind": x.kind, "conn_state": x.conn_state, "vantage": x.vantage, "text": x.text, "connections": x.connections}
 
 
 def to_dict(r: Report, connections: bool = True) -> dict:
@@ -181,7 +177,7 @@ def to_dict(r: Report, connections: bool = True) -> dict:
             {
                 "backend": _backend(row.backend), "connections": row.connections, "completed": row.completed,
                 "failed": row.failed, "banner_hosts": list(row.banner_hosts), "median_syn_to_banner_ms": row.median_banner_ms,
-                "failures": [_failure(w, n) for w, n in row.failures],
+                "failures": [_failure(x) for x in row.failures],
             }
             for row in r.backends
         ],

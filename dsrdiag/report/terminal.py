@@ -37,6 +37,15 @@ def _uid_order(uid: str):
     return (vantage, int(n) if n.isdigit() else 0)
 
 
+def _failure_text(x) -> str:
+    """A back-end failure in words: its cause, where it was lost, or its conn_state."""
+    if x.kind == "conn_state":
+        return f"{x.conn_state}: {x.text}"
+    if x.kind == "lost_on_path":
+        return x.text
+    return x.kind  # the finding that explains them says the rest
+
+
 def _where(f) -> str:
     """Where a finding was seen, in words: `between fw-in and fw-out`, `at client, fw-out`."""
     if f.between:
@@ -112,7 +121,7 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
             t.add_row(
                 Text(b.name), Text(b.ip or "-"), Text(b.mac or "-"), Text(b.source),
                 str(row.connections), str(row.completed),
-                Text(str(row.failed) + "".join(f"\n{n} x {w}" for w, n in row.failures)),
+                Text(str(row.failed) + "".join(f"\n{x.connections} x {_failure_text(x)}" for x in row.failures)),
                 Text(", ".join(row.banner_hosts) or "-"),
                 f"{row.median_banner_ms:.1f} ms" if row.median_banner_ms is not None else "-",
             )
