@@ -26,7 +26,9 @@ class Judged:
     Connections are counted once however many vantages saw them (by flow key)."""
 
     packets: int = 0
-    """Frames analysed over every capture."""
+    """Frames in every capture."""
+    analysed: int = 0
+    """... of which on the service ports (or ARP/NDP): what the analysis read."""
     vips: tuple[str, ...] = ()
     ports: tuple[int, ...] = ()
     service: int = 0
@@ -109,9 +111,13 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
     elif judged is not None and (j.service == 0 or j.completed == 0):
         state = INCONCLUSIVE
         if j.packets == 0:
-            why = "no packets were analysed"
+            why = "the captures hold no packets"
+        elif j.analysed == 0:
+            why = (f"none of the {plural(j.packets, 'packet')} is TCP on port "
+                   + ", ".join(str(p) for p in j.ports) + ", ARP or NDP")
         elif not j.vips:
-            why = "no VIP could be determined"
+            why = ("no client connection on port " + ", ".join(str(p) for p in j.ports)
+                   + " was seen, so no VIP could be determined")
         elif j.service == 0:
             why = ("no connection to " + ", ".join(j.vips) + " on port "
                    + ", ".join(str(p) for p in j.ports) + " was seen")

@@ -282,35 +282,44 @@ class ServiceTally:
         why_not = tuple(dict.fromkeys(
             f"{r.vantage} is the load balancer's own interface (DSR replies never pass there)"
             for r in records if r.facts.lb_interface))
-        return Judged(packets=sum(r.passed for r in records), vips=tuple(sorted(self.vips)),
-                      ports=tuple(sorted(self.ports)), service=service, completed=done,
+        return Judged(packets=sum(r.frames for r in records), analysed=sum(r.passed for r in records),
+                      vips=tuple(sorted(self.vips)), ports=tuple(sorted(self.ports)), service=service, completed=done,
                       why_not=why_not, hints=tuple(_hints(records, self.vips, self.ports)) if not service else ())
 
 
+SMTP_PORTS = (25, 465, 587, 2525)
+"""Where mail is served: looked for when nothing was seen on the ports asked for."""
+
+
 def _hints(records: list[CaptureRecords], vips, ports) -> list[str]:
-    """What was seen instead of connections to the VIP and port (from the capture's facts)."""
-    other_ports: dict[str, set[int]] = {}
+    """What was seen instead of connections to the VIP and port: from the captures' facts, and
+    when the service ports were not the mail ports, from one more read of each capture (a file, not
+    a stream) on the mail ports: only when there was nothing to judge, so it costs nothing otherwise."""
+    other_ports: dict[tuple[str, int], int] = {}
     other_dst: dict[tuple[str, int], int] = {}
+    extra = tuple(p for p in SMTP_PORTS if p not in ports)
+    if extra:
+        again = []
+        for r in records:
+            if r.frames and os.path.isfile(r.capture):
+                try:
+                    again.append(track_capture(r.capture, r.vantage, extra))
+                except Exception:  # noqa: BLE001 - a hint must never turn a verdict into an error
+                    pass
+        records = list(records) + again
     for r in records:
         for (ip, port), (n, _) in r.facts.syn_dst.items():
-            if ip in vips and port not in ports:
-                other_ports.setdefault(ip, set()).add(port)
-            elif ip not in vips and port in ports:
-                other_dst[(ip, port)] = other_dst.get((ip, port), 0) + n
+            if port not in ports:
+                other_ports.setdefault((ip, port), 0)
+                other_ports[(ip, port)] += n
             elif ip not in vips:
-                other_ports.setdefault(ip, set()).add(port)
+                other_dst[(ip, port)] = other_dst.get((ip, port), 0) + n
     out = []
-    for ip, ps in sorted(other_ports.items()):
-        if ip in vips:
-            out.append(f"TCP to {ip} on port {', '.join(str(p) for p in sorted(ps)[:5])} seen: try "
-                       + " ".join(f"--port {p}" for p in sorted(ps)[:3]))
+    for (ip, port), n in sorted(other_ports.items(), key=lambda kv: (kv[0][0] not in vips, -kv[1], kv[0]))[:3]:
+        out.append(f"TCP to {ip}:{port} seen ({plural(n, 'connection')}): try --port {port}"
+                   + ("" if ip in vips or not vips else f" --vip {ip}"))
     for (ip, port), n in sorted(other_dst.items(), key=lambda kv: (-kv[1], kv[0]))[:3]:
         out.append(f"SYNs to {ip}:{port} ({plural(n, 'connection')}): is that the VIP? (--vip {ip})")
-    if not out:
-        smtp_like = sorted({p for ps in other_ports.values() for p in ps} & {25, 465, 587, 2525})
-        if smtp_like:
-            out.append("SMTP seen on port " + ", ".join(map(str, smtp_like)) + ": try "
-                       + " ".join(f"--port {p}" for p in smtp_like))
     return out
 
 
