@@ -40,8 +40,8 @@ PRECEDENCE = (
     "arp_reply_for_vip_from_backend",
     "snat_client_ip_lost",
     "lb_mode_mixed",
-    "asymmetric_flow",
     "capture_one_sided",
+    "asymmetric_flow",
     "vip_claimed_by_several_macs",
     "firewall_drop",
     "syn_unanswered",
@@ -52,7 +52,7 @@ PRECEDENCE = (
 CAUSED_BY: dict[str, tuple[str, ...]] = {
     "firewall_drop": ("return_source_not_vip", "asymmetric_flow"),
     "syn_unanswered": ("return_source_not_vip", "vip_not_on_backend", "asymmetric_flow", "firewall_drop"),
-    "asymmetric_flow": ("return_source_not_vip", "asymmetric_flow"),
+    "asymmetric_flow": ("capture_one_sided", "return_source_not_vip", "asymmetric_flow"),
     "vip_claimed_by_several_macs": ("arp_reply_for_vip_from_backend",),
     "sessions_failed": ("return_source_not_vip", "vip_not_on_backend", "connection_refused",
                         "arp_reply_for_vip_from_backend", "asymmetric_flow", "firewall_drop", "syn_unanswered"),

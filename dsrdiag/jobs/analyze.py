@@ -128,6 +128,9 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
     tally = parts[0].tally if parts else BackendTally(topology, several)
     for p in parts[1:]:
         tally.merge(p.tally)
+    for p in parts:  # a capture of one direction cannot show a connection complete
+        if any(f.kind == "capture_one_sided" for f in p.findings):
+            p.service.nothing_completes()
     service = parts[0].service if parts else ServiceTally(topology, several)
     for p in parts[1:]:
         service.merge(p.service)
@@ -151,7 +154,7 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
             for v in views_of(records):
                 conn_key.update(v)
     findings = link(findings, conn_key)
-    judged = service.judged(records, [p.limits for p in parts])
+    judged = service.judged(records, any(f.kind == "capture_one_sided" for f in findings))
     captures = []
     for r, p in zip(records, parts):
         captures.append(CaptureSummary(
@@ -270,18 +273,23 @@ class ServiceTally:
         k = (c.client_ip, c.client_port, c.server_port)
         self.ok[k] = self.ok.get(k, False) or done
 
+    def nothing_completes(self) -> None:
+        self.done = 0
+        self.ok = dict.fromkeys(self.ok, False)
+
     def merge(self, later: "ServiceTally") -> None:
         self.n += later.n
         self.done += later.done
         for k, done in later.ok.items():
             self.ok[k] = self.ok.get(k, False) or done
 
-    def judged(self, records: list[CaptureRecords], limits: list[list[str]]) -> Judged:
+    def judged(self, records: list[CaptureRecords], one_sided: bool = False) -> Judged:
         service = self.n + len(self.ok)
         done = self.done + sum(self.ok.values())
         why_not = tuple(dict.fromkeys(
             f"{r.vantage} is the load balancer's own interface (DSR replies never pass there)"
-            for r in records if r.facts.lb_interface))
+            for r in records if r.facts.lb_interface)) + (
+            ("a capture that holds one direction only cannot show a connection complete",) if one_sided else ())
         return Judged(packets=sum(r.frames for r in records), analysed=sum(r.passed for r in records),
                       vips=tuple(sorted(self.vips)), ports=tuple(sorted(self.ports)), service=service, completed=done,
                       why_not=why_not, hints=tuple(_hints(records, self.vips, self.ports)) if not service else ())
