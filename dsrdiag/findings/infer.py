@@ -46,24 +46,46 @@ def _in_order(per_capture: list[dict], keep=None) -> list[tuple]:
     return [(k, v[0]) for k, v in sorted(total.items(), key=lambda kv: kv[1][1])]
 
 
-def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[str]]:
-    """SYN destinations that are a load balancer's back-ends, and that balancer's VIPs.
+def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[str], Counter]:
+    """SYN destinations that are a load balancer's back-ends (never VIPs), and that balancer's VIPs.
 
-    A host M that opens connections to D from its own address S (M claims S in ARP/NDP) while M
-    also claims other addresses V is a load balancer in SNAT / full-proxy mode: D is a back-end's
-    real address (never a VIP), and V are the VIPs it holds. A host claiming only its own address
-    is an ordinary client (a web server sending mail): its destinations stay candidates."""
+    - SNAT / full proxy: a host M opens connections to D from its own address S (M claims S in
+      ARP/NDP) while M also claims other addresses V: V are its VIPs, D a back-end's real address.
+      A host claiming only its own address is an ordinary client (a web server sending mail).
+    - NAT: the clients whose SYNs to V were addressed to MAC M reach D through M with another
+      destination address: M rewrote it, D is behind it. A router forwards to the same address,
+      so it never looks like this.
+    - A proxy: M receives SYNs to V and itself opens connections to D from an address none of
+      those clients used (a router forwards the clients' own addresses)."""
     behind: set[str] = set()
     vips: list[str] = []
+    rewriters: Counter = Counter()  # MACs seen sending the clients on to a back-end's own address
+    to_mac: dict[tuple[str, str], set[str]] = defaultdict(set)  # (client, MAC it sent to) -> destinations
+    clients_to: dict[str, set[str]] = defaultdict(set)  # MAC -> clients whose SYNs were addressed to it
+    dests_to: dict[str, set[str]] = defaultdict(set)  # MAC -> destinations of the SYNs addressed to it
     for f in facts:
-        for (s_ip, s_port, c_ip, c_mac, _, _), _ in f.syn_src.items():
-            if s_port not in ports or not c_mac:
+        for (s_ip, s_port, c_ip, c_src, c_dst, _, _), _ in f.syn_src.items():
+            if s_port in ports and c_dst:
+                to_mac[(c_ip, c_dst)].add(s_ip)
+                clients_to[c_dst].add(c_ip)
+                dests_to[c_dst].add(s_ip)
+    for f in facts:
+        for (s_ip, s_port, c_ip, c_src, _, _, _), (n, _) in f.syn_src.items():
+            if s_port not in ports or not c_src:
                 continue
-            own = macs_claim.get(c_mac, set())
+            own = macs_claim.get(c_src, set())
             if c_ip in own and own - {c_ip, s_ip}:
                 behind.add(s_ip)
                 vips += sorted(own - {c_ip, s_ip} - set(vips))
-    return behind, [v for v in vips if v not in behind]
+            fronts = to_mac.get((c_ip, c_src), set()) - {s_ip}
+            if not fronts and c_ip not in clients_to.get(c_src, ()):
+                # M takes connections to V and opens its own from an address no client used: a proxy
+                fronts = dests_to.get(c_src, set()) - {s_ip}
+            if fronts:
+                behind.add(s_ip)
+                vips += sorted(fronts - set(vips))
+                rewriters[c_src] += n
+    return behind, [v for v in vips if v not in behind], rewriters
 
 
 def infer(records: list[CaptureRecords], given: Topology) -> Topology:
@@ -83,7 +105,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     for ip, ms in claimed_by.items():
         for m in ms:
             macs_claim[m].add(ip)
-    behind_lb, lb_vips = _behind_a_load_balancer(facts, ports, macs_claim)
+    behind_lb, lb_vips, rewriters = _behind_a_load_balancer(facts, ports, macs_claim)
     vips = list(given.vips)
     if not vips:
         syn_dst: Counter = Counter()
@@ -113,7 +135,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             )
             if behind_lb:
                 notes.append("not VIPs: " + ", ".join(sorted(behind_lb))
-                             + " receive their connections from a load balancer's own address (back-ends behind SNAT)")
+                             + " are reached through the load balancer (NAT, SNAT or a proxy): back-ends' own addresses")
         else:
             notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
     vip_ips = {v.ip for v in vips}
@@ -145,6 +167,11 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             mac = fwd.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: it received VIP frames and re-sent them ({fwd[mac]} connections)")
+        elif rewriters:
+            mac = rewriters.most_common(1)[0][0]
+            lb_macs = [(mac, INFERRED)]
+            notes.append(f"load balancer MAC {mac} inferred: it sends the clients' connections to the VIP on to "
+                         f"back-ends' own addresses ({rewriters[mac]} connections; NAT)")
         elif rewrite:
             mac = rewrite.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
@@ -221,7 +248,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             add(resp_src, s_ip, host)
     # back-ends a load balancer connects to from its own address (SNAT / full proxy)
     lb_ip_set = {i for i, _ in lb_ips}
-    for (s_ip, s_port, c_ip, c_mac, r_mac, host), _ in _in_order([f.syn_src for f in facts]):
+    for (s_ip, s_port, c_ip, c_mac, _, r_mac, host), _ in _in_order([f.syn_src for f in facts]):
         if s_port in ports and s_ip not in vip_ips and (c_ip in lb_ip_set or (c_mac and c_mac in lb_set)):
             add(r_mac if r_mac not in lb_set else None, s_ip, host)
     # real addresses from ARP: what else does a back-end MAC claim?

@@ -150,9 +150,9 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
     if corr is not None:
         path_findings = judge_paths(corr)
         if path_findings:
-            findings = sorted(findings + path_findings, key=Finding.sort_key)
             for v in views_of(records):
                 conn_key.update(v)
+            findings = sorted(findings + _new(path_findings, findings, conn_key), key=Finding.sort_key)
     findings = link(findings, conn_key)
     judged = service.judged(records, any(f.kind == "capture_one_sided" for f in findings))
     captures = []
@@ -229,6 +229,15 @@ STATE_WORDS = {
     "OTH": "no SYN seen (mid-stream)", "S2": "closing", "S3": "closing", "SF": "closed normally",
 }
 """conn_state in words, for the per-back-end table (docs/conn-states.md has the full meaning)."""
+
+
+def _new(path_findings: list[Finding], findings: list[Finding], conn_key: dict) -> list[Finding]:
+    """Path findings whose connections no capture finding of the same kind names already."""
+    named: dict[str, set] = {}
+    for f in findings:
+        named.setdefault(f.kind, set()).update(conn_key.get(u, u) for u in f.connections)
+    return [p for p in path_findings
+            if not p.connections or not {conn_key.get(u, u) for u in p.connections} <= named.get(p.kind, set())]
 
 
 def _caused(findings: list[Finding], conn_key: dict) -> dict[tuple, tuple[str, str]]:

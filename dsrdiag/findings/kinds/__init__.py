@@ -45,7 +45,7 @@ CAPTURE_KINDS = (
 )
 """Kinds judged per capture (check() or Collector)."""
 
-PATH_KINDS = (firewall_drop, asymmetric_flow, lb_mode_mixed)
+PATH_KINDS = (firewall_drop, asymmetric_flow, lb_mode_mixed, snat_client_ip_lost)
 """Kinds judged from captures correlated along the path (decide_path)."""
 
 PROBE_KINDS = (sessions_failed,)

@@ -1,7 +1,8 @@
 """snat_client_ip_lost: connections reach a back-end from a load-balancer address: the client is lost.
 
 A connection to a service port from a load-balancer address (given, the VIP itself, or an
-address the LB's MAC claims in ARP/NDP) means SNAT / full proxy. When the stream carries a PROXY
+address the LB's MAC claims in ARP/NDP) means SNAT / full proxy. A connection the LB's MAC
+delivers to a back-end's own address from some other address is NAT with the client kept. When the stream carries a PROXY
 header or XCLIENT the address is passed on: that is proxy_protocol_header / smtp_xclient
 (information), not this fault.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterator
 
+from dsrdiag.core.evidence import FrameRef
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.findings.kind import Entry
@@ -62,9 +64,33 @@ def snat_source(ctx: Context, c) -> str | None:
         return f"{c.client_ip} is a load-balancer address"
     if c.client_ip in ctx.vips:
         return f"{c.client_ip} is the VIP itself"
-    if ctx.lb_macs and c.orig_l2 and c.orig_l2[0][0] in ctx.lb_macs and c.server_ip not in ctx.vips:
-        return f"sent by the load balancer's MAC {c.orig_l2[0][0]} to the back-end's own address {c.server_ip}"
+    # the LB's MAC delivering to a back-end's own address is NAT as well as SNAT: only the source
+    # address tells them apart, and it is the LB's only when the LB claims it (lb_ips)
     return None
+
+
+def decide_path(corr) -> Iterator[Finding]:
+    """Correlated captures show the source rewritten: a back leg opened by a proxy, or a flow the
+    load balancer passed on with its own source address, and no PROXY header or XCLIENT (those
+    modes are `proxy+proxy-protocol` / `proxy+xclient`). Reported at the back-end's vantage, where
+    the client is lost; not when a capture's own finding already names these connections."""
+    groups: dict = defaultdict(list)
+    for f in corr.flows:
+        if f.mode in ("snat", "full-nat", "proxy") and (f.leg != "front"):
+            groups[(f.vantages[-1], f.client.rsplit(":", 1)[0])].append(f)
+    for (vantage, source), flows in sorted(groups.items()):
+        evidence = []
+        for f in flows[:MAX_EVIDENCE]:
+            hop = next((h for p in f.packets for h in p.hops if h.vantage == vantage), None)
+            if hop is not None:
+                evidence.append(FrameRef(hop.ts_ns, corr.captures[vantage], vantage, hop.frame,
+                                         f"{f.client} -> :{f.server_port} at {vantage}"
+                                         + (f" ({f.linked})" if f.linked else "")))
+        summary = (f"{plural(len(flows), 'connection')} reached {vantage} from {source}, which the correlated captures "
+                   f"show is the load balancer's side of a {flows[0].mode} connection: the back-end never sees the "
+                   "real client address, and no PROXY header or XCLIENT passes it on.")
+        yield Finding(kind=KIND, severity=ERROR, vantages=(vantage,), summary=summary, evidence=tuple(sorted(evidence)),
+                      connections=corr.uids_of(f.key for f in flows), subject=source)
 
 
 class Collector:
