@@ -17,7 +17,7 @@ def test_healthy_real_smtp_traffic_gives_no_problem(real, cli, name):
     r = cli("analyze", str(real / name), "--format", "json")
     doc = r.json()
     assert [f for f in doc["findings"] if f["severity"] != "info"] == []
-    assert r.code == 0 and doc["verdict"]["healthy"]
+    assert r.code == 0 and doc["verdict"]["state"] == "healthy"
 
 
 def test_smtp_dialogue_matches_zeek_smtp_log_for_starttls(real):

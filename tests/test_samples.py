@@ -129,9 +129,9 @@ def test_given_lb_mac_turns_an_arp_conflict_into_a_named_backend_error(cli):
 def test_all_samples_together_keep_each_finding_at_its_own_vantage(cli):
     files = [e["file"] for e in MANIFEST if not e["args"] and e["file"] != "damaged.pcap"]
     r = cli("analyze", *[str(CAPTURES / f) for f in files], "-f", "json")
-    got = sorted((f["vantage"], f["kind"]) for f in r.json()["findings"])
+    got = sorted((tuple(f["vantages"]), f["kind"]) for f in r.json()["findings"])
     from dsrdiag.capture.sources import vantage_of
-    want = sorted((vantage_of(e["file"]), x["kind"]) for e in MANIFEST if e["file"] in files for x in e["findings"])
+    want = sorted(((vantage_of(e["file"]),), x["kind"]) for e in MANIFEST if e["file"] in files for x in e["findings"])
     assert got == want
 
 

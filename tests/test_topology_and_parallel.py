@@ -31,7 +31,7 @@ def test_vantage_names_come_from_labels_or_file_stems():
 
 
 def _kinds(doc):
-    return sorted((f["vantage"], f["kind"], f["severity"], tuple(f["connections"]), tuple(e["frame"] for e in f["evidence"])) for f in doc["findings"])
+    return sorted((tuple(f["vantages"]), f["kind"], f["severity"], tuple(f["connections"]), tuple(e["frame"] for e in f["evidence"])) for f in doc["findings"])
 
 
 def test_findings_are_identical_alone_in_parallel_and_with_one_job(cli):
