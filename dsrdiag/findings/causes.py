@@ -22,8 +22,8 @@ connections, about the same subject), is the cause seen again and is folded into
 silence each other, this one rule does it for all of them.
 
 Ids: like a Zeek notice's identifier, from what makes the fault the same fault: kind, vantages,
-segment, the back-end's MAC and address (never its inferred name, which depends on what else
-was captured) and subject. The same captures give the same ids in every run.
+segment, the back-end's MAC (its address when no MAC is known: an inferred address, like an
+inferred name, depends on what else was captured) and subject. The same captures give the same ids in every run.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def identify(f: Finding) -> str:
     b = f.backend
     basis = "|".join((
         f.kind, ",".join(sorted(f.vantages)), "->".join(f.between or ()),
-        (b.mac or "") if b else "", (b.ip or "") if b else "", f.subject,
+        ((b.mac or b.ip or "") if b else ""), f.subject,
     ))
     return "F" + hashlib.sha1(basis.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 

@@ -13,6 +13,8 @@ from dsrdiag.audit import checks, linux, windows
 from dsrdiag.audit.snapshot import HostConfig
 from dsrdiag.core.errors import UsageError
 from dsrdiag.core.topology import Topology
+from dsrdiag.findings.catalog import title
+from dsrdiag.findings.causes import link
 from dsrdiag.findings.verdict import verdict
 from dsrdiag.jobs.report_model import HostSummary, Report
 
@@ -50,5 +52,6 @@ def hostcheck(topology: Topology, from_files: list[Path], os_name: str | None = 
         listeners=tuple(f"{ip}:{port}" for ip, port, _r in host.listeners),
         cannot_show=tuple(notes),
     )
+    findings = link(findings, {})
     return Report(captures=(), topology=topology, connections=(), findings=tuple(findings),
-                  verdict=verdict(findings), backends=(), host=summary)
+                  verdict=verdict(findings, titles=title), backends=(), host=summary)
