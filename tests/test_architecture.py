@@ -79,3 +79,12 @@ def test_every_module_says_why_in_its_docstring():
     for path in (ROOT / "dsrdiag").rglob("*.py"):
         doc = ast.get_docstring(ast.parse(path.read_text()))
         assert doc and len(doc) > 30, f"{path} has no module docstring"
+
+
+def test_readme_lists_every_finding_kind_from_the_catalogue():
+    from dsrdiag.findings.catalog import readme_table
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("<!-- kinds:")
+    body = text[text.index("\n", start) + 1:text.index("<!-- /kinds -->")]
+    assert body == readme_table(), "README's table is stale: python -m dsrdiag.findings.catalog --readme-table"

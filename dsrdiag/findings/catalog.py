@@ -315,7 +315,7 @@ def render_markdown() -> str:
             "",
             f"## `{e.kind}`: {e.title}",
             "",
-            f"Severity: **{e.severity}**.",
+            f"Severity: **{e.severity}**. Judged from: {e.scope}" + (f" (`dsrdiag/findings/kinds/{e.kind}.py`)." if e.scope != "host" else " (`dsrdiag/audit/checks.py`)."),
             "",
             e.explanation,
             "",
@@ -332,5 +332,14 @@ def render_markdown() -> str:
     return "\n".join(out) + "\n"
 
 
+def readme_table() -> str:
+    """The README's table of every kind (kept current by tests/test_architecture.py)."""
+    rows = ["| finding | severity | scope | what went wrong |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{e.kind}` | {e.severity} | {e.scope} | {e.title} |" for e in CATALOG.values()]
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    import sys
+
+    print(readme_table() if sys.argv[1:] == ["--readme-table"] else render_markdown(), end="")

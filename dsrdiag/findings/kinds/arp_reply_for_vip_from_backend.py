@@ -26,7 +26,7 @@ CLAIM_TEXT = {
 ENTRY = Entry(
     kind="arp_reply_for_vip_from_backend",
     severity=ERROR,
-    title="A MAC other than the load balancer's answers ARP/NDP for the VIP",
+    title="A back-end answers ARP/NDP for the VIP",
     explanation=(
         "Only the load balancer may answer ARP (IPv6: neighbour advertisements) for the VIP. "
         "When a back-end answers too, routers and hosts on the segment send VIP traffic straight "

@@ -68,7 +68,8 @@ ENTRY = Entry(
     ),
     load_balancer=(
         "If the firewall must see both directions, the back-ends' default gateway must be the firewall (not another router); in DSR the replies leave the back-ends directly, so the LB cannot fix this. Otherwise let the firewall accept the asymmetric flow for this service (see the firewall fix above)."
-    )
+    ),
+    scope="capture, path"
 )
 
 KIND = ENTRY.kind

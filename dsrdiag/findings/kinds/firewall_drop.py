@@ -14,7 +14,7 @@ from typing import Iterator
 
 from dsrdiag.core.evidence import FrameRef
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
-from dsrdiag.findings.kind import PATH, Entry  # noqa: F401 (scope)
+from dsrdiag.findings.kind import PATH, Entry
 from dsrdiag.track.records import ORIG
 
 ENTRY = Entry(
@@ -39,7 +39,8 @@ ENTRY = Entry(
     linux="On a Linux firewall `nft list ruleset` counters (`ct state invalid counter drop`) and `conntrack -E` confirm the drop; fix the path or the source address that makes the packets invalid.",
     load_balancer=(
         "Not on the load balancer: the firewall between the two vantages dropped packets of the connection; see the cause it is explained by."
-    )
+    ),
+    scope=PATH
 )
 
 KIND = ENTRY.kind

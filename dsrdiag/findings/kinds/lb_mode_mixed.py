@@ -13,7 +13,7 @@ from typing import Iterator
 
 from dsrdiag.core.evidence import FrameRef
 from dsrdiag.findings.finding import ERROR, Finding, plural
-from dsrdiag.findings.kind import PATH, Entry  # noqa: F401 (scope)
+from dsrdiag.findings.kind import PATH, Entry
 
 ENTRY = Entry(
     kind="lb_mode_mixed",
@@ -32,6 +32,7 @@ ENTRY = Entry(
     seen_from="A client-side capture and back-end captures analysed together.",
     windows="Put every real server of the virtual service in the same forwarding mode on the load balancer (all DSR), and configure each for it (KM-TEST loopback with the VIP, weak host send/receive).",
     linux="Use one forwarding method for all real servers of the virtual service (e.g. all `ipvsadm -g`), with the VIP on lo and arp_ignore/arp_announce on each.",
+    scope=PATH
 )
 
 KIND = ENTRY.kind

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from dsrdiag.core.evidence import HostRef
 from dsrdiag.findings.finding import ERROR, Finding, plural
-from dsrdiag.findings.kind import PROBE, Entry  # noqa: F401 (scope)
+from dsrdiag.findings.kind import PROBE, Entry
 
 ENTRY = Entry(
     kind="sessions_failed",
@@ -28,6 +28,7 @@ ENTRY = Entry(
     seen_from="dsrdiag probe, from wherever it runs.",
     windows="Run the probe again as administrator/root for a capture, and capture on the load balancer and the back-ends (see syn_unanswered).",
     linux="Run the probe as root (or with CAP_NET_RAW) so that it captures what came back, and probe from the server LAN to see ARP.",
+    scope=PROBE
 )
 
 KIND = ENTRY.kind

@@ -52,7 +52,8 @@ ENTRY = Entry(
     ),
     load_balancer=(
         "The load balancer replaces the client address: NetScaler without `USIP` (`set lb vserver <name> -USIP YES`, or MAC mode `-m MAC` for DSR); Kemp with Transparency off (Virtual Service > Standard Options > Transparency), or use \"direct\" forwarding; F5 with a SNAT pool or automap on the virtual server (remove it and route replies through the BIG-IP, or nPath/DSR); keepalived/LVS `lb_kind NAT` with masquerading on the director; HAProxy always connects from its own address: enable `send-proxy` on the server line and accept the PROXY protocol on the MTA (Postfix `smtpd_upstream_proxy_protocol = haproxy`; Exchange does not accept PROXY protocol). The alternative many operators choose: keep SNAT and move relay permission to the load balancer (ACLs or an SMTP profile on the LB that only lets the allowed clients reach the relay virtual server), or give the mail server a second address used only for relay and published without SNAT. The cost: the MTA logs and greylisting see the LB's address, per-client rate limits and SPF/`mynetworks` decisions move to the LB, and abuse reports name the LB."
-    )
+    ),
+    scope="capture, path"
 )
 
 KIND = ENTRY.kind
