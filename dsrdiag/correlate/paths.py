@@ -142,6 +142,8 @@ class Correlation:
     """vantage -> capture path (for evidence)."""
     uids: dict = None
     """flow key -> the connection ids of that flow at every vantage."""
+    roles: dict = None
+    """vantage -> its place on the path (client, fw-out, fw-in, lb, be), or None."""
 
     def uids_of(self, keys) -> tuple[str, ...]:
         """The connection ids of these flows: findings name connections one way."""
@@ -161,7 +163,7 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
     roles, order = vantage_roles(records, topology)
     known = [r for r in records if roles[r.vantage]]
     if len({roles[r.vantage] for r in known}) < 2:
-        return Correlation((), {}, None, {}, {}, {}, {}, {})
+        return Correlation((), {}, None, {}, {}, {}, {}, {}, roles)
     span = {r.vantage: (r.first_ts_ns or 0, r.last_ts_ns or 0) for r in records}
     cap = {r.vantage: r.capture for r in records}
 
@@ -248,7 +250,7 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
 
     uids = {fk: tuple(sorted(c.uid for c in vs.values())) for fk, vs in views.items()}
     out_flows.sort(key=lambda f: (f.leg == "back", f.client, f.server_port))
-    return Correlation(tuple(out_flows), offsets, ref, alias, dict(drops), dict(bypass), cap, uids)
+    return Correlation(tuple(out_flows), offsets, ref, alias, dict(drops), dict(bypass), cap, uids, roles)
 
 
 def _ns(offsets: dict, v: str) -> int:

@@ -232,12 +232,13 @@ STATE_WORDS = {
 
 
 def _new(path_findings: list[Finding], findings: list[Finding], conn_key: dict) -> list[Finding]:
-    """Path findings whose connections no capture finding of the same kind names already."""
+    """Path findings whose connections no capture finding of the same kind names already (a finding
+    about a segment of the path always adds the segment: causes.py makes it the cause of those)."""
     named: dict[str, set] = {}
     for f in findings:
         named.setdefault(f.kind, set()).update(conn_key.get(u, u) for u in f.connections)
     return [p for p in path_findings
-            if not p.connections or not {conn_key.get(u, u) for u in p.connections} <= named.get(p.kind, set())]
+            if p.between or not p.connections or not {conn_key.get(u, u) for u in p.connections} <= named.get(p.kind, set())]
 
 
 def _caused(findings: list[Finding], conn_key: dict) -> dict[tuple, tuple[str, str]]:

@@ -36,6 +36,7 @@ ENTRY = Entry(
 )
 
 KIND = ENTRY.kind
+ROLE_ORDER = {"client": 0, "fw-out": 1, "fw": 2, "fw-in": 3, "lb": 4, "be": 5}
 
 
 def decide_path(corr) -> Iterator[Finding]:
@@ -52,7 +53,10 @@ def decide_path(corr) -> Iterator[Finding]:
             h = f.packets[0].hops[-1] if f.packets and f.packets[0].hops else None
             if h:
                 evidence.append(FrameRef(h.ts_ns, corr.captures[h.vantage], h.vantage, h.frame, f"{f.client}: handled by {m}"))
-    vantages = tuple(dict.fromkeys(v for fs in by_mode.values() for f in fs for v in f.vantages))
+    # where the modes show: the front legs' vantages and the back legs' (a proxy's back-end)
+    order = {v: i for i, v in enumerate(dict.fromkeys(v for f in corr.flows for v in f.vantages))}
+    seen = {v for f in corr.flows if f.mode for v in f.vantages}
+    vantages = tuple(sorted(seen, key=lambda v: (ROLE_ORDER.get(corr.roles.get(v), 9) if corr.roles else 0, order[v])))
     yield Finding(kind=KIND, severity=ERROR, vantages=vantages,
                   summary=f"the load balancer handles connections to the service in different ways: {', '.join(parts)}.",
                   evidence=tuple(sorted(evidence)),

@@ -78,8 +78,9 @@ def decide_path(corr) -> Iterator[Finding]:
     groups: dict = defaultdict(list)
     for f in corr.flows:
         if f.mode in ("snat", "full-nat", "proxy") and (f.leg != "front"):
-            groups[(f.vantages[-1], f.client.rsplit(":", 1)[0])].append(f)
-    for (vantage, source), flows in sorted(groups.items()):
+            groups[(f.vantages, f.client.rsplit(":", 1)[0])].append(f)
+    for (vantages, source), flows in sorted(groups.items()):
+        vantage = vantages[-1]  # the back-end, where the client is lost
         evidence = []
         for f in flows[:MAX_EVIDENCE]:
             hop = next((h for p in f.packets for h in p.hops if h.vantage == vantage), None)
@@ -90,7 +91,7 @@ def decide_path(corr) -> Iterator[Finding]:
         summary = (f"{plural(len(flows), 'connection')} reached {vantage} from {source}, which the correlated captures "
                    f"show is the load balancer's side of a {flows[0].mode} connection: the back-end never sees the "
                    "real client address, and no PROXY header or XCLIENT passes it on.")
-        yield Finding(kind=KIND, severity=ERROR, vantages=(vantage,), summary=summary, evidence=tuple(sorted(evidence)),
+        yield Finding(kind=KIND, severity=ERROR, vantages=vantages, summary=summary, evidence=tuple(sorted(evidence)),
                       connections=corr.uids_of(f.key for f in flows), subject=source)
 
 

@@ -65,7 +65,8 @@ class Collector:
 
     def observe(self, c) -> None:
         ctx = self.ctx
-        if ctx.is_vip_conn(c) and ctx.only_syns(c) and len(c.syn_frames) > 1:
+        if ctx.is_vip_conn(c) and ctx.only_syns(c) and len(c.syn_frames) > 1 \
+                and (c.client_ip, c.client_port, c.server_port) not in ctx.answered_elsewhere:  # a reply from a real address is a reply
             self.groups[(c.server_ip, c.server_port, ctx.delivered_to(c))].append(c)
 
     def findings(self) -> Iterator[Finding]:
