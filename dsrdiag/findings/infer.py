@@ -46,7 +46,7 @@ def _in_order(per_capture: list[dict], keep=None) -> list[tuple]:
     return [(k, v[0]) for k, v in sorted(total.items(), key=lambda kv: kv[1][1])]
 
 
-def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[str], Counter]:
+def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[str], Counter, set[str]]:
     """SYN destinations that are a load balancer's back-ends (never VIPs), and that balancer's VIPs.
 
     - SNAT / full proxy: a host M opens connections to D from its own address S (M claims S in
@@ -60,6 +60,7 @@ def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[st
     behind: set[str] = set()
     vips: list[str] = []
     rewriters: Counter = Counter()  # MACs seen sending the clients on to a back-end's own address
+    own_sources: set[str] = set()  # the addresses such a MAC opens its own connections from
     to_mac: dict[tuple[str, str], set[str]] = defaultdict(set)  # (client, MAC it sent to) -> destinations
     clients_to: dict[str, set[str]] = defaultdict(set)  # MAC -> clients whose SYNs were addressed to it
     dests_to: dict[str, set[str]] = defaultdict(set)  # MAC -> destinations of the SYNs addressed to it
@@ -81,11 +82,13 @@ def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[st
             if not fronts and c_ip not in clients_to.get(c_src, ()):
                 # M takes connections to V and opens its own from an address no client used: a proxy
                 fronts = dests_to.get(c_src, set()) - {s_ip}
+                if fronts:
+                    own_sources.add(c_ip)
             if fronts:
                 behind.add(s_ip)
                 vips += sorted(fronts - set(vips))
                 rewriters[c_src] += n
-    return behind, [v for v in vips if v not in behind], rewriters
+    return behind, [v for v in vips if v not in behind], rewriters, own_sources
 
 
 def infer(records: list[CaptureRecords], given: Topology) -> Topology:
@@ -105,7 +108,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     for ip, ms in claimed_by.items():
         for m in ms:
             macs_claim[m].add(ip)
-    behind_lb, lb_vips, rewriters = _behind_a_load_balancer(facts, ports, macs_claim)
+    behind_lb, lb_vips, rewriters, lb_sources = _behind_a_load_balancer(facts, ports, macs_claim)
     vips = list(given.vips)
     if not vips:
         syn_dst: Counter = Counter()
@@ -197,8 +200,13 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
 
     # ---- load balancer IPs: other addresses its MAC claims ------------------------------------
     lb_ips = list(given.lb_ips)
+    known = {i for i, _ in lb_ips}
+    for ip in sorted(lb_sources - known - vip_ips):
+        lb_ips.append((ip, INFERRED))
+        known.add(ip)
+        notes.append(f"load balancer address {ip} inferred: the load balancer opens its own connections to the "
+                     "back-ends from it (SNAT or a proxy)")
     if lb_set:
-        known = {i for i, _ in lb_ips}
         for r in records:
             for ip, cls in r.neighbours.claims.items():
                 if ip not in vip_ips and ip not in known and any(cl.mac in lb_set for cl in cls):

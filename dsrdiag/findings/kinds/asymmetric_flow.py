@@ -23,6 +23,7 @@ from dsrdiag.decode.tcp import ACK, SYN
 from dsrdiag.findings.context import Context, first
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.findings.kind import Entry
+from dsrdiag.track.facts import hops
 from dsrdiag.track.records import ORIG, RESP
 
 ENTRY = Entry(
@@ -74,6 +75,11 @@ ENTRY = Entry(
 
 KIND = ENTRY.kind
 REPLY_MISSING, NOT_RETRIED, REQUEST_MISSING = "reply", "not-retried", "request"
+OTHER_ROUTER, ACK_MISSING = "other-router", "ack-missing"
+
+
+def _synacks(c) -> int:
+    return sum(1 for n in c.packets if n.direction == RESP and n.flags & SYN and n.flags & ACK)
 
 
 class Collector:
@@ -98,6 +104,16 @@ class Collector:
                 self.groups[(NOT_RETRIED, ctx.backend_of(c))].append(c)
         elif not c.orig_pkts and c.resp_pkts and ("h" in c.history or "d" in c.history):
             self.groups[(REQUEST_MISSING, ctx.backend_of(c))].append(c)
+        elif c.orig_pkts and c.resp_pkts and c.orig_l2 and c.resp_l2:
+            to_gw, from_gw = c.orig_l2[0][1], c.resp_l2[0][0]
+            if to_gw and from_gw and to_gw != from_gw and hops(c.resp_ttl):
+                # both directions routed here, through different routers: the reply path is another one
+                self.groups[(OTHER_ROUTER, ctx.backend_of(c))].append(c)
+            elif len(c.syn_frames) == 1 and _synacks(c) > 1 and "A" not in c.history.split("h", 1)[-1] \
+                    and "D" not in c.history and ctx.not_retried(c):
+                # the server repeats its SYN-ACK, the client never repeats its SYN: the client got it,
+                # and its ACK never reaches the server: the request path drops what the reply path began
+                self.groups[(ACK_MISSING, ctx.backend_of(c))].append(c)
 
     def findings(self) -> Iterator[Finding]:
         ctx = self.ctx
@@ -113,6 +129,9 @@ class Collector:
                         if n:
                             evidence.append(ctx.ref(n, c, f"{what} ({c.server_ip}:{c.server_port} -> {c.client_ip}:{c.client_port})"))
                     continue
+                if case in (OTHER_ROUTER, ACK_MISSING):
+                    for n in [n for n in c.packets if n.direction == RESP and n.flags & SYN][:2]:
+                        evidence.append(ctx.ref(n, c, f"SYN-ACK from MAC {n.src_mac or '?'}"))
                 syn = c.syn_frames[0] if c.syn_frames else None
                 if syn:
                     evidence.append(ctx.ref(syn, c, f"SYN {c.client_ip}:{c.client_port} -> {c.server_ip}:{c.server_port}"
@@ -123,6 +142,16 @@ class Collector:
             if case == REQUEST_MISSING:
                 summary = f"{plural(len(cs), 'connection')} seen server->client only; no client->server packet passed this vantage."
                 subject = "request missing"
+            elif case == OTHER_ROUTER:
+                c0 = cs[0]
+                summary = (f"{plural(len(cs), 'connection')}: the client's packets go to router {c0.orig_l2[0][1]}, the "
+                           f"replies come back from another one, {c0.resp_l2[0][0]}: the return path is not the request path.")
+                subject = "reply by another router"
+            elif case == ACK_MISSING:
+                summary = (f"{plural(len(cs), 'connection')}: the server retransmits its SYN-ACK and no ACK arrives, while the "
+                           "client sent its SYN once: the client got the SYN-ACK, and its ACK is lost on the request path "
+                           "(a stateful firewall that never saw the SYN-ACK drops it).")
+                subject = "ack missing"
             elif case == REPLY_MISSING:
                 summary = (f"{plural(len(cs), 'connection')} seen client->server only: the client acknowledged a SYN-ACK "
                            "that never passed this vantage.")
