@@ -1,9 +1,11 @@
 """asymmetric_flow: only one direction of a connection passes this point.
 
-At one capture (Collector), three shapes: the client's SYN and then its ACKs/data with no server
+At one capture (Collector), five shapes: the client's SYN and then its ACKs/data with no server
 packet (the SYN-ACK went another way: Zeek's possible_split_routing); a lone SYN never
 retransmitted although the capture went on long enough (the client was answered, not through
-here); the server's SYN-ACK/data with no client packet (the request came another way).
+here); the server's SYN-ACK/data with no client packet (the request came another way); requests
+to one router and routed replies from another (the client's side of a bypass); a server repeating
+its SYN-ACK for an ACK that never comes while the client sent its SYN once (the server's side).
 Connections the load balancer forwarded, at its own interface, are not reported: one-way is the
 design of DSR there. A capture where everything is one-sided the same way is capture_one_sided's
 (which then explains these).
@@ -43,6 +45,9 @@ ENTRY = Entry(
         "from the server in between (the client got its SYN-ACK another way: Zeek's "
         "possible_split_routing); a lone SYN never retransmitted although the capture went on 3.5 s "
         "after it (longer than any stack's first retransmission: the client was answered, not here); "
+        "the client's packets sent to one router while the replies arrive, routed, from another; a "
+        "server repeating its SYN-ACK for an ACK that never comes while the client sent its SYN once "
+        "(the client got it: its ACK is lost on the request path); "
         "or the server's SYN-ACK and data without any packet from the client. Connections the load "
         "balancer forwarded, at its own interface, are not reported (one-way is the design of DSR). "
         "Across captures: a reply seen at the client side but at neither firewall leg while both were "
