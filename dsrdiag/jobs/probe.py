@@ -93,7 +93,7 @@ def _conclude(plan, given, path, sessions, arp, skipped, pcap_path, keep) -> Rep
         records = []
         base = conclude([], given)
     findings = list(base.findings) + list(sessions_failed.decide(sessions, plan.vip, plan.port, bool(pcap_path)))
-    keys = {u: (c.client_ip, c.client_port, c.server_port) for r in records for c in r.connections} if pcap_path else {}
+    keys = {c.uid: (c.client_ip, c.client_port, c.server_port) for r in records for c in r.connections} if pcap_path else {}
     findings = link(sorted(findings, key=Finding.sort_key), keys)
     summary = ProbeSummary(
         vip=plan.vip, port=plan.port, iface=path.iface, source=path.source, on_link=path.on_link,
