@@ -222,6 +222,15 @@ def completed(c) -> bool:
     return j >= 0 and not c.resp_pkts and ("A" in h[j:] or "D" in h[j:])
 
 
+def answered(c) -> bool:
+    """The verdict's completion: a SYN-ACK seen here, then the client's ACK or data. Where replies
+    do not pass (the LB's own interface in DSR) a client's ACK proves it got some answer, not that
+    the service works: that vantage cannot call a site healthy."""
+    h = c.history
+    i = h.find("h")
+    return i >= 0 and ("A" in h[i:] or "D" in h[i:])
+
+
 STATE_WORDS = {
     "S0": "SYN unanswered", "REJ": "refused (RST to the SYN)", "S1": "open when the capture ended",
     "RSTO": "reset by the client", "RSTR": "reset by the server", "RSTOS0": "client SYN then reset",
@@ -275,7 +284,7 @@ class ServiceTally:
     def observe(self, c) -> None:
         if c.server_port not in self.ports or c.server_ip not in self.servers or "S" not in c.history:
             return
-        done = completed(c)
+        done = answered(c)
         if not self.several:
             self.n += 1
             self.done += done

@@ -53,6 +53,8 @@ def probe(plan: ProbePlan, given: Topology, pcap: Path | None = None) -> Report:
         arp = None
         if not path.on_link:
             skipped.append(f"ARP/NDP for the VIP: {plan.vip} is routed (via {path.gateway}); who answers for it can only be seen from its own segment")
+        elif path.iface == "lo" or not path.mac or path.mac == "00:00:00:00:00:00":
+            skipped.append(f"ARP/NDP for the VIP: {path.iface} has no link layer to ask on")
         elif cap is None:
             skipped.append("ARP/NDP for the VIP: needs root (raw sockets) like the capture")
         else:

@@ -63,8 +63,8 @@ def snat_source(ctx: Context, c) -> str | None:
     """Why this connection's source is the load balancer, in words (None: it is not)."""
     if c.client_ip in ctx.lb_ips:
         return f"{c.client_ip} is a load-balancer address"
-    if c.client_ip in ctx.vips:
-        return f"{c.client_ip} is the VIP itself"
+    if c.client_ip in ctx.vips and c.server_ip not in ctx.vips:
+        return f"{c.client_ip} is the VIP itself"  # the LB connects from the VIP to a back-end's own address
     # the LB's MAC delivering to a back-end's own address is NAT as well as SNAT: only the source
     # address tells them apart, and it is the LB's only when the LB claims it (lb_ips)
     return None
