@@ -174,9 +174,13 @@ def _build(ipv6: bool) -> list[Scenario]:
                                  f"its own {nd} answer for the VIP, and it answers the VIP's SYNs delivered to its MAC: "
                                  "a back-end claiming the VIP")},
             together=broken({"arp_reply_for_vip_from_backend", "vip_claimed_by_several_macs"},
-                            "three MACs claim the VIP; be2 (by its SYN-ACKs; be1 too, by the topology) is a back-end: "
-                            "the leak is the cause, the several claims its consequence",
+                            "three MACs claim the VIP; be1 and be2 are back-ends (the topology): the leaks are the "
+                            "cause, the several claims their consequence",
                             causes={"arp_reply_for_vip_from_backend"}),
+            bare=broken({"arp_reply_for_vip_from_backend", "vip_claimed_by_several_macs"},
+                        "three MACs claim the VIP; be2's SYN-ACKs from the VIP make it a back-end (be1 carries no "
+                        "traffic): be2's leak is the cause, the several claims its consequence",
+                        causes={"arp_reply_for_vip_from_backend"}),
             proofs=tuple(Proof(b.role, _arp(ipv6, b.mac), "some", f"{b.role} answered for the VIP") for b in (BE1, BE2))
             + (Proof("fw-in", f"ether dst {BE2.mac} and dst host {vip} and {syn}", "some",
                      "the firewall sent the VIP's SYNs to be2, whose answer came first"),)
