@@ -1,5 +1,11 @@
 """Shared fixtures: the project's sample captures, the shared real captures (skipped cleanly when
-../shared is absent), and a way to run the real CLI in-process with its exit code and output."""
+../shared is absent), a way to run the real CLI in-process with its exit code and output, and the
+`--lab` option.
+
+The lab tests (marked `lab`: they build network namespaces, as root) run only when the test command
+says so, `python3 -m pytest --lab`; without it they are skipped with that reason. Whether this host
+can run the lab is checked lazily, by the `lab_host` fixture, when the first lab test starts: nothing
+happens at import or collection time (`pytest --co` as root creates nothing)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,44 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
 REAL = Path(os.environ.get("DSRDIAG_SHARED_CAPTURES", ROOT.parent / "shared" / "captures-real"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--lab", action="store_true", default=False,
+                     help="also run the lab tests: real DSR sites in network namespaces (root, iproute2, nftables, tcpdump)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--lab"):
+        return
+    skip = pytest.mark.skip(reason="lab test (root, network namespaces): run with `python3 -m pytest --lab`")
+    for item in items:
+        if item.get_closest_marker("lab") is not None:
+            item.add_marker(skip)
+
+
+def _lab_unavailable() -> str | None:
+    """Why this host cannot run the lab, or None. Creates and removes one namespace to find out."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    for tool in ("ip", "nft", "tcpdump", "openssl"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    probe = "dsrdiag-probe-skipcheck"
+    p = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        return f"cannot create network namespaces: {p.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30)
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab_host() -> None:
+    """Every lab test asks for this (directly or through another fixture): it skips, with the reason,
+    where the lab cannot run although --lab was given."""
+    reason = _lab_unavailable()
+    if reason:
+        pytest.skip(f"lab: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +114,7 @@ def tshark_fields(tshark: str, path: Path, display_filter: str, *fields: str) ->
 
 
 @pytest.fixture
-def lab_down():
+def lab_down(lab_host):
     """Whatever a lab test built is removed afterwards, even when it fails."""
     from dsrdiag.lab import netns
 

@@ -30,8 +30,9 @@ def list_cmd():
     """Name every scenario, one line each."""
     from dsrdiag.lab.scenarios import SCENARIOS
 
+    width = max(len(name) for name in SCENARIOS)
     for s in SCENARIOS.values():
-        print(f"{s.name:16} {s.summary}")
+        print(f"{s.name:{width}}  {s.summary}")
 
 
 @lab_app.command("up")

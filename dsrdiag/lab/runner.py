@@ -19,7 +19,9 @@ from dsrdiag.lab.netns import LabError, nft, sh, sysctl
 from dsrdiag.lab.scenarios import (
     ARP_LEAK,
     ASYM_BYPASS,
+    CONN_REFUSED,
     VIP_MISSING,
+    VIP_TWICE,
     WRONG_SOURCE,
     Scenario,
 )
@@ -33,6 +35,7 @@ from dsrdiag.lab.site import (
     FW_OUT,
     LAN,
     LB,
+    LB2,
     LINKS,
     NAMESPACES,
     PORT,
@@ -57,10 +60,11 @@ def up(sc: Scenario, workdir: Path | None = None) -> Path:
     netns.save_state({"scenario": sc.name, "work": str(work), "pids": [], "started": time.time()})
     try:
         _namespaces()
-        _links()
+        _links(sc)
         _client_and_routers(sc)
         _firewall()
         _load_balancer(sc)
+        _standby(sc)
         for b in BACKENDS:
             _backend(b, sc, work)
         _wait_ready(work)
@@ -82,7 +86,7 @@ def _namespaces() -> None:
         sh(["ip", "link", "set", br, "up"], ns)
 
 
-def _links() -> None:
+def _links(sc: Scenario) -> None:
     for i, (h, bridge_ns, br) in enumerate(LINKS):
         port = f"p{i}-{h.ifname}"[:15]
         sh(["ip", "link", "add", h.ifname, "netns", h.ns, "type", "veth", "peer", "name", port, "netns", bridge_ns])
@@ -122,6 +126,20 @@ def _hash_map(field: str) -> str:
     return f"jhash {field} . tcp sport mod {len(BACKENDS)} seed 0x5eed map {{ {macs} }}"
 
 
+def _dsr_forwarding(h: Host) -> None:
+    """DSR on a load balancer: VIP frames get the LB's source MAC and a back-end's destination MAC, and go
+    back out of the same interface (nftables netdev ingress, `fwd`)."""
+    nft(h.ns, f"""
+table netdev dsrdiag_lb {{
+    chain ingress {{
+        type filter hook ingress device {h.ifname} priority 0;
+        ip daddr {VIP4} tcp dport {PORT} ether saddr set {h.mac} ether daddr set {_hash_map("ip saddr")} fwd to {h.ifname}
+        ip6 daddr {VIP6} tcp dport {PORT} ether saddr set {h.mac} ether daddr set {_hash_map("ip6 saddr")} fwd to {h.ifname}
+    }}
+}}
+""")
+
+
 def _load_balancer(sc: Scenario) -> None:
     # the LB owns the VIP on its LAN interface: it answers ARP / neighbour solicitations for it
     sh(["ip", "addr", "add", f"{VIP4}/32", "dev", LB.ifname], LB.ns)
@@ -129,15 +147,7 @@ def _load_balancer(sc: Scenario) -> None:
     sh(["ip", "route", "add", "default", "via", FW_IN.ip4], LB.ns)
     sh(["ip", "-6", "route", "add", "default", "via", FW_IN.ip6], LB.ns)
     if sc.mode == "dsr":
-        nft(LB.ns, f"""
-table netdev dsrdiag_lb {{
-    chain ingress {{
-        type filter hook ingress device {LB.ifname} priority 0;
-        ip daddr {VIP4} tcp dport {PORT} ether saddr set {LB.mac} ether daddr set {_hash_map("ip saddr")} fwd to {LB.ifname}
-        ip6 daddr {VIP6} tcp dport {PORT} ether saddr set {LB.mac} ether daddr set {_hash_map("ip6 saddr")} fwd to {LB.ifname}
-    }}
-}}
-""")
+        _dsr_forwarding(LB)
     else:
         sysctl(LB.ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
         be4 = ", ".join(f"{i} : {b.ip4}" for i, b in enumerate(BACKENDS))
@@ -160,6 +170,19 @@ table ip6 dsrdiag_nat6 {{
     }}
 }}
 """)
+
+
+def _standby(sc: Scenario) -> None:
+    """lb2, the load balancer's HA peer: idle, except in vip_claimed_twice (split brain) where it holds
+    the VIP on its LAN interface too, so it answers ARP/NDP for it, and forwards like the LB (the same
+    hash), so the sessions work whichever MAC the firewall keeps. Which one that is follows from the
+    bridge's flood order (site.LINKS: the LB answers first): IPv4 keeps the first answer (later ones
+    within arp locktime do not override), IPv6 the last (advertisements carry the override flag), so
+    over IPv4 the LB carries every connection, over IPv6 the first one and lb2 the rest."""
+    if sc.fault == VIP_TWICE:
+        sh(["ip", "addr", "add", f"{VIP4}/32", "dev", LB2.ifname], LB2.ns)
+        sh(["ip", "-6", "addr", "add", f"{VIP6}/128", "dev", LB2.ifname, "nodad"], LB2.ns)
+        _dsr_forwarding(LB2)
 
 
 def _backend(b: Host, sc: Scenario, work: Path) -> None:
@@ -196,8 +219,10 @@ table netdev dsrdiag_wrong_source {{
     cert, key = work / f"{b.role}.crt", work / f"{b.role}.key"
     sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}"])
+    # connection_refused: the MTA is bound to the back-end's real addresses only, so the kernel resets SYNs to the VIP
+    listen = ["--listen", b.ip4, "--listen", b.ip6] if fault == CONN_REFUSED else []
     netns.spawn(ns, [sys.executable, "-m", "dsrdiag.lab.smtpd", "--name", name, "--cert", str(cert), "--key", str(key),
-                     "--ready", str(work / f"{b.role}.ready")], work / f"{b.role}-smtpd.log", f"smtpd-{b.role}")
+                     "--ready", str(work / f"{b.role}.ready"), *listen], work / f"{b.role}-smtpd.log", f"smtpd-{b.role}")
 
 
 def _wait_ready(work: Path) -> None:
@@ -253,7 +278,7 @@ def run(sc: Scenario, out: Path, count: int = 6, timeout: float = 3.5, keep: boo
     sessions = json.loads((out / "sessions.json").read_text())
     (out / "topology.toml").write_text(topology_toml(sc))
     result = {"scenario": sc.name, "summary": sc.summary, "sessions": sessions,
-              "expected": {k: sorted(v) for k, v in sc.expected.items()},
+              "expected": expected(sc),
               "captures": {v: f"{v}.pcap" for v, _ in VANTAGES}}
     result["proofs"] = check(sc, out, sessions)
     (out / "scenario.json").write_text(json.dumps(result, indent=2))
@@ -261,6 +286,17 @@ def run(sc: Scenario, out: Path, count: int = 6, timeout: float = 3.5, keep: boo
     if failed:
         raise LabError(f"scenario {sc.name}: its fault did not show up: " + "; ".join(p["means"] for p in failed))
     return result
+
+
+def _judgement(j) -> dict:
+    return {"kinds": sorted(j.kinds), "causes": sorted(j.causes), "state": j.state, "exit_code": j.exit_code, "why": j.why}
+
+
+def expected(sc: Scenario) -> dict:
+    """What dsrdiag must conclude from this run's captures (scenario.json): each alone, and all together."""
+    return {"alone": {v: _judgement(j) for v, j in sc.alone.items()},
+            "together": _judgement(sc.together), "together_without_topology": _judgement(sc.without_topology),
+            "between": {k: {"from": a, "to": b} for k, (a, b) in sc.between.items()}}
 
 
 def _tcpdump(vantage: str, h: Host, out: Path, work: Path) -> subprocess.Popen:
