@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from dsrdiag.core.topology import INFERRED, Backend, Topology, Vip
+from dsrdiag.findings.context import answers_syn
 from dsrdiag.findings.finding import plural
 from dsrdiag.track.records import CaptureRecords
 
@@ -252,7 +253,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
                     vip_syns[(c.client_ip, c.client_port, c.server_port)] = c.syn_seq
     for _, (_, c_ip, c_port, s_port, synack_ack, resp_src, s_ip, host) in replies:
         syn_seq = vip_syns.get((c_ip, c_port, s_port))
-        if syn_seq is not None and synack_ack == (syn_seq + 1) & 0xFFFFFFFF:
+        if answers_syn(synack_ack, syn_seq):
             add(resp_src, s_ip, host)
     # back-ends a load balancer connects to from its own address (SNAT / full proxy)
     lb_ip_set = {i for i, _ in lb_ips}
