@@ -189,6 +189,14 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
                 flows[fk][pk + (seen_n[pk],)].setdefault(r.vantage, Hop(r.vantage, n.frame, n.ts_ns, n.src_mac, n.dst_mac, n.ip_id, n.text))
 
     offsets, ref = _offsets(flows, order)
+    # two vantages that share no connection at all did not capture the same traffic (another
+    # client's segment, a capture filter, another site): silence between them proves nothing
+    shared: dict[frozenset, int] = defaultdict(int)
+    for pkts in flows.values():
+        seen = sorted({v for hops in pkts.values() for v in hops})
+        for i, a in enumerate(seen):
+            for b in seen[i + 1:]:
+                shared[frozenset((a, b))] += 1
     legs = _proxy_links(views, roles, offsets)
     for front, (back, mode, how) in legs.items():
         modes[front] = modes[back] = mode
@@ -221,7 +229,8 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
                 t = hops[expected[last]].ts_ns - _ns(offsets, expected[last]) + _ns(offsets, nxt)
                 lo, hi = span[nxt]
                 hi = min(hi, noted_until.get((fk, nxt), hi) + 1)
-                if lo and lo + MARGIN_NS <= t <= hi - MARGIN_NS and t <= noted_until.get((fk, nxt), t):
+                if lo and lo + MARGIN_NS <= t <= hi - MARGIN_NS and t <= noted_until.get((fk, nxt), t) \
+                        and shared[frozenset((expected[last], nxt))]:
                     lost = nxt
             pp = PacketPath(d, flags, seq, ack, plen, tuple(hops[v] for v in expected if v in hops), expected[last], lost)
             paths.append(pp)
@@ -235,7 +244,7 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
                 if fw_vs and beyond and not any(v in hops for v in fw_vs):
                     tb = hops[beyond[0]].ts_ns
                     if all(span[v][0] + MARGIN_NS <= tb <= span[v][1] - MARGIN_NS and tb <= noted_until.get((fk, v), tb)
-                           for v in fw_vs):
+                           and shared[frozenset((v, beyond[0]))] for v in fw_vs):
                         bypass[tuple(fw_vs)].append((fk, pp))
         first_lost = next((p for p in paths if p.lost_before), None)
         died = (f"{(p := first_lost).label} ({'client->server' if p.direction == ORIG else 'server->client'}) "

@@ -223,12 +223,14 @@ def completed(c) -> bool:
 
 
 def answered(c) -> bool:
-    """The verdict's completion: a SYN-ACK seen here, then the client's ACK or data. Where replies
-    do not pass (the LB's own interface in DSR) a client's ACK proves it got some answer, not that
-    the service works: that vantage cannot call a site healthy."""
+    """The verdict's completion: a SYN-ACK seen here, then the client's ACK or data, and the server's
+    own data (an SMTP server speaks first: its banner). Where replies do not pass (the LB's own
+    interface in DSR) a client's ACK proves it got some answer, not that the service works: that
+    vantage cannot call a site healthy; and a handshake whose server never spoke (a firewall that
+    drops the client's ACKs) did not serve anyone."""
     h = c.history
     i = h.find("h")
-    return i >= 0 and ("A" in h[i:] or "D" in h[i:])
+    return i >= 0 and ("A" in h[i:] or "D" in h[i:]) and "d" in h
 
 
 STATE_WORDS = {
