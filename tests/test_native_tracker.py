@@ -237,3 +237,109 @@ def test_c_smtp_follower_learns_what_the_python_follower_learns_from_hostile_str
         assert got == want, stream
         learnt += bool(want and (want.commands or want.proxy))
     assert learnt > 200  # the streams were SMTP enough to teach both something
+
+
+# ---- hostile sequence numbers: the C tracker against the Python reference ----------------------
+def _smtp_2_31_packets():
+    """Handshake, one client line, then a client segment exactly 2^31 past the next expected byte:
+    seq_delta() is -2^31 there, whose negation overflows 32 bits."""
+    from scapy.all import IP, TCP, Ether
+
+    c, s, isn, sisn = "192.0.2.10", "198.51.100.25", 0x10000000, 0x20000000
+    e1, e2 = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02"), Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    line = b"EHLO client.example\r\n"
+    pkts = [
+        e1 / IP(src=c, dst=s) / TCP(sport=40000, dport=25, flags="S", seq=isn),
+        e2 / IP(src=s, dst=c) / TCP(sport=25, dport=40000, flags="SA", seq=sisn, ack=isn + 1),
+        e1 / IP(src=c, dst=s) / TCP(sport=40000, dport=25, flags="A", seq=isn + 1, ack=sisn + 1),
+        e1 / IP(src=c, dst=s) / TCP(sport=40000, dport=25, flags="PA", seq=isn + 1, ack=sisn + 1) / line,
+        e1 / IP(src=c, dst=s) / TCP(sport=40000, dport=25, flags="PA", seq=(isn + 1 + len(line) + (1 << 31)) & 0xFFFFFFFF,
+                                    ack=sisn + 1) / (b"MAIL FROM:<a@example.org>\r\n" * 4),
+    ]
+    for i, p in enumerate(pkts):
+        p.time = 1_700_000_000 + i / 1000
+    return pkts
+
+
+_RUN_BOTH = """
+import sys
+from dsrdiag.track.pipeline import track_capture
+for tracker in ("c", "python"):
+    recs = track_capture(sys.argv[1], "v", (25,), tracker=tracker)
+    print(tracker, [tuple(c[:25]) for c in recs.connections])
+"""
+
+
+def test_segment_exactly_2_31_past_the_expected_byte_finishes_and_both_trackers_agree(tmp_path):
+    import subprocess
+    import sys
+
+    from scapy.all import wrpcap
+
+    path = tmp_path / "seq-2-31.pcap"
+    wrpcap(str(path), _smtp_2_31_packets())
+    # a separate process with a timeout: the bug this guards against was an endless loop (or a crash)
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin"}
+    p = subprocess.run([sys.executable, "-c", _RUN_BOTH, str(path)], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    lines = dict(line.split(" ", 1) for line in p.stdout.splitlines())
+    assert lines["c"] == lines["python"]
+    assert "ShAD" in lines["c"]
+
+
+def test_segment_exactly_2_31_past_is_not_delivered_to_the_smtp_follower():
+    from dsrdiag.track.conn import ConnTracker
+    from tests.test_conn_zeek import pkt
+    from dsrdiag.decode.tcp import ACK, PSH, SYN
+
+    for tracker in ("c", "python"):
+        t = ConnTracker("x", "v", frozenset((25,)), tracker)
+        a, b = 0xFFFFFFF0, 0x7FFFFFF0  # the client's stream wraps at 2^32
+        t.packet(pkt(1, ">", SYN, a))
+        t.packet(pkt(2, "<", SYN | ACK, b, a + 1))
+        t.packet(pkt(3, ">", ACK, a + 1, b + 1))
+        t.packet(pkt(4, ">", PSH | ACK, (a + 1) & 0xFFFFFFFF, b + 1, b"EHLO one\r\n"))
+        t.packet(pkt(5, ">", PSH | ACK, (a + 11 + (1 << 31)) & 0xFFFFFFFF, b + 1, b"EHLO two\r\n"))
+        (c,) = t.finish_all()
+        assert c.smtp.helo == "one", tracker
+
+
+def _edge_packet(frame, direction, flags, seq, ack, data, win):
+    from tests.test_conn_zeek import pkt
+
+    return pkt(frame, direction, flags, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, data, win)
+
+
+_EDGES = (0, 1, 2, 5, 8, 1460, 65535, 1048575, 1048576, 1048577, (1 << 31) - 1, 1 << 31, (1 << 31) + 1,
+          (1 << 32) - 1, (1 << 32) - 8, -1, -8)
+
+
+def test_c_and_python_trackers_agree_on_sequence_arithmetic_edges():
+    """Differential fuzz (bounded, derandomised): ISNs near the 2^32 wrap, segments and ACKs at
+    offsets exactly 2^31, 2^31 +- 1, the 1 MiB 'too large' edge and the window edge, in any order,
+    with SYN/FIN/RST mixed in: the two trackers give the same records and both finish."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dsrdiag.decode.tcp import ACK, FIN, PSH, RST, SYN
+    from dsrdiag.track.conn import ConnTracker
+
+    flag_sets = (SYN, SYN | ACK, ACK, PSH | ACK, FIN | ACK, RST, RST | ACK, SYN | FIN, FIN | RST | ACK)
+    step = st.tuples(st.sampled_from(">><"), st.sampled_from(flag_sets), st.sampled_from(_EDGES), st.sampled_from(_EDGES),
+                     st.sampled_from((b"", b"", b"EHLO x\r\n", b"y" * 300)), st.sampled_from((65535, 0, 1)))
+
+    @settings(max_examples=300, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from((0, 0xFFFFFFFF, 0xFFFFFF00, 0x7FFFFFFF, 0x80000000)),
+           st.sampled_from((0, 0xFFFFFFFE, 0x7FFFFFFF)), st.lists(step, min_size=1, max_size=14))
+    def check(isn_c, isn_s, steps):
+        out = {}
+        for tracker in ("c", "python"):
+            t = ConnTracker("x", "v", frozenset((25,)), tracker)
+            for i, (d, flags, so, ao, data, win) in enumerate(steps, 1):
+                seq, ack = (isn_c + so, isn_s + ao) if d == ">" else (isn_s + so, isn_c + ao)
+                t.packet(_edge_packet(i, d, flags, seq, ack, data, win))
+            out[tracker] = list(t.finish_all())
+        assert out["c"] == out["python"]
+
+    check()

@@ -99,6 +99,9 @@ static conn_t TOMB_;
 #define TOMB (&TOMB_)
 
 static inline int32_t seq_delta(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
+/* -seq_delta(a, b) without overflow: seq_delta is -2^31 when a is exactly 2^31 behind b, and negating
+   that in 32 bits is undefined (it stayed -2^31 and sent stream() 2 GiB before the payload) */
+static inline int64_t seq_behind(uint32_t a, uint32_t b) { return -(int64_t)seq_delta(a, b); }
 
 /* ---- memory -------------------------------------------------------------------------------- */
 static void conn_free(conn_t *c) {
@@ -320,8 +323,8 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
             for (int j = 0; j < ep->nooo; j++) if (seq_delta(ep->ooo[j].seq, ep->next_seq) < 0) behind[nb++] = ep->ooo[j].seq;
             for (int j = 0; j < nb; j++) {
                 seg_t seg = ooo_pop(ep, ooo_find(ep, behind[j]));
-                uint32_t over = (uint32_t)(-seq_delta(seg.seq, ep->next_seq));
-                if (over < seg.len) {
+                int64_t over = seq_behind(seg.seq, ep->next_seq);
+                if (over < (int64_t)seg.len) {
                     uint8_t *rest = PyMem_Malloc(seg.len - over);
                     if (!rest) { PyMem_Free(seg.data); PyErr_NoMemory(); return -1; }
                     memcpy(rest, seg.data + over, seg.len - over);
@@ -376,8 +379,9 @@ static int stream(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, co
         }
         return 0;
     }
-    if ((long long)-d >= (long long)len) return 0;          /* pure retransmission */
-    return deliver(t, c, ep, is_orig, payload + (-d), len - (uint32_t)(-d), p);
+    int64_t behind = -(int64_t)d;                           /* 0 .. 2^31: never negated in 32 bits */
+    if (behind >= (int64_t)len) return 0;                   /* pure retransmission */
+    return deliver(t, c, ep, is_orig, payload + behind, len - (uint32_t)behind, p);
 }
 
 static int ack_gap(Tracker *t, conn_t *c, ep_t *peer, int is_orig, uint32_t ack, const ct_pkt *p) {

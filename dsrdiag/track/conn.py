@@ -484,16 +484,20 @@ class ConnTracker:
     The work is done by the C Tracker (track/_conntrack.c, the same rules) when the extension is
     built, else by ConnState below; DSRDIAG_TRACKER=python selects ConnState (the reference the tests
     compare the C tracker with). A capture walker (capture/_fastpcap.c) given `native` feeds it
-    TCP frames directly; every other TCP packet comes through packet()."""
+    TCP frames directly; every other TCP packet comes through packet().
+    `tracker` ("c" or "python") chooses per instance, over DSRDIAG_TRACKER (tests run both)."""
 
-    def __init__(self, capture: str, vantage: str, ports: frozenset[int]):
+    def __init__(self, capture: str, vantage: str, ports: frozenset[int], tracker: str | None = None):
         self.capture, self.vantage, self.ports = capture, vantage, ports
         self.table: dict[tuple, ConnState] = {}
         self.facts = Facts()
         self.done = RecordSink(observe=self.facts.observe)
         self.count = 0
         self.native = None
-        if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
+        choice = tracker or os.environ.get("DSRDIAG_TRACKER", "c")
+        if choice not in ("c", "python"):
+            raise ValueError(f"tracker must be 'c' or 'python', not {choice!r}")
+        if _native is not None and choice == "c":
             self.native = _native.Tracker(ports, parse_proxy)
             self.packet = self._native_packet
 

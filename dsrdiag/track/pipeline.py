@@ -35,10 +35,11 @@ def _malloc_trim():
 _TRIM = _malloc_trim()
 
 
-def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
-    """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given."""
+def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None, tracker: str | None = None) -> CaptureRecords:
+    """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given. `tracker`: "c" or
+    "python" for this capture (else DSRDIAG_TRACKER, else C when built): tests compare the two."""
     cap = Capture(path, ports)
-    conns = ConnTracker(path, vantage, frozenset(ports))
+    conns = ConnTracker(path, vantage, frozenset(ports), tracker)
     neigh = NeighbourWatch()
     # The loop allocates many short-lived containers (frame tuples, packets, notes) and makes no
     # reference cycles; automatic collection would re-scan every open connection's state again and
