@@ -77,6 +77,7 @@ def pkt(frame, direction, flags, seq=0, ack=0, data=b"", win=502):
         p.src, p.dst, p.sport, p.dport = S, C, 25, 40000
     p.seq, p.ack, p.flags, p.win, p.payload = seq, ack, flags, win, data
     p.tunnel = None
+    p.cut = 0
     return p
 
 

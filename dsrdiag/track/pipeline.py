@@ -81,7 +81,7 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
             neigh_packet(p)
         if fr[0] >= next_sweep:
             next_sweep = fr[0] + SWEEP_EVERY
-            conns.sweep(fr[1])
+            conns.sweep()
             if cap.walker is not None:
                 cap.walker.next_sweep = next_sweep
             gc.collect(1)
@@ -115,4 +115,5 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
         first_ts_ns=first_ts,
         last_ts_ns=last_ts,
         facts=conns.facts,
+        time_steps=conns.time_steps(),
     )

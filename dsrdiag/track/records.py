@@ -293,6 +293,27 @@ class NeighbourTable:
     """(ip, mac) -> number of claims."""
 
 
+class TimeSteps(NamedTuple):
+    """Timestamps that went wrong in one capture's tracked packets (TCP on the service ports): the
+    capture clock never goes back, and one packet stamped far ahead does not move it (ConnTracker's
+    clock), so they are counted here instead of splitting or stretching connections."""
+
+    backwards: int = 0
+    """Packets stamped before the capture clock (an earlier packet's time)."""
+    largest_backwards_ns: int = 0
+    outliers: int = 0
+    """Packets stamped more than track/conn.py MAX_CLOCK_STEP ahead that the next packet did not confirm."""
+    largest_outlier_ns: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.backwards or self.outliers)
+
+    def text(self) -> str:
+        """`backwards steps 3 (largest 1.5 s), jumps ahead 1 (largest 7200.0 s)`, for a report."""
+        return (f"backwards steps {self.backwards} (largest {self.largest_backwards_ns / 1e9:.1f} s), "
+                f"jumps ahead {self.outliers} (largest {self.largest_outlier_ns / 1e9:.1f} s)")
+
+
 @dataclass(frozen=True)
 class CaptureRecords:
     """Everything one capture produced: the input of findings/ for one vantage."""
@@ -315,6 +336,8 @@ class CaptureRecords:
     last_ts_ns: int | None
     facts: "Facts"
     """What topology inference needs of every record, gathered as they were made (track/facts.py)."""
+    time_steps: TimeSteps = TimeSteps()
+    """Timestamps that stepped back or jumped ahead (counted, not obeyed)."""
 
 
 def flow_key(c) -> tuple:
