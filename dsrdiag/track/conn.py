@@ -354,7 +354,7 @@ class ConnState:
         if seq_delta(ack, pos) > 0:
             missed += seq_delta(ack, pos)
         if missed:
-            me = self.resp if is_orig else self.orig  # the ACK's sender
+            me = self.orig if is_orig else self.resp  # the ACK's sender
             if _clean(peer) and _clean(me):  # Zeek: established_or_cleanly_closing
                 peer.missed += missed
                 peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
