@@ -102,9 +102,60 @@ def test_playbook_syn_retransmissions_alone_are_S0_with_one_S():
     assert play((">", SYN, A0), (">", SYN, A0), (">", SYN, A0)) == ("S", "S0")
 
 
-def test_playbook_syn_with_new_isn_reinitialises_without_a_second_S():
-    # Zeek re-initialises the endpoint on a SYN_seq_jump, so the relative sequence is 0 again
-    assert play((">", SYN, A0), (">", SYN, A0 + 77)) == ("S", "S0")
+def play_all(*steps):
+    t = ConnTracker("x", "v", frozenset((25,)))
+    for i, step in enumerate(steps, 1):
+        t.packet(pkt(i, *step))
+    return [(c.history, c.conn_state) for c in t.finish_all()]
+
+
+def test_playbook_syn_with_new_isn_is_a_new_connection():
+    # Zeek's IsReuse: a SYN whose sequence number is not the originator's ISN starts a new connection
+    assert play_all((">", SYN, A0), (">", SYN, A0 + 77)) == [("S", "S0"), ("S", "S0")]
+
+
+def test_playbook_syn_retried_after_rst_with_the_same_isn_is_a_new_connection():
+    # Zeek's IsReuse: once a side has closed (the RST), any SYN starts a new connection (pop3.pcap)
+    assert play_all((">", SYN, A0), ("<", RST | ACK, 0, A0 + 1), (">", SYN, A0), ("<", RST | ACK, 0, A0 + 1)) == [
+        ("Sr", "REJ"), ("Sr", "REJ")]
+
+
+def test_playbook_retransmitted_syn_with_the_same_isn_is_not_a_new_connection():
+    assert [h for h, _ in play_all((">", SYN, A0), (">", SYN, A0), ("<", SYN | ACK, B0, A0 + 1))] == ["Sh"]
+
+
+def _at(ts_s, *step):
+    p = pkt(1, *step)
+    p.ts_ns = int(ts_s * 1e9)
+    return p
+
+
+def test_unanswered_syn_ends_after_tcp_attempt_delay_and_later_packets_start_a_new_connection():
+    # half-duplex SSH in Zeek: SAD S0 then DAF SH (the attempt timer removes the first after 5 s)
+    t = ConnTracker("x", "v", frozenset((25,)))
+    for ts, step in [(0, (">", SYN, A0)), (0.1, (">", ACK, A0 + 1, B0 + 1)), (0.2, (">", PSH | ACK, A0 + 1, B0 + 1, b"x")),
+                     (6, (">", PSH | ACK, A0 + 2, B0 + 1, b"y")), (6.5, (">", ACK, A0 + 3, B0 + 1)),
+                     (7, (">", FIN | ACK, A0 + 3, B0 + 1))]:
+        t.packet(_at(ts, *step))
+    assert [(c.history, c.conn_state) for c in t.finish_all()] == [("SAD", "S0"), ("DAF", "SH")]
+
+
+def test_unanswered_syn_retried_within_the_attempt_delay_stays_one_connection():
+    t = ConnTracker("x", "v", frozenset((25,)))
+    for ts in (0, 1, 3):
+        t.packet(_at(ts, ">", SYN, A0))
+    assert [(c.history, c.conn_state, c.orig_pkts) for c in t.finish_all()] == [("S", "S0", 3)]
+
+
+def test_closed_connection_is_removed_after_tcp_close_delay_not_before():
+    steps = [(">", SYN, A0), ("<", SYN | ACK, B0, A0 + 1), (">", ACK, A0 + 1, B0 + 1), (">", FIN | ACK, A0 + 1, B0 + 1),
+             ("<", FIN | ACK, B0 + 1, A0 + 2)]
+    for late, n in ((4.0, 1), (6.0, 2)):
+        t = ConnTracker("x", "v", frozenset((25,)))
+        for i, s in enumerate(steps):
+            t.packet(_at(i * 0.01, *s))
+        t.packet(_at(0.05 + late, ">", ACK, A0 + 2, B0 + 2))  # the last ACK, late
+        assert len(t.finish_all()) == n, late
 
 
 def test_playbook_rst_at_a_new_sequence_number_adds_another_R():

