@@ -343,3 +343,136 @@ def test_c_and_python_trackers_agree_on_sequence_arithmetic_edges():
         assert out["c"] == out["python"]
 
     check()
+
+
+# ---- neighbour state: exact counts, bounded memory ------------------------------------------------
+def _arp_reply(frame, ip: bytes, mac: bytes):
+    from dsrdiag.decode.arp import REPLY
+    from dsrdiag.decode.packet import KIND_ARP, Packet
+
+    p = Packet()
+    p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, frame * 1000, KIND_ARP, mac, b"\xff" * 6, ()
+    p.op, p.sha, p.src, p.tha, p.dst = REPLY, mac, ip, b"\x00" * 6, bytes([192, 0, 2, 1])
+    return p
+
+
+def test_a_flapping_vip_mac_is_counted_exactly_and_sampled_boundedly():
+    from dsrdiag.track.neighbours import MAX_CLAIMS_PER_IP, NeighbourWatch
+
+    w = NeighbourWatch()
+    vip, a, b = bytes([192, 0, 2, 25]), b"\x02\x00\x00\x00\x00\x0a", b"\x02\x00\x00\x00\x00\x0b"
+    for i in range(10_000):
+        w.packet(_arp_reply(i + 1, vip, a if i % 2 == 0 else b))
+    t = w.table()
+    assert t.mac_changes["192.0.2.25"] == 9_999
+    assert t.claim_counts[("192.0.2.25", "02:00:00:00:00:0a")] == 5_000
+    claims = t.claims["192.0.2.25"]
+    assert len(claims) == MAX_CLAIMS_PER_IP
+    assert claims[0].frame == 1 and claims[-1].frame == 10_000  # the start of the flap and its end
+
+
+def test_a_steady_mac_is_not_counted_as_a_change():
+    from dsrdiag.track.neighbours import NeighbourWatch
+
+    w = NeighbourWatch()
+    for i in range(100):
+        w.packet(_arp_reply(i + 1, bytes([192, 0, 2, 25]), b"\x02\x00\x00\x00\x00\x0a"))
+    t = w.table()
+    assert t.mac_changes == {} and len(t.claims["192.0.2.25"]) == 1 and t.overflow == 0
+
+
+def test_a_million_forged_replies_for_distinct_addresses_keep_memory_bounded():
+    from dsrdiag.track.neighbours import MAX_IPS, NeighbourWatch
+
+    w = NeighbourWatch()
+    n = 1_000_000
+    for i in range(n):
+        w.packet(_arp_reply(i + 1, (0x0A000000 + i).to_bytes(4, "big"), (0x020000000000 + i).to_bytes(6, "big")))
+    t = w.table()
+    assert len(t.claims) == MAX_IPS and len(t.claim_counts) == MAX_IPS
+    assert t.overflow == n - MAX_IPS  # every reply is counted, kept or not
+
+
+# ---- timestamps that go wrong, headers-only captures: both trackers ------------------------------
+def _conv(cport, isn, t0, lines=4):
+    """One short SMTP-ish conversation: (time, scapy packet) in order."""
+    from scapy.all import IP, TCP, Ether
+
+    c, s, e1, e2 = "192.0.2.10", "198.51.100.25", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02"), \
+        Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    up = lambda f, seq, ack, d=b"": e1 / IP(src=c, dst=s) / TCP(sport=cport, dport=25, flags=f, seq=seq, ack=ack) / d
+    down = lambda f, seq, ack, d=b"": e2 / IP(src=s, dst=c) / TCP(sport=25, dport=cport, flags=f, seq=seq, ack=ack) / d
+    a, b = isn, 7000
+    out = [up("S", a, 0), down("SA", b, a + 1), up("A", a + 1, b + 1)]
+    a, b = a + 1, b + 1
+    for i in range(lines):
+        d = b"NOOP %d\r\n" % i
+        out += [up("PA", a, b, d), down("PA", b, a + len(d), b"250 ok\r\n")]
+        a, b = a + len(d), b + 8
+    out += [up("FA", a, b), down("FA", b, a + 1), up("A", a + 1, b + 1)]
+    return [(t0 + i * 0.5, p) for i, p in enumerate(out)]
+
+
+def _write(path, timed, snaplen=65535):
+    """A classic pcap written by hand: frames cut at `snaplen` keep their original length."""
+    import struct
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, 1))
+        for t, p in timed:
+            raw = bytes(p)
+            f.write(struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), min(len(raw), snaplen), len(raw)) + raw[:snaplen])
+
+
+def _both_trackers(path):
+    from dsrdiag.track.pipeline import track_capture
+
+    c, py = (track_capture(str(path), "v", (25,), tracker=t) for t in ("c", "python"))
+    _assert_same(c, py)
+    assert c.time_steps == py.time_steps
+    return c
+
+
+def test_one_packet_stamped_two_hours_ahead_splits_no_connection_and_is_counted(tmp_path):
+    a, b = _conv(40001, 1000, 1_700_000_000.0), _conv(40002, 5000, 1_700_000_000.2)
+    timed = sorted(a + b, key=lambda x: x[0])
+    k = len(timed) // 2
+    timed[k] = (timed[k][0] + 7200, timed[k][1])
+    _write(tmp_path / "ahead.pcap", timed)
+    r = _both_trackers(tmp_path / "ahead.pcap")
+    conns = list(r.connections)
+    assert [(c.client_port, c.history, c.conn_state) for c in sorted(conns, key=lambda c: c.client_port)] == [
+        (40001, "ShADdFf", "SF"), (40002, "ShADdFf", "SF")]
+    assert all(0 <= c.last_ts_ns - c.first_ts_ns < 60 * 10**9 for c in conns)
+    assert (r.time_steps.outliers, r.time_steps.backwards) == (1, 0)
+    assert abs(r.time_steps.largest_outlier_ns - 7200 * 10**9) < 10**9
+
+
+def test_a_real_pause_moves_the_clock_and_is_not_counted(tmp_path):
+    a, b = _conv(40001, 1000, 1_700_000_000.0), _conv(40002, 5000, 1_700_007_200.0)  # two hours apart, both whole
+    _write(tmp_path / "pause.pcap", a + b)
+    r = _both_trackers(tmp_path / "pause.pcap")
+    assert [c.conn_state for c in r.connections] == ["SF", "SF"] and not r.time_steps
+
+
+def test_reversed_timestamps_give_no_negative_duration_and_are_counted(tmp_path):
+    timed = _conv(40001, 1000, 1_700_000_000.0)
+    stamps = [t for t, _ in timed][::-1]
+    _write(tmp_path / "reversed.pcap", [(t, p) for t, (_, p) in zip(stamps, timed)])
+    r = _both_trackers(tmp_path / "reversed.pcap")
+    (c,) = r.connections
+    assert c.last_ts_ns >= c.first_ts_ns and c.history == "ShADdFf"
+    assert r.time_steps.backwards == len(timed) - 1
+
+
+def test_headers_only_capture_takes_payload_length_from_the_ip_length(tmp_path):
+    timed = _conv(40001, 1000, 1_700_000_000.0)
+    _write(tmp_path / "full.pcap", timed)
+    _write(tmp_path / "cut.pcap", timed, snaplen=54)  # Ethernet + IPv4 + TCP headers, no payload
+    full, = _both_trackers(tmp_path / "full.pcap").connections
+    cut, = _both_trackers(tmp_path / "cut.pcap").connections
+    assert (cut.orig_bytes, cut.resp_bytes, cut.orig_pkts, cut.resp_pkts) == (full.orig_bytes, full.resp_bytes, full.orig_pkts,
+                                                                             full.resp_pkts)
+    assert "D" in cut.history and "d" in cut.history and full.missed_bytes == 0
+    # Zeek's reassembler takes no cut segment: every payload byte the ACKs cover is missed (G/g)
+    assert cut.missed_bytes == full.orig_bytes + full.resp_bytes and "G" in cut.history and "g" in cut.history

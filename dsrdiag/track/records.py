@@ -286,11 +286,15 @@ class NeighbourTable:
     """Everything ARP/NDP said about who holds which IP (bounded per IP)."""
 
     claims: dict[str, tuple[Claim, ...]] = field(default_factory=dict)
-    """Per IP: the first claims per MAC and every change of MAC (bounded)."""
+    """Per IP, in order: the first claims per MAC and changes of MAC, then the most recent (bounded)."""
     requests: dict[str, int] = field(default_factory=dict)
     """Per IP: how many who-has / neighbour solicitations asked for it."""
     claim_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     """(ip, mac) -> number of claims."""
+    mac_changes: dict[str, int] = field(default_factory=dict)
+    """Per IP: how many times the claiming MAC changed (exact; the claims kept are a bounded sample)."""
+    overflow: int = 0
+    """Claims and requests not kept because MAX_IPS addresses or MAX_PAIRS (ip, mac) were held already."""
 
 
 class TimeSteps(NamedTuple):
