@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #define M32 0xFFFFFFFFu
 #define TOO_LARGE 1048576
