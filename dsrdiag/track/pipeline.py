@@ -1,8 +1,8 @@
 """Run one capture through decode and the trackers: frames in, CaptureRecords out.
 
 Reads: a capture/ reader. Produces: CaptureRecords for one vantage.
-Never: judges; never holds more than the open connections (closed ones are swept every
-SWEEP_EVERY packets into finished records).
+Never: judges; never holds more than the open connections (those Zeek's timers have ended are
+swept every SWEEP_EVERY packets into finished records).
 Why one function per capture: captures are independent until findings/, so several can be read
 in parallel processes and merged by connection key (docs/architecture.md, the seam for scale).
 """
@@ -63,7 +63,8 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
     next_sweep = SWEEP_EVERY
     # with the C walker and tracker, most TCP frames never come here; from frame next_sweep on,
     # every frame does, until the sweep below moves the mark: sweeps fall on the same frames
-    # whichever tracker runs, so the records are the same
+    # whichever tracker runs. A sweep only frees memory: which connection a packet belongs to is
+    # decided by Zeek's timers when the packet comes (track/conn.py), not by when sweeps happen
     for fr in cap.frames(conns.native, next_sweep):
         p = decode(fr, portset)
         if p is None:
