@@ -535,3 +535,42 @@ def test_c_tracker_built_with_asan_and_ubsan_runs_hostile_and_real_captures_clea
                        timeout=900, env=env, cwd=str(root))
     assert p.returncode == 0 and "clean" in p.stdout, p.stderr[-3000:]
     assert "runtime error" not in p.stderr and "AddressSanitizer" not in p.stderr, p.stderr[-3000:]
+
+
+def test_c_and_python_trackers_agree_on_timer_and_clock_edges():
+    """Differential fuzz of the timers and the capture clock (bounded, derandomised): packets of two
+    4-tuples spaced at Zeek's timer edges (5 s, 6 s, 60 s, 300 s, just before and after), steps back
+    and jumps ahead beyond MAX_CLOCK_STEP: the same records and the same time_steps from both."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dsrdiag.decode.tcp import ACK, FIN, PSH, RST, SYN
+    from dsrdiag.track.conn import ConnTracker
+
+    S = 1_000_000_000
+    gaps = (0, 1, S // 1000, 5 * S - 1, 5 * S, 5 * S + 1, 6 * S, 11 * S + 1, 60 * S, 300 * S, 300 * S + 1, 601 * S, 7200 * S,
+            -S, -7200 * S)
+    flag_sets = (SYN, SYN | ACK, ACK, PSH | ACK, FIN | ACK, RST, RST | ACK)
+    step = st.tuples(st.sampled_from(gaps), st.booleans(), st.sampled_from("><"), st.sampled_from(flag_sets),
+                     st.sampled_from((0, 1, 9)), st.sampled_from((b"", b"EHLO x\r\n")))
+
+    @settings(max_examples=300, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(step, min_size=1, max_size=16))
+    def check(steps):
+        out = {}
+        for tracker in ("c", "python"):
+            t = ConnTracker("x", "v", frozenset((25,)), tracker)
+            ts = 1_700_000_000 * S
+            for i, (gap, second, d, flags, so, data) in enumerate(steps, 1):
+                ts += gap
+                p = _edge_packet(i, d, flags, 1000 + so if d == ">" else 5000 + so, 5001 if d == ">" else 1001, data, 65535)
+                p.ts_ns = ts
+                if second:
+                    p.sport, p.dport = (p.sport + 1, p.dport) if d == ">" else (p.sport, p.dport + 1)
+                t.packet(p)
+                if i % 5 == 0:
+                    t.sweep()
+            out[tracker] = (list(t.finish_all()), t.time_steps())
+        assert out["c"] == out["python"]
+
+    check()
