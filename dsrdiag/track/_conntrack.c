@@ -298,7 +298,11 @@ static void init_seqs(ep_t *ep, uint32_t start, uint32_t last) {
     ep->last_seq = last;
 }
 
-static long long ep_size(const ep_t *ep) {
+/* _Endpoint.size (Zeek's TCP_Endpoint::Size) */
+static long long ep_size(const ep_t *ep, const ep_t *peer) {
+    if (ep->prev_state == SYN_SENT && ep->state == RESET && peer->state == INACTIVE
+        && ep->ack_seq != ep->start_seq && ep->ack_seq != ep->start_seq + 1)
+        return 0;                                           /* a half-open connection found and aborted */
     uint32_t top = seq_delta(ep->last_seq, ep->ack_seq) > 0 ? ep->last_seq : ep->ack_seq;
     long long size = seq_delta(top, ep->start_seq);
     if (size > 0) size -= 1;
@@ -683,7 +687,7 @@ static const char *conn_state(const conn_t *c) {
     uint8_t os = c->e[0].state, rs = c->e[1].state;
     int o_inactive = os == INACTIVE || os == PARTIAL, r_inactive = rs == INACTIVE || rs == PARTIAL;
     if (rs == RESET) {
-        if (os == SYN_SENT || os == SYN_ACK_SENT || (os == RESET && ep_size(&c->e[0]) == 0 && ep_size(&c->e[1]) == 0))
+        if (os == SYN_SENT || os == SYN_ACK_SENT || (os == RESET && ep_size(&c->e[0], &c->e[1]) == 0 && ep_size(&c->e[1], &c->e[0]) == 0))
             return "REJ";
         return o_inactive ? "RSTRH" : "RSTR";
     }
@@ -893,7 +897,7 @@ static PyObject *pack_notes(const notes_t *ns) {
     return Py_BuildValue("(NN)", data, tup);
 }
 
-static PyObject *side(const ep_t *ep) {
+static PyObject *side(const ep_t *ep, const ep_t *peer) {
     PyObject *l2 = PyTuple_New(ep->npairs);  /* a tuple: the record's text form is looked up by it (intern.l2_text) */
     if (!l2) return NULL;
     for (int i = 0; i < ep->npairs; i++) {
@@ -901,7 +905,7 @@ static PyObject *side(const ep_t *ep) {
         if (!pr) { Py_DECREF(l2); return NULL; }
         PyTuple_SET_ITEM(l2, i, pr);
     }
-    return Py_BuildValue("(KLKKNN)", ep->pkts, ep->state != INACTIVE ? ep_size(ep) : 0LL, ep->missed, ep->copies, l2,
+    return Py_BuildValue("(KLKKNN)", ep->pkts, ep->state != INACTIVE ? ep_size(ep, peer) : 0LL, ep->missed, ep->copies, l2,
                          ep->has_ttl ? PyLong_FromLong(ep->ttl) : (Py_INCREF(Py_None), Py_None));
 }
 
@@ -916,7 +920,7 @@ static PyObject *opt_u32(int has, uint32_t v) {
 static PyObject *conn_tuple(const conn_t *c) {
     return Py_BuildValue("(Ky#Hy#HLLs#sNNNNNNNNy#)", c->num, (const char *)c->c_ip, (Py_ssize_t)c->alen, c->c_port,
                          (const char *)c->s_ip, (Py_ssize_t)c->alen, c->s_port, (long long)c->first_ts, (long long)c->last_ts,
-                         c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0]), side(&c->e[1]),
+                         c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0], &c->e[1]), side(&c->e[1], &c->e[0]),
                          opt_u32(c->has_syn_seq, c->syn_seq), opt_u32(c->has_synack_ack, c->synack_ack),
                          pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), smtp_state(&c->smtp),
                          c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);

@@ -120,11 +120,15 @@ class _Endpoint:
         self.start_seq = self.ack_seq = start & _M
         self.last_seq = last & _M
 
-    def side(self) -> tuple:
+    def side(self, peer_state: int) -> tuple:
         """What the record keeps of this endpoint (connection_record's `o`/`r`)."""
-        return (self.pkts, self.size() if self.state != INACTIVE else 0, self.missed, self.copies, self.l2, self.ttl)
+        return (self.pkts, self.size(peer_state) if self.state != INACTIVE else 0, self.missed, self.copies, self.l2, self.ttl)
 
-    def size(self) -> int:
+    def size(self, peer_state: int) -> int:
+        """Zeek's TCP_Endpoint::Size: bytes by sequence numbers, SYN and FIN not counted."""
+        if (self.prev_state == SYN_SENT and self.state == RESET and peer_state == INACTIVE
+                and self.ack_seq not in (self.start_seq, (self.start_seq + 1) & _M)):
+            return 0  # a half-open connection found and aborted: its numbers mean nothing
         top = self.last_seq if seq_delta(self.last_seq, self.ack_seq) > 0 else self.ack_seq
         size = seq_delta(top, self.start_seq)
         if size > 0:
@@ -522,7 +526,7 @@ class ConnState:
         o_inactive = os in (INACTIVE, PARTIAL)
         r_inactive = rs in (INACTIVE, PARTIAL)
         if rs == RESET:
-            if os in (SYN_SENT, SYN_ACK_SENT) or (os == RESET and self.orig.size() == 0 and self.resp.size() == 0):
+            if os in (SYN_SENT, SYN_ACK_SENT) or (os == RESET and self.orig.size(rs) == 0 and self.resp.size(os) == 0):
                 return "REJ"
             return "RSTRH" if o_inactive else "RSTR"
         if os == RESET:
@@ -550,7 +554,7 @@ class ConnState:
     def record(self, capture: str, vantage: str) -> Connection:
         return connection_record(
             capture, vantage, self.uid, self.c_ip, self.c_port, self.s_ip, self.s_port, self.first_ts, self.last_ts,
-            "".join(self.history), self.conn_state(), self.orig.side(), self.resp.side(), self.syn_seq, self.synack_ack,
+            "".join(self.history), self.conn_state(), self.orig.side(self.resp.state), self.resp.side(self.orig.state), self.syn_seq, self.synack_ack,
             _notes(self.notes), _notes(self.syns), _notes(self.fwd_notes), self.smtp.record(self.first_ts), self.tunnel_src)
 
 
