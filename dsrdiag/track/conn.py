@@ -7,8 +7,11 @@ Why Zeek's semantics, letter for letter: the users of this tool read conn.log ev
 connection dsrdiag calls `S0` with history `Ss` must mean exactly what Zeek would say. The endpoint
 state machine, the history rules (a/d/i/q once per direction; s/h/f/r again when the sequence
 number differs; t/w/g logarithmically at 1, 10, 100...) and the conn_state function follow Zeek's
-TCPSessionAdapter.cc and base/protocols/conn/main.zeek. Differences, on purpose: checksums are not
-verified (`zeek -C`), and content gaps ('g') are counted from ACKs beyond the bytes seen.
+TCPSessionAdapter.cc and base/protocols/conn/main.zeek; so do the timers that end a connection
+(a later packet of the 4-tuple starts a new one), the reuse of a 4-tuple by a SYN (IsReuse), the
+payload length (the IP length's, whatever the snaplen kept) and the content gaps (holes below an
+ACK, TCP_Reassembler's rules). Differences, on purpose, are listed in docs/conn-states.md (e.g.
+checksums are not verified, like `zeek -C`; a timestamp far ahead waits for the next packet).
 """
 
 from __future__ import annotations
