@@ -429,7 +429,7 @@ def _both_trackers(path):
 
     c, py = (track_capture(str(path), "v", (25,), tracker=t) for t in ("c", "python"))
     _assert_same(c, py)
-    assert c.time_steps == py.time_steps
+    assert (c.time_steps, c.snaplen_cut) == (py.time_steps, py.snaplen_cut)
     return c
 
 
@@ -469,8 +469,9 @@ def test_headers_only_capture_takes_payload_length_from_the_ip_length(tmp_path):
     timed = _conv(40001, 1000, 1_700_000_000.0)
     _write(tmp_path / "full.pcap", timed)
     _write(tmp_path / "cut.pcap", timed, snaplen=54)  # Ethernet + IPv4 + TCP headers, no payload
-    full, = _both_trackers(tmp_path / "full.pcap").connections
-    cut, = _both_trackers(tmp_path / "cut.pcap").connections
+    full_r, cut_r = _both_trackers(tmp_path / "full.pcap"), _both_trackers(tmp_path / "cut.pcap")
+    (full,), (cut,) = full_r.connections, cut_r.connections
+    assert (full_r.snaplen_cut, cut_r.snaplen_cut) == (0, 8)  # the 8 segments with payload: the capture says it was cut
     assert (cut.orig_bytes, cut.resp_bytes, cut.orig_pkts, cut.resp_pkts) == (full.orig_bytes, full.resp_bytes, full.orig_pkts,
                                                                              full.resp_pkts)
     assert "D" in cut.history and "d" in cut.history and full.missed_bytes == 0

@@ -113,7 +113,7 @@ typedef struct {
     uint64_t k0, k1;           /* the table's hash key, random per tracker */
     int has_clock, has_held;   /* ConnTracker.packet's capture clock and held packet */
     int64_t clock, max_step;
-    unsigned long long backwards, outliers;
+    unsigned long long backwards, outliers, cut_packets;
     int64_t largest_back, largest_outlier;
     ct_pkt held;               /* its pointers point into the buffers below */
     uint8_t held_smac[6], held_dmac[6], held_src[16], held_dst[16], held_tunnel[16];
@@ -802,6 +802,7 @@ int ct_packet(PyObject *self, const ct_pkt *p) {
     if (!t->first_frame) { t->first_frame = p->frame; t->first_ts = p->ts; }
     t->last_frame = p->frame;
     t->last_ts = p->ts;
+    if (p->cut) t->cut_packets++;
     if (t->has_held) {
         if (p->ts >= t->held.ts - t->max_step) t->clock = t->held.ts;
         else {
@@ -1061,7 +1062,10 @@ static PyObject *get_time_steps(Tracker *s, void *x) {
     return Py_BuildValue("(KLKL)", s->backwards, (long long)s->largest_back, s->outliers, (long long)s->largest_outlier);
 }
 
+static PyObject *get_snaplen_cut(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->cut_packets); }
+
 static PyGetSetDef Tracker_getset[] = {
+    {"snaplen_cut", (getter)get_snaplen_cut, NULL, "packets whose payload the snaplen cut", NULL},
     {"time_steps", (getter)get_time_steps, NULL, "(backwards, largest back ns, outliers, largest outlier ns)", NULL},
     {"packets", (getter)get_packets, NULL, "TCP packets tracked", NULL},
     {"first", (getter)get_first, NULL, "(frame, ts_ns) of the first packet tracked, or None", NULL},
@@ -1086,7 +1090,7 @@ PyTypeObject TrackerType = {
     .tp_dealloc = (destructor)Tracker_dealloc,
     .tp_methods = Tracker_methods,
     .tp_getset = Tracker_getset,
-    .tp_doc = "Tracker(ports, parse_proxy): track/conn.py's connection tracker (and track/smtp.py's follower) in C",
+    .tp_doc = "Tracker(ports, parse_proxy[, max_clock_step_ns]): track/conn.py's connection tracker (and track/smtp.py's follower) in C",
 };
 
 /* follow(chunks, parse_proxy) -> the follower's state: [(is_orig, bytes, frame, ts)] through a fresh C

@@ -618,6 +618,8 @@ class ConnTracker:
         self.count = 0
         self.clock = self.held = None
         self.backwards = self.largest_back = self.outliers = self.largest_outlier = 0
+        self.cut_packets = 0
+        """Tracked packets whose payload the capture's snaplen cut (lengths from the IP header)."""
         self.native = None
         choice = tracker or os.environ.get("DSRDIAG_TRACKER", "c")
         if choice not in ("c", "python"):
@@ -660,6 +662,8 @@ class ConnTracker:
                 self.outliers += 1
                 self.largest_outlier = max(self.largest_outlier, held.ts_ns - self.clock)
             self._track(held, self.clock)
+        if p.cut:
+            self.cut_packets += 1
         ts, clock = p.ts_ns, self.clock
         if clock is None:
             self.clock = ts
@@ -672,6 +676,9 @@ class ConnTracker:
         else:
             self.clock = ts
         self._track(p, self.clock)
+
+    def snaplen_cut(self) -> int:
+        return self.native.snaplen_cut if self.native is not None else self.cut_packets
 
     def time_steps(self) -> TimeSteps:
         if self.native is not None:

@@ -117,4 +117,5 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
         last_ts_ns=last_ts,
         facts=conns.facts,
         time_steps=conns.time_steps(),
+        snaplen_cut=conns.snaplen_cut(),
     )

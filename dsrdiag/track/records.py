@@ -342,6 +342,9 @@ class CaptureRecords:
     """What topology inference needs of every record, gathered as they were made (track/facts.py)."""
     time_steps: TimeSteps = TimeSteps()
     """Timestamps that stepped back or jumped ahead (counted, not obeyed)."""
+    snaplen_cut: int = 0
+    """Tracked TCP packets whose payload the capture's snaplen cut (a headers-only capture): their
+    lengths come from the IP header, their bytes count as content gaps (docs/conn-states.md)."""
 
 
 def flow_key(c) -> tuple:
