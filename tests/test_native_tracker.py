@@ -488,8 +488,10 @@ sys.modules["dsrdiag.capture._fastpcap"] = _fastpcap
 from dsrdiag.track.pipeline import track_capture
 for path in sys.argv[2:]:
     track_capture(path, "v", (25, 22, 80, 110, 143, 389), tracker="c")
-from tests.test_native_tracker import test_c_and_python_trackers_agree_on_sequence_arithmetic_edges
+from tests.test_native_tracker import (test_c_and_python_trackers_agree_on_sequence_arithmetic_edges,
+                                      test_c_and_python_trackers_agree_on_timer_and_clock_edges)
 test_c_and_python_trackers_agree_on_sequence_arithmetic_edges()
+test_c_and_python_trackers_agree_on_timer_and_clock_edges()
 print("clean")
 """
 
@@ -556,14 +558,14 @@ def test_c_and_python_trackers_agree_on_timer_and_clock_edges():
                      st.sampled_from((0, 1, 9)), st.sampled_from((b"", b"EHLO x\r\n")))
 
     @settings(max_examples=300, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(st.lists(step, min_size=1, max_size=16))
-    def check(steps):
+    @given(st.sampled_from((1_700_000_000 * S, (1 << 63) - 8000 * S)), st.lists(step, min_size=1, max_size=16))
+    def check(start, steps):  # the second start: timers that would pass the end of int64 time
         out = {}
         for tracker in ("c", "python"):
             t = ConnTracker("x", "v", frozenset((25,)), tracker)
-            ts = 1_700_000_000 * S
+            ts = start
             for i, (gap, second, d, flags, so, data) in enumerate(steps, 1):
-                ts += gap
+                ts = min(max(ts + gap, 0), (1 << 63) - 1)
                 p = _edge_packet(i, d, flags, 1000 + so if d == ">" else 5000 + so, 5001 if d == ">" else 1001, data, 65535)
                 p.ts_ns = ts
                 if second:

@@ -112,7 +112,7 @@ typedef struct {
     int64_t first_ts, last_ts;
     uint64_t k0, k1;           /* the table's hash key, random per tracker */
     int has_clock, has_held;   /* ConnTracker.packet's capture clock and held packet */
-    int64_t clock, max_step;
+    int64_t clock, max_step, ts_max;
     unsigned long long backwards, outliers, cut_packets;
     int64_t largest_back, largest_outlier;
     ct_pkt held;               /* its pointers point into the buffers below */
@@ -124,6 +124,9 @@ static conn_t TOMB_;
 #define TOMB (&TOMB_)
 
 static inline int32_t seq_delta(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
+/* a + b for b >= 0, saturating: a hostile pcapng may stamp a packet near the end of int64 time */
+static inline int64_t add_ns(int64_t a, int64_t b) { return a > INT64_MAX - b ? INT64_MAX : a + b; }
+
 /* -seq_delta(a, b) without overflow: seq_delta is -2^31 when a is exactly 2^31 behind b, and negating
    that in 32 bits is undefined (it stayed -2^31 and sent stream() 2 GiB before the payload) */
 static inline int64_t seq_behind(uint32_t a, uint32_t b) { return -(int64_t)seq_delta(a, b); }
@@ -469,7 +472,7 @@ static int state_machine(conn_t *c, ep_t *ep, ep_t *peer, int is_orig, int syn, 
     int do_close = 0;
     if (st == INACTIVE) {
         if (syn) {
-            if (is_orig) { set_state(ep, ackf ? SYN_ACK_SENT : SYN_SENT); c->attempt_at = now + TCP_ATTEMPT_DELAY; }
+            if (is_orig) { set_state(ep, ackf ? SYN_ACK_SENT : SYN_SENT); c->attempt_at = add_ns(now, TCP_ATTEMPT_DELAY); }
             else {
                 if (peer->state == SYN_SENT) set_state(peer, ESTABLISHED);
                 set_state(ep, ESTABLISHED);
@@ -504,9 +507,9 @@ static void conn_closed(conn_t *c, ep_t *ep, ep_t *peer) {
     ep->did_close = 1;
     if (ep->state == RESET || peer->did_close || peer->state == INACTIVE) {
         c->attempt_at = NO_TIME; c->nchains = 0;
-        c->delete_at = c->zlast + TCP_CLOSE_DELAY;
+        c->delete_at = add_ns(c->zlast, TCP_CLOSE_DELAY);
     } else if (ep->prev_state != INACTIVE && c->nchains < MAX_CHAINS) {
-        c->chains[c->nchains++] = c->zlast + TCP_SESSION_TIMER;
+        c->chains[c->nchains++] = add_ns(c->zlast, TCP_SESSION_TIMER);
     }
 }
 
@@ -515,17 +518,17 @@ static int in_handshake(uint8_t s) { return s == INACTIVE || s == SYN_SENT || s 
 /* ConnState.removal_time */
 static int64_t removal_time(const conn_t *c) {
     const ep_t *o = &c->e[0], *r = &c->e[1];
-    int64_t t = c->zlast + (in_handshake(o->state) && in_handshake(r->state) ? UDP_INACTIVITY_TIMEOUT : TCP_INACTIVITY_TIMEOUT);
+    int64_t t = add_ns(c->zlast, in_handshake(o->state) && in_handshake(r->state) ? UDP_INACTIVITY_TIMEOUT : TCP_INACTIVITY_TIMEOUT);
     if (c->delete_at != NO_TIME && c->delete_at < t) t = c->delete_at;
     if (c->attempt_at != NO_TIME && c->attempt_at < t && (o->state == SYN_SENT || o->state == SYN_ACK_SENT) && r->state == INACTIVE)
         t = c->attempt_at;
     if (c->nchains && (((o->did_close || r->did_close) && ((o->did_close && r->did_close) || o->state == RESET || r->state == RESET
                                                            || o->state == INACTIVE || r->state == INACTIVE))
                        || (o->state == INACTIVE && r->state == INACTIVE))) {
-        int64_t after = c->last_ts > c->zlast + TCP_CONNECTION_LINGER ? c->last_ts : c->zlast + TCP_CONNECTION_LINGER;
+        int64_t linger = add_ns(c->zlast, TCP_CONNECTION_LINGER), after = c->last_ts > linger ? c->last_ts : linger;
         for (int i = 0; i < c->nchains; i++) {
             int64_t t0 = c->chains[i];
-            int64_t tick = t0 > after ? t0 : t0 + ((after - t0) / TCP_SESSION_TIMER + 1) * TCP_SESSION_TIMER;
+            int64_t tick = t0 > after ? t0 : add_ns(t0, ((after - t0) / TCP_SESSION_TIMER) * TCP_SESSION_TIMER + TCP_SESSION_TIMER);
             if (tick < t) t = tick;
         }
     }
@@ -763,7 +766,7 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
         for (int i = 0; i < 2; i++) c->e[i].rxmit_thr = c->e[i].zw_thr = c->e[i].gap_thr = 1;
         c->first_ts = c->last_ts = c->zlast = now;
         c->attempt_at = c->delete_at = NO_TIME;
-        c->chains[0] = now + TCP_SYN_TIMEOUT;
+        c->chains[0] = add_ns(now, TCP_SYN_TIMEOUT);
         c->nchains = 1;
         if ((flipped && hist_add(c, '^') < 0) || insert(t, c) < 0) { conn_free(c); return -1; }
     }
@@ -803,21 +806,23 @@ int ct_packet(PyObject *self, const ct_pkt *p) {
     t->last_frame = p->frame;
     t->last_ts = p->ts;
     if (p->cut) t->cut_packets++;
+    int64_t ts = p->ts < t->ts_max ? p->ts : t->ts_max;    /* ConnTracker.packet: TS_MAX */
     if (t->has_held) {
-        if (p->ts >= t->held.ts - t->max_step) t->clock = t->held.ts;
+        int64_t hts = t->held.ts < t->ts_max ? t->held.ts : t->ts_max;
+        if (ts >= hts - t->max_step) t->clock = hts;
         else {
             t->outliers++;
-            if (t->held.ts - t->clock > t->largest_outlier) t->largest_outlier = t->held.ts - t->clock;
+            if (hts - t->clock > t->largest_outlier) t->largest_outlier = hts - t->clock;
         }
         if (release_held(t) < 0) return -1;
     }
-    if (!t->has_clock) { t->has_clock = 1; t->clock = p->ts; }
-    else if (p->ts < t->clock) {
+    if (!t->has_clock) { t->has_clock = 1; t->clock = ts; }
+    else if (ts < t->clock) {
         t->backwards++;
-        if (t->clock - p->ts > t->largest_back) t->largest_back = t->clock - p->ts;
-    } else if (p->ts - t->clock > t->max_step) {
+        if (t->clock - ts > t->largest_back) t->largest_back = t->clock - ts;
+    } else if (ts - t->clock > t->max_step) {
         return hold(t, p);
-    } else t->clock = p->ts;
+    } else t->clock = ts;
     return track_one(t, p, t->clock);
 }
 
@@ -948,9 +953,11 @@ static PyObject *drain(Tracker *t) {
 /* ---- the Python type ------------------------------------------------------------------------ */
 static int Tracker_init(Tracker *self, PyObject *args, PyObject *kw) {
     PyObject *ports, *parse_proxy;
-    long long max_step = 600 * NS;
-    if (!PyArg_ParseTuple(args, "OO|L", &ports, &parse_proxy, &max_step)) return -1;
+    long long max_step = 600 * NS, ts_max = INT64_MAX - (1LL << 42);
+    if (!PyArg_ParseTuple(args, "OO|LL", &ports, &parse_proxy, &max_step, &ts_max)) return -1;
+    if (max_step < 0 || ts_max < 0) { PyErr_SetString(PyExc_ValueError, "max_step and ts_max must be >= 0"); return -1; }
     self->max_step = max_step;
+    self->ts_max = ts_max;
     if (getrandom(&self->k0, sizeof self->k0, 0) != sizeof self->k0 || getrandom(&self->k1, sizeof self->k1, 0) != sizeof self->k1) {
         struct timespec ts;                                 /* no getrandom: still differs per run */
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -1038,7 +1045,7 @@ static PyObject *Tracker_sweep(Tracker *self, PyObject *unused) {
 /* finish_all() -> every connection still open, finished (ConnTracker.finish_all) */
 static PyObject *Tracker_finish_all(Tracker *self, PyObject *unused) {
     if (self->has_held) {                                   /* the last packet jumped ahead: nothing contradicted it */
-        self->clock = self->held.ts;
+        self->clock = self->held.ts < self->ts_max ? self->held.ts : self->ts_max;
         if (release_held(self) < 0) return NULL;
     }
     for (size_t i = 0; i < self->cap; i++) {
@@ -1090,7 +1097,7 @@ PyTypeObject TrackerType = {
     .tp_dealloc = (destructor)Tracker_dealloc,
     .tp_methods = Tracker_methods,
     .tp_getset = Tracker_getset,
-    .tp_doc = "Tracker(ports, parse_proxy[, max_clock_step_ns]): track/conn.py's connection tracker (and track/smtp.py's follower) in C",
+    .tp_doc = "Tracker(ports, parse_proxy[, max_clock_step_ns, ts_max_ns]): track/conn.py's connection tracker (and track/smtp.py's follower) in C",
 };
 
 /* follow(chunks, parse_proxy) -> the follower's state: [(is_orig, bytes, frame, ts)] through a fresh C

@@ -66,6 +66,9 @@ _HANDSHAKE = (0, 1, 2)  # INACTIVE, SYN_SENT, SYN_ACK_SENT
 MAX_CLOCK_STEP = 600 * _S
 """A timestamp further than this ahead of the capture clock moves the clock only when the next
 packet confirms it: one packet stamped hours ahead must not time out every other connection."""
+TS_MAX = (1 << 63) - (1 << 42)
+"""The clock stops here (73 minutes before the end of int64 nanoseconds): a timer set from it still
+fits in 64 bits, in C as in Python (a hostile pcapng can stamp anything)."""
 
 
 def _clean(ep) -> bool:
@@ -625,7 +628,7 @@ class ConnTracker:
         if choice not in ("c", "python"):
             raise ValueError(f"tracker must be 'c' or 'python', not {choice!r}")
         if _native is not None and choice == "c":
-            self.native = _native.Tracker(ports, parse_proxy, MAX_CLOCK_STEP)
+            self.native = _native.Tracker(ports, parse_proxy, MAX_CLOCK_STEP, TS_MAX)
             self.packet = self._native_packet
 
     def _native_packet(self, p) -> None:
@@ -653,18 +656,20 @@ class ConnTracker:
         if not, the held packet was one out of line (counted) and is timed at the clock, so it
         neither times out other connections nor splits its own. Timers run on this clock; packet
         notes keep each packet's own stamp."""
+        ts = p.ts_ns if p.ts_ns < TS_MAX else TS_MAX
         held = self.held
         if held is not None:
             self.held = None
-            if p.ts_ns >= held.ts_ns - MAX_CLOCK_STEP:
-                self.clock = held.ts_ns
+            hts = held.ts_ns if held.ts_ns < TS_MAX else TS_MAX
+            if ts >= hts - MAX_CLOCK_STEP:
+                self.clock = hts
             else:
                 self.outliers += 1
-                self.largest_outlier = max(self.largest_outlier, held.ts_ns - self.clock)
+                self.largest_outlier = max(self.largest_outlier, hts - self.clock)
             self._track(held, self.clock)
         if p.cut:
             self.cut_packets += 1
-        ts, clock = p.ts_ns, self.clock
+        clock = self.clock
         if clock is None:
             self.clock = ts
         elif ts < clock:
@@ -738,7 +743,7 @@ class ConnTracker:
         if self.native is not None:
             self._take(self.native.finish_all())
         if self.held is not None:  # the last packet jumped ahead: nothing came to contradict it
-            self.clock, held, self.held = self.held.ts_ns, self.held, None
+            self.clock, held, self.held = min(self.held.ts_ns, TS_MAX), self.held, None
             self._track(held, self.clock)
         for c in {id(c): c for c in self.table.values()}.values():
             self._finish(c)
