@@ -77,6 +77,7 @@ def pkt(frame, direction, flags, seq=0, ack=0, data=b"", win=502):
         p.src, p.dst, p.sport, p.dport = S, C, 25, 40000
     p.seq, p.ack, p.flags, p.win, p.payload = seq, ack, flags, win, data
     p.tunnel = None
+    p.cut = 0
     return p
 
 
@@ -101,9 +102,60 @@ def test_playbook_syn_retransmissions_alone_are_S0_with_one_S():
     assert play((">", SYN, A0), (">", SYN, A0), (">", SYN, A0)) == ("S", "S0")
 
 
-def test_playbook_syn_with_new_isn_reinitialises_without_a_second_S():
-    # Zeek re-initialises the endpoint on a SYN_seq_jump, so the relative sequence is 0 again
-    assert play((">", SYN, A0), (">", SYN, A0 + 77)) == ("S", "S0")
+def play_all(*steps):
+    t = ConnTracker("x", "v", frozenset((25,)))
+    for i, step in enumerate(steps, 1):
+        t.packet(pkt(i, *step))
+    return [(c.history, c.conn_state) for c in t.finish_all()]
+
+
+def test_playbook_syn_with_new_isn_is_a_new_connection():
+    # Zeek's IsReuse: a SYN whose sequence number is not the originator's ISN starts a new connection
+    assert play_all((">", SYN, A0), (">", SYN, A0 + 77)) == [("S", "S0"), ("S", "S0")]
+
+
+def test_playbook_syn_retried_after_rst_with_the_same_isn_is_a_new_connection():
+    # Zeek's IsReuse: once a side has closed (the RST), any SYN starts a new connection (pop3.pcap)
+    assert play_all((">", SYN, A0), ("<", RST | ACK, 0, A0 + 1), (">", SYN, A0), ("<", RST | ACK, 0, A0 + 1)) == [
+        ("Sr", "REJ"), ("Sr", "REJ")]
+
+
+def test_playbook_retransmitted_syn_with_the_same_isn_is_not_a_new_connection():
+    assert [h for h, _ in play_all((">", SYN, A0), (">", SYN, A0), ("<", SYN | ACK, B0, A0 + 1))] == ["Sh"]
+
+
+def _at(ts_s, *step):
+    p = pkt(1, *step)
+    p.ts_ns = int(ts_s * 1e9)
+    return p
+
+
+def test_unanswered_syn_ends_after_tcp_attempt_delay_and_later_packets_start_a_new_connection():
+    # half-duplex SSH in Zeek: SAD S0 then DAF SH (the attempt timer removes the first after 5 s)
+    t = ConnTracker("x", "v", frozenset((25,)))
+    for ts, step in [(0, (">", SYN, A0)), (0.1, (">", ACK, A0 + 1, B0 + 1)), (0.2, (">", PSH | ACK, A0 + 1, B0 + 1, b"x")),
+                     (6, (">", PSH | ACK, A0 + 2, B0 + 1, b"y")), (6.5, (">", ACK, A0 + 3, B0 + 1)),
+                     (7, (">", FIN | ACK, A0 + 3, B0 + 1))]:
+        t.packet(_at(ts, *step))
+    assert [(c.history, c.conn_state) for c in t.finish_all()] == [("SAD", "S0"), ("DAF", "SH")]
+
+
+def test_unanswered_syn_retried_within_the_attempt_delay_stays_one_connection():
+    t = ConnTracker("x", "v", frozenset((25,)))
+    for ts in (0, 1, 3):
+        t.packet(_at(ts, ">", SYN, A0))
+    assert [(c.history, c.conn_state, c.orig_pkts) for c in t.finish_all()] == [("S", "S0", 3)]
+
+
+def test_closed_connection_is_removed_after_tcp_close_delay_not_before():
+    steps = [(">", SYN, A0), ("<", SYN | ACK, B0, A0 + 1), (">", ACK, A0 + 1, B0 + 1), (">", FIN | ACK, A0 + 1, B0 + 1),
+             ("<", FIN | ACK, B0 + 1, A0 + 2)]
+    for late, n in ((4.0, 1), (6.0, 2)):
+        t = ConnTracker("x", "v", frozenset((25,)))
+        for i, s in enumerate(steps):
+            t.packet(_at(i * 0.01, *s))
+        t.packet(_at(0.05 + late, ">", ACK, A0 + 2, B0 + 2))  # the last ACK, late
+        assert len(t.finish_all()) == n, late
 
 
 def test_playbook_rst_at_a_new_sequence_number_adds_another_R():
@@ -168,3 +220,45 @@ def test_playbook_forwarded_copy_is_not_a_retransmission():
     (c,) = t.finish_all()
     assert (c.history, c.orig_pkts, c.orig_forwarded) == ("S", 1, 1)
     assert c.orig_l2 == (("02:00:00:00:00:01", "02:00:00:00:00:0a"), ("02:00:00:00:00:0a", "02:00:00:00:00:11"))
+
+
+def _records(*steps, tracker=None):
+    t = ConnTracker("x", "v", frozenset((25,)), tracker)
+    for i, step in enumerate(steps, 1):
+        t.packet(pkt(i, *step))
+    return t.finish_all()
+
+
+HANDSHAKE = [(">", SYN, A0), ("<", SYN | ACK, B0, A0 + 1), (">", ACK, A0 + 1, B0 + 1)]
+
+
+@pytest.mark.parametrize("tracker", ["c", "python"])
+def test_gap_larger_than_a_mebibyte_counts_in_full(tracker):
+    pytest.importorskip("dsrdiag.capture._fastpcap") if tracker == "c" else None
+    big = 3 * 1048576
+    (c,) = _records(*HANDSHAKE, ("<", PSH | ACK, B0 + 1, A0 + 1, b"220 x\r\n"), (">", ACK, A0 + 1, B0 + 8 + big), tracker=tracker)
+    assert (c.history, c.missed_bytes) == ("ShAdg", big)
+
+
+@pytest.mark.parametrize("tracker", ["c", "python"])
+def test_data_never_captured_shows_as_a_gap_when_its_fin_is_acked(tracker):
+    # Zeek's miss_end_data: the server's 2902 bytes were never captured, its FIN's number shows them
+    pytest.importorskip("dsrdiag.capture._fastpcap") if tracker == "c" else None
+    (c,) = _records(*HANDSHAKE, (">", PSH | ACK, A0 + 1, B0 + 1, b"QUIT\r\n"), ("<", FIN | ACK, B0 + 1 + 2902, A0 + 7),
+                    (">", FIN | ACK, A0 + 7, B0 + 2904), ("<", ACK, B0 + 2904, A0 + 8), tracker=tracker)
+    assert (c.history, c.conn_state, c.missed_bytes) == ("ShADfFga", "SF", 2902)  # F, then the gap its ACK shows
+
+
+@pytest.mark.parametrize("tracker", ["c", "python"])
+def test_gap_is_not_counted_in_a_partial_connection(tracker):
+    # Zeek counts gaps only while both sides are established (or closed from established)
+    pytest.importorskip("dsrdiag.capture._fastpcap") if tracker == "c" else None
+    (c,) = _records(("<", PSH | ACK, B0 + 1, A0 + 1, b"250 ok\r\n"), (">", ACK, A0 + 1, B0 + 9 + 5000), tracker=tracker)
+    assert (c.missed_bytes, "g" in c.history) == (0, False)
+
+
+@pytest.mark.parametrize("tracker", ["c", "python"])
+def test_out_of_order_segments_below_the_ack_are_not_missed(tracker):
+    pytest.importorskip("dsrdiag.capture._fastpcap") if tracker == "c" else None
+    (c,) = _records(*HANDSHAKE, ("<", PSH | ACK, B0 + 11, A0 + 1, b"y" * 10), (">", ACK, A0 + 1, B0 + 31), tracker=tracker)
+    assert c.missed_bytes == 20  # bytes 1-10 and 21-30 were holes; 11-20 were seen

@@ -237,3 +237,343 @@ def test_c_smtp_follower_learns_what_the_python_follower_learns_from_hostile_str
         assert got == want, stream
         learnt += bool(want and (want.commands or want.proxy))
     assert learnt > 200  # the streams were SMTP enough to teach both something
+
+
+# ---- hostile sequence numbers: the C tracker against the Python reference ----------------------
+def _smtp_2_31_packets():
+    """Handshake, one client line, then a client segment exactly 2^31 past the next expected byte:
+    seq_delta() is -2^31 there, whose negation overflows 32 bits."""
+    from scapy.all import IP, TCP, Ether
+
+    c, s, isn, sisn = "192.0.2.10", "198.51.100.25", 0x10000000, 0x20000000
+    e1, e2 = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02"), Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    line = b"EHLO client.example\r\n"
+    pkts = [
+        e1 / IP(src=c, dst=s) / TCP(sport=40000, dport=25, flags="S", seq=isn),
+        e2 / IP(src=s, dst=c) / TCP(sport=25, dport=40000, flags="SA", seq=sisn, ack=isn + 1),
+        e1 / IP(src=c, dst=s) / TCP(sport=40000, dport=25, flags="A", seq=isn + 1, ack=sisn + 1),
+        e1 / IP(src=c, dst=s) / TCP(sport=40000, dport=25, flags="PA", seq=isn + 1, ack=sisn + 1) / line,
+        e1 / IP(src=c, dst=s) / TCP(sport=40000, dport=25, flags="PA", seq=(isn + 1 + len(line) + (1 << 31)) & 0xFFFFFFFF,
+                                    ack=sisn + 1) / (b"MAIL FROM:<a@example.org>\r\n" * 4),
+    ]
+    for i, p in enumerate(pkts):
+        p.time = 1_700_000_000 + i / 1000
+    return pkts
+
+
+_RUN_BOTH = """
+import sys
+from dsrdiag.track.pipeline import track_capture
+for tracker in ("c", "python"):
+    recs = track_capture(sys.argv[1], "v", (25,), tracker=tracker)
+    print(tracker, [tuple(c[:25]) for c in recs.connections])
+"""
+
+
+def test_segment_exactly_2_31_past_the_expected_byte_finishes_and_both_trackers_agree(tmp_path):
+    import subprocess
+    import sys
+
+    from scapy.all import wrpcap
+
+    path = tmp_path / "seq-2-31.pcap"
+    wrpcap(str(path), _smtp_2_31_packets())
+    # a separate process with a timeout: the bug this guards against was an endless loop (or a crash)
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin"}
+    p = subprocess.run([sys.executable, "-c", _RUN_BOTH, str(path)], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    lines = dict(line.split(" ", 1) for line in p.stdout.splitlines())
+    assert lines["c"] == lines["python"]
+    assert "ShAD" in lines["c"]
+
+
+def test_segment_exactly_2_31_past_is_not_delivered_to_the_smtp_follower():
+    from dsrdiag.track.conn import ConnTracker
+    from tests.test_conn_zeek import pkt
+    from dsrdiag.decode.tcp import ACK, PSH, SYN
+
+    for tracker in ("c", "python"):
+        t = ConnTracker("x", "v", frozenset((25,)), tracker)
+        a, b = 0xFFFFFFF0, 0x7FFFFFF0  # the client's stream wraps at 2^32
+        t.packet(pkt(1, ">", SYN, a))
+        t.packet(pkt(2, "<", SYN | ACK, b, a + 1))
+        t.packet(pkt(3, ">", ACK, a + 1, b + 1))
+        t.packet(pkt(4, ">", PSH | ACK, (a + 1) & 0xFFFFFFFF, b + 1, b"EHLO one\r\n"))
+        t.packet(pkt(5, ">", PSH | ACK, (a + 11 + (1 << 31)) & 0xFFFFFFFF, b + 1, b"EHLO two\r\n"))
+        (c,) = t.finish_all()
+        assert c.smtp.helo == "one", tracker
+
+
+def _edge_packet(frame, direction, flags, seq, ack, data, win):
+    from tests.test_conn_zeek import pkt
+
+    return pkt(frame, direction, flags, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, data, win)
+
+
+_EDGES = (0, 1, 2, 5, 8, 1460, 65535, 1048575, 1048576, 1048577, (1 << 31) - 1, 1 << 31, (1 << 31) + 1,
+          (1 << 32) - 1, (1 << 32) - 8, -1, -8)
+
+
+def test_c_and_python_trackers_agree_on_sequence_arithmetic_edges():
+    """Differential fuzz (bounded, derandomised): ISNs near the 2^32 wrap, segments and ACKs at
+    offsets exactly 2^31, 2^31 +- 1, the 1 MiB 'too large' edge and the window edge, in any order,
+    with SYN/FIN/RST mixed in: the two trackers give the same records and both finish."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dsrdiag.decode.tcp import ACK, FIN, PSH, RST, SYN
+    from dsrdiag.track.conn import ConnTracker
+
+    flag_sets = (SYN, SYN | ACK, ACK, PSH | ACK, FIN | ACK, RST, RST | ACK, SYN | FIN, FIN | RST | ACK)
+    step = st.tuples(st.sampled_from(">><"), st.sampled_from(flag_sets), st.sampled_from(_EDGES), st.sampled_from(_EDGES),
+                     st.sampled_from((b"", b"", b"EHLO x\r\n", b"y" * 300)), st.sampled_from((65535, 0, 1)))
+
+    @settings(max_examples=300, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from((0, 0xFFFFFFFF, 0xFFFFFF00, 0x7FFFFFFF, 0x80000000)),
+           st.sampled_from((0, 0xFFFFFFFE, 0x7FFFFFFF)), st.lists(step, min_size=1, max_size=14))
+    def check(isn_c, isn_s, steps):
+        out = {}
+        for tracker in ("c", "python"):
+            t = ConnTracker("x", "v", frozenset((25,)), tracker)
+            for i, (d, flags, so, ao, data, win) in enumerate(steps, 1):
+                seq, ack = (isn_c + so, isn_s + ao) if d == ">" else (isn_s + so, isn_c + ao)
+                t.packet(_edge_packet(i, d, flags, seq, ack, data, win))
+            out[tracker] = list(t.finish_all())
+        assert out["c"] == out["python"]
+
+    check()
+
+
+# ---- neighbour state: exact counts, bounded memory ------------------------------------------------
+def _arp_reply(frame, ip: bytes, mac: bytes):
+    from dsrdiag.decode.arp import REPLY
+    from dsrdiag.decode.packet import KIND_ARP, Packet
+
+    p = Packet()
+    p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, frame * 1000, KIND_ARP, mac, b"\xff" * 6, ()
+    p.op, p.sha, p.src, p.tha, p.dst = REPLY, mac, ip, b"\x00" * 6, bytes([192, 0, 2, 1])
+    return p
+
+
+def test_a_flapping_vip_mac_is_counted_exactly_and_sampled_boundedly():
+    from dsrdiag.track.neighbours import MAX_CLAIMS_PER_IP, NeighbourWatch
+
+    w = NeighbourWatch()
+    vip, a, b = bytes([192, 0, 2, 25]), b"\x02\x00\x00\x00\x00\x0a", b"\x02\x00\x00\x00\x00\x0b"
+    for i in range(10_000):
+        w.packet(_arp_reply(i + 1, vip, a if i % 2 == 0 else b))
+    t = w.table()
+    assert t.mac_changes["192.0.2.25"] == 9_999
+    assert t.claim_counts[("192.0.2.25", "02:00:00:00:00:0a")] == 5_000
+    claims = t.claims["192.0.2.25"]
+    assert len(claims) == MAX_CLAIMS_PER_IP
+    assert claims[0].frame == 1 and claims[-1].frame == 10_000  # the start of the flap and its end
+
+
+def test_a_steady_mac_is_not_counted_as_a_change():
+    from dsrdiag.track.neighbours import NeighbourWatch
+
+    w = NeighbourWatch()
+    for i in range(100):
+        w.packet(_arp_reply(i + 1, bytes([192, 0, 2, 25]), b"\x02\x00\x00\x00\x00\x0a"))
+    t = w.table()
+    assert t.mac_changes == {} and len(t.claims["192.0.2.25"]) == 1 and t.overflow == 0
+
+
+def test_a_million_forged_replies_for_distinct_addresses_keep_memory_bounded():
+    from dsrdiag.track.neighbours import MAX_IPS, NeighbourWatch
+
+    w = NeighbourWatch()
+    n = 1_000_000
+    for i in range(n):
+        w.packet(_arp_reply(i + 1, (0x0A000000 + i).to_bytes(4, "big"), (0x020000000000 + i).to_bytes(6, "big")))
+    t = w.table()
+    assert len(t.claims) == MAX_IPS and len(t.claim_counts) == MAX_IPS
+    assert t.overflow == n - MAX_IPS  # every reply is counted, kept or not
+
+
+# ---- timestamps that go wrong, headers-only captures: both trackers ------------------------------
+def _conv(cport, isn, t0, lines=4):
+    """One short SMTP-ish conversation: (time, scapy packet) in order."""
+    from scapy.all import IP, TCP, Ether
+
+    c, s, e1, e2 = "192.0.2.10", "198.51.100.25", Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02"), \
+        Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    up = lambda f, seq, ack, d=b"": e1 / IP(src=c, dst=s) / TCP(sport=cport, dport=25, flags=f, seq=seq, ack=ack) / d
+    down = lambda f, seq, ack, d=b"": e2 / IP(src=s, dst=c) / TCP(sport=25, dport=cport, flags=f, seq=seq, ack=ack) / d
+    a, b = isn, 7000
+    out = [up("S", a, 0), down("SA", b, a + 1), up("A", a + 1, b + 1)]
+    a, b = a + 1, b + 1
+    for i in range(lines):
+        d = b"NOOP %d\r\n" % i
+        out += [up("PA", a, b, d), down("PA", b, a + len(d), b"250 ok\r\n")]
+        a, b = a + len(d), b + 8
+    out += [up("FA", a, b), down("FA", b, a + 1), up("A", a + 1, b + 1)]
+    return [(t0 + i * 0.5, p) for i, p in enumerate(out)]
+
+
+def _write(path, timed, snaplen=65535):
+    """A classic pcap written by hand: frames cut at `snaplen` keep their original length."""
+    import struct
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, 1))
+        for t, p in timed:
+            raw = bytes(p)
+            f.write(struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), min(len(raw), snaplen), len(raw)) + raw[:snaplen])
+
+
+def _both_trackers(path):
+    from dsrdiag.track.pipeline import track_capture
+
+    c, py = (track_capture(str(path), "v", (25,), tracker=t) for t in ("c", "python"))
+    _assert_same(c, py)
+    assert (c.time_steps, c.snaplen_cut) == (py.time_steps, py.snaplen_cut)
+    return c
+
+
+def test_one_packet_stamped_two_hours_ahead_splits_no_connection_and_is_counted(tmp_path):
+    a, b = _conv(40001, 1000, 1_700_000_000.0), _conv(40002, 5000, 1_700_000_000.2)
+    timed = sorted(a + b, key=lambda x: x[0])
+    k = len(timed) // 2
+    timed[k] = (timed[k][0] + 7200, timed[k][1])
+    _write(tmp_path / "ahead.pcap", timed)
+    r = _both_trackers(tmp_path / "ahead.pcap")
+    conns = list(r.connections)
+    assert [(c.client_port, c.history, c.conn_state) for c in sorted(conns, key=lambda c: c.client_port)] == [
+        (40001, "ShADdFf", "SF"), (40002, "ShADdFf", "SF")]
+    assert all(0 <= c.last_ts_ns - c.first_ts_ns < 60 * 10**9 for c in conns)
+    assert (r.time_steps.outliers, r.time_steps.backwards) == (1, 0)
+    assert abs(r.time_steps.largest_outlier_ns - 7200 * 10**9) < 10**9
+
+
+def test_a_real_pause_moves_the_clock_and_is_not_counted(tmp_path):
+    a, b = _conv(40001, 1000, 1_700_000_000.0), _conv(40002, 5000, 1_700_007_200.0)  # two hours apart, both whole
+    _write(tmp_path / "pause.pcap", a + b)
+    r = _both_trackers(tmp_path / "pause.pcap")
+    assert [c.conn_state for c in r.connections] == ["SF", "SF"] and not r.time_steps
+
+
+def test_reversed_timestamps_give_no_negative_duration_and_are_counted(tmp_path):
+    timed = _conv(40001, 1000, 1_700_000_000.0)
+    stamps = [t for t, _ in timed][::-1]
+    _write(tmp_path / "reversed.pcap", [(t, p) for t, (_, p) in zip(stamps, timed)])
+    r = _both_trackers(tmp_path / "reversed.pcap")
+    (c,) = r.connections
+    assert c.last_ts_ns >= c.first_ts_ns and c.history == "ShADdFf"
+    assert r.time_steps.backwards == len(timed) - 1
+
+
+def test_headers_only_capture_takes_payload_length_from_the_ip_length(tmp_path):
+    timed = _conv(40001, 1000, 1_700_000_000.0)
+    _write(tmp_path / "full.pcap", timed)
+    _write(tmp_path / "cut.pcap", timed, snaplen=54)  # Ethernet + IPv4 + TCP headers, no payload
+    full_r, cut_r = _both_trackers(tmp_path / "full.pcap"), _both_trackers(tmp_path / "cut.pcap")
+    (full,), (cut,) = full_r.connections, cut_r.connections
+    assert (full_r.snaplen_cut, cut_r.snaplen_cut) == (0, 8)  # the 8 segments with payload: the capture says it was cut
+    assert (cut.orig_bytes, cut.resp_bytes, cut.orig_pkts, cut.resp_pkts) == (full.orig_bytes, full.resp_bytes, full.orig_pkts,
+                                                                             full.resp_pkts)
+    assert "D" in cut.history and "d" in cut.history and full.missed_bytes == 0
+    # Zeek's reassembler takes no cut segment: every payload byte the ACKs cover is missed (G/g)
+    assert cut.missed_bytes == full.orig_bytes + full.resp_bytes and "G" in cut.history and "g" in cut.history
+
+
+# ---- the C extension under AddressSanitizer and UndefinedBehaviorSanitizer -------------------------
+_SANITIZED_RUN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import _fastpcap  # the sanitized build, standing in for dsrdiag.capture._fastpcap
+sys.modules["dsrdiag.capture._fastpcap"] = _fastpcap
+from dsrdiag.track.pipeline import track_capture
+for path in sys.argv[2:]:
+    track_capture(path, "v", (25, 22, 80, 110, 143, 389), tracker="c")
+from tests.test_native_tracker import (test_c_and_python_trackers_agree_on_sequence_arithmetic_edges,
+                                      test_c_and_python_trackers_agree_on_timer_and_clock_edges)
+test_c_and_python_trackers_agree_on_sequence_arithmetic_edges()
+test_c_and_python_trackers_agree_on_timer_and_clock_edges()
+print("clean")
+"""
+
+
+def test_c_tracker_built_with_asan_and_ubsan_runs_hostile_and_real_captures_cleanly(tmp_path):
+    """The extension rebuilt with -fsanitize=address,undefined into a temporary directory, loaded by
+    a separate interpreter (LD_PRELOAD of the sanitizer runtimes), on the 2^31 capture, reordered and
+    lost segments, the sample captures, Zeek's traces and the sequence-edge fuzz: no report. (This
+    build reports the original 2^31 bug as 'negation of -2147483648 cannot be represented'.)"""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    from scapy.all import wrpcap
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no gcc: the sanitized build needs it")
+    runtimes = [subprocess.run([gcc, f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
+                for lib in ("libasan.so", "libubsan.so")]
+    if not all(Path(r).is_absolute() and Path(r).exists() for r in runtimes):
+        pytest.skip("gcc has no ASan/UBSan runtime here")
+    root = Path(__file__).resolve().parent.parent
+    mod = tmp_path / ("_fastpcap" + sysconfig.get_config_var("EXT_SUFFIX"))
+    build = subprocess.run([gcc, "-shared", "-fPIC", "-std=c99", "-O1", "-g", "-fno-omit-frame-pointer",
+                            "-fsanitize=address,undefined", f"-I{sysconfig.get_paths()['include']}",
+                            str(root / "dsrdiag/capture/_fastpcap.c"), str(root / "dsrdiag/track/_conntrack.c"),
+                            str(root / "dsrdiag/track/_smtpfollow.c"), "-o", str(mod)], capture_output=True, text=True, timeout=300)
+    if build.returncode != 0:
+        pytest.skip(f"the sanitized build failed: {build.stderr[-300:]}")
+    wrpcap(str(tmp_path / "seq-2-31.pcap"), _smtp_2_31_packets())
+    rng = random.Random(7)
+    packets = [p for i in range(20) for p in _dialogue_packets(rng, 41000 + i, v6=i % 3 == 0)]
+    for i, p in enumerate(packets):
+        p.time = 1_700_000_000 + i / 100
+    wrpcap(str(tmp_path / "reordered.pcap"), packets)
+    zeek = root.parent / "shared" / "captures-zeek"
+    files = [tmp_path / "seq-2-31.pcap", tmp_path / "reordered.pcap"] + SAMPLES
+    files += sorted(p for p in zeek.glob("*") if p.suffix in (".pcap", ".pcapng")) if zeek.is_dir() else []
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "LD_PRELOAD": ":".join(runtimes),
+           "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+    p = subprocess.run([sys.executable, "-c", _SANITIZED_RUN, str(tmp_path), *map(str, files)], capture_output=True, text=True,
+                       timeout=900, env=env, cwd=str(root))
+    assert p.returncode == 0 and "clean" in p.stdout, p.stderr[-3000:]
+    assert "runtime error" not in p.stderr and "AddressSanitizer" not in p.stderr, p.stderr[-3000:]
+
+
+def test_c_and_python_trackers_agree_on_timer_and_clock_edges():
+    """Differential fuzz of the timers and the capture clock (bounded, derandomised): packets of two
+    4-tuples spaced at Zeek's timer edges (5 s, 6 s, 60 s, 300 s, just before and after), steps back
+    and jumps ahead beyond MAX_CLOCK_STEP: the same records and the same time_steps from both."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dsrdiag.decode.tcp import ACK, FIN, PSH, RST, SYN
+    from dsrdiag.track.conn import ConnTracker
+
+    S = 1_000_000_000
+    gaps = (0, 1, S // 1000, 5 * S - 1, 5 * S, 5 * S + 1, 6 * S, 11 * S + 1, 60 * S, 300 * S, 300 * S + 1, 601 * S, 7200 * S,
+            -S, -7200 * S)
+    flag_sets = (SYN, SYN | ACK, ACK, PSH | ACK, FIN | ACK, RST, RST | ACK)
+    step = st.tuples(st.sampled_from(gaps), st.booleans(), st.sampled_from("><"), st.sampled_from(flag_sets),
+                     st.sampled_from((0, 1, 9)), st.sampled_from((b"", b"EHLO x\r\n")))
+
+    @settings(max_examples=300, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from((1_700_000_000 * S, (1 << 63) - 8000 * S)), st.lists(step, min_size=1, max_size=16))
+    def check(start, steps):  # the second start: timers that would pass the end of int64 time
+        out = {}
+        for tracker in ("c", "python"):
+            t = ConnTracker("x", "v", frozenset((25,)), tracker)
+            ts = start
+            for i, (gap, second, d, flags, so, data) in enumerate(steps, 1):
+                ts = min(max(ts + gap, 0), (1 << 63) - 1)
+                p = _edge_packet(i, d, flags, 1000 + so if d == ">" else 5000 + so, 5001 if d == ">" else 1001, data, 65535)
+                p.ts_ns = ts
+                if second:
+                    p.sport, p.dport = (p.sport + 1, p.dport) if d == ">" else (p.sport, p.dport + 1)
+                t.packet(p)
+                if i % 5 == 0:
+                    t.sweep()
+            out[tracker] = (list(t.finish_all()), t.time_steps())
+        assert out["c"] == out["python"]
+
+    check()

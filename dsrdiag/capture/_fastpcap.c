@@ -141,7 +141,7 @@ typedef struct {
     const uint8_t *smac, *dmac, *src, *dst;
     int alen;
     uint16_t sport, dport, win;
-    uint32_t seq, ack, plen, id;
+    uint32_t seq, ack, plen, id, cut;
     uint8_t flags, v4, ttl;
     const uint8_t *payload;
 } tcp_t;
@@ -162,6 +162,7 @@ static int parse_tcp(const uint8_t *d, uint32_t len, tcp_t *t) {
         if (rd_be16(ip + 6) & 0x3fff) return 0;          /* fragments: Python's path */
         uint32_t total = rd_be16(ip + 2);
         end = total ? off + total : len;
+        t->cut = end > len ? end - len : 0;         /* snaplen: the IP length still counts (track/conn.py) */
         if (end > len) end = len;
         l4 = off + ihl;
         t->src = ip + 12; t->dst = ip + 16; t->alen = 4; t->id = rd_be16(ip + 4); t->v4 = 1; t->ttl = ip[8];
@@ -171,6 +172,7 @@ static int parse_tcp(const uint8_t *d, uint32_t len, tcp_t *t) {
         if ((ip[0] >> 4) != 6 || ip[6] != 6) return 0;   /* extension headers: Python's path */
         uint32_t pl = rd_be16(ip + 4);
         end = off + 40 + pl;                        /* no TSO rule for IPv6 (decode/ip.py) */
+        t->cut = end > len ? end - len : 0;
         if (end > len) end = len;
         l4 = off + 40;
         t->src = ip + 8; t->dst = ip + 24; t->alen = 16; t->id = 0; t->v4 = 0; t->ttl = ip[7];
@@ -196,7 +198,7 @@ static int track_frame(Reader *self, const uint8_t *data, uint32_t incl, long lo
     ct_pkt p;
     p.frame = self->frames; p.ts = ts; p.smac = t.smac; p.dmac = t.dmac; p.src = t.src; p.dst = t.dst; p.alen = t.alen;
     p.sport = t.sport; p.dport = t.dport; p.win = t.win; p.seq = t.seq; p.ack = t.ack; p.flags = t.flags; p.ttl = t.ttl;
-    p.ip_id = t.v4 ? (int32_t)t.id : -1; p.payload = t.payload; p.plen = t.plen; p.tunnel = NULL; p.tlen = 0;
+    p.ip_id = t.v4 ? (int32_t)t.id : -1; p.payload = t.payload; p.plen = t.plen; p.cut = t.cut; p.tunnel = NULL; p.tlen = 0;
     if (ct_packet(self->tracker, &p) < 0) return -1;
     self->tracked++;
     return 1;

@@ -34,8 +34,10 @@ class Packet:
         "frame", "ts_ns", "kind", "src_mac", "dst_mac", "vlans",
         "src", "dst", "ttl", "ip_id",
         "sport", "dport", "seq", "ack", "flags", "win", "payload",
-        "op", "sha", "tha", "nd_flags", "tunnel",
+        "op", "sha", "tha", "nd_flags", "tunnel", "cut",
     )
+    # cut: TCP payload bytes the IP length declares but the capture did not keep (snaplen); the
+    # tracker takes a segment's length from the IP length, as Zeek does (track/conn.py)
 
     def __repr__(self) -> str:  # for test failure messages
         return f"Packet(frame={self.frame}, kind={self.kind}, sport={getattr(self, 'sport', None)}, dport={getattr(self, 'dport', None)})"
@@ -53,6 +55,16 @@ class Anomaly:
 _FAST = Struct(">6s6sHBxHHHBBH4s4s")
 """Untagged Ethernet + IPv4 header without options, in one unpack: the bulk of real traffic."""
 _TCP = Struct(">HHIIBBH")
+
+
+def _cut(etype: int, data: bytes, off: int) -> int:
+    """Bytes the IP header's length declares beyond the frame (a snaplen cut), 0 if none."""
+    if etype == ETH_IPV4:
+        total = (data[off + 2] << 8) | data[off + 3]
+        end = off + total if total else len(data)
+    else:
+        end = off + 40 + ((data[off + 4] << 8) | data[off + 5])
+    return end - len(data) if end > len(data) else 0
 
 
 def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
@@ -75,6 +87,7 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
                 p.sport, p.dport, p.seq, p.ack, p.flags, p.win = sport, dport, seq, ack, flags, win
                 p.payload = data[34 + hl : end]
                 p.tunnel = None
+                p.cut = 14 + total - len(data) if total and 14 + total > len(data) else 0
                 return p
         # fragments and odd headers take the general path below
     link = decode_link(linktype, data)
@@ -118,6 +131,7 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
         p.src, p.dst, p.ttl, p.ip_id = src, dst, ttl, ip_id
         p.sport, p.dport, p.seq, p.ack, p.flags, p.win, p.payload = t
         p.tunnel = tunnel
+        p.cut = 0 if tunnel is not None else _cut(etype, data, off)
         return p
     if proto == IPPROTO_ICMPV6:
         nd = decode_nd(data, l4, end)

@@ -13,6 +13,9 @@
 #include "_conntrack.h"
 #include "_smtpfollow.h"
 #include <string.h>
+#include <time.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #define M32 0xFFFFFFFFu
 #define TOO_LARGE 1048576
@@ -23,6 +26,17 @@
 #define FORWARD_WINDOW_NS 50000000LL
 #define MAX_OOO 64
 #define KEYLEN 37              /* family, addr16, port, addr16, port */
+#define NS 1000000000LL
+/* Zeek's TCP timers (init-bare.zeek defaults; track/conn.py names them) */
+#define TCP_SYN_TIMEOUT (5 * NS)
+#define TCP_SESSION_TIMER (6 * NS)
+#define TCP_CONNECTION_LINGER (5 * NS)
+#define TCP_ATTEMPT_DELAY (5 * NS)
+#define TCP_CLOSE_DELAY (5 * NS)
+#define TCP_INACTIVITY_TIMEOUT (300 * NS)
+#define UDP_INACTIVITY_TIMEOUT (60 * NS)
+#define NO_TIME INT64_MIN
+#define MAX_CHAINS 3           /* ExpireTimer chains: the first packet's, and one per side's close */
 
 enum { INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET };
 enum { SEEN_S = 1, SEEN_F = 2, SEEN_R = 4, SEEN_D = 8, SEEN_A = 16, SEEN_I = 32, SEEN_Q = 64 };
@@ -47,7 +61,7 @@ typedef struct { uint32_t seq, len; uint8_t *data; } seg_t;
 
 typedef struct {
     uint8_t state, prev_state, seen, did_close, has_next, has_ttl, ttl, npairs, has_sig;
-    uint32_t start_seq, last_seq, ack_seq, next_seq;
+    uint32_t start_seq, last_seq, ack_seq, next_seq, fin_end;
     long long fin_cnt;
     int64_t last_syn, last_fin, last_rst;
     unsigned long long rxmit, rxmit_thr, zw, zw_thr, gaps, gap_thr, pkts, copies, missed;
@@ -80,6 +94,9 @@ typedef struct {
     uint32_t syn_seq, synack_ack;
     uint8_t tunnel[16];
     smtp_t smtp;               /* track/_smtpfollow.c */
+    int64_t zlast, attempt_at, delete_at;     /* ConnState's; NO_TIME: none */
+    int64_t chains[MAX_CHAINS];
+    int nchains;
 } conn_t;
 
 typedef struct {
@@ -93,12 +110,26 @@ typedef struct {
     unsigned long long count, packets;
     unsigned long long first_frame, last_frame;
     int64_t first_ts, last_ts;
+    uint64_t k0, k1;           /* the table's hash key, random per tracker */
+    int has_clock, has_held;   /* ConnTracker.packet's capture clock and held packet */
+    int64_t clock, max_step, ts_max;
+    unsigned long long backwards, outliers, cut_packets;
+    int64_t largest_back, largest_outlier;
+    ct_pkt held;               /* its pointers point into the buffers below */
+    uint8_t held_smac[6], held_dmac[6], held_src[16], held_dst[16], held_tunnel[16];
+    uint8_t *held_payload;
 } Tracker;
 
 static conn_t TOMB_;
 #define TOMB (&TOMB_)
 
 static inline int32_t seq_delta(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
+/* a + b for b >= 0, saturating: a hostile pcapng may stamp a packet near the end of int64 time */
+static inline int64_t add_ns(int64_t a, int64_t b) { return a > INT64_MAX - b ? INT64_MAX : a + b; }
+
+/* -seq_delta(a, b) without overflow: seq_delta is -2^31 when a is exactly 2^31 behind b, and negating
+   that in 32 bits is undefined (it stayed -2^31 and sent stream() 2 GiB before the payload) */
+static inline int64_t seq_behind(uint32_t a, uint32_t b) { return -(int64_t)seq_delta(a, b); }
 
 /* ---- memory -------------------------------------------------------------------------------- */
 static void conn_free(conn_t *c) {
@@ -155,18 +186,26 @@ static void canonical(uint8_t *out, const uint8_t *k) {
     memcpy(out + 19, k + 1, 18);
 }
 
-static uint64_t key_hash(const uint8_t *k) {          /* KEYLEN 37: a byte, four words, four bytes */
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ k[0], w;
-    for (int i = 1; i + 8 <= 33; i += 8) { memcpy(&w, k + i, 8); h = (h ^ w) * 0xff51afd7ed558ccdULL; h ^= h >> 32; }
-    uint32_t r;
-    memcpy(&r, k + 33, 4);
-    h = (h ^ r) * 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 29);
+/* SipHash-1-3 of the key under the tracker's random key: who sends the packets cannot choose
+   4-tuples that collide in the table (an unkeyed hash can be inverted from outside) */
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND do { v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2; \
+    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0; v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); } while (0)
+static uint64_t key_hash(const Tracker *t, const uint8_t *k) {
+    uint64_t v0 = t->k0 ^ 0x736f6d6570736575ULL, v1 = t->k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = t->k0 ^ 0x6c7967656e657261ULL, v3 = t->k1 ^ 0x7465646279746573ULL, m;
+    int i = 0;
+    for (; i + 8 <= KEYLEN; i += 8) { memcpy(&m, k + i, 8); v3 ^= m; SIPROUND; v0 ^= m; }
+    uint64_t b = (uint64_t)KEYLEN << 56;
+    for (int j = 0; i + j < KEYLEN; j++) b |= (uint64_t)k[i + j] << (8 * j);
+    v3 ^= b; SIPROUND; v0 ^= b;
+    v2 ^= 0xff; SIPROUND; SIPROUND; SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
 }
 
 static conn_t *lookup(Tracker *t, const uint8_t *k) {
     if (!t->cap) return NULL;
-    size_t m = t->cap - 1, i = (size_t)key_hash(k) & m;
+    size_t m = t->cap - 1, i = (size_t)key_hash(t, k) & m;
     for (size_t n = 0; n < t->cap; n++, i = (i + 1) & m) {
         conn_t *c = t->slots[i];
         if (!c) return NULL;
@@ -194,7 +233,7 @@ static int grow(Tracker *t) {
 
 static int insert(Tracker *t, conn_t *c) {
     if ((t->used + t->tombs + 1) * 2 > t->cap && grow(t) < 0) return -1;
-    size_t m = t->cap - 1, i = (size_t)key_hash(c->ckey) & m;
+    size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
     while (t->slots[i] && t->slots[i] != TOMB) i = (i + 1) & m;
     if (t->slots[i] == TOMB) t->tombs--;
     t->slots[i] = c;
@@ -204,7 +243,7 @@ static int insert(Tracker *t, conn_t *c) {
 
 /* ConnTracker._finish: out of the table, onto the list sweep() hands to Python */
 static int finish(Tracker *t, conn_t *c) {
-    size_t m = t->cap - 1, i = (size_t)key_hash(c->ckey) & m;
+    size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
     while (t->slots[i] != c) i = (i + 1) & m;
     t->slots[i] = TOMB;
     t->used--;
@@ -262,7 +301,11 @@ static void init_seqs(ep_t *ep, uint32_t start, uint32_t last) {
     ep->last_seq = last;
 }
 
-static long long ep_size(const ep_t *ep) {
+/* _Endpoint.size (Zeek's TCP_Endpoint::Size) */
+static long long ep_size(const ep_t *ep, const ep_t *peer) {
+    if (ep->prev_state == SYN_SENT && ep->state == RESET && peer->state == INACTIVE
+        && ep->ack_seq != ep->start_seq && ep->ack_seq != ep->start_seq + 1)
+        return 0;                                           /* a half-open connection found and aborted */
     uint32_t top = seq_delta(ep->last_seq, ep->ack_seq) > 0 ? ep->last_seq : ep->ack_seq;
     long long size = seq_delta(top, ep->start_seq);
     if (size > 0) size -= 1;
@@ -320,8 +363,8 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
             for (int j = 0; j < ep->nooo; j++) if (seq_delta(ep->ooo[j].seq, ep->next_seq) < 0) behind[nb++] = ep->ooo[j].seq;
             for (int j = 0; j < nb; j++) {
                 seg_t seg = ooo_pop(ep, ooo_find(ep, behind[j]));
-                uint32_t over = (uint32_t)(-seq_delta(seg.seq, ep->next_seq));
-                if (over < seg.len) {
+                int64_t over = seq_behind(seg.seq, ep->next_seq);
+                if (over < (int64_t)seg.len) {
                     uint8_t *rest = PyMem_Malloc(seg.len - over);
                     if (!rest) { PyMem_Free(seg.data); PyErr_NoMemory(); return -1; }
                     memcpy(rest, seg.data + over, seg.len - over);
@@ -359,7 +402,12 @@ static int skip_to(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, c
 }
 
 static int stream(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, const uint8_t *payload, uint32_t len, const ct_pkt *p) {
-    if (!ep->has_next) { ep->next_seq = seq; ep->has_next = 1; }
+    if (!ep->has_next) {                                    /* Zeek's stream starts at relative sequence 1 */
+        uint32_t base = ep->start_seq + 1;
+        int32_t from = seq_delta(seq, base);
+        ep->next_seq = from >= 0 && from < TOO_LARGE ? base : seq;
+        ep->has_next = 1;
+    }
     int32_t d = seq_delta(seq, ep->next_seq);
     if (d > 0) {
         if (d < TOO_LARGE && ep->nooo < MAX_OOO) {
@@ -376,58 +424,134 @@ static int stream(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, co
         }
         return 0;
     }
-    if ((long long)-d >= (long long)len) return 0;          /* pure retransmission */
-    return deliver(t, c, ep, is_orig, payload + (-d), len - (uint32_t)(-d), p);
+    int64_t behind = -(int64_t)d;                           /* 0 .. 2^31: never negated in 32 bits */
+    if (behind >= (int64_t)len) return 0;                   /* pure retransmission */
+    return deliver(t, c, ep, is_orig, payload + behind, len - (uint32_t)behind, p);
 }
 
+static int is_clean(const ep_t *e) { return e->state == ESTABLISHED || (e->state == CLOSED && e->prev_state == ESTABLISHED); }
+
+/* ConnState._ack_gap: the holes below the peer's ACK were missed (Zeek's AckReceived/Undelivered) */
 static int ack_gap(Tracker *t, conn_t *c, ep_t *peer, int is_orig, uint32_t ack, const ct_pkt *p) {
-    if (!peer->has_next) return 0;
-    int32_t gap = seq_delta(ack, peer->next_seq);
-    if (peer->fin_cnt && gap == 1) gap = 0;                 /* the ACK of the peer's FIN */
-    if (gap > 0 && gap < TOO_LARGE) {
-        peer->missed += (unsigned long long)gap;
-        if (scaled(c, !is_orig, 'G', &peer->gaps, &peer->gap_thr) < 0) return -1;
-        return skip_to(t, c, peer, !is_orig, ack, p);
+    if (peer->state == INACTIVE) return 0;
+    if (!peer->has_next) { peer->next_seq = peer->start_seq + 1; peer->has_next = 1; }
+    if (peer->fin_cnt && seq_delta(ack, peer->fin_end) >= 0) ack = peer->fin_end - 1;
+    if (seq_delta(ack, peer->next_seq) <= 0) return 0;
+    int32_t dl[MAX_OOO];
+    int idx[MAX_OOO], n = peer->nooo;
+    for (int k = 0; k < n; k++) {                           /* by distance from next_seq (insertion sort) */
+        int32_t d = seq_delta(peer->ooo[k].seq, peer->next_seq);
+        int j = k;
+        while (j > 0 && dl[j - 1] > d) { dl[j] = dl[j - 1]; idx[j] = idx[j - 1]; j--; }
+        dl[j] = d; idx[j] = k;
     }
-    return 0;
+    unsigned long long missed = 0;
+    uint32_t pos = peer->next_seq;
+    for (int k = 0; k < n; k++) {
+        uint32_t s0 = peer->ooo[idx[k]].seq;
+        if (seq_delta(s0, ack) >= 0) break;
+        if (seq_delta(s0, pos) > 0) { missed += (unsigned long long)seq_delta(s0, pos); pos = s0; }
+        uint32_t end = s0 + peer->ooo[idx[k]].len;
+        if (seq_delta(end, pos) > 0) pos = end;
+    }
+    if (seq_delta(ack, pos) > 0) missed += (unsigned long long)seq_delta(ack, pos);
+    if (missed) {
+        ep_t *me = &c->e[is_orig ? 0 : 1];
+        if (is_clean(peer) && is_clean(me)) {
+            peer->missed += missed;
+            if (scaled(c, !is_orig, 'G', &peer->gaps, &peer->gap_thr) < 0) return -1;
+        }
+    }
+    return skip_to(t, c, peer, !is_orig, ack, p);
 }
 
 /* ---- ConnState._state_machine --------------------------------------------------------------- */
-static void state_machine(conn_t *c, ep_t *ep, ep_t *peer, int is_orig, int syn, int fin, int rst, int ackf, uint32_t plen) {
+/* ConnState._state_machine: 1 where Zeek's do_close is set */
+static int state_machine(conn_t *c, ep_t *ep, ep_t *peer, int is_orig, int syn, int fin, int rst, int ackf, uint32_t plen, int64_t now) {
     uint8_t st = ep->state;
+    int do_close = 0;
     if (st == INACTIVE) {
         if (syn) {
-            if (is_orig) set_state(ep, ackf ? SYN_ACK_SENT : SYN_SENT);
+            if (is_orig) { set_state(ep, ackf ? SYN_ACK_SENT : SYN_SENT); c->attempt_at = add_ns(now, TCP_ATTEMPT_DELAY); }
             else {
                 if (peer->state == SYN_SENT) set_state(peer, ESTABLISHED);
                 set_state(ep, ESTABLISHED);
             }
         }
-        if (fin) { set_state(ep, CLOSED); ep->did_close = 1; }
-        if (rst) { set_state(ep, RESET); ep->did_close = 1; }
+        if (fin) { set_state(ep, CLOSED); do_close = 1; }
+        if (rst) { set_state(ep, RESET); do_close = 1; }
         if (ep->state == INACTIVE) {
             if (!is_orig && plen == 0 && c->e[0].state == SYN_SENT) { /* an eccentric stack ACKs the SYN first */ }
             else if (ackf && peer->state == ESTABLISHED) set_state(ep, ESTABLISHED);
             else set_state(ep, PARTIAL);
         }
     } else if (st == SYN_SENT || st == SYN_ACK_SENT) {
-        if (fin) { set_state(ep, CLOSED); ep->did_close = 1; }
-        if (rst) { set_state(ep, RESET); ep->did_close = 1; }
+        if (fin) { set_state(ep, CLOSED); do_close = 1; }
+        if (rst) { set_state(ep, RESET); do_close = 1; }
     } else if (st == ESTABLISHED || st == PARTIAL) {
         if (syn && st == PARTIAL && peer->state == INACTIVE && !ackf) set_state(ep, SYN_SENT);
         if (fin && !rst) {
             set_state(ep, CLOSED);
             if (peer->state == RESET && peer->prev_state == CLOSED) set_state(peer, CLOSED);
-            ep->did_close = 1;
+            do_close = 1;
         }
-        if (rst) { set_state(ep, RESET); ep->did_close = 1; }
+        if (rst) { set_state(ep, RESET); do_close = 1; }
     } else if (st == CLOSED) {
-        if (rst && peer->state != CLOSED) set_state(ep, RESET);
+        if (rst && peer->state != CLOSED) { set_state(ep, RESET); do_close = 1; }
+    }
+    return do_close;
+}
+
+/* ConnState._closed (Zeek's ConnectionClosed) */
+static void conn_closed(conn_t *c, ep_t *ep, ep_t *peer) {
+    ep->did_close = 1;
+    if (ep->state == RESET || peer->did_close || peer->state == INACTIVE) {
+        c->attempt_at = NO_TIME; c->nchains = 0;
+        c->delete_at = add_ns(c->zlast, TCP_CLOSE_DELAY);
+    } else if (ep->prev_state != INACTIVE && c->nchains < MAX_CHAINS) {
+        c->chains[c->nchains++] = add_ns(c->zlast, TCP_SESSION_TIMER);
     }
 }
 
+static int in_handshake(uint8_t s) { return s == INACTIVE || s == SYN_SENT || s == SYN_ACK_SENT; }
+
+/* ConnState.removal_time */
+static int64_t removal_time(const conn_t *c) {
+    const ep_t *o = &c->e[0], *r = &c->e[1];
+    int64_t t = add_ns(c->zlast, in_handshake(o->state) && in_handshake(r->state) ? UDP_INACTIVITY_TIMEOUT : TCP_INACTIVITY_TIMEOUT);
+    if (c->delete_at != NO_TIME && c->delete_at < t) t = c->delete_at;
+    if (c->attempt_at != NO_TIME && c->attempt_at < t && (o->state == SYN_SENT || o->state == SYN_ACK_SENT) && r->state == INACTIVE)
+        t = c->attempt_at;
+    if (c->nchains && (((o->did_close || r->did_close) && ((o->did_close && r->did_close) || o->state == RESET || r->state == RESET
+                                                           || o->state == INACTIVE || r->state == INACTIVE))
+                       || (o->state == INACTIVE && r->state == INACTIVE))) {
+        int64_t linger = add_ns(c->zlast, TCP_CONNECTION_LINGER), after = c->last_ts > linger ? c->last_ts : linger;
+        for (int i = 0; i < c->nchains; i++) {
+            int64_t t0 = c->chains[i];
+            int64_t tick = t0 > after ? t0 : add_ns(t0, ((after - t0) / TCP_SESSION_TIMER) * TCP_SESSION_TIMER + TCP_SESSION_TIMER);
+            if (tick < t) t = tick;
+        }
+    }
+    return t;
+}
+
+/* ConnState.is_reuse (Zeek's IsReuse) */
+static int is_reuse(const conn_t *c, const ct_pkt *p) {
+    if (!(p->flags & F_SYN)) return 0;
+    const ep_t *o = &c->e[0], *r = &c->e[1], *conn_orig = o;
+    if (p->flags & F_ACK) {
+        if (o->state != INACTIVE) return 0;
+        conn_orig = r;
+    }
+    if (!(o->did_close || r->did_close)) {
+        if (p->seq == conn_orig->start_seq) return 0;
+        if (!(p->flags & F_ACK) && conn_orig->state == SYN_ACK_SENT && r->state == INACTIVE && p->seq == r->start_seq) return 0;
+    }
+    return 1;
+}
+
 static void fill_note(note_t *n, const ct_pkt *p, int dir, const pair_t *pair, int peek) {
-    n->frame = p->frame; n->ts = p->ts; n->seq = p->seq; n->ack = p->ack; n->plen = p->plen;
+    n->frame = p->frame; n->ts = p->ts; n->seq = p->seq; n->ack = p->ack; n->plen = p->plen + p->cut;
     n->ip_id = p->ip_id; n->dir = (uint8_t)dir; n->flags = p->flags; n->ttl = p->ttl; n->pair = *pair;
     n->has_peek = peek && p->plen;
     n->npeek = n->has_peek ? (uint8_t)(p->plen < PEEK ? p->plen : PEEK) : 0;
@@ -435,12 +559,12 @@ static void fill_note(note_t *n, const ct_pkt *p, int dir, const pair_t *pair, i
 }
 
 /* ---- ConnState.process ---------------------------------------------------------------------- */
-static int process(Tracker *t, conn_t *c, const ct_pkt *p, int is_orig) {
+static int process(Tracker *t, conn_t *c, const ct_pkt *p, int is_orig, int64_t now) {
     ep_t *ep = &c->e[is_orig ? 0 : 1], *peer = &c->e[is_orig ? 1 : 0];
     uint8_t flags = p->flags;
-    uint32_t seq = p->seq, ack = p->ack, plen = p->plen;
+    uint32_t seq = p->seq, ack = p->ack, cut = p->cut, plen = p->plen + p->cut;   /* the IP length's */
     int syn = flags & F_SYN, fin = flags & F_FIN, rst = flags & F_RST, ackf = flags & F_ACK;
-    c->last_ts = p->ts;
+    c->last_ts = now;
     pair_t pair;
     memset(&pair, 0, sizeof pair);
     if (p->smac) { pair.hs = 1; memcpy(pair.s, p->smac, 6); }
@@ -466,6 +590,7 @@ static int process(Tracker *t, conn_t *c, const ct_pkt *p, int is_orig) {
     ep->has_sig = 1; ep->sig_seq = seq; ep->sig_ack = ack; ep->sig_flags = flags; ep->sig_plen = plen;
     ep->sig_idw = idw; ep->sig_ts = p->ts; ep->sig_pair = pair;
     ep->pkts++;
+    if (!(c->e[0].did_close && c->e[1].did_close)) c->zlast = now;
     if (!ep->has_ttl) { ep->has_ttl = 1; ep->ttl = p->ttl; }
     int room = c->notes.n < MAX_NOTES;
     if (room || (syn && !ackf && c->syns.n < MAX_SYNS)) {
@@ -534,7 +659,7 @@ static int process(Tracker *t, conn_t *c, const ct_pkt *p, int is_orig) {
     if (p->win == 0 && !rst && peer->state != CLOSED && ep->state != RESET)
         if (scaled(c, is_orig, 'W', &ep->zw, &ep->zw_thr) < 0) return -1;
 
-    if (fin) ep->fin_cnt++;
+    if (fin) { ep->fin_cnt++; ep->fin_end = seq_end; }
 
     if (ackf) {
         if (peer->state == INACTIVE) init_seqs(peer, ack - 1, ack - 1);
@@ -553,16 +678,11 @@ static int process(Tracker *t, conn_t *c, const ct_pkt *p, int is_orig) {
         if (scaled(c, is_orig, 'T', &ep->rxmit, &ep->rxmit_thr) < 0) return -1;
     }
 
-    state_machine(c, ep, peer, is_orig, syn, fin, rst, ackf, plen);
+    if (state_machine(c, ep, peer, is_orig, syn, fin, rst, ackf, plen, now) && !ep->did_close) conn_closed(c, ep, peer);
 
-    if (plen && !rst && stream(t, c, ep, is_orig, syn ? seq + 1 : seq, p->payload, plen, p) < 0) return -1;
-    if (ackf && !(fin || rst) && ack_gap(t, c, peer, is_orig, ack, p) < 0) return -1;
+    if (plen && !rst && !cut && stream(t, c, ep, is_orig, syn ? seq + 1 : seq, p->payload, p->plen, p) < 0) return -1;
+    if (ackf && ack_gap(t, c, peer, is_orig, ack, p) < 0) return -1;
     return 0;
-}
-
-static int closed(const conn_t *c) {
-    const ep_t *o = &c->e[0], *r = &c->e[1];
-    return (o->did_close && r->did_close) || o->state == RESET || r->state == RESET;
 }
 
 /* ConnState.conn_state */
@@ -570,7 +690,7 @@ static const char *conn_state(const conn_t *c) {
     uint8_t os = c->e[0].state, rs = c->e[1].state;
     int o_inactive = os == INACTIVE || os == PARTIAL, r_inactive = rs == INACTIVE || rs == PARTIAL;
     if (rs == RESET) {
-        if (os == SYN_SENT || os == SYN_ACK_SENT || (os == RESET && ep_size(&c->e[0]) == 0 && ep_size(&c->e[1]) == 0))
+        if (os == SYN_SENT || os == SYN_ACK_SENT || (os == RESET && ep_size(&c->e[0], &c->e[1]) == 0 && ep_size(&c->e[1], &c->e[0]) == 0))
             return "REJ";
         return o_inactive ? "RSTRH" : "RSTR";
     }
@@ -604,25 +724,28 @@ int ct_port(PyObject *self, uint16_t port) {
     return (((Tracker *)self)->ports[port >> 3] >> (port & 7)) & 1;
 }
 
-int ct_packet(PyObject *self, const ct_pkt *p) {
-    Tracker *t = (Tracker *)self;
+/* ConnTracker._track: Zeek's timers, IsReuse, then the packet */
+static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
     uint8_t fwd[KEYLEN], ck[KEYLEN];
     make_key(fwd, p->src, p->sport, p->dst, p->dport, p->alen);
     canonical(ck, fwd);
     conn_t *c = lookup(t, ck);
     uint8_t flags = p->flags;
-    t->packets++;
-    if (!t->first_frame) { t->first_frame = p->frame; t->first_ts = p->ts; }
-    t->last_frame = p->frame;
-    t->last_ts = p->ts;
-    if (c && closed(c) && (flags & F_SYN) && !(flags & F_ACK) && memcmp(fwd, c->key, KEYLEN) == 0
-        && !(c->has_syn_seq && p->seq == c->syn_seq)) {
-        if (finish(t, c) < 0) return -1;               /* the 4-tuple is reused by a new connection */
-        c = NULL;
+    if (c) {
+        if (removal_time(c) <= now) {
+            if (finish(t, c) < 0) return -1;            /* Zeek's timers ended it before this packet */
+            c = NULL;
+        } else {
+            if (c->attempt_at != NO_TIME && c->attempt_at <= now) c->attempt_at = NO_TIME;
+            if (is_reuse(c, p)) {
+                if (finish(t, c) < 0) return -1;        /* the 4-tuple is reused by a new connection */
+                c = NULL;
+            }
+        }
     }
     if (!c) {
         int orig_sender, flipped;
-        int sp = ct_port(self, p->sport), dp = ct_port(self, p->dport);
+        int sp = ct_port((PyObject *)t, p->sport), dp = ct_port((PyObject *)t, p->dport);
         if ((flags & F_SYN) && !(flags & F_ACK)) { orig_sender = 1; flipped = 0; }
         else if (flags & F_SYN) { orig_sender = 0; flipped = 1; }   /* SYN-ACK first */
         else if (sp && !dp) { orig_sender = 0; flipped = 1; }
@@ -641,10 +764,66 @@ int ct_packet(PyObject *self, const ct_pkt *p) {
         make_key(c->key, c->c_ip, c->c_port, c->s_ip, c->s_port, p->alen);
         memcpy(c->ckey, ck, KEYLEN);
         for (int i = 0; i < 2; i++) c->e[i].rxmit_thr = c->e[i].zw_thr = c->e[i].gap_thr = 1;
-        c->first_ts = c->last_ts = p->ts;
+        c->first_ts = c->last_ts = c->zlast = now;
+        c->attempt_at = c->delete_at = NO_TIME;
+        c->chains[0] = add_ns(now, TCP_SYN_TIMEOUT);
+        c->nchains = 1;
         if ((flipped && hist_add(c, '^') < 0) || insert(t, c) < 0) { conn_free(c); return -1; }
     }
-    return process(t, c, p, memcmp(fwd, c->key, KEYLEN) == 0);
+    return process(t, c, p, memcmp(fwd, c->key, KEYLEN) == 0, now);
+}
+
+/* keep a copy of a packet stamped far ahead until the next one says whether it is an outlier */
+static int hold(Tracker *t, const ct_pkt *p) {
+    uint8_t *buf = PyMem_Malloc(p->plen ? p->plen : 1);
+    if (!buf) { PyErr_NoMemory(); return -1; }
+    memcpy(buf, p->payload, p->plen);
+    t->held = *p;
+    if (p->smac) { memcpy(t->held_smac, p->smac, 6); t->held.smac = t->held_smac; }
+    if (p->dmac) { memcpy(t->held_dmac, p->dmac, 6); t->held.dmac = t->held_dmac; }
+    memcpy(t->held_src, p->src, p->alen); t->held.src = t->held_src;
+    memcpy(t->held_dst, p->dst, p->alen); t->held.dst = t->held_dst;
+    if (p->tunnel) { memcpy(t->held_tunnel, p->tunnel, p->tlen); t->held.tunnel = t->held_tunnel; }
+    t->held_payload = buf;
+    t->held.payload = buf;
+    t->has_held = 1;
+    return 0;
+}
+
+static int release_held(Tracker *t) {
+    t->has_held = 0;
+    int rc = track_one(t, &t->held, t->clock);
+    PyMem_Free(t->held_payload);
+    t->held_payload = NULL;
+    return rc;
+}
+
+/* ConnTracker.packet: the capture clock, then the packet */
+int ct_packet(PyObject *self, const ct_pkt *p) {
+    Tracker *t = (Tracker *)self;
+    t->packets++;
+    if (!t->first_frame) { t->first_frame = p->frame; t->first_ts = p->ts; }
+    t->last_frame = p->frame;
+    t->last_ts = p->ts;
+    if (p->cut) t->cut_packets++;
+    int64_t ts = p->ts < t->ts_max ? p->ts : t->ts_max;    /* ConnTracker.packet: TS_MAX */
+    if (t->has_held) {
+        int64_t hts = t->held.ts < t->ts_max ? t->held.ts : t->ts_max;
+        if (ts >= hts - t->max_step) t->clock = hts;
+        else {
+            t->outliers++;
+            if (hts - t->clock > t->largest_outlier) t->largest_outlier = hts - t->clock;
+        }
+        if (release_held(t) < 0) return -1;
+    }
+    if (!t->has_clock) { t->has_clock = 1; t->clock = ts; }
+    else if (ts < t->clock) {
+        t->backwards++;
+        if (t->clock - ts > t->largest_back) t->largest_back = t->clock - ts;
+    } else if (ts - t->clock > t->max_step) {
+        return hold(t, p);
+    } else t->clock = ts;
+    return track_one(t, p, t->clock);
 }
 
 /* ---- back to Python ------------------------------------------------------------------------- */
@@ -724,7 +903,7 @@ static PyObject *pack_notes(const notes_t *ns) {
     return Py_BuildValue("(NN)", data, tup);
 }
 
-static PyObject *side(const ep_t *ep) {
+static PyObject *side(const ep_t *ep, const ep_t *peer) {
     PyObject *l2 = PyTuple_New(ep->npairs);  /* a tuple: the record's text form is looked up by it (intern.l2_text) */
     if (!l2) return NULL;
     for (int i = 0; i < ep->npairs; i++) {
@@ -732,7 +911,7 @@ static PyObject *side(const ep_t *ep) {
         if (!pr) { Py_DECREF(l2); return NULL; }
         PyTuple_SET_ITEM(l2, i, pr);
     }
-    return Py_BuildValue("(KLKKNN)", ep->pkts, ep->state != INACTIVE ? ep_size(ep) : 0LL, ep->missed, ep->copies, l2,
+    return Py_BuildValue("(KLKKNN)", ep->pkts, ep->state != INACTIVE ? ep_size(ep, peer) : 0LL, ep->missed, ep->copies, l2,
                          ep->has_ttl ? PyLong_FromLong(ep->ttl) : (Py_INCREF(Py_None), Py_None));
 }
 
@@ -747,7 +926,7 @@ static PyObject *opt_u32(int has, uint32_t v) {
 static PyObject *conn_tuple(const conn_t *c) {
     return Py_BuildValue("(Ky#Hy#HLLs#sNNNNNNNNy#)", c->num, (const char *)c->c_ip, (Py_ssize_t)c->alen, c->c_port,
                          (const char *)c->s_ip, (Py_ssize_t)c->alen, c->s_port, (long long)c->first_ts, (long long)c->last_ts,
-                         c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0]), side(&c->e[1]),
+                         c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0], &c->e[1]), side(&c->e[1], &c->e[0]),
                          opt_u32(c->has_syn_seq, c->syn_seq), opt_u32(c->has_synack_ack, c->synack_ack),
                          pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), smtp_state(&c->smtp),
                          c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);
@@ -774,7 +953,17 @@ static PyObject *drain(Tracker *t) {
 /* ---- the Python type ------------------------------------------------------------------------ */
 static int Tracker_init(Tracker *self, PyObject *args, PyObject *kw) {
     PyObject *ports, *parse_proxy;
-    if (!PyArg_ParseTuple(args, "OO", &ports, &parse_proxy)) return -1;
+    long long max_step = 600 * NS, ts_max = INT64_MAX - (1LL << 42);
+    if (!PyArg_ParseTuple(args, "OO|LL", &ports, &parse_proxy, &max_step, &ts_max)) return -1;
+    if (max_step < 0 || ts_max < 0) { PyErr_SetString(PyExc_ValueError, "max_step and ts_max must be >= 0"); return -1; }
+    self->max_step = max_step;
+    self->ts_max = ts_max;
+    if (getrandom(&self->k0, sizeof self->k0, 0) != sizeof self->k0 || getrandom(&self->k1, sizeof self->k1, 0) != sizeof self->k1) {
+        struct timespec ts;                                 /* no getrandom: still differs per run */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        self->k0 ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)self;
+        self->k1 ^= (uint64_t)ts.tv_sec * 0xc4ceb9fe1a85ec53ULL ^ (uint64_t)getpid();
+    }
     PyObject *it = PyObject_GetIter(ports);
     if (!it) return -1;
     memset(self->ports, 0, sizeof self->ports);
@@ -802,6 +991,7 @@ static void Tracker_dealloc(Tracker *self) {
     for (size_t i = 0; i < self->ndone; i++) conn_free(self->done[i]);
     PyMem_Free(self->slots);
     PyMem_Free(self->done);
+    PyMem_Free(self->held_payload);
     Py_XDECREF(self->parse_proxy);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -811,9 +1001,9 @@ static void Tracker_dealloc(Tracker *self) {
 static PyObject *Tracker_packet(Tracker *self, PyObject *args) {
     unsigned long long frame; long long ts; PyObject *smac, *dmac, *ipid, *tunnel;
     Py_buffer src, dst, payload;
-    unsigned int sport, dport, flags, win, ttl; unsigned long seq, ack;
-    if (!PyArg_ParseTuple(args, "KLOOy*y*IIkkIIIOy*O", &frame, &ts, &smac, &dmac, &src, &dst, &sport, &dport, &seq, &ack,
-                          &flags, &win, &ttl, &ipid, &payload, &tunnel))
+    unsigned int sport, dport, flags, win, ttl, cut = 0; unsigned long seq, ack;
+    if (!PyArg_ParseTuple(args, "KLOOy*y*IIkkIIIOy*O|I", &frame, &ts, &smac, &dmac, &src, &dst, &sport, &dport, &seq, &ack,
+                          &flags, &win, &ttl, &ipid, &payload, &tunnel, &cut))
         return NULL;
     ct_pkt p;
     memset(&p, 0, sizeof p);
@@ -834,7 +1024,7 @@ static PyObject *Tracker_packet(Tracker *self, PyObject *args) {
     p.flags = (uint8_t)flags; p.win = (uint16_t)win; p.ttl = (uint8_t)ttl;
     p.ip_id = ipid == Py_None ? -1 : (int32_t)PyLong_AsLong(ipid);
     if (PyErr_Occurred()) goto out;
-    p.payload = payload.buf; p.plen = (uint32_t)payload.len;
+    p.payload = payload.buf; p.plen = (uint32_t)payload.len; p.cut = cut;
     if (tunnel != Py_None) { p.tunnel = (const uint8_t *)PyBytes_AS_STRING(tunnel); p.tlen = (int)PyBytes_GET_SIZE(tunnel); }
     if (ct_packet((PyObject *)self, &p) == 0) { Py_INCREF(Py_None); res = Py_None; }
 out:
@@ -842,22 +1032,22 @@ out:
     return res;
 }
 
-/* sweep(now_ns, closed_linger_ns=60 s, idle_ns=1 h) -> [finished connection tuples] (ConnTracker.sweep) */
-static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
-    long long now, linger = 60000000000LL, idle = 3600000000000LL;
-    if (!PyArg_ParseTuple(args, "L|LL", &now, &linger, &idle)) return NULL;
-    for (size_t i = 0; i < self->cap; i++) {
-        conn_t *c = self->slots[i];
-        if (!c || c == TOMB) continue;
-        long long age = now - c->last_ts;
-        if ((closed(c) && age > linger) || age > idle)
-            if (finish(self, c) < 0) return NULL;
-    }
+/* sweep() -> [connections Zeek's timers have ended by the capture clock] (ConnTracker.sweep) */
+static PyObject *Tracker_sweep(Tracker *self, PyObject *unused) {
+    if (self->has_clock)
+        for (size_t i = 0; i < self->cap; i++) {
+            conn_t *c = self->slots[i];
+            if (c && c != TOMB && removal_time(c) <= self->clock && finish(self, c) < 0) return NULL;
+        }
     return drain(self);
 }
 
 /* finish_all() -> every connection still open, finished (ConnTracker.finish_all) */
 static PyObject *Tracker_finish_all(Tracker *self, PyObject *unused) {
+    if (self->has_held) {                                   /* the last packet jumped ahead: nothing contradicted it */
+        self->clock = self->held.ts < self->ts_max ? self->held.ts : self->ts_max;
+        if (release_held(self) < 0) return NULL;
+    }
     for (size_t i = 0; i < self->cap; i++) {
         conn_t *c = self->slots[i];
         if (c && c != TOMB && finish(self, c) < 0) return NULL;
@@ -875,7 +1065,15 @@ static PyObject *get_last(Tracker *s, void *x) {
     return Py_BuildValue("(KL)", s->last_frame, (long long)s->last_ts);
 }
 
+static PyObject *get_time_steps(Tracker *s, void *x) {
+    return Py_BuildValue("(KLKL)", s->backwards, (long long)s->largest_back, s->outliers, (long long)s->largest_outlier);
+}
+
+static PyObject *get_snaplen_cut(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->cut_packets); }
+
 static PyGetSetDef Tracker_getset[] = {
+    {"snaplen_cut", (getter)get_snaplen_cut, NULL, "packets whose payload the snaplen cut", NULL},
+    {"time_steps", (getter)get_time_steps, NULL, "(backwards, largest back ns, outliers, largest outlier ns)", NULL},
     {"packets", (getter)get_packets, NULL, "TCP packets tracked", NULL},
     {"first", (getter)get_first, NULL, "(frame, ts_ns) of the first packet tracked, or None", NULL},
     {"last", (getter)get_last, NULL, "(frame, ts_ns) of the last packet tracked, or None", NULL},
@@ -884,7 +1082,7 @@ static PyGetSetDef Tracker_getset[] = {
 
 static PyMethodDef Tracker_methods[] = {
     {"packet", (PyCFunction)Tracker_packet, METH_VARARGS, "packet(...): track one packet decoded in Python"},
-    {"sweep", (PyCFunction)Tracker_sweep, METH_VARARGS, "sweep(now_ns): the connections that closed or went idle"},
+    {"sweep", (PyCFunction)Tracker_sweep, METH_NOARGS, "sweep(): the connections Zeek's timers have ended"},
     {"finish_all", (PyCFunction)Tracker_finish_all, METH_NOARGS, "finish_all(): every connection left"},
     {NULL}
 };
@@ -899,7 +1097,7 @@ PyTypeObject TrackerType = {
     .tp_dealloc = (destructor)Tracker_dealloc,
     .tp_methods = Tracker_methods,
     .tp_getset = Tracker_getset,
-    .tp_doc = "Tracker(ports, parse_proxy): track/conn.py's connection tracker (and track/smtp.py's follower) in C",
+    .tp_doc = "Tracker(ports, parse_proxy[, max_clock_step_ns, ts_max_ns]): track/conn.py's connection tracker (and track/smtp.py's follower) in C",
 };
 
 /* follow(chunks, parse_proxy) -> the follower's state: [(is_orig, bytes, frame, ts)] through a fresh C

@@ -18,7 +18,8 @@ typedef struct {
     uint8_t flags, ttl;
     int32_t ip_id;                     /* -1: IPv6 (None) */
     const uint8_t *payload;
-    uint32_t plen;
+    uint32_t plen;                     /* captured payload bytes */
+    uint32_t cut;                      /* payload bytes the IP length declares beyond the capture (snaplen) */
     const uint8_t *tunnel;             /* outer source address of an encapsulated packet, or NULL */
     int tlen;
 } ct_pkt;

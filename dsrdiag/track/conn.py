@@ -7,8 +7,11 @@ Why Zeek's semantics, letter for letter: the users of this tool read conn.log ev
 connection dsrdiag calls `S0` with history `Ss` must mean exactly what Zeek would say. The endpoint
 state machine, the history rules (a/d/i/q once per direction; s/h/f/r again when the sequence
 number differs; t/w/g logarithmically at 1, 10, 100...) and the conn_state function follow Zeek's
-TCPSessionAdapter.cc and base/protocols/conn/main.zeek. Differences, on purpose: checksums are not
-verified (`zeek -C`), and content gaps ('g') are counted from ACKs beyond the bytes seen.
+TCPSessionAdapter.cc and base/protocols/conn/main.zeek; so do the timers that end a connection
+(a later packet of the 4-tuple starts a new one), the reuse of a 4-tuple by a SYN (IsReuse), the
+payload length (the IP length's, whatever the snaplen kept) and the content gaps (holes below an
+ACK, TCP_Reassembler's rules). Differences, on purpose, are listed in docs/conn-states.md (e.g.
+checksums are not verified, like `zeek -C`; a timestamp far ahead waits for the next packet).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
 from dsrdiag.track.facts import Facts
 from dsrdiag.track.intern import ip_text as shared_ip
 from dsrdiag.track.intern import l2_text, mac_text, shared
-from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote
+from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote, TimeSteps
 from dsrdiag.track.smtp import SmtpFollower, dialogue
 from dsrdiag.track.spill import RecordSeq, RecordSink
 
@@ -42,6 +45,35 @@ FORWARD_WINDOW_NS = 50_000_000
 """A copy of a packet re-sent by the MAC it was addressed to within 50 ms is a forwarded copy."""
 MAX_OOO = 64
 """Out-of-order segments held per direction before the gap is declared and skipped."""
+_S = 1_000_000_000
+# Zeek's TCP timers (init-bare.zeek defaults), which end a connection: later packets of the same
+# 4-tuple start a new one (TCPSessionAdapter.cc AttemptTimer/ExpireTimer/ConnDeleteTimer, Session.cc
+# InactivityTimer). docs/conn-states.md says which of Zeek's timers dsrdiag leaves out and why.
+TCP_SYN_TIMEOUT = 5 * _S
+"""First ExpireTimer tick after the connection's first packet."""
+TCP_SESSION_TIMER = 6 * _S
+"""ExpireTimer period."""
+TCP_CONNECTION_LINGER = 5 * _S
+"""ExpireTimer removes a closed/half-closed/reset connection idle this long."""
+TCP_ATTEMPT_DELAY = 5 * _S
+"""A SYN unanswered this long is a finished attempt (S0)."""
+TCP_CLOSE_DELAY = 5 * _S
+"""A connection closed on both sides (or reset) is removed this long after its last activity."""
+TCP_INACTIVITY_TIMEOUT = 300 * _S
+"""Inactivity timeout once the handshake is over (before: udp_inactivity_timeout, as Zeek sets it)."""
+UDP_INACTIVITY_TIMEOUT = 60 * _S
+_HANDSHAKE = (0, 1, 2)  # INACTIVE, SYN_SENT, SYN_ACK_SENT
+MAX_CLOCK_STEP = 600 * _S
+"""A timestamp further than this ahead of the capture clock moves the clock only when the next
+packet confirms it: one packet stamped hours ahead must not time out every other connection."""
+TS_MAX = (1 << 63) - (1 << 42)
+"""The clock stops here (73 minutes before the end of int64 nanoseconds): a timer set from it still
+fits in 64 bits, in C as in Python (a hostile pcapng can stamp anything)."""
+
+
+def _clean(ep) -> bool:
+    """Zeek's is_clean: established, or closed from established (gaps count only then)."""
+    return ep.state == ESTABLISHED or (ep.state == CLOSED and ep.prev_state == ESTABLISHED)
 
 
 def seq_delta(a: int, b: int) -> int:
@@ -60,7 +92,7 @@ class _Endpoint:
     __slots__ = (
         "state", "prev_state", "start_seq", "last_seq", "ack_seq", "fin_cnt", "seen",
         "last_syn", "last_fin", "last_rst", "rxmit", "rxmit_thr", "zw", "zw_thr", "gaps", "gap_thr",
-        "did_close", "pkts", "l2", "ttl", "next_seq", "ooo", "missed", "last_sig", "copies",
+        "did_close", "pkts", "l2", "ttl", "next_seq", "ooo", "missed", "last_sig", "copies", "fin_end",
     )
 
     def __init__(self):
@@ -83,6 +115,8 @@ class _Endpoint:
         """(seq, ack, flags, length, ip_id/window, ts, src MAC, dst MAC) of the last packet."""
         self.copies = 0
         """Packets seen a second time with other MACs: the load balancer's forwarded copy."""
+        self.fin_end = 0
+        """Sequence number one past this endpoint's (last) FIN (Zeek: FIN_seq): ACKs beyond it are capped."""
 
     def set_state(self, s: int) -> None:
         if s != self.state:
@@ -92,11 +126,15 @@ class _Endpoint:
         self.start_seq = self.ack_seq = start & _M
         self.last_seq = last & _M
 
-    def side(self) -> tuple:
+    def side(self, peer_state: int) -> tuple:
         """What the record keeps of this endpoint (connection_record's `o`/`r`)."""
-        return (self.pkts, self.size() if self.state != INACTIVE else 0, self.missed, self.copies, self.l2, self.ttl)
+        return (self.pkts, self.size(peer_state) if self.state != INACTIVE else 0, self.missed, self.copies, self.l2, self.ttl)
 
-    def size(self) -> int:
+    def size(self, peer_state: int) -> int:
+        """Zeek's TCP_Endpoint::Size: bytes by sequence numbers, SYN and FIN not counted."""
+        if (self.prev_state == SYN_SENT and self.state == RESET and peer_state == INACTIVE
+                and self.ack_seq not in (self.start_seq, (self.start_seq + 1) & _M)):
+            return 0  # a half-open connection found and aborted: its numbers mean nothing
         top = self.last_seq if seq_delta(self.last_seq, self.ack_seq) > 0 else self.ack_seq
         size = seq_delta(top, self.start_seq)
         if size > 0:
@@ -112,9 +150,10 @@ class ConnState:
     __slots__ = (
         "uid", "orig_key", "orig", "resp", "history", "first_ts", "last_ts", "notes", "syns",
         "syn_seq", "synack_ack", "smtp", "c_ip", "c_port", "s_ip", "s_port", "fwd_notes", "tunnel_src",
+        "zlast", "attempt_at", "chains", "delete_at",
     )
 
-    def __init__(self, uid: str, p, is_orig_sender: bool, flipped: bool):
+    def __init__(self, uid: str, p, is_orig_sender: bool, flipped: bool, now: int | None = None):
         self.uid = uid
         if is_orig_sender:
             self.c_ip, self.c_port, self.s_ip, self.s_port = p.src, p.sport, p.dst, p.dport
@@ -124,7 +163,13 @@ class ConnState:
         self.orig = _Endpoint()
         self.resp = _Endpoint()
         self.history: list[str] = ["^"] if flipped else []
-        self.first_ts = self.last_ts = p.ts_ns
+        self.first_ts = self.last_ts = p.ts_ns if now is None else now
+        self.zlast = self.first_ts
+        """Zeek's LastTime: the last packet's time, frozen once both sides closed (timers count from it)."""
+        self.attempt_at = None
+        self.chains = [self.first_ts + TCP_SYN_TIMEOUT]
+        """First tick of each ExpireTimer chain (period TCP_SESSION_TIMER)."""
+        self.delete_at = None
         self.notes: list[PacketNote] = []
         self.syns: list[PacketNote] = []
         self.fwd_notes: list[PacketNote] = []
@@ -148,12 +193,16 @@ class ConnState:
         self.history.append(code if is_orig else code.lower())
 
     # ---- the per-packet entry point -------------------------------------------------------
-    def process(self, p, is_orig: bool) -> None:
+    def process(self, p, is_orig: bool, now: int | None = None) -> None:
+        """`now`: the capture clock at this packet (ConnTracker's; the packet's time unless it jumped)."""
         ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)
         flags, seq, ack = p.flags, p.seq, p.ack
-        plen = len(p.payload)
+        cut = p.cut
+        plen = len(p.payload) + cut  # the IP length's, as Zeek: a snaplen-cut segment still carries its bytes
         syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
-        self.last_ts = p.ts_ns
+        if now is None:
+            now = p.ts_ns
+        self.last_ts = now
         pair = (p.src_mac, p.dst_mac)
         if pair not in ep.l2 and len(ep.l2) < MAX_L2:
             ep.l2.append(pair)
@@ -176,11 +225,13 @@ class ConnState:
             return
         ep.last_sig = (sig, p.ts_ns, pair)
         ep.pkts += 1
+        if not (self.orig.did_close and self.resp.did_close):
+            self.zlast = now
         if ep.ttl is None:
             ep.ttl = p.ttl
         if (
             (flags & 0x17) == ACK and ep.state == ESTABLISHED and peer.state == ESTABLISHED and seq == ep.last_seq
-            and p.win and len(self.notes) >= MAX_NOTES and not self.smtp.wants_data
+            and p.win and len(self.notes) >= MAX_NOTES and not self.smtp.wants_data and not cut
             and (("D" in ep.seen and seq == ep.next_seq and not ep.ooo) if plen else "A" in ep.seen)
         ):
             # Established fast path (most packets of a day of mail: TLS records and their ACKs):
@@ -256,6 +307,7 @@ class ConnState:
 
         if fin:
             ep.fin_cnt += 1
+            ep.fin_end = seq_end
 
         if ackf:
             if peer.state == INACTIVE:
@@ -276,25 +328,47 @@ class ConnState:
         elif plen > 0:
             ep.rxmit, ep.rxmit_thr = self._scaled(is_orig, "T", ep.rxmit, ep.rxmit_thr)
 
-        self._state_machine(ep, peer, is_orig, syn, fin, rst, ackf, plen)
+        if self._state_machine(ep, peer, is_orig, syn, fin, rst, ackf, plen, now) and not ep.did_close:
+            self._closed(ep, peer)
 
-        # payload stream for the SMTP follower, and content gaps seen through the peer's ACKs
-        if plen and not rst:
+        # payload stream for the SMTP follower (whole segments only: Zeek's reassembler takes no
+        # snaplen-cut segment), and content gaps seen through the peer's ACKs (Zeek's AckReceived)
+        if plen and not rst and not cut:
             self._stream(ep, is_orig, (seq + 1) & _M if syn else seq, p.payload, p)
-        if ackf and not (fin or rst):
+        if ackf:
             self._ack_gap(peer, is_orig, ack, p)
 
     def _ack_gap(self, peer: _Endpoint, is_orig: bool, ack: int, p) -> None:
-        """An ACK beyond the bytes seen from the peer: those bytes were missed (a content gap)."""
-        if peer.next_seq is None:
+        """An ACK beyond the bytes seen from the peer: the holes below it were missed (Zeek's
+        TCP_Reassembler::AckReceived/Undelivered). The stream starts at the peer's first sequence
+        number, so data never captured at all still shows (its FIN's ACK reveals it)."""
+        if peer.state == INACTIVE:
             return
+        if peer.next_seq is None:
+            peer.next_seq = (peer.start_seq + 1) & _M
+        if peer.fin_cnt and seq_delta(ack, peer.fin_end) >= 0:
+            ack = (peer.fin_end - 1) & _M  # the FIN's own sequence number is no data
         gap = seq_delta(ack, peer.next_seq)
-        if peer.fin_cnt and gap == 1:
-            gap = 0  # the ACK of the peer's FIN, which takes one sequence number
-        if 0 < gap < _TOO_LARGE:
-            peer.missed += gap
-            peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
-            self._skip_to(peer, not is_orig, ack, p)
+        if gap <= 0:
+            return
+        missed, pos = 0, peer.next_seq  # holes only: segments held out of order were seen
+        for s in sorted(peer.ooo, key=lambda s: seq_delta(s, peer.next_seq)):
+            if seq_delta(s, ack) >= 0:
+                break
+            if seq_delta(s, pos) > 0:
+                missed += seq_delta(s, pos)
+                pos = s
+            end = (s + len(peer.ooo[s])) & _M
+            if seq_delta(end, pos) > 0:
+                pos = end
+        if seq_delta(ack, pos) > 0:
+            missed += seq_delta(ack, pos)
+        if missed:
+            me = self.orig if is_orig else self.resp  # the ACK's sender
+            if _clean(peer) and _clean(me):  # Zeek: established_or_cleanly_closing
+                peer.missed += missed
+                peer.gaps, peer.gap_thr = self._scaled(not is_orig, "G", peer.gaps, peer.gap_thr)
+        self._skip_to(peer, not is_orig, ack, p)
 
     def _scaled(self, is_orig: bool, code: str, counter: int, thr: int) -> tuple[int, int]:
         counter += 1
@@ -303,22 +377,25 @@ class ConnState:
             thr *= 10
         return counter, thr
 
-    def _state_machine(self, ep, peer, is_orig, syn, fin, rst, ackf, plen) -> None:
+    def _state_machine(self, ep, peer, is_orig, syn, fin, rst, ackf, plen, now) -> bool:
+        """Zeek's UpdateStateMachine; True where Zeek's do_close is set (ConnectionClosed follows)."""
         st = ep.state
+        do_close = False
         if st == INACTIVE:
             if syn:
                 if is_orig:
                     ep.set_state(SYN_ACK_SENT if ackf else SYN_SENT)
+                    self.attempt_at = now + TCP_ATTEMPT_DELAY
                 else:
                     if peer.state == SYN_SENT:
                         peer.set_state(ESTABLISHED)
                     ep.set_state(ESTABLISHED)
             if fin:
                 ep.set_state(CLOSED)
-                ep.did_close = True
+                do_close = True
             if rst:
                 ep.set_state(RESET)
-                ep.did_close = True
+                do_close = True
             if ep.state == INACTIVE:
                 if not is_orig and plen == 0 and self.orig.state == SYN_SENT:
                     pass  # an eccentric stack ACKs the SYN before its SYN-ACK
@@ -329,10 +406,10 @@ class ConnState:
         elif st in (SYN_SENT, SYN_ACK_SENT):
             if fin:
                 ep.set_state(CLOSED)
-                ep.did_close = True
+                do_close = True
             if rst:
                 ep.set_state(RESET)
-                ep.did_close = True
+                do_close = True
         elif st in (ESTABLISHED, PARTIAL):
             if syn and st == PARTIAL and peer.state == INACTIVE and not ackf:
                 ep.set_state(SYN_SENT)
@@ -340,18 +417,52 @@ class ConnState:
                 ep.set_state(CLOSED)
                 if peer.state == RESET and peer.prev_state == CLOSED:
                     peer.set_state(CLOSED)
-                ep.did_close = True
+                do_close = True
             if rst:
                 ep.set_state(RESET)
-                ep.did_close = True
+                do_close = True
         elif st == CLOSED:
             if rst and peer.state != CLOSED:
                 ep.set_state(RESET)
+                do_close = True  # ConnectionClosed returns at once if this side closed already
+        return do_close
+
+    def _closed(self, ep: _Endpoint, peer: _Endpoint) -> None:
+        """Zeek's ConnectionClosed: this side is done; which timer ends the connection."""
+        ep.did_close = True
+        if ep.state == RESET or peer.did_close or peer.state == INACTIVE:  # close_complete
+            self.attempt_at, self.chains = None, []  # CancelTimers
+            self.delete_at = self.zlast + TCP_CLOSE_DELAY
+        elif ep.prev_state != INACTIVE:
+            self.chains.append(self.zlast + TCP_SESSION_TIMER)
+        # else Zeek's PartialCloseTimer, scheduled only with a connection_partial_close handler
+        # (none in the default scripts): the ExpireTimer chains end such a connection
+
+    def removal_time(self) -> int:
+        """When Zeek's timers would remove this connection if no packet of it came again."""
+        o, r = self.orig, self.resp
+        t = self.zlast + (UDP_INACTIVITY_TIMEOUT if o.state in _HANDSHAKE and r.state in _HANDSHAKE else TCP_INACTIVITY_TIMEOUT)
+        if self.delete_at is not None and self.delete_at < t:
+            t = self.delete_at
+        if self.attempt_at is not None and self.attempt_at < t and o.state in (SYN_SENT, SYN_ACK_SENT) and r.state == INACTIVE:
+            t = self.attempt_at
+        if self.chains and (
+            ((o.did_close or r.did_close) and ((o.did_close and r.did_close) or RESET in (o.state, r.state)
+                                              or INACTIVE in (o.state, r.state)))
+            or (o.state == INACTIVE and r.state == INACTIVE)
+        ):
+            after = max(self.last_ts, self.zlast + TCP_CONNECTION_LINGER)  # a tick strictly after both
+            for t0 in self.chains:
+                tick = t0 if t0 > after else t0 + ((after - t0) // TCP_SESSION_TIMER + 1) * TCP_SESSION_TIMER
+                if tick < t:
+                    t = tick
+        return t
 
     # ---- in-order payload ---------------------------------------------------------------
     def _stream(self, ep: _Endpoint, is_orig: bool, seq: int, payload: bytes, p) -> None:
-        if ep.next_seq is None:
-            ep.next_seq = seq
+        if ep.next_seq is None:  # Zeek's stream starts at relative sequence 1: data before it were missed
+            base = (ep.start_seq + 1) & _M
+            ep.next_seq = base if 0 <= seq_delta(seq, base) < _TOO_LARGE else seq
         d = seq_delta(seq, ep.next_seq)
         if d > 0:
             if d < _TOO_LARGE and len(ep.ooo) < MAX_OOO:
@@ -396,17 +507,32 @@ class ConnState:
             self._deliver(ep, is_orig, data, p)
 
     # ---- end of the connection ------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
+    def is_reuse(self, p) -> bool:
+        """Zeek's TCPSessionAdapter::IsReuse: does this SYN (or a half connection's SYN-ACK) start a
+        new connection on the 4-tuple? After either side closed, always; before, when its sequence
+        number is not the originator's initial one."""
+        flags = p.flags
+        if not flags & SYN:
+            return False
         o, r = self.orig, self.resp
-        return (o.did_close and r.did_close) or o.state == RESET or r.state == RESET
+        conn_orig = o
+        if flags & ACK:
+            if o.state != INACTIVE:
+                return False
+            conn_orig = r
+        if not (o.did_close or r.did_close):
+            if p.seq == conn_orig.start_seq:
+                return False
+            if not flags & ACK and conn_orig.state == SYN_ACK_SENT and r.state == INACTIVE and p.seq == r.start_seq:
+                return False  # SYN and SYN-ACK seen in reverse order
+        return True
 
     def conn_state(self) -> str:
         os, rs = self.orig.state, self.resp.state
         o_inactive = os in (INACTIVE, PARTIAL)
         r_inactive = rs in (INACTIVE, PARTIAL)
         if rs == RESET:
-            if os in (SYN_SENT, SYN_ACK_SENT) or (os == RESET and self.orig.size() == 0 and self.resp.size() == 0):
+            if os in (SYN_SENT, SYN_ACK_SENT) or (os == RESET and self.orig.size(rs) == 0 and self.resp.size(os) == 0):
                 return "REJ"
             return "RSTRH" if o_inactive else "RSTR"
         if os == RESET:
@@ -434,7 +560,7 @@ class ConnState:
     def record(self, capture: str, vantage: str) -> Connection:
         return connection_record(
             capture, vantage, self.uid, self.c_ip, self.c_port, self.s_ip, self.s_port, self.first_ts, self.last_ts,
-            "".join(self.history), self.conn_state(), self.orig.side(), self.resp.side(), self.syn_seq, self.synack_ack,
+            "".join(self.history), self.conn_state(), self.orig.side(self.resp.state), self.resp.side(self.orig.state), self.syn_seq, self.synack_ack,
             _notes(self.notes), _notes(self.syns), _notes(self.fwd_notes), self.smtp.record(self.first_ts), self.tunnel_src)
 
 
@@ -484,22 +610,30 @@ class ConnTracker:
     The work is done by the C Tracker (track/_conntrack.c, the same rules) when the extension is
     built, else by ConnState below; DSRDIAG_TRACKER=python selects ConnState (the reference the tests
     compare the C tracker with). A capture walker (capture/_fastpcap.c) given `native` feeds it
-    TCP frames directly; every other TCP packet comes through packet()."""
+    TCP frames directly; every other TCP packet comes through packet().
+    `tracker` ("c" or "python") chooses per instance, over DSRDIAG_TRACKER (tests run both)."""
 
-    def __init__(self, capture: str, vantage: str, ports: frozenset[int]):
+    def __init__(self, capture: str, vantage: str, ports: frozenset[int], tracker: str | None = None):
         self.capture, self.vantage, self.ports = capture, vantage, ports
         self.table: dict[tuple, ConnState] = {}
         self.facts = Facts()
         self.done = RecordSink(observe=self.facts.observe)
         self.count = 0
+        self.clock = self.held = None
+        self.backwards = self.largest_back = self.outliers = self.largest_outlier = 0
+        self.cut_packets = 0
+        """Tracked packets whose payload the capture's snaplen cut (lengths from the IP header)."""
         self.native = None
-        if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
-            self.native = _native.Tracker(ports, parse_proxy)
+        choice = tracker or os.environ.get("DSRDIAG_TRACKER", "c")
+        if choice not in ("c", "python"):
+            raise ValueError(f"tracker must be 'c' or 'python', not {choice!r}")
+        if _native is not None and choice == "c":
+            self.native = _native.Tracker(ports, parse_proxy, MAX_CLOCK_STEP, TS_MAX)
             self.packet = self._native_packet
 
     def _native_packet(self, p) -> None:
         self.native.packet(p.frame, p.ts_ns, p.src_mac, p.dst_mac, p.src, p.dst, p.sport, p.dport, p.seq, p.ack,
-                           p.flags, p.win, p.ttl, p.ip_id, p.payload, p.tunnel)
+                           p.flags, p.win, p.ttl, p.ip_id, p.payload, p.tunnel, p.cut)
 
     def _take(self, finished: list) -> None:
         capture, vantage, add = self.capture, self.vantage, self.done.add
@@ -516,12 +650,60 @@ class ConnTracker:
         return (n.first, n.last) if n is not None and n.first is not None else None
 
     def packet(self, p) -> None:
+        """The capture clock, then the packet: the clock never goes back (a step back is counted and
+        the packet is timed at the clock), and a packet stamped more than MAX_CLOCK_STEP ahead is held
+        until the next one: if that one is near it, the capture really moved on (the clock jumps);
+        if not, the held packet was one out of line (counted) and is timed at the clock, so it
+        neither times out other connections nor splits its own. Timers run on this clock; packet
+        notes keep each packet's own stamp."""
+        ts = p.ts_ns if p.ts_ns < TS_MAX else TS_MAX
+        held = self.held
+        if held is not None:
+            self.held = None
+            hts = held.ts_ns if held.ts_ns < TS_MAX else TS_MAX
+            if ts >= hts - MAX_CLOCK_STEP:
+                self.clock = hts
+            else:
+                self.outliers += 1
+                self.largest_outlier = max(self.largest_outlier, hts - self.clock)
+            self._track(held, self.clock)
+        if p.cut:
+            self.cut_packets += 1
+        clock = self.clock
+        if clock is None:
+            self.clock = ts
+        elif ts < clock:
+            self.backwards += 1
+            self.largest_back = max(self.largest_back, clock - ts)
+        elif ts - clock > MAX_CLOCK_STEP:
+            self.held = p
+            return
+        else:
+            self.clock = ts
+        self._track(p, self.clock)
+
+    def snaplen_cut(self) -> int:
+        return self.native.snaplen_cut if self.native is not None else self.cut_packets
+
+    def time_steps(self) -> TimeSteps:
+        if self.native is not None:
+            return TimeSteps(*self.native.time_steps)
+        return TimeSteps(self.backwards, self.largest_back, self.outliers, self.largest_outlier)
+
+    def _track(self, p, now: int) -> None:
         key = (p.src, p.sport, p.dst, p.dport)
         c = self.table.get(key)
         flags = p.flags
-        if c is not None and c.closed and flags & SYN and not flags & ACK and key == c.orig_key and p.seq != c.syn_seq:
-            self._finish(c)  # the 4-tuple is reused by a new connection
-            c = None
+        if c is not None:
+            if c.removal_time() <= now:
+                self._finish(c)  # Zeek's timers ended it before this packet
+                c = None
+            else:
+                if c.attempt_at is not None and c.attempt_at <= now:
+                    c.attempt_at = None  # the attempt timer fired, the SYN had been answered
+                if c.is_reuse(p):
+                    self._finish(c)  # the 4-tuple is reused by a new connection
+                    c = None
         if c is None:
             if flags & SYN and not flags & ACK:
                 orig_sender, flipped = True, False
@@ -535,29 +717,34 @@ class ConnTracker:
             else:
                 orig_sender, flipped = True, False
             self.count += 1
-            c = ConnState(f"{self.vantage}:C{self.count}", p, orig_sender, flipped)
+            c = ConnState(f"{self.vantage}:C{self.count}", p, orig_sender, flipped, now)
             self.table[c.orig_key] = c
             self.table[(c.s_ip, c.s_port, c.c_ip, c.c_port)] = c
-        c.process(p, key == c.orig_key)
+        c.process(p, key == c.orig_key, now)
 
     def _finish(self, c: ConnState) -> None:
         self.done.add(c.record(self.capture, self.vantage))
         self.table.pop(c.orig_key, None)
         self.table.pop((c.s_ip, c.s_port, c.c_ip, c.c_port), None)
 
-    def sweep(self, now_ns: int, closed_linger_ns: int = 60_000_000_000, idle_ns: int = 3_600_000_000_000) -> None:
-        """Emit connections that closed a while ago or went idle, so memory follows open connections."""
+    def sweep(self) -> None:
+        """Emit the connections Zeek's timers have ended by the capture clock, so memory follows open
+        connections (a packet of an ended connection would start a new one anyway)."""
         if self.native is not None:
-            self._take(self.native.sweep(now_ns, closed_linger_ns, idle_ns))
+            self._take(self.native.sweep())
+            return
+        if self.clock is None:
             return
         for c in {id(c): c for c in self.table.values()}.values():
-            age = now_ns - c.last_ts
-            if (c.closed and age > closed_linger_ns) or age > idle_ns:
+            if c.removal_time() <= self.clock:
                 self._finish(c)
 
     def finish_all(self) -> RecordSeq:
         if self.native is not None:
             self._take(self.native.finish_all())
+        if self.held is not None:  # the last packet jumped ahead: nothing came to contradict it
+            self.clock, held, self.held = min(self.held.ts_ns, TS_MAX), self.held, None
+            self._track(held, self.clock)
         for c in {id(c): c for c in self.table.values()}.values():
             self._finish(c)
         return self.done.records()

@@ -1,8 +1,8 @@
 """Run one capture through decode and the trackers: frames in, CaptureRecords out.
 
 Reads: a capture/ reader. Produces: CaptureRecords for one vantage.
-Never: judges; never holds more than the open connections (closed ones are swept every
-SWEEP_EVERY packets into finished records).
+Never: judges; never holds more than the open connections (those Zeek's timers have ended are
+swept every SWEEP_EVERY packets into finished records).
 Why one function per capture: captures are independent until findings/, so several can be read
 in parallel processes and merged by connection key (docs/architecture.md, the seam for scale).
 """
@@ -35,10 +35,11 @@ def _malloc_trim():
 _TRIM = _malloc_trim()
 
 
-def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
-    """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given."""
+def track_capture(path: str, vantage: str, ports: tuple[int, ...], progress=None, tracker: str | None = None) -> CaptureRecords:
+    """`progress(bytes_read, frames)` is called every SWEEP_EVERY frames, if given. `tracker`: "c" or
+    "python" for this capture (else DSRDIAG_TRACKER, else C when built): tests compare the two."""
     cap = Capture(path, ports)
-    conns = ConnTracker(path, vantage, frozenset(ports))
+    conns = ConnTracker(path, vantage, frozenset(ports), tracker)
     neigh = NeighbourWatch()
     # The loop allocates many short-lived containers (frame tuples, packets, notes) and makes no
     # reference cycles; automatic collection would re-scan every open connection's state again and
@@ -62,7 +63,8 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
     next_sweep = SWEEP_EVERY
     # with the C walker and tracker, most TCP frames never come here; from frame next_sweep on,
     # every frame does, until the sweep below moves the mark: sweeps fall on the same frames
-    # whichever tracker runs, so the records are the same
+    # whichever tracker runs. A sweep only frees memory: which connection a packet belongs to is
+    # decided by Zeek's timers when the packet comes (track/conn.py), not by when sweeps happen
     for fr in cap.frames(conns.native, next_sweep):
         p = decode(fr, portset)
         if p is None:
@@ -80,7 +82,7 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
             neigh_packet(p)
         if fr[0] >= next_sweep:
             next_sweep = fr[0] + SWEEP_EVERY
-            conns.sweep(fr[1])
+            conns.sweep()
             if cap.walker is not None:
                 cap.walker.next_sweep = next_sweep
             gc.collect(1)
@@ -114,4 +116,6 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
         first_ts_ns=first_ts,
         last_ts_ns=last_ts,
         facts=conns.facts,
+        time_steps=conns.time_steps(),
+        snaplen_cut=conns.snaplen_cut(),
     )

@@ -286,11 +286,36 @@ class NeighbourTable:
     """Everything ARP/NDP said about who holds which IP (bounded per IP)."""
 
     claims: dict[str, tuple[Claim, ...]] = field(default_factory=dict)
-    """Per IP: the first claims per MAC and every change of MAC (bounded)."""
+    """Per IP, in order: the first claims per MAC and changes of MAC, then the most recent (bounded)."""
     requests: dict[str, int] = field(default_factory=dict)
     """Per IP: how many who-has / neighbour solicitations asked for it."""
     claim_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     """(ip, mac) -> number of claims."""
+    mac_changes: dict[str, int] = field(default_factory=dict)
+    """Per IP: how many times the claiming MAC changed (exact; the claims kept are a bounded sample)."""
+    overflow: int = 0
+    """Claims and requests not kept because MAX_IPS addresses or MAX_PAIRS (ip, mac) were held already."""
+
+
+class TimeSteps(NamedTuple):
+    """Timestamps that went wrong in one capture's tracked packets (TCP on the service ports): the
+    capture clock never goes back, and one packet stamped far ahead does not move it (ConnTracker's
+    clock), so they are counted here instead of splitting or stretching connections."""
+
+    backwards: int = 0
+    """Packets stamped before the capture clock (an earlier packet's time)."""
+    largest_backwards_ns: int = 0
+    outliers: int = 0
+    """Packets stamped more than track/conn.py MAX_CLOCK_STEP ahead that the next packet did not confirm."""
+    largest_outlier_ns: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.backwards or self.outliers)
+
+    def text(self) -> str:
+        """`backwards steps 3 (largest 1.5 s), jumps ahead 1 (largest 7200.0 s)`, for a report."""
+        return (f"backwards steps {self.backwards} (largest {self.largest_backwards_ns / 1e9:.1f} s), "
+                f"jumps ahead {self.outliers} (largest {self.largest_outlier_ns / 1e9:.1f} s)")
 
 
 @dataclass(frozen=True)
@@ -315,6 +340,11 @@ class CaptureRecords:
     last_ts_ns: int | None
     facts: "Facts"
     """What topology inference needs of every record, gathered as they were made (track/facts.py)."""
+    time_steps: TimeSteps = TimeSteps()
+    """Timestamps that stepped back or jumped ahead (counted, not obeyed)."""
+    snaplen_cut: int = 0
+    """Tracked TCP packets whose payload the capture's snaplen cut (a headers-only capture): their
+    lengths come from the IP header, their bytes count as content gaps (docs/conn-states.md)."""
 
 
 def flow_key(c) -> tuple:
