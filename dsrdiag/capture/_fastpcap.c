@@ -32,7 +32,7 @@ typedef struct {
     PyObject_HEAD
     int fd;            /* read sequentially: a file, a pipe, a FIFO, a socket (-1: read from src) */
     int own_fd;        /* opened here (a path was given): closed here */
-    PyObject *src;     /* or an object with readinto() (a GzipFile): one call per window fill */
+    PyObject *src;     /* or an object with readinto1() (a GzipFile): one call per window fill */
     PyObject *src_error; /* what src raised (corrupt or truncated compressed data): damage, once the
                             bytes read before it are walked */
     uint8_t *buf;      /* a window of the stream: buf[0] is the byte at offset buf_off */
@@ -219,7 +219,7 @@ static void Reader_dealloc(Reader *self) {
 
 /* Reader(source, start_offset, big_endian_file, nanos, linktype, program): source is a path (opened
    here and read from start_offset), a file descriptor already at start_offset (a file, pipe or FIFO
-   the caller opened once: not closed here), or an object with readinto() at start_offset */
+   the caller opened once: not closed here), or an object with readinto1() at start_offset */
 static int Reader_init(Reader *self, PyObject *args, PyObject *kw) {
     PyObject *source; Py_ssize_t start; int big, nanos; long linktype; PyObject *prog;
     if (!PyArg_ParseTuple(args, "OnpplO", &source, &start, &big, &nanos, &linktype, &prog)) return -1;
@@ -291,7 +291,9 @@ static int fill(Reader *self) {
             if (self->src_error) return 0;
             PyObject *mv = PyMemoryView_FromMemory((char *)self->buf + self->buf_len, WINDOW - self->buf_len, PyBUF_WRITE);
             if (!mv) return -1;
-            PyObject *r = PyObject_CallMethod(self->src, "readinto", "O", mv);
+            /* readinto1: one read of the source per call, so that what came before an error
+               (a truncated or corrupt gzip stream) is delivered, as the Python reader does */
+            PyObject *r = PyObject_CallMethod(self->src, "readinto1", "O", mv);
             Py_DECREF(mv);
             if (!r) {
                 if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) || !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
@@ -456,7 +458,7 @@ static PyTypeObject ReaderType = {
     .tp_getset = Reader_getset,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)Reader_iternext,
-    .tp_doc = "Reader(path | fd | readinto-object, start_offset, big_endian_file, nanos, linktype, bpf_program)",
+    .tp_doc = "Reader(path | fd | readinto1-object, start_offset, big_endian_file, nanos, linktype, bpf_program)",
 };
 
 static PyMethodDef module_methods[] = {
