@@ -60,6 +60,37 @@ def _check_output(fmt: str, fail_on: str) -> None:
         raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
 
 
+class OutputError(DsrdiagError):
+    """The report cannot be written to standard output (a full disk, an I/O error)."""
+
+
+class OutputClosed(DsrdiagError):
+    """Standard output was closed before the report was written (`| head -1`)."""
+
+    exit_code = ExitCode.OUTPUT_CLOSED
+
+
+def _stdout_errors(emit):
+    """Writing the report: a closed pipe or a full disk is said as such (docs/exit-codes.md), never
+    as an internal error or as the exit code of findings. Output is flushed before the exit code
+    is given, so that an error in the last bytes is not lost."""
+    import functools
+
+    @functools.wraps(emit)
+    def wrapper(*args, **kw):
+        try:
+            try:
+                emit(*args, **kw)
+            finally:
+                sys.stdout.flush()
+        except BrokenPipeError:
+            raise OutputClosed("standard output was closed before the report was written") from None
+        except OSError as e:
+            raise OutputError(f"cannot write the report to standard output: {e.strerror or e}") from None
+    return wrapper
+
+
+@_stdout_errors
 def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
           html_path: Path | None = None) -> None:
     """Print the report (and write the HTML page) and end with the exit code the findings (and
@@ -119,7 +150,9 @@ def analyze_cmd(
 
         progress = CaptureProgress(sources, make_console(sys.stderr))
     list_writer = None
-    if fmt == "json" and not sys.stdout.isatty() and html_out is None:  # compact JSON only (see _emit):
+    from dsrdiag.track.spill import usable
+
+    if fmt == "json" and not sys.stdout.isatty() and html_out is None and usable():  # compact JSON only (see _emit):
         # the lists are written while judging; an HTML page, a terminal or text output iterate them
         from dsrdiag.report.jsondoc import ConnectionItems
 
@@ -179,8 +212,44 @@ def hostcheck_cmd(
     _emit(report, fmt, fail_on)
 
 
+class Stopped(BaseException):
+    """A stop signal arrived (SIGINT, SIGTERM, SIGHUP, SIGQUIT): unwind, so that every `finally`,
+    the workers' stop and the atexit removal of temporary files run; exit 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """The first SIGINT/SIGTERM/SIGHUP/SIGQUIT stops the run; later ones are ignored while it cleans up."""
+    import signal
+
+    def stop(signum, frame):
+        _ignore_signals()
+        raise Stopped(signum)  # also for SIGINT: click would turn a KeyboardInterrupt into Abort
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"):
+        signal.signal(getattr(signal, name), stop)
+
+
+def _nothing(signum, frame) -> None:
+    pass
+
+
+def _ignore_signals() -> None:
+    import signal
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"):  # a handler that does nothing, not
+        signal.signal(getattr(signal, name), _nothing)  # SIG_IGN: a pending signal would raise OSError
+
+
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry: run the app and map every error to one line and an exit code."""
+    from dsrdiag.core.safetext import terminal as visible
+
+    if argv is None:
+        _stop_on_signals()
     try:
         rv = app(args=argv, prog_name="dsrdiag", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0  # click returns typer.Exit's code in this mode
@@ -188,11 +257,18 @@ def run(argv: list[str] | None = None) -> int:
     except typer.Exit as e:
         code = e.exit_code
     except DsrdiagError as e:
-        print(f"dsrdiag: error: {e}", file=sys.stderr)
+        print(f"dsrdiag: error: {visible(e)}", file=sys.stderr)  # names and packet text: escaped
         code = int(e.exit_code)
     except KeyboardInterrupt:
+        _ignore_signals()
         print("dsrdiag: interrupted", file=sys.stderr)
-        code = 130
+        code = int(ExitCode.INTERRUPTED)
+    except Stopped as e:
+        import signal
+
+        name = signal.Signals(e.signum).name
+        print("dsrdiag: interrupted" if name == "SIGINT" else f"dsrdiag: stopped by {name}", file=sys.stderr)
+        code = 128 + e.signum
     except Exception as e:
         if type(e).__name__ == "NoArgsIsHelpError" and getattr(e, "ctx", None) is not None:
             print(e.ctx.get_help(), file=sys.stderr)  # bare `dsrdiag` or `dsrdiag analyze`: show help
@@ -204,7 +280,7 @@ def run(argv: list[str] | None = None) -> int:
         # the last line of defence: no traceback for users
         if os.environ.get("DSRDIAG_DEBUG"):
             raise
-        print(f"dsrdiag: error: internal error ({type(e).__name__}: {e}); please report it with the capture", file=sys.stderr)
+        print(f"dsrdiag: error: internal error ({type(e).__name__}: {visible(e)}); please report it with the capture", file=sys.stderr)
         code = int(ExitCode.USAGE)
     else:
         code = 0
@@ -219,6 +295,7 @@ def _exit(code: int, argv) -> int:
     if argv is None:
         import atexit
 
+        _ignore_signals()  # cleaning up (temporary files, workers): a late signal must not cut it short
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

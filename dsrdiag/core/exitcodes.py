@@ -16,3 +16,14 @@ class ExitCode(IntEnum):
     """Bad usage or unusable input (not a capture, unknown link type, bad VIP, missing file)."""
     DAMAGED = 3
     """No finding reached --fail-on, but a capture was damaged: it was analysed only up to the damage."""
+    # A run that did not finish: 128 + the signal's number, as a shell reports a process it ended.
+    HANGUP = 129
+    """SIGHUP (the terminal closed): stopped, temporary files removed, workers ended."""
+    INTERRUPTED = 130
+    """SIGINT (Ctrl-C): stopped, temporary files removed, workers ended."""
+    QUIT = 131
+    """SIGQUIT: stopped, temporary files removed, workers ended."""
+    OUTPUT_CLOSED = 141
+    """Standard output closed before the report was written (`| head -1`): 128 + SIGPIPE."""
+    TERMINATED = 143
+    """SIGTERM (`timeout`, systemd, `docker stop`, CI cancellation): stopped, files removed."""
