@@ -7,6 +7,7 @@ at. A folder expands to the capture files in it, sorted, so `dsrdiag analyze cap
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from dsrdiag.capture.pcapfile import STDIN
@@ -29,7 +30,7 @@ def parse_sources(args: list[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for arg in args:
         label, sep, path = arg.partition("=")
-        if not sep or not label or "/" in label or (arg != STDIN and Path(arg).exists()):
+        if not sep or not label or "/" in label or (arg != STDIN and os.path.exists(arg)):
             label, path = "", arg
         if path == STDIN:
             if any(p == STDIN for _, p in out):
@@ -37,7 +38,7 @@ def parse_sources(args: list[str]) -> list[tuple[str, str]]:
             out.append((label.strip() or vantage_of(path), path))
             continue
         p = Path(path)
-        if p.is_dir():
+        if os.path.isdir(path):  # os.path: False, not PermissionError, under a folder we cannot search
             try:
                 names = sorted(p.iterdir())
             except OSError as e:

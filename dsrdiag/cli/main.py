@@ -84,7 +84,7 @@ def _stdout_errors(emit):
             finally:
                 sys.stdout.flush()
         except BrokenPipeError:
-            raise OutputClosed("standard output was closed before the report was written") from None
+            raise OutputClosed("standard output was closed before the whole report was written") from None
         except OSError as e:
             raise OutputError(f"cannot write the report to standard output: {e.strerror or e}") from None
     return wrapper
