@@ -14,9 +14,11 @@ The rule (where each output applies it):
   new report line.
 - HTML (report/html.py): `html_page()` on the whole page once it is built, after `e()` escaped
   every value for HTML: it shows controls the same way; the page's own newlines stay.
-- JSON (report/jsondoc.py): the JSON encoder escapes control characters itself (`\\u001b`) and
-  that stays exactly as it is (JSON is data); `json_text()` on the encoded document only replaces
-  what is not Unicode, the bytes of a file name that are not UTF-8, so the document is valid UTF-8.
+- JSON (report/jsondoc.py): JSON is data, so its escapes are exact: the encoder escapes C0
+  controls itself (`\\u001b`), and `json_text()` / `json_bytes()` on the encoded document escape
+  the rest the same way (DEL, C1, format and bidi controls, line separators: `\\u009b`), so that
+  `cat report.json` is as safe as the text report. What is not Unicode at all (the bytes of a file
+  name that are not UTF-8) becomes the text `\\xNN`: the document is always valid UTF-8.
 
 What is escaped, and how it is shown: C0 controls and DEL as `\\t`, `\\n`, `\\r` or `\\xNN`; C1
 controls (U+0080..U+009F, what latin-1 decoding makes of bytes 0x80..0x9F) as `\\xNN`; a byte a
@@ -69,12 +71,30 @@ def html_page(page: str) -> str:
     return _UNSAFE_KEEP_LINES.sub(_show, page)
 
 
-_NOT_UNICODE = re.compile("[\ud800-\udfff]")
+_JSON_UNSAFE = re.compile(
+    "[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
+)
+
+
+def _json_escape(m: re.Match) -> str:
+    o = ord(m.group())
+    if 0xD800 <= o <= 0xDFFF:  # not Unicode: shown as text, \\xNN (a backslash escaped for JSON)
+        return "\\" + _show(m)
+    return f"\\u{o:04x}"  # an exact JSON escape: json.loads gives the character back
 
 
 def json_text(doc: str) -> str:
-    """An encoded JSON document (or part of one) made valid UTF-8: a lone surrogate can only be
-    inside a JSON string, where it becomes the text `\\xNN` (escaped for JSON: `\\\\xNN`)."""
-    if _NOT_UNICODE.search(doc) is None:
+    """An encoded JSON document (or part of one) with every unsafe character escaped. They can
+    only be inside JSON strings (the document's own syntax is ASCII), where the escapes belong."""
+    if _JSON_UNSAFE.search(doc) is None:
         return doc
-    return _NOT_UNICODE.sub(lambda m: "\\" + _show(m), doc)
+    return _JSON_UNSAFE.sub(_json_escape, doc)
+
+
+def json_bytes(doc: bytes) -> bytes:
+    """json_text for a UTF-8 encoded document (orjson's): the bytes every unsafe character starts
+    with are looked for first (memchr-fast), so plain ASCII items cost almost nothing."""
+    if b"\x7f" not in doc and b"\xc2" not in doc and b"\xe2" not in doc and b"\xef" not in doc \
+            and b"\xd8" not in doc and b"\xe1" not in doc:
+        return doc
+    return json_text(doc.decode("utf-8", "surrogateescape")).encode("utf-8")

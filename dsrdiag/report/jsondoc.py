@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - a dependency; the stdlib encoder gives
 from dsrdiag import __version__
 from dsrdiag.capture.frame import linktype_name
 from dsrdiag.core.evidence import HostRef, format_ts
-from dsrdiag.core.safetext import json_text
+from dsrdiag.core.safetext import json_bytes, json_text
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
 
@@ -195,7 +195,7 @@ def render(r: Report, pretty: bool = False) -> str:
 def _encode(d: dict) -> bytes:
     if orjson is not None:
         try:
-            return orjson.dumps(d)
+            return json_bytes(orjson.dumps(d))
         except TypeError:  # orjson.JSONEncodeError: a lone surrogate (an undecodable file name)
             pass
     return json_text(_SLOW(d)).encode("utf-8")  # valid UTF-8: core/safetext.py

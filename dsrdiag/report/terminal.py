@@ -3,8 +3,9 @@ per-back-end table, the captures and what they cannot show; per-connection detai
 
 Never: interpolates packet text into rich markup (a banner such as `[bold]` would be markup, a
 classic injection); every such string goes in as rich.text.Text or a table cell built from Text.
-Every string handed to rich, titles and column headers included, is built by `_t`, which shows
-control characters as escapes (core/safetext.py: a packet must not drive the admin's terminal).
+Every string handed to rich, titles and column headers included, is a Text built by `_t` (a
+`_Shown`, which escapes whatever string is appended to it: core/safetext.py), so that no packet
+or file name can drive the admin's terminal.
 """
 
 from __future__ import annotations
@@ -24,15 +25,22 @@ from dsrdiag.jobs.report_model import Report
 SEV_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
 
 
+class _Shown(Text):
+    """A Text that shows every string appended to it with its control characters escaped
+    (core/safetext.py): what `_t` makes, so that `head.append(...)` on one is safe too."""
+
+    def append(self, text, style=None):
+        return super().append(_visible(text) if isinstance(text, str) else text, style)
+
+
 def _t(*parts) -> Text:
-    """Build a Text from (string, style) pairs or plain strings, never parsing markup; every
-    string shown with its control characters escaped (core/safetext.py)."""
-    out = Text()
+    """Build a Text from (string, style) pairs or plain strings, never parsing markup."""
+    out = _Shown()
     for p in parts:
         if isinstance(p, tuple):
-            out.append(_visible(p[0]), style=p[1])
+            out.append(str(p[0]), style=p[1])
         else:
-            out.append(_visible(p))
+            out.append(str(p))
     return out
 
 
