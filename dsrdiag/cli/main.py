@@ -17,6 +17,7 @@ import typer
 
 from dsrdiag import __version__
 from dsrdiag.capture.sources import parse_sources
+from dsrdiag.cli.shutdown import Stopped, ignore_signals, stdout_errors, stop_on_signals
 from dsrdiag.core import topology as topo
 from dsrdiag.core.errors import DsrdiagError, UsageError
 from dsrdiag.core.exitcodes import ExitCode
@@ -60,37 +61,7 @@ def _check_output(fmt: str, fail_on: str) -> None:
         raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
 
 
-class OutputError(DsrdiagError):
-    """The report cannot be written to standard output (a full disk, an I/O error)."""
-
-
-class OutputClosed(DsrdiagError):
-    """Standard output was closed before the report was written (`| head -1`)."""
-
-    exit_code = ExitCode.OUTPUT_CLOSED
-
-
-def _stdout_errors(emit):
-    """Writing the report: a closed pipe or a full disk is said as such (docs/exit-codes.md), never
-    as an internal error or as the exit code of findings. Output is flushed before the exit code
-    is given, so that an error in the last bytes is not lost."""
-    import functools
-
-    @functools.wraps(emit)
-    def wrapper(*args, **kw):
-        try:
-            try:
-                emit(*args, **kw)
-            finally:
-                sys.stdout.flush()
-        except BrokenPipeError:
-            raise OutputClosed("standard output was closed before the whole report was written") from None
-        except OSError as e:
-            raise OutputError(f"cannot write the report to standard output: {e.strerror or e}") from None
-    return wrapper
-
-
-@_stdout_errors
+@stdout_errors
 def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
           html_path: Path | None = None) -> None:
     """Print the report (and write the HTML page) and end with the exit code the findings (and
@@ -148,7 +119,12 @@ def analyze_cmd(
         from dsrdiag.cli.console import make_console
         from dsrdiag.report.progress import CaptureProgress
 
-        progress = CaptureProgress(sources, make_console(sys.stderr))
+        from rich.markup import escape
+
+        from dsrdiag.core.safetext import terminal as visible
+
+        # the bar's labels are rich markup: vantage names (file names) escaped for both
+        progress = CaptureProgress([(escape(visible(v)), p) for v, p in sources], make_console(sys.stderr))
     list_writer = None
     from dsrdiag.track.spill import usable
 
@@ -212,44 +188,12 @@ def hostcheck_cmd(
     _emit(report, fmt, fail_on)
 
 
-class Stopped(BaseException):
-    """A stop signal arrived (SIGINT, SIGTERM, SIGHUP, SIGQUIT): unwind, so that every `finally`,
-    the workers' stop and the atexit removal of temporary files run; exit 128 + the signal."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop_on_signals() -> None:
-    """The first SIGINT/SIGTERM/SIGHUP/SIGQUIT stops the run; later ones are ignored while it cleans up."""
-    import signal
-
-    def stop(signum, frame):
-        _ignore_signals()
-        raise Stopped(signum)  # also for SIGINT: click would turn a KeyboardInterrupt into Abort
-
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"):
-        signal.signal(getattr(signal, name), stop)
-
-
-def _nothing(signum, frame) -> None:
-    pass
-
-
-def _ignore_signals() -> None:
-    import signal
-
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"):  # a handler that does nothing, not
-        signal.signal(getattr(signal, name), _nothing)  # SIG_IGN: a pending signal would raise OSError
-
-
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry: run the app and map every error to one line and an exit code."""
     from dsrdiag.core.safetext import terminal as visible
 
     if argv is None:
-        _stop_on_signals()
+        stop_on_signals()
     try:
         rv = app(args=argv, prog_name="dsrdiag", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0  # click returns typer.Exit's code in this mode
@@ -260,15 +204,12 @@ def run(argv: list[str] | None = None) -> int:
         print(f"dsrdiag: error: {visible(e)}", file=sys.stderr)  # names and packet text: escaped
         code = int(e.exit_code)
     except KeyboardInterrupt:
-        _ignore_signals()
+        ignore_signals()
         print("dsrdiag: interrupted", file=sys.stderr)
         code = int(ExitCode.INTERRUPTED)
-    except Stopped as e:
-        import signal
-
-        name = signal.Signals(e.signum).name
-        print("dsrdiag: interrupted" if name == "SIGINT" else f"dsrdiag: stopped by {name}", file=sys.stderr)
-        code = 128 + e.signum
+    except Stopped as e:  # SIGINT, SIGTERM, SIGHUP, SIGQUIT: unwound, files removed at exit
+        print(e.message, file=sys.stderr)
+        code = e.exit_code
     except Exception as e:
         if type(e).__name__ == "NoArgsIsHelpError" and getattr(e, "ctx", None) is not None:
             print(e.ctx.get_help(), file=sys.stderr)  # bare `dsrdiag` or `dsrdiag analyze`: show help
@@ -295,7 +236,7 @@ def _exit(code: int, argv) -> int:
     if argv is None:
         import atexit
 
-        _ignore_signals()  # cleaning up (temporary files, workers): a late signal must not cut it short
+        ignore_signals()  # cleaning up (temporary files, workers): a late signal must not cut it short
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
