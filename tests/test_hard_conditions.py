@@ -85,6 +85,33 @@ def test_a_run_that_must_spill_without_a_temporary_folder_says_so_in_one_line(tm
     assert not (tmp_path / "missing").exists()  # nothing made elsewhere instead: no silent fallback
 
 
+def _no_temp_anywhere(*dsrdiag_args: str, spill_at: str = "") -> subprocess.CompletedProcess:
+    """A hardened container: /tmp and /var/tmp read-only, TMPDIR unset, the working folder /proc
+    (Python's tempfile tries all of them): a private mount namespace, as root."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare (util-linux) for a private mount namespace")
+    args = " ".join(f"'{a}'" for a in dsrdiag_args)
+    script = ("mount -t tmpfs -o ro tmpfs /tmp && mount -t tmpfs -o ro tmpfs /var/tmp && cd /proc && "
+              f"exec env -u TMPDIR DSRDIAG_SPILL_AT={spill_at} PYTHONPATH='{ROOT}' '{sys.executable}' -m dsrdiag {args}")
+    p = subprocess.run([unshare, "-m", "bash", "-c", script], capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    if b"mount:" in p.stderr or b"unshare:" in p.stderr:
+        pytest.skip(f"no private mount namespace here: {p.stderr.decode()[:200]}")
+    return p
+
+
+def test_a_container_with_no_writable_temporary_folder_still_analyses_a_capture_that_does_not_spill():
+    code_ref, ref, _ = _run("analyze", CAPTURES / "wrong_source.pcap", "-f", "json")
+    p = _no_temp_anywhere("analyze", str(CAPTURES / "wrong_source.pcap"), "-f", "json")
+    assert (p.returncode, p.stdout) == (code_ref, ref), p.stderr.decode()
+
+
+def test_a_container_with_no_writable_temporary_folder_says_so_when_records_must_spill():
+    p = _no_temp_anywhere("analyze", str(CAPTURES / "wrong_source.pcap"), "-f", "json", spill_at="2")
+    assert p.returncode == 2
+    _one_line(p.stderr.decode(), "no usable temporary folder", "set TMPDIR")
+
+
 def _without_dac_override() -> tuple[str, ...]:
     if os.geteuid() != 0:
         return ()

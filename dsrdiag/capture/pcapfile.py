@@ -98,6 +98,9 @@ class Capture:
     def _sniff(self) -> str:
         try:
             if self.path == STDIN:
+                if os.isatty(0):  # it would wait for the keyboard
+                    raise CaptureError("- reads a capture from standard input, which is a terminal here: "
+                                       "pipe one in (tcpdump -w - | dsrdiag analyze -)")
                 self._file = io.FileIO(os.dup(0), "rb")  # ours to close; fd 0 stays as it is
             else:
                 self._file = io.FileIO(self.path, "rb")
