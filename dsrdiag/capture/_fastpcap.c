@@ -3,8 +3,9 @@
  * Why: reading a capture frame by frame through pcapy-ng costs two Python calls per frame (next,
  * filter) even for the 60% of a mail relay's traffic that is dropped; libpcap's setfilter would
  * skip those in C but then hides how many frames it skipped, and the Wireshark frame numbers every
- * finding cites would be lost. This module walks the file (read only, through a 2 MiB window: input
- * files are never modified, and a file of any size costs the same memory), counts every frame, runs the program libpcap compiled (pcapy.compile(...).get_bpf())
+ * finding cites would be lost. This module walks the capture in order (read only, through a 2 MiB
+ * window: input files are never modified, and a file of any size costs the same memory; from a
+ * descriptor, so a pipe or FIFO reads like a file, or from a GzipFile's readinto1 for pcap.gz), counts every frame, runs the program libpcap compiled (pcapy.compile(...).get_bpf())
  * through a classic BPF interpreter with libpcap's bpf_filter semantics, and hands the frames
  * that pass to Python one at a time (iterating the reader): (frame number, ts_ns, linktype,
  * bytes, wire length). With a Tracker attached (track()), Ethernet frames carrying plain IPv4/IPv6

@@ -1,6 +1,7 @@
 """Read pcap and pcapng files (plain or gzip) into raw frames with Wireshark frame numbers.
 
-Reads: a capture path. Produces: (frame, ts_ns, linktype, data, wirelen) tuples for the frames
+Reads: a capture path, `-` (standard input) or any stream a path names (a FIFO, /dev/stdin,
+`<(zcat x.gz)`), opened once. Produces: (frame, ts_ns, linktype, data, wirelen) tuples for the frames
 that pass the BPF filter, then a CaptureEnd saying how reading ended.
 Never: modifies or copies the input; raises for damage found after the file header (damage is
 recorded in CaptureEnd and the frames before it are still delivered).
@@ -8,6 +9,8 @@ recorded in CaptureEnd and the frames before it are still delivered).
 Why two readers:
 - libpcap (pcapy-ng) reads classic microsecond pcap, the format of tcpdump ring buffers and the
   bulk of post-mortem data, entirely in C.
+  The C walker (capture/_fastpcap.c) reads classic pcap from a descriptor (a file or a pipe) or
+  from a GzipFile (classic pcap inside gzip), in C, with the same frames and damage words.
 - A small Python reader handles what pcapy-ng's bundled libpcap 1.9.1 cannot: gzip files,
   nanosecond pcap (libpcap would round to microseconds), and pcapng (several interfaces with
   different link types, per-interface timestamp resolution, and an exact byte offset for damage).
