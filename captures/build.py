@@ -330,11 +330,12 @@ def syn_unanswered(rng):
     return r.frames(tcp_session(rng, CLIENTS4[0], 46000, VIP4, BE1, T0, answer=False, syn_tries=4))
 
 
-def _snat_leg(rng, r: Renderer, t: float, sport: int, proxy: bytes | None = None, xclient: str | None = None):
+def _snat_leg(rng, r: Renderer, t: float, sport: int, proxy: bytes | None = None, xclient: str | None = None,
+              dialogue=None):
     """The LB's connection to a back-end's own address (full proxy), as a back-end sees it."""
     be = BE1
     c = tcp_session(rng, LB_IP4, sport, be.ip4, be, t, rtt=0.0004, proxy=proxy,
-                    dialogue=smtp_dialogue(be.name, tls=False, xclient=xclient))
+                    dialogue=dialogue or smtp_dialogue(be.name, tls=False, xclient=xclient))
     out = []
     for f in r.frames(c):
         if f[Ether].dst == be.mac:
@@ -589,6 +590,29 @@ def hostile_banner(rng):
     return frames
 
 
+HOSTILE = b"\x1b]0;pwned\x07\x1b[1A\x1b[2K\x1b[8m\x00\x9b2J\x1b\\\xc3\x28\xff\xe2\x80\xae\x7f\r"
+"""What a hostile peer puts in packet text: an OSC window title, cursor up, erase line, conceal,
+NUL, a C1 CSI, a string terminator, invalid UTF-8, a right-to-left override, DEL and a lone CR.
+No space, CR LF or `]`... that would end the field early (a PROXY v1 field is space-separated)."""
+
+
+def hostile_text(rng):
+    """A full proxy's two legs at a back-end: PROXY v1 with a hostile source field, XCLIENT with a
+    hostile ADDR, and hostile banner, EHLO and reply text in both. No output may pass it raw."""
+    r = Renderer("backend")
+    frames = arp_reply(T0, LB_IP4, LB, asker_ip=BE1.ip4, asker_mac=BE1.mac)
+    frames += arp_reply(T0 + 0.1, VIP4, LB)
+    host = b"mx1" + HOSTILE
+    dia = [("<", b"220 " + host + b" ESMTP " + HOSTILE + b"\r\n"), (">", b"EHLO " + HOSTILE + b"\r\n"),
+           ("<", b"250-" + host + b"\r\n250-XCLIENT ADDR NAME\r\n250 8BITMIME\r\n")]
+    end = [(">", b"QUIT\r\n"), ("<", b"221 2.0.0 " + HOSTILE + b"\r\n")]
+    frames += _snat_leg(rng, r, T0 + 0.5, 50021, proxy=b"PROXY TCP4 " + HOSTILE + b" 192.0.2.25 40211 25\r\n",
+                        dialogue=dia + end)
+    xclient = [(">", b"XCLIENT ADDR=" + HOSTILE + b" NAME=" + HOSTILE + b"\r\n"), ("<", b"220 " + host + b" ESMTP\r\n")]
+    frames += _snat_leg(rng, r, T0 + 1.5, 50022, dialogue=dia + xclient + end)
+    return frames
+
+
 SAMPLES = {
     "healthy.pcap": lambda rng: healthy(rng, "lan"),
     "healthy-client.pcapng": lambda rng: healthy(rng, "client"),
@@ -601,6 +625,7 @@ SAMPLES = {
     "snat.pcap": snat,
     "snat_proxy.pcap": snat_proxy,
     "hostile_banner.pcap": hostile_banner,
+    "hostile_text.pcap": hostile_text,
 }
 
 

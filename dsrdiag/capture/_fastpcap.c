@@ -3,8 +3,9 @@
  * Why: reading a capture frame by frame through pcapy-ng costs two Python calls per frame (next,
  * filter) even for the 60% of a mail relay's traffic that is dropped; libpcap's setfilter would
  * skip those in C but then hides how many frames it skipped, and the Wireshark frame numbers every
- * finding cites would be lost. This module walks the file (read only, through a 2 MiB window: input
- * files are never modified, and a file of any size costs the same memory), counts every frame, runs the program libpcap compiled (pcapy.compile(...).get_bpf())
+ * finding cites would be lost. This module walks the capture in order (read only, through a 2 MiB
+ * window: input files are never modified, and a file of any size costs the same memory; from a
+ * descriptor, so a pipe or FIFO reads like a file, or from a GzipFile's readinto1 for pcap.gz), counts every frame, runs the program libpcap compiled (pcapy.compile(...).get_bpf())
  * through a classic BPF interpreter with libpcap's bpf_filter semantics, and hands the frames
  * that pass to Python one at a time (iterating the reader): (frame number, ts_ns, linktype,
  * bytes, wire length). With a Tracker attached (track()), Ethernet frames carrying plain IPv4/IPv6
@@ -20,6 +21,7 @@
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <errno.h>
 
 #define MAX_CAPLEN 262144u
 #define WINDOW (2u << 20)     /* bytes of the file held at once; a record is at most MAX_CAPLEN + 16 */
@@ -29,10 +31,13 @@ typedef struct { uint16_t code; uint8_t jt, jf; uint32_t k; } insn_t;
 
 typedef struct {
     PyObject_HEAD
-    int fd;
-    uint8_t *buf;      /* a window of the file: buf[0] is the byte at offset buf_off */
+    int fd;            /* read sequentially: a file, a pipe, a FIFO, a socket (-1: read from src) */
+    int own_fd;        /* opened here (a path was given): closed here */
+    PyObject *src;     /* or an object with readinto1() (a GzipFile): one call per window fill */
+    PyObject *src_error; /* what src raised (corrupt or truncated compressed data): damage, once the
+                            bytes read before it are walked */
+    uint8_t *buf;      /* a window of the stream: buf[0] is the byte at offset buf_off */
     size_t buf_off, buf_len;
-    size_t size;
     size_t off;
     int swap;          /* file byte order differs from ours */
     int nanos;
@@ -205,7 +210,9 @@ static int track_frame(Reader *self, const uint8_t *data, uint32_t incl, long lo
 }
 
 static void Reader_dealloc(Reader *self) {
-    if (self->fd > 0) close(self->fd);
+    if (self->own_fd && self->fd >= 0) close(self->fd);
+    Py_XDECREF(self->src);
+    Py_XDECREF(self->src_error);
     PyMem_Free(self->buf);
     PyMem_Free(self->prog);
     Py_XDECREF(self->tracker);
@@ -213,10 +220,12 @@ static void Reader_dealloc(Reader *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Reader(path, start_offset, big_endian_file, nanos, linktype, program) */
+/* Reader(source, start_offset, big_endian_file, nanos, linktype, program): source is a path (opened
+   here and read from start_offset), a file descriptor already at start_offset (a file, pipe or FIFO
+   the caller opened once: not closed here), or an object with readinto1() at start_offset */
 static int Reader_init(Reader *self, PyObject *args, PyObject *kw) {
-    const char *path; Py_ssize_t start; int big, nanos; long linktype; PyObject *prog;
-    if (!PyArg_ParseTuple(args, "snpplO", &path, &start, &big, &nanos, &linktype, &prog)) return -1;
+    PyObject *source; Py_ssize_t start; int big, nanos; long linktype; PyObject *prog;
+    if (!PyArg_ParseTuple(args, "OnpplO", &source, &start, &big, &nanos, &linktype, &prog)) return -1;
     PyObject *seq = PySequence_Fast(prog, "program must be a sequence of (code, jt, jf, k)");
     if (!seq) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -238,21 +247,34 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kw) {
     }
     Py_DECREF(seq);
     self->nprog = n;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) { PyErr_SetFromErrnoWithFilename(PyExc_OSError, path); return -1; }
-    struct stat st;
-    if (fstat(fd, &st) < 0) { close(fd); PyErr_SetFromErrnoWithFilename(PyExc_OSError, path); return -1; }
-    self->size = (size_t)st.st_size;
+    self->fd = -1;
+    if (PyUnicode_Check(source) || PyBytes_Check(source)) {
+        PyObject *enc = NULL;
+        if (!PyUnicode_FSConverter(source, &enc)) return -1;   /* any file name, UTF-8 or not */
+        int fd = open(PyBytes_AS_STRING(enc), O_RDONLY);
+        if (fd < 0 || (start && lseek(fd, (off_t)start, SEEK_SET) < 0)) {
+            if (fd >= 0) close(fd);
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, source); Py_DECREF(enc); return -1;
+        }
+        Py_DECREF(enc);
+        self->fd = fd; self->own_fd = 1;
+    } else if (PyLong_Check(source)) {
+        self->fd = (int)PyLong_AsLong(source);
+        if (self->fd < 0) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad file descriptor"); return -1; }
+    } else {
+        Py_INCREF(source);
+        self->src = source;
+    }
     self->buf = PyMem_Malloc(WINDOW);
-    if (!self->buf) { close(fd); PyErr_NoMemory(); return -1; }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    self->fd = fd;
+    if (!self->buf) { PyErr_NoMemory(); return -1; }
+    if (self->fd >= 0) posix_fadvise(self->fd, 0, 0, POSIX_FADV_SEQUENTIAL);  /* fails harmlessly on a pipe */
     uint32_t one = 1;
     int little = *(uint8_t *)&one == 1;
     self->swap = big ? little : !little;
     self->nanos = nanos;
     self->linktype = linktype;
     self->off = (size_t)start;
+    self->buf_off = (size_t)start;   /* the source is positioned there: the window starts empty at it */
     Py_INCREF(Py_None);
     self->damage = Py_None;
     self->next_sweep = ~0ULL;
@@ -264,39 +286,82 @@ static void set_damage(Reader *self, PyObject *msg) {
     self->eof = 1;
 }
 
-/* Make [off, off + need) readable in the window; returns a pointer to it, or NULL if the file ends
-   first (or cannot be read: damage, reported by the caller from the sizes). */
-static const uint8_t *window(Reader *self, size_t off, size_t need) {
-    if (off >= self->buf_off && off + need <= self->buf_off + self->buf_len) return self->buf + (off - self->buf_off);
-    size_t keep = 0;
-    if (off >= self->buf_off && off < self->buf_off + self->buf_len) {
-        keep = self->buf_off + self->buf_len - off;
-        memmove(self->buf, self->buf + (off - self->buf_off), keep);
-    }
-    self->buf_off = off;
-    self->buf_len = keep;
+/* Fill the window from the stream: 0 at its end (or after src raised: src_error), -1 on an error
+   to raise (a signal's exception: Ctrl-C or SIGTERM while a pipe is quiet) */
+static int fill(Reader *self) {
     while (self->buf_len < WINDOW) {
-        ssize_t n = pread(self->fd, self->buf + self->buf_len, WINDOW - self->buf_len, (off_t)(off + self->buf_len));
-        if (n <= 0) break;
+        if (self->src) {
+            if (self->src_error) return 0;
+            PyObject *mv = PyMemoryView_FromMemory((char *)self->buf + self->buf_len, WINDOW - self->buf_len, PyBUF_WRITE);
+            if (!mv) return -1;
+            /* readinto1: one read of the source per call, so that what came before an error
+               (a truncated or corrupt gzip stream) is delivered, as the Python reader does */
+            PyObject *r = PyObject_CallMethod(self->src, "readinto1", "O", mv);
+            Py_DECREF(mv);
+            if (!r) {
+                if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) || !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+                PyObject *t, *v, *tb;
+                PyErr_Fetch(&t, &v, &tb);
+                PyErr_NormalizeException(&t, &v, &tb);
+                self->src_error = v ? PyObject_Str(v) : PyUnicode_FromString("?");
+                Py_XDECREF(t); Py_XDECREF(v); Py_XDECREF(tb);
+                if (!self->src_error) return -1;
+                return 0;
+            }
+            Py_ssize_t n = r == Py_None ? 0 : PyLong_AsSsize_t(r);
+            Py_DECREF(r);
+            if (n < 0) return PyErr_Occurred() ? -1 : 0;
+            if (n == 0) return 0;
+            self->buf_len += (size_t)n;
+            continue;
+        }
+        ssize_t n = read(self->fd, self->buf + self->buf_len, WINDOW - self->buf_len);
+        if (n < 0 && errno == EINTR) {
+            if (PyErr_CheckSignals() < 0) return -1;
+            continue;
+        }
+        if (n < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
+        if (n == 0) return 0;
         self->buf_len += (size_t)n;
     }
+    return 0;
+}
+
+/* Make [off, off + need) readable in the window (off is never past the window's end: the stream is
+   read in order); a pointer to it, or NULL if the stream ends first (self->buf_len bytes remain
+   from off) or an exception is set (*err). */
+static const uint8_t *window(Reader *self, size_t off, size_t need, int *err) {
+    if (off + need <= self->buf_off + self->buf_len) return self->buf + (off - self->buf_off);
+    size_t keep = self->buf_off + self->buf_len - off;
+    memmove(self->buf, self->buf + (off - self->buf_off), keep);
+    self->buf_off = off;
+    self->buf_len = keep;
+    if (fill(self) < 0) { *err = 1; return NULL; }
     return need <= self->buf_len ? self->buf : NULL;
+}
+
+static void short_damage(Reader *self, PyObject *fallback) {
+    /* the stream ended inside a record: said as the compressed stream's error if it raised one */
+    if (self->src_error) {
+        Py_XDECREF(fallback);
+        set_damage(self, PyUnicode_FromFormat("compressed data is corrupt (%U)", self->src_error));
+    } else {
+        set_damage(self, fallback);
+    }
 }
 
 /* The next frame for Python: (frame number, ts_ns, linktype, bytes, wire length); NULL without an
    error at the end (eof set, damage said). */
 static PyObject *walk(Reader *self) {
     long long scale = self->nanos ? 1 : 1000;
+    int err = 0;
     while (!self->eof) {
         size_t off = self->off;
-        if (off == self->size) { self->eof = 1; break; }
-        if (self->size - off < 16) {
-            set_damage(self, PyUnicode_FromFormat("truncated record header at byte offset %zu", off));
-            break;
-        }
-        const uint8_t *h = window(self, off, 16);
+        const uint8_t *h = window(self, off, 16, &err);
+        if (err) return NULL;
         if (!h) {
-            set_damage(self, PyUnicode_FromFormat("truncated record header at byte offset %zu", off));
+            if (self->buf_len == 0 && !self->src_error) { self->eof = 1; break; }   /* the end, between records */
+            short_damage(self, PyUnicode_FromFormat("truncated record header at byte offset %zu", off));
             break;
         }
         uint32_t sec = rd32(h, self->swap), frac = rd32(h + 4, self->swap);
@@ -306,15 +371,11 @@ static PyObject *walk(Reader *self) {
                                                   off, incl, MAX_CAPLEN));
             break;
         }
-        if (self->size - off - 16 < incl) {
-            set_damage(self, PyUnicode_FromFormat("frame %llu truncated at byte offset %zu: %zu of %u bytes present",
-                                                  self->frames + 1, off, self->size - off - 16, incl));
-            break;
-        }
-        const uint8_t *rec = window(self, off, 16 + (size_t)incl);
+        const uint8_t *rec = window(self, off, 16 + (size_t)incl, &err);
+        if (err) return NULL;
         if (!rec) {
-            set_damage(self, PyUnicode_FromFormat("frame %llu truncated at byte offset %zu: %zu of %u bytes present",
-                                                  self->frames + 1, off, self->buf_len > 16 ? self->buf_len - 16 : 0, incl));
+            short_damage(self, PyUnicode_FromFormat("frame %llu truncated at byte offset %zu: %zu of %u bytes present",
+                                                    self->frames + 1, off, self->buf_len - 16, incl));
             break;
         }
         const uint8_t *data = rec + 16;
@@ -400,7 +461,7 @@ static PyTypeObject ReaderType = {
     .tp_getset = Reader_getset,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)Reader_iternext,
-    .tp_doc = "Reader(path, start_offset, big_endian_file, nanos, linktype, bpf_program)",
+    .tp_doc = "Reader(path | fd | readinto1-object, start_offset, big_endian_file, nanos, linktype, bpf_program)",
 };
 
 static PyMethodDef module_methods[] = {

@@ -1,6 +1,7 @@
 """Read pcap and pcapng files (plain or gzip) into raw frames with Wireshark frame numbers.
 
-Reads: a capture path. Produces: (frame, ts_ns, linktype, data, wirelen) tuples for the frames
+Reads: a capture path, `-` (standard input) or any stream a path names (a FIFO, /dev/stdin,
+`<(zcat x.gz)`), opened once. Produces: (frame, ts_ns, linktype, data, wirelen) tuples for the frames
 that pass the BPF filter, then a CaptureEnd saying how reading ended.
 Never: modifies or copies the input; raises for damage found after the file header (damage is
 recorded in CaptureEnd and the frames before it are still delivered).
@@ -8,6 +9,8 @@ recorded in CaptureEnd and the frames before it are still delivered).
 Why two readers:
 - libpcap (pcapy-ng) reads classic microsecond pcap, the format of tcpdump ring buffers and the
   bulk of post-mortem data, entirely in C.
+  The C walker (capture/_fastpcap.c) reads classic pcap from a descriptor (a file or a pipe) or
+  from a GzipFile (classic pcap inside gzip), in C, with the same frames and damage words.
 - A small Python reader handles what pcapy-ng's bundled libpcap 1.9.1 cannot: gzip files,
   nanosecond pcap (libpcap would round to microseconds), and pcapng (several interfaces with
   different link types, per-interface timestamp resolution, and an exact byte offset for damage).
@@ -19,7 +22,9 @@ every finding cites and users look up in Wireshark, would be lost.
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -53,14 +58,26 @@ MAX_BLOCK = 16 * 1024 * 1024
 _DLT_TO_LINKTYPE = {12: LINKTYPE_RAW, 14: LINKTYPE_RAW}
 
 
+STDIN = "-"
+"""The path that means standard input (`tcpdump -w - | dsrdiag analyze -`)."""
+
+
 class Capture:
-    """One capture file, read once: iterate `frames()`, then look at `end`."""
+    """One capture, opened once and read once: iterate `frames()`, then look at `end`.
+
+    Any input that can be read in order works as a file does (the same frame numbers, the same
+    damage report): a file, `-` (standard input), a FIFO, /dev/stdin, a process substitution
+    (`<(zcat x.gz)`). It is opened once, its format is sniffed from the first bytes read (never
+    by opening it again: a pipe would hang or lose them), and those bytes are handed on to the
+    reader. A stream that ends inside a record is damage, reported as for a cut file."""
 
     def __init__(self, path: str | os.PathLike, ports: tuple[int, ...] = (25,)):
-        self.path = str(path)
+        self.path = os.fsdecode(path) if not isinstance(path, str) else path
         self.ports = ports
         self.end = CaptureEnd()
         self.size = 0
+        self._file = None
+        self._head = b""
         self._kind = self._sniff()
         self._programs: dict[int, object] = {}
         self.position = 0
@@ -72,13 +89,28 @@ class Capture:
         """Bytes of the file read so far, for progress bars."""
         return self.walker.position if self.walker is not None else self.position
 
-    # ---- format detection -------------------------------------------------------------
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __del__(self):
+        self.close()
+
+    # ---- opening and format detection -------------------------------------------------------
     def _sniff(self) -> str:
-        p = Path(self.path)
         try:
-            with open(p, "rb") as f:
-                head = f.read(4)
-            self.size = p.stat().st_size
+            if self.path == STDIN:
+                if os.isatty(0):  # it would wait for the keyboard
+                    raise CaptureError("- reads a capture from standard input, which is a terminal here: "
+                                       "pipe one in (tcpdump -w - | dsrdiag analyze -)")
+                self._file = io.FileIO(os.dup(0), "rb")  # ours to close; fd 0 stays as it is
+            else:
+                self._file = io.FileIO(self.path, "rb")
+            st = os.fstat(self._file.fileno())
+            self._regular = stat.S_ISREG(st.st_mode)
+            self.size = st.st_size if self._regular else 0
+            self._head = head = _read_fd(self._file, 24)
         except FileNotFoundError:
             raise CaptureError(f"{self.path}: no such file") from None
         except IsADirectoryError:
@@ -86,31 +118,38 @@ class Capture:
         except PermissionError:
             raise CaptureError(f"{self.path}: permission denied") from None
         except OSError as e:
-            raise CaptureError(f"{self.path}: cannot be read ({e.strerror})") from None
+            what = "standard input" if self.path == STDIN else self.path
+            raise CaptureError(f"{what}: cannot be read ({e.strerror or e})") from None
         if not head:
-            raise CaptureError(f"{self.path}: empty file, not a capture")
+            what = "standard input is empty" if self.path == STDIN else f"{self.path}: empty file"
+            raise CaptureError(f"{what}, not a capture")
         if head[:2] == b"\x1f\x8b":
             return "gzip"
-        kind = _kind_of_magic(head)
+        kind = _kind_of_magic(head[:4])
         if kind is None:
             raise CaptureError(
-                f"{self.path}: not a pcap or pcapng capture (starts with {head.hex(' ')})"
+                f"{self.path}: not a pcap or pcapng capture (starts with {head[:4].hex(' ')})"
             )
         return kind
+
+    def _stream(self) -> BinaryIO:
+        """The input from its first byte: the sniffed bytes, then the rest of the descriptor."""
+        return io.BufferedReader(_Prefixed(self._head, self._file), buffer_size=1 << 20)
 
     # ---- the one entry point ------------------------------------------------------------
     def frames(self, tracker=None, sweep_at: int | None = None) -> Iterator[tuple]:
         """Frames that passed the filter, for Python to decode. With the C walker and a C `tracker`
         (track/_conntrack.c), TCP frames it can decode go to the tracker instead, until frame
         number `sweep_at` (then every frame comes here until walker.next_sweep is moved on)."""
-        if self._kind in ("pcap-us", "pcap-ns") and _fastpcap is not None and os.environ.get("DSRDIAG_READER") != "libpcap":
+        use_c = _fastpcap is not None and os.environ.get("DSRDIAG_READER") != "libpcap"
+        if self._kind in ("pcap-us", "pcap-ns") and use_c:
             self.end.reader = "c"
-            return self._c_frames(tracker, sweep_at)
-        if self._kind == "pcap-us":
+            return self._c_frames(self._head, self._file.fileno(), tracker, sweep_at)
+        if self._kind == "pcap-us" and self._regular and os.path.isdir("/proc/self/fd"):
             self.end.reader = "libpcap"
             return self._libpcap_frames()
         self.end.reader = "python"
-        return self._python_frames()
+        return self._python_frames(tracker, sweep_at, use_c)
 
     def _program(self, linktype: int):
         prog = self._programs.get(linktype)
@@ -129,42 +168,46 @@ class Capture:
         return prog
 
     # ---- the C walker: classic pcap, any byte order, micro- or nanoseconds ------------------
-    def _c_frames(self, tracker, sweep_at) -> Iterator[tuple]:
+    def _c_frames(self, head: bytes, source, tracker, sweep_at) -> Iterator[tuple]:
+        """`source`: a descriptor, or a readable object (a GzipFile), positioned after `head`."""
         end = self.end
-        with open(self.path, "rb") as f:
-            head = f.read(24)
-        if len(head) < 24:
-            raise CaptureError(f"{self.path}: truncated pcap file header")
-        magic = struct.unpack("<I", head[:4])[0]
-        big = magic in (PCAP_MAGIC_US[1], PCAP_MAGIC_NS[1])
-        nanos = magic in PCAP_MAGIC_NS
-        linktype = struct.unpack((">" if big else "<") + "I", head[20:24])[0] & 0x0FFFFFFF
-        linktype = _DLT_TO_LINKTYPE.get(linktype, linktype)
-        program = self._program(linktype).get_bpf()
         try:
-            r = _fastpcap.Reader(self.path, 24, big, nanos, linktype, program)
-        except OSError as e:
-            raise CaptureError(f"{self.path}: cannot be read ({e.strerror})") from None
-        self.walker = r
-        if tracker is not None:
-            r.track(tracker)
-            if sweep_at is not None:
-                r.next_sweep = sweep_at
-        try:
-            yield from r  # what Python decodes, one frame at a time (the C tracker took the rest in the walk)
+            if len(head) < 24:
+                raise CaptureError(f"{self.path}: truncated pcap file header")
+            magic = struct.unpack("<I", head[:4])[0]
+            big = magic in (PCAP_MAGIC_US[1], PCAP_MAGIC_NS[1])
+            nanos = magic in PCAP_MAGIC_NS
+            linktype = struct.unpack((">" if big else "<") + "I", head[20:24])[0] & 0x0FFFFFFF
+            linktype = _DLT_TO_LINKTYPE.get(linktype, linktype)
+            program = self._program(linktype).get_bpf()
+            r = _fastpcap.Reader(source, 24, big, nanos, linktype, program)
+            self.walker = r
+            if tracker is not None:
+                r.track(tracker)
+                if sweep_at is not None:
+                    r.next_sweep = sweep_at
+            try:
+                yield from r  # what Python decodes, one frame at a time (the C tracker took the rest in the walk)
+            except OSError as e:  # a read error mid-stream (EIO): damage, the frames before it stand
+                r_damage = f"read error ({e.strerror or e})"
+            else:
+                r_damage = r.damage
+            finally:
+                self.position = r.position
+                end.frames = r.frames
+                end.passed = r.passed
+            if r_damage:
+                end.damage = f"stopped after frame {r.frames}: {r_damage}"
         finally:
-            self.position = r.position
-            end.frames = r.frames
-            end.passed = r.passed
-            if r.damage:
-                end.damage = f"stopped after frame {r.frames}: {r.damage}"
+            self.close()
 
     # ---- libpcap --------------------------------------------------------------------------
     def _libpcap_frames(self) -> Iterator[tuple]:
         end = self.end
-        try:
-            reader = pcapy.open_offline(self.path)
+        try:  # the file already open (and sniffed), by its descriptor: any name, and opened once
+            reader = pcapy.open_offline(f"/proc/self/fd/{self._file.fileno()}")
         except pcapy.PcapError as e:
+            self.close()
             raise CaptureError(f"{self.path}: libpcap cannot open it: {e}") from None
         dlt = reader.datalink()
         linktype = _DLT_TO_LINKTYPE.get(dlt, dlt)
@@ -194,11 +237,12 @@ class Capture:
             end.frames = n
             end.passed = passed
             reader.close()
+            self.close()
 
     # ---- pure Python: gzip, nanosecond pcap, pcapng --------------------------------------
-    def _python_frames(self) -> Iterator[tuple]:
+    def _python_frames(self, tracker=None, sweep_at=None, use_c: bool = False) -> Iterator[tuple]:
         end = self.end
-        raw = open(self.path, "rb")
+        raw = self._stream()
         f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if self._kind == "gzip" else raw
         try:
             head = _read(f, 4)
@@ -208,12 +252,15 @@ class Capture:
                 raise CaptureError(f"{self.path}: {what}")
             if kind == "pcapng":
                 yield from self._pcapng(f, head)
+            elif use_c:  # classic pcap inside gzip: the C walker reads the decompressed stream
+                end.reader = "c"
+                yield from self._c_frames(head + _read(f, 20), f, tracker, sweep_at)
             else:
                 yield from self._pcap(f, head, nanos=(kind == "pcap-ns"))
         except _Damage as d:
             end.damage = f"stopped after frame {end.frames}: {d}"
         finally:
-            raw.close()
+            self.close()
 
     def _pcap(self, f: BinaryIO, magic: bytes, nanos: bool) -> Iterator[tuple]:
         end = self.end
@@ -365,6 +412,35 @@ def _kind_of_magic(head: bytes) -> str | None:
     if m in PCAP_MAGIC_NS:
         return "pcap-ns"
     return None
+
+
+def _read_fd(f, n: int) -> bytes:
+    """Up to n bytes from an unbuffered file, fewer only at its end (a pipe gives what it has)."""
+    out = b""
+    while len(out) < n:
+        got = f.read(n - len(out))
+        if not got:
+            break
+        out += got
+    return out
+
+
+class _Prefixed(io.RawIOBase):
+    """A raw stream: `head` (bytes already read to sniff the format), then the rest of `f`."""
+
+    def __init__(self, head: bytes, f):
+        self._head, self._f = head, f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._f.readinto(b)
 
 
 def _read(f: BinaryIO, n: int) -> bytes:

@@ -11,8 +11,16 @@ import sys
 from rich.console import Console
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """A closed pipe (`| head`) is the CLI's to report (cli/main.py), not rich's SystemExit(1),
+        which would read as "findings" to a pipeline."""
+        self.quiet = True
+        raise BrokenPipeError(32, "Broken pipe")
+
+
 def make_console(stream=None, width: int | None = None) -> Console:
     stream = stream or sys.stdout
     if width is None and not (hasattr(stream, "isatty") and stream.isatty()):
         width = 120  # files and pipes: wide enough that evidence lines rarely wrap
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False, emoji=False)
+    return _Console(file=stream, width=width, highlight=False, soft_wrap=False, emoji=False)

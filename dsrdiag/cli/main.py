@@ -17,6 +17,7 @@ import typer
 
 from dsrdiag import __version__
 from dsrdiag.capture.sources import parse_sources
+from dsrdiag.cli.shutdown import Stopped, ignore_signals, stdout_errors, stop_on_signals
 from dsrdiag.core import topology as topo
 from dsrdiag.core.errors import DsrdiagError, UsageError
 from dsrdiag.core.exitcodes import ExitCode
@@ -60,6 +61,7 @@ def _check_output(fmt: str, fail_on: str) -> None:
         raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
 
 
+@stdout_errors
 def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
           html_path: Path | None = None) -> None:
     """Print the report (and write the HTML page) and end with the exit code the findings (and
@@ -125,9 +127,16 @@ def analyze_cmd(
         from dsrdiag.cli.console import make_console
         from dsrdiag.report.progress import CaptureProgress
 
-        progress = CaptureProgress(sources, make_console(sys.stderr))
+        from rich.markup import escape
+
+        from dsrdiag.core.safetext import terminal as visible
+
+        # the bar's labels are rich markup: vantage names (file names) escaped for both
+        progress = CaptureProgress([(escape(visible(v)), p) for v, p in sources], make_console(sys.stderr))
     list_writer = None
-    if fmt == "json" and not sys.stdout.isatty() and html_out is None:  # compact JSON only (see _emit):
+    from dsrdiag.track.spill import usable
+
+    if fmt == "json" and not sys.stdout.isatty() and html_out is None and usable():  # compact JSON only (see _emit):
         # the lists are written while judging; an HTML page, a terminal or text output iterate them
         from dsrdiag.report.jsondoc import ConnectionItems
 
@@ -189,6 +198,10 @@ def hostcheck_cmd(
 
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry: run the app and map every error to one line and an exit code."""
+    from dsrdiag.core.safetext import terminal as visible
+
+    if argv is None:
+        stop_on_signals()
     try:
         rv = app(args=argv, prog_name="dsrdiag", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0  # click returns typer.Exit's code in this mode
@@ -196,11 +209,15 @@ def run(argv: list[str] | None = None) -> int:
     except typer.Exit as e:
         code = e.exit_code
     except DsrdiagError as e:
-        print(f"dsrdiag: error: {e}", file=sys.stderr)
+        print(f"dsrdiag: error: {visible(e)}", file=sys.stderr)  # names and packet text: escaped
         code = int(e.exit_code)
     except KeyboardInterrupt:
+        ignore_signals()
         print("dsrdiag: interrupted", file=sys.stderr)
-        code = 130
+        code = int(ExitCode.INTERRUPTED)
+    except Stopped as e:  # SIGINT, SIGTERM, SIGHUP, SIGQUIT: unwound, files removed at exit
+        print(e.message, file=sys.stderr)
+        code = e.exit_code
     except Exception as e:
         if type(e).__name__ == "NoArgsIsHelpError" and getattr(e, "ctx", None) is not None:
             print(e.ctx.get_help(), file=sys.stderr)  # bare `dsrdiag` or `dsrdiag analyze`: show help
@@ -212,7 +229,7 @@ def run(argv: list[str] | None = None) -> int:
         # the last line of defence: no traceback for users
         if os.environ.get("DSRDIAG_DEBUG"):
             raise
-        print(f"dsrdiag: error: internal error ({type(e).__name__}: {e}); please report it with the capture", file=sys.stderr)
+        print(f"dsrdiag: error: internal error ({type(e).__name__}: {visible(e)}); please report it with the capture", file=sys.stderr)
         code = int(ExitCode.USAGE)
     else:
         code = 0
@@ -227,6 +244,7 @@ def _exit(code: int, argv) -> int:
     if argv is None:
         import atexit
 
+        ignore_signals()  # cleaning up (temporary files, workers): a late signal must not cut it short
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

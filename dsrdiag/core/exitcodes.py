@@ -19,3 +19,14 @@ class ExitCode(IntEnum):
     INCONCLUSIVE = 4
     """Nothing could be judged: no packets, no VIP, no connection to the VIP and port, or none that
     could be seen to complete. Never reported as healthy (the verdict says what was seen instead)."""
+    # A run that did not finish: 128 + the signal's number, as a shell reports a process it ended.
+    HANGUP = 129
+    """SIGHUP (the terminal closed): stopped, temporary files removed, workers ended."""
+    INTERRUPTED = 130
+    """SIGINT (Ctrl-C): stopped, temporary files removed, workers ended."""
+    QUIT = 131
+    """SIGQUIT: stopped, temporary files removed, workers ended."""
+    OUTPUT_CLOSED = 141
+    """Standard output closed before the report was written (`| head -1`): 128 + SIGPIPE."""
+    TERMINATED = 143
+    """SIGTERM (`timeout`, systemd, `docker stop`, CI cancellation): stopped, files removed."""

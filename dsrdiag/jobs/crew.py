@@ -14,12 +14,18 @@ cannot read fails the run at once and stops the workers (close(abort)); what wor
 raised by the parent once they have reported, the first capture's first. With one bad capture
 that is --jobs 1's message and exit code (tests/test_parallel_crew.py); with several, which one
 is named can differ.
+
+Stopping: a worker unwinds on SIGTERM, SIGHUP, SIGQUIT and SIGINT, and when its parent ends (the
+pipe closes: a worker holds only its own end of it; on Linux the kernel also signals it), removing
+the files it did not hand over; close(abort) stops the workers at once, escalating to SIGKILL.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import signal
 from multiprocessing.connection import wait
 
 
@@ -64,20 +70,55 @@ class _Stopped(BaseException):
 
 
 def _stop(signum, frame) -> None:
-    raise _Stopped()
+    _ignore()  # the first signal stops the worker; later ones (Crew.close's SIGTERM after a
+    raise _Stopped()  # Ctrl-C to the process group) must not cut its cleaning up short
 
 
-def _worker(conn, counter, sources, ports, shared) -> None:
-    import signal
+def _nothing(signum, frame) -> None:
+    pass
 
+
+def _ignore() -> None:
+    for name in STOP_SIGNALS + ("SIGINT",):  # a handler that does nothing, not SIG_IGN: a signal
+        signal.signal(getattr(signal, name), _nothing)  # already pending would raise OSError then
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGQUIT")
+"""What `timeout`, systemd, `docker stop`, a closed terminal and CI cancellation send: a worker
+unwinds on each (as on Ctrl-C's SIGINT), removing its files."""
+
+
+def _signals() -> set:
+    return {getattr(signal, name) for name in STOP_SIGNALS + ("SIGINT",)}
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this worker when the parent ends, however it ends (even SIGKILL)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed pipe still ends the worker
+        return
+    if os.getppid() != parent:  # the parent ended before the call above
+        raise _Stopped()
+
+
+def _worker(conn, counter, sources, ports, shared, parent_ends=(), parent: int = 0) -> None:
     kept: dict = {}
     try:
-        signal.signal(signal.SIGTERM, _stop)  # in the try: a SIGTERM may come as soon as it is set
+        for name in STOP_SIGNALS + ("SIGINT",):
+            signal.signal(getattr(signal, name), _stop)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _signals())  # blocked by Crew() from before the fork
+        for c in parent_ends:  # the parent's ends of every pipe: with them open here, the
+            c.close()          # parent's death would never reach recv() as end-of-file
+        if parent:
+            _die_with_parent(parent)
         _work(conn, counter, sources, ports, shared, kept)
-    except (_Stopped, KeyboardInterrupt, EOFError, BrokenPipeError):  # stopped, interrupted, or the parent is gone
+    except (_Stopped, KeyboardInterrupt, EOFError, BrokenPipeError, ConnectionResetError):  # stopped, interrupted, or the parent is gone
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleaning up: a late SIGTERM must not cut it short
+        _ignore()  # cleaning up: a late signal must not cut it short
         # records not handed over remove their spill files (a capture abandoned halfway: its
         # RecordSink does); the records themselves are not freed one by one (the process ends:
         # multiprocessing exits it with os._exit), which took ~25 ms of a million-packet capture
@@ -131,10 +172,21 @@ class Crew:
         self.counter = ctx.Value("i", 0)
         self.conns, self.procs = [], []
         self.owner: dict[int, int] = {}
+        if workers and self.n > 1:
+            from dsrdiag.track import spill
+
+            spill.prepare()  # one temporary folder for the run, made before the workers fork
         for _ in range(min(workers, self.n - 1)):
             here, there = ctx.Pipe()
-            p = ctx.Process(target=_worker, args=(there, self.counter, sources, ports, shared), daemon=True)
-            p.start()
+            p = ctx.Process(target=_worker, args=(there, self.counter, sources, ports, shared,
+                                                  (here, *self.conns), os.getpid()), daemon=True)
+            # stop signals wait until the worker has its own handlers (not this process's, which
+            # a fork copies): here they are delivered right after the start
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _signals())
+            try:
+                p.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             there.close()
             self.conns.append(here)
             self.procs.append(p)
@@ -222,6 +274,9 @@ class Crew:
             p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
+                p.join(timeout=5)
+            if p.is_alive():  # a worker stuck where no signal handler runs: no process outlives the run
+                p.kill()
                 p.join(timeout=5)
         for conn in self.conns:
             conn.close()

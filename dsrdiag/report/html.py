@@ -6,7 +6,9 @@ machines with no network; a Content-Security-Policy forbids scripts, fetches and
 a mistake in escaping could not run anything. Everything that came from packets (banners, EHLO
 names, SMTP lines, and any finding text that quotes them) goes through `e()`: a capture is
 untrusted input. The page shows the same facts as the JSON document (it is built from
-jsondoc.to_dict) plus the ladders, which need the packet times.
+jsondoc.to_dict) plus the ladders, which need the packet times. The built page then goes through
+core/safetext.html_page once: control characters (ESC, NUL, C1...) and undecodable bytes of file
+names are shown as `\x1b`-style escapes, whatever value carried them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import heapq
 import html
 
+from dsrdiag.core.safetext import html_page
 from dsrdiag.jobs.report_model import Report
 from dsrdiag.report import jsondoc
 
@@ -64,7 +67,7 @@ def render(report: Report) -> str:
     if report.correlation is not None:
         parts += _correlation(report, doc["correlation"])
     parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return html_page("\n".join(parts))
 
 
 def _where(f: dict) -> str:

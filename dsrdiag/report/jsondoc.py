@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - a dependency; the stdlib encoder gives
 from dsrdiag import __version__
 from dsrdiag.capture.frame import linktype_name
 from dsrdiag.core.evidence import HostRef, format_ts
+from dsrdiag.core.safetext import json_bytes, json_text
 from dsrdiag.decode.tcp import flag_letters
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
@@ -221,17 +222,17 @@ def to_dict(r: Report, connections: bool = True) -> dict:
 def render(r: Report, pretty: bool = False) -> str:
     """The whole document as one string (indented for a human at a terminal)."""
     if pretty:
-        return json.dumps(to_dict(r), indent=2, ensure_ascii=False) + "\n"
-    return json.dumps(to_dict(r), ensure_ascii=False, separators=(",", ":")) + "\n"
+        return json_text(json.dumps(to_dict(r), indent=2, ensure_ascii=False)) + "\n"
+    return json_text(json.dumps(to_dict(r), ensure_ascii=False, separators=(",", ":"))) + "\n"
 
 
 def _encode(d: dict) -> bytes:
     if orjson is not None:
         try:
-            return orjson.dumps(d)
+            return json_bytes(orjson.dumps(d))
         except TypeError:  # orjson.JSONEncodeError: a lone surrogate (an undecodable file name)
             pass
-    return _SLOW(d).encode("utf-8", "surrogateescape")
+    return json_text(_SLOW(d)).encode("utf-8")  # valid UTF-8: core/safetext.py
 
 
 _SLOW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -298,7 +299,7 @@ def write(r: Report, out, pretty: bool = False) -> None:
     if pretty:
         out.write(render(r, pretty=True))
         return
-    head = json.dumps(to_dict(r, connections=False), ensure_ascii=False, separators=(",", ":"))
+    head = json_text(json.dumps(to_dict(r, connections=False), ensure_ascii=False, separators=(",", ":")))
     cut = head.index('"connections":[]') + len('"connections":[')
     out.write(head[:cut])
     buf = getattr(out, "buffer", None)

@@ -3,6 +3,9 @@ per-back-end table, the captures and what they cannot show; per-connection detai
 
 Never: interpolates packet text into rich markup (a banner such as `[bold]` would be markup, a
 classic injection); every such string goes in as rich.text.Text or a table cell built from Text.
+Every string handed to rich, titles and column headers included, is a Text built by `_t` (a
+`_Shown`, which escapes whatever string is appended to it: core/safetext.py), so that no packet
+or file name can drive the admin's terminal.
 """
 
 from __future__ import annotations
@@ -15,21 +18,35 @@ from rich.text import Text
 
 from dsrdiag.capture.frame import linktype_name
 from dsrdiag.core.evidence import HostRef, format_ts
+from dsrdiag.core.safetext import terminal as _visible
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
 
 SEV_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
 
 
+class _Shown(Text):
+    """A Text that shows every string appended to it with its control characters escaped
+    (core/safetext.py): what `_t` makes, so that `head.append(...)` on one is safe too."""
+
+    def append(self, text, style=None):
+        return super().append(_visible(text) if isinstance(text, str) else text, style)
+
+
 def _t(*parts) -> Text:
     """Build a Text from (string, style) pairs or plain strings, never parsing markup."""
-    out = Text()
+    out = _Shown()
     for p in parts:
         if isinstance(p, tuple):
             out.append(str(p[0]), style=p[1])
         else:
             out.append(str(p))
     return out
+
+
+def _lines(*lines) -> Text:
+    """Lines of one table cell: each escaped, then joined by the presenter's own line breaks."""
+    return Text("\n").join(_t(x) for x in lines)
 
 
 def _uid_order(uid: str):
@@ -113,16 +130,16 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
         console.print()
 
     if report.backends:
-        t = Table(title="Back-ends", title_justify="left")
+        t = Table(title=_t("Back-ends"), title_justify="left")
         for col in ("back-end", "IP", "MAC", "source", "connections", "completed", "failed", "banner host", "median SYN->banner"):
-            t.add_column(col, no_wrap=col in ("IP", "MAC"), overflow="fold")
+            t.add_column(_t(col), no_wrap=col in ("IP", "MAC"), overflow="fold")
         for row in report.backends:
             b = row.backend
             t.add_row(
-                Text(b.name), Text(b.ip or "-"), Text(b.mac or "-"), Text(b.source),
+                _t(b.name), _t(b.ip or "-"), _t(b.mac or "-"), _t(b.source),
                 str(row.connections), str(row.completed),
-                Text(str(row.failed) + "".join(f"\n{x.connections} x {_failure_text(x)}" for x in row.failures)),
-                Text(", ".join(row.banner_hosts) or "-"),
+                _lines(str(row.failed), *(f"{x.connections} x {_failure_text(x)}" for x in row.failures)),
+                _t(", ".join(row.banner_hosts) or "-"),
                 f"{row.median_banner_ms:.1f} ms" if row.median_banner_ms is not None else "-",
             )
         console.print(t)
@@ -166,15 +183,15 @@ def render(report: Report, console: Console, verbose: bool = False, ladder: str 
 
     if verbose:
         console.print()
-        t = Table(title="Connections", title_justify="left")
+        t = Table(title=_t("Connections"), title_justify="left")
         for col in ("uid", "ts", "client", "server", "history", "state", "back-end", "banner host", "replies"):
-            t.add_column(col)
+            t.add_column(_t(col))
         for c, b in report.connections:
             t.add_row(
-                Text(c.uid), Text(format_ts(c.first_ts_ns)), Text(f"{c.client_ip}:{c.client_port}"),
-                Text(f"{c.server_ip}:{c.server_port}"), Text(c.history), Text(c.conn_state),
-                Text(b.name if b else "-"), Text(c.smtp.banner_host or "-" if c.smtp else "-"),
-                Text(" ".join(map(str, c.smtp.reply_codes)) if c.smtp else "-"),
+                _t(c.uid), _t(format_ts(c.first_ts_ns)), _t(f"{c.client_ip}:{c.client_port}"),
+                _t(f"{c.server_ip}:{c.server_port}"), _t(c.history), _t(c.conn_state),
+                _t(b.name if b else "-"), _t(c.smtp.banner_host or "-" if c.smtp else "-"),
+                _t(" ".join(map(str, c.smtp.reply_codes)) if c.smtp else "-"),
             )
         console.print(t)
 
@@ -198,13 +215,13 @@ def _probe(report: Report, console: Console) -> None:
                      + (" (the VIP is on this segment)" if p.on_link else " (the VIP is routed)")))
     if p.arp_answers is not None:
         console.print(_t("  ARP/NDP who-has the VIP answered by: ", ", ".join(p.arp_answers) or "nobody"))
-    t = Table(title="Back-ends as the probe saw them", title_justify="left")
+    t = Table(title=_t("Back-ends as the probe saw them"), title_justify="left")
     for col in ("back-end", "sessions", "completed", "failed (how)", "median connect", "median banner"):
-        t.add_column(col)
+        t.add_column(_t(col))
     for row in p.backends:
         how = ", ".join(f"{k} {v}" for k, v in sorted(row["failed_how"].items()))
-        t.add_row(Text(row["backend"]), str(row["sessions"]), str(row["completed"]),
-                  Text(f"{row['failed']}" + (f" ({how})" if how else "")),
+        t.add_row(_t(row["backend"]), str(row["sessions"]), str(row["completed"]),
+                  _t(f"{row['failed']}" + (f" ({how})" if how else "")),
                   f"{row['median_connect_ms']:.1f} ms" if row["median_connect_ms"] is not None else "-",
                   f"{row['median_banner_ms']:.1f} ms" if row["median_banner_ms"] is not None else "-")
     console.print(t)
@@ -222,17 +239,17 @@ def _ladder(report: Report, console: Console, which: str) -> None:
         console.print(_t(("ladder: ", "bold"), f"no connection of client {which} was seen at two vantages or more"))
         return
     for f in flows:
-        t = Table(title=f"Ladder: {f.client} -> port {f.server_port}" + (f" ({f.mode}{', ' + f.leg + ' leg' if f.leg else ''})" if f.mode else ""),
-                  title_justify="left", caption=f"matched by {', '.join(f.matched_by)}" + (f"; other side: {f.linked}" if f.linked else ""),
+        t = Table(title=_t(f"Ladder: {f.client} -> port {f.server_port}" + (f" ({f.mode}{', ' + f.leg + ' leg' if f.leg else ''})" if f.mode else "")),
+                  title_justify="left", caption=_t(f"matched by {', '.join(f.matched_by)}" + (f"; other side: {f.linked}" if f.linked else "")),
                   caption_justify="left")
-        t.add_column("packet")
+        t.add_column(_t("packet"))
         for v in f.vantages:
-            t.add_column(v)
-        t.add_column("last seen")
+            t.add_column(_t(v))
+        t.add_column(_t("last seen"))
         for p in f.packets:
             arrow = "->" if p.direction == ">" else "<-"
             label = f"{arrow} {p.label}" + (f"  {p.text[:50]}" if p.text else "")
             at = {h.vantage: h for h in p.hops}
-            cells = [Text(f"#{at[v].frame} {format_ts(at[v].ts_ns)[11:]}") if v in at else Text("X" if v == p.lost_before else "") for v in f.vantages]
-            t.add_row(Text(label), *cells, Text(p.last_seen + (f" (lost before {p.lost_before})" if p.lost_before else "")))
+            cells = [_t(f"#{at[v].frame} {format_ts(at[v].ts_ns)[11:]}") if v in at else _t("X" if v == p.lost_before else "") for v in f.vantages]
+            t.add_row(_t(label), *cells, _t(p.last_seen + (f" (lost before {p.lost_before})" if p.lost_before else "")))
         console.print(t)

@@ -7,17 +7,30 @@ in batches of BATCH) makes memory follow the connections open at once, not the s
 Iteration merges the chunks with the in-memory part by (first packet time, uid): the same order
 whether or not anything was spilled.
 
-Files live in one temporary folder per process that spills; the process that holds the records
-last (the parent, after a worker sent them) removes them when they are garbage or at exit.
+Files live in one temporary folder per run: the process that makes it (the parent: a Crew makes it
+before its workers fork, so that they share it) removes it with everything in it at exit, however
+the run ends (an error, Ctrl-C, SIGTERM/SIGHUP/SIGQUIT: the CLI turns those into an exception that
+unwinds, then exits through atexit). Within a run, files are removed as soon as their records are
+garbage; a worker removes the files it did not hand over before it ends. Only SIGKILL (or a crash)
+can leave the folder behind: nothing can run then.
+
+The folder is made under $TMPDIR when it is set (and only there: a TMPDIR that is missing or not a
+folder is an error, not a silent fallback to /tmp or the working directory), else where Python's
+tempfile finds one. None usable: TempDirError, one line (docs/exit-codes.md), raised only when a
+file is really needed (a capture with more than SPILL_AT connections).
 """
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import os
 import pickle
+import shutil
 import tempfile
 import weakref
+
+from dsrdiag.core.errors import DsrdiagError
 
 SPILL_AT = 5000
 """Records held in memory per capture before chunks go to disk (about 3 KB each)."""
@@ -29,15 +42,71 @@ MAX_CHUNKS = 8
 that iterating holds at most SPILL_AT + MAX_CHUNKS * BATCH records whatever the file's size."""
 
 _DIR: str | None = None
+_DIR_OWNER: int | None = None
+"""The pid of the process that made _DIR (and removes it at exit); forked workers use it too."""
+
+
+class TempDirError(DsrdiagError):
+    """No usable folder for temporary files (a read-only container, a TMPDIR that does not exist)."""
+
+
+def _base() -> str:
+    env = os.environ.get("TMPDIR")
+    if env:
+        if not os.path.isdir(env):
+            raise TempDirError(f"no usable temporary folder: TMPDIR={env} is not a folder "
+                               "(set TMPDIR to a writable folder)")
+        return env
+    try:
+        return tempfile.gettempdir()
+    except (FileNotFoundError, OSError):
+        raise TempDirError("no usable temporary folder (none of TMPDIR, /tmp, /var/tmp is writable): "
+                           "set TMPDIR to a writable folder") from None
+
+
+def usable() -> bool:
+    """Could temporary files be made here (without making any)?"""
+    try:
+        base = _base()
+    except TempDirError:
+        return False
+    return os.access(base, os.W_OK | os.X_OK)
 
 
 def _spill_dir() -> str:
-    # no atexit removal here: a worker process that spills hands its files to the parent, which
-    # removes them (RecordSeq's finalizer) and then the folder, once empty
-    global _DIR
+    global _DIR, _DIR_OWNER
     if _DIR is None or not os.path.isdir(_DIR):
-        _DIR = tempfile.mkdtemp(prefix="dsrdiag-spill-")
+        base = _base()
+        try:
+            _DIR = tempfile.mkdtemp(prefix="dsrdiag-spill-", dir=base)
+        except OSError as e:
+            raise TempDirError(f"no usable temporary folder: {base}: {e.strerror or e} "
+                               "(set TMPDIR to a writable folder)") from None
+        _DIR_OWNER = os.getpid()
+        atexit.register(_remove_dir, _DIR, _DIR_OWNER)
     return _DIR
+
+
+def prepare() -> None:
+    """Make the run's folder now, if it can be made (a Crew, before its workers fork: they share
+    it, and this process removes it at exit with whatever a stopped worker left in it)."""
+    try:
+        _spill_dir()
+    except TempDirError:
+        pass  # raised again where a file is really needed
+
+
+def _remove_dir(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked worker: the parent removes it
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def cleanup() -> None:
+    """Remove this run's folder and every file in it now (the process that made it; at exit)."""
+    global _DIR
+    if _DIR is not None and _DIR_OWNER == os.getpid():
+        _remove_dir(_DIR, _DIR_OWNER)
+        _DIR = None
 
 
 def _order(c):
@@ -63,10 +132,11 @@ def _remove(paths: list[str], owned: list[bool]) -> None:
             except OSError:
                 pass
         for d in {os.path.dirname(p) for p in paths}:
-            try:
-                os.rmdir(d)  # only when empty: another capture's chunks may still be there
-            except OSError:
-                pass
+            if d != _DIR:  # the run's folder goes at exit (a forked worker may still need it)
+                try:
+                    os.rmdir(d)  # only when empty: another capture's chunks may still be there
+                except OSError:
+                    pass
 
 
 class RecordSink:
