@@ -17,9 +17,10 @@ must stand strictly earlier in PRECEDENCE than its symptom, so links never form 
 one kind, a finding about a segment of the path (a bypass seen by correlating both firewall
 legs) explains the per-vantage findings of that kind on the same connections.
 
-A symptom seen at the same vantages as its cause, on the cause's own connections (or, without
-connections, about the same subject), is the cause seen again and is folded into it: rules never
-silence each other, this one rule does it for all of them.
+A symptom seen at the same vantages as its cause, on the cause's own connections, is the cause
+seen again and is folded into it: rules never silence each other, this one rule does it for all of
+them. Findings about an address (ARP/NDP claims) are kept beside their cause: how many MACs claim
+the VIP says more than the leak alone.
 
 Ids: like a Zeek notice's identifier, from what makes the fault the same fault: kind, vantages,
 segment, the back-end's MAC (its address when no MAC is known: an inferred address, like an
@@ -125,8 +126,8 @@ def link(findings: list[Finding], conn_key: dict[str, tuple]) -> list[Finding]:
     folded = set()
     for s, c in cause_of.items():
         r = root(s)
-        if set(findings[s].vantages) <= set(findings[r].vantages) and keys[s] <= keys[r] \
-                and (keys[s] or findings[s].subject == findings[r].subject) and findings[s].between is None:
+        if keys[s] and set(findings[s].vantages) <= set(findings[r].vantages) and keys[s] <= keys[r] \
+                and findings[s].between is None:
             folded.add(s)
     out = []
     for i, f in enumerate(findings):

@@ -47,12 +47,25 @@ def _in_order(per_capture: list[dict], keep=None) -> list[tuple]:
     return [(k, v[0]) for k, v in sorted(total.items(), key=lambda kv: kv[1][1])]
 
 
-def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[str], Counter, set[str]]:
+def _link_local(ip: str) -> bool:
+    """fe80::/10 and 169.254/16: never a VIP (every IPv6 host claims one of its own)."""
+    return ip.lower().startswith("fe8") or ip.lower().startswith("fe9") or ip.lower().startswith("fea") \
+        or ip.lower().startswith("feb") or ip.startswith("169.254.")
+
+
+def _behind_a_load_balancer(records, ports) -> tuple[set[str], list[str], Counter, set[str]]:
     """SYN destinations that are a load balancer's back-ends (never VIPs), and that balancer's VIPs.
 
-    - SNAT / full proxy: a host M opens connections to D from its own address S (M claims S in
-      ARP/NDP) while M also claims other addresses V: V are its VIPs, D a back-end's real address.
-      A host claiming only its own address is an ordinary client (a web server sending mail).
+    What one capture shows of its own segment (ARP/NDP claims, TTLs) is read per capture:
+    - SNAT / full proxy: a host M opens connections to D, a server on this segment, from its own
+      address S (M claims S in ARP/NDP) while M also claims other addresses V (never link-local):
+      V are its VIPs, D a back-end's real address. A host claiming only its own address is an
+      ordinary client (a web server sending mail).
+    - Routed SNAT: connections reach D from an address M claims on this segment, with the TTL of
+      packets that came from further away: M forwarded them and rewrote their source.
+    - A single source on this segment opening every connection to D, both ends on it: D is no VIP
+      (what that source is, this capture may not tell).
+    Across captures (MACs are the same on every segment they appear on):
     - NAT: the clients whose SYNs to V were addressed to MAC M reach D through M with another
       destination address: M rewrote it, D is behind it. A router forwards to the same address,
       so it never looks like this.
@@ -65,20 +78,38 @@ def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[st
     to_mac: dict[tuple[str, str], set[str]] = defaultdict(set)  # (client, MAC it sent to) -> destinations
     clients_to: dict[str, set[str]] = defaultdict(set)  # MAC -> clients whose SYNs were addressed to it
     dests_to: dict[str, set[str]] = defaultdict(set)  # MAC -> destinations of the SYNs addressed to it
-    for f in facts:
-        for (s_ip, s_port, c_ip, c_src, c_dst, _, _), _ in f.syn_src.items():
+    for r in records:
+        for (s_ip, s_port, c_ip, c_src, c_dst, _, _), _ in r.facts.syn_src.items():
             if s_port in ports and c_dst:
                 to_mac[(c_ip, c_dst)].add(s_ip)
                 clients_to[c_dst].add(c_ip)
                 dests_to[c_dst].add(s_ip)
-    for f in facts:
+    for r in records:
+        f = r.facts
+        macs_claim: dict[str, set[str]] = defaultdict(set)
+        for ip, cls in r.neighbours.claims.items():
+            for cl in cls:
+                macs_claim[cl.mac].add(ip)
+        hops_to: dict[str, set] = defaultdict(set)
+        for (ip, port, orig_hops, resp_hops), _ in f.sides.items():
+            if port in ports:
+                hops_to[ip].add((orig_hops, resp_hops))
+        local_servers = {ip for ip, hs in hops_to.items() if any(rh == 0 for _, rh in hs)}
+        sources: dict[str, set[str]] = defaultdict(set)
         for (s_ip, s_port, c_ip, c_src, _, _, _), (n, _) in f.syn_src.items():
-            if s_port not in ports or not c_src:
+            if s_port not in ports:
                 continue
-            own = macs_claim.get(c_src, set())
-            if c_ip in own and own - {c_ip, s_ip}:
+            sources[s_ip].add(c_ip)
+            if not c_src:
+                continue
+            own = {a for a in macs_claim.get(c_src, set()) if not _link_local(a)}
+            if c_ip in own and own - {c_ip, s_ip} and s_ip in local_servers:
                 behind.add(s_ip)
                 vips += sorted(own - {c_ip, s_ip} - set(vips))
+            if c_ip in own and any(o for o, _ in hops_to.get(s_ip, ()) if o):
+                behind.add(s_ip)  # routed SNAT
+                own_sources.add(c_ip)
+                rewriters[c_src] += n
             fronts = to_mac.get((c_ip, c_src), set()) - {s_ip}
             if not fronts and c_ip not in clients_to.get(c_src, ()):
                 # M takes connections to V and opens its own from an address no client used: a proxy
@@ -89,6 +120,9 @@ def _behind_a_load_balancer(facts, ports, macs_claim) -> tuple[set[str], list[st
                 behind.add(s_ip)
                 vips += sorted(fronts - set(vips))
                 rewriters[c_src] += n
+        for d, cs in sources.items():
+            if len(cs) == 1 and hops_to.get(d) == {(0, 0)}:  # one source, both ends on this segment
+                behind.add(d)
     return behind, [v for v in vips if v not in behind], rewriters, own_sources
 
 
@@ -105,11 +139,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         for ip, cls in r.neighbours.claims.items():
             for cl in cls:
                 claimed_by[ip].add(cl.mac)
-    macs_claim: dict[str, set[str]] = defaultdict(set)
-    for ip, ms in claimed_by.items():
-        for m in ms:
-            macs_claim[m].add(ip)
-    behind_lb, lb_vips, rewriters, lb_sources = _behind_a_load_balancer(facts, ports, macs_claim)
+    behind_lb, lb_vips, rewriters, lb_sources = _behind_a_load_balancer(records, ports)
     vips = list(given.vips)
     if not vips:
         syn_dst: Counter = Counter()
@@ -141,7 +171,17 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
                 notes.append("not VIPs: " + ", ".join(sorted(behind_lb))
                              + " are reached through the load balancer (NAT, SNAT or a proxy): back-ends' own addresses")
         else:
-            notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
+            # no client connection to go by: an address several MACs claim is the one to look at
+            claimed_twice = sorted(ip for ip, ms in claimed_by.items() if len(ms) > 1 and not _link_local(ip))
+            if claimed_twice:
+                vips = [Vip(ip=ip, ports=tuple(sorted(ports)), source=INFERRED) for ip in claimed_twice[:MAX_INFERRED_VIPS]]
+                notes.append("no --vip given and no client connection to a VIP: VIP inferred from ARP/NDP: "
+                             + ", ".join(f"{ip} (claimed by {', '.join(sorted(claimed_by[ip]))})" for ip in claimed_twice[:MAX_INFERRED_VIPS]))
+            elif behind_lb:
+                notes.append("no --vip given: no VIP could be inferred: " + ", ".join(sorted(behind_lb))
+                             + " receive every connection from one address on this segment (a load balancer's SNAT or a proxy?)")
+            else:
+                notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
     vip_ips = {v.ip for v in vips}
 
     # the L2 paths of VIP connections, in order of first appearance: what the rest is read from
@@ -167,6 +207,15 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             repl_dst = {d for _, d in resp_l2 if d}
             if len(srcs) == 1 and repl_src and dsts == repl_src and not (srcs & repl_dst) and not (srcs & servers):
                 rewrite[next(iter(srcs))] += n
+        # seen at a back-end whose VIP is missing (no reply at all): the router asks for the VIP, yet the
+        # routed client frames to it come from another MAC, which hands them on: the LB
+        routers = {m for r in records for vip in vip_ips for m in r.neighbours.requesters.get(vip, ())}
+        relay: Counter = Counter()
+        if routers:
+            for (ip, orig_l2, _, resp_l2, *_), n in paths:
+                srcs = {s for s, _ in orig_l2 if s}
+                if len(srcs) == 1 and not resp_l2 and not (srcs & routers) and not (srcs & servers):
+                    relay[next(iter(srcs))] += n
         if fwd:
             mac = fwd.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
@@ -176,6 +225,11 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: it sends the clients' connections to the VIP on to "
                          f"back-ends' own addresses ({rewriters[mac]} connections; NAT)")
+        elif relay:
+            mac = relay.most_common(1)[0][0]
+            lb_macs = [(mac, INFERRED)]
+            notes.append(f"load balancer MAC {mac} inferred: it hands routed client frames to the VIP to another MAC "
+                         f"while the router that asks for the VIP is another host ({relay[mac]} connections)")
         elif rewrite:
             mac = rewrite.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]

@@ -289,6 +289,8 @@ class NeighbourTable:
     """Per IP, in order: the first claims per MAC and changes of MAC, then the most recent (bounded)."""
     requests: dict[str, int] = field(default_factory=dict)
     """Per IP: how many who-has / neighbour solicitations asked for it."""
+    requesters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per IP: the first few MACs that asked for it."""
     claim_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     """(ip, mac) -> number of claims."""
     mac_changes: dict[str, int] = field(default_factory=dict)

@@ -3,9 +3,9 @@
 Who is a back-end comes from the topology (given, or inferred from behaviour on the wire: a MAC
 that sends SYN-ACKs from the VIP, or receives VIP frames the load balancer re-sent), so no
 --lb-mac is needed: at the firewall's inside leg the leaking back-end is named, and at a
-back-end's own capture its own answer for the VIP is the leak. Beside a load balancer MAC the user
-gave (--lb-mac), every other claimant is a fault too; an inferred one is not enough (a second
-load balancer claiming the VIP is not a back-end: that is vip_claimed_by_several_macs). Claimants that cannot be told apart are
+back-end's own capture its own answer for the VIP is the leak. A claimant that is not a back-end
+(a second load balancer, another host given the VIP) is vip_claimed_by_several_macs', which
+names the load balancer beside it when it is known. Claimants that cannot be told apart are
 vip_claimed_by_several_macs (its own module), which this finding explains when both are seen.
 """
 
@@ -22,6 +22,8 @@ CLAIM_TEXT = {
     "arp-gratuitous": "gratuitous ARP",
     "nd-advert": "neighbour advertisement",
     "nd-dad": "duplicate address detection probe",
+    "arp-request": "ARP request sent from it",
+    "nd-solicit": "neighbour solicitation sent from it",
 }
 
 ENTRY = Entry(
@@ -88,15 +90,13 @@ def check(ctx: Context) -> Iterator[Finding]:
     for vip in sorted(ctx.vips):
         claims = nt.claims.get(vip, ())
         macs = sorted({c.mac for c in claims})
-        given_lb = {m for m, src in ctx.topology.lb_macs if src == "given"}
         for mac in macs:
-            if mac in ctx.lb_macs or not (ctx.is_backend_mac(mac) or given_lb):
+            if mac in ctx.lb_macs or not ctx.is_backend_mac(mac):
                 continue  # the LB itself; or not known to be a back-end: vip_claimed_by_several_macs
             own = [c for c in claims if c.mac == mac]
             count = nt.claim_counts.get((vip, mac), len(own))
             kinds = sorted({CLAIM_TEXT[c.kind] for c in own})
-            role = ("a back-end (it serves the VIP's connections)" if ctx.is_backend_mac(mac)
-                    else f"not the load balancer given ({', '.join(sorted(given_lb))})")
+            role = "a back-end (it serves the VIP's connections)"
             summary = f"{mac}, {role}, claimed VIP {vip} {plural(count, 'time')} ({', '.join(kinds)})."
             others = [m for m in macs if m != mac]
             if others:

@@ -1,7 +1,8 @@
 """capture_one_sided: the capture holds one direction of traffic only.
 
-Every TCP connection in the capture (any port) is one-sided the same way, and nothing else in it
-shows the other direction (no ARP/NDP request beside an answer): that is a capture point that
+Every TCP connection in the capture (any port) is one-sided the same way, the side seen went on as
+if answered (ACKs and data, not only retransmitted SYNs, which say the other side never spoke), and
+nothing else in it shows the other direction (no ARP/NDP request beside an answer): that is a capture point that
 mirrors one direction (SPAN rx only, one tap leg), not a network fault, and one warning about the
 capture replaces an asymmetric_flow per connection (which it explains: findings/causes.py).
 """
@@ -45,6 +46,7 @@ class Collector:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.total = 0
+        self.progressed = 0
         self.sides: set[str] = set()
         self.service: list = []
 
@@ -52,6 +54,11 @@ class Collector:
         self.total += 1
         side = "client->server" if not c.resp_pkts else "server->client" if not c.orig_pkts else "both"
         self.sides.add(side)
+        h = c.history
+        # the side seen went on as if answered (the client ACKs or sends data; the server sends data):
+        # only then did the other direction exist; SYNs alone, retransmitted, were simply not answered
+        if ("A" in h or "D" in h) if side == "client->server" else ("d" in h or "a" in h):
+            self.progressed += 1
         if side != "both" and c.server_port in self.ctx.ports and len(self.service) < 10_000:
             self.service.append(c)
 
@@ -60,7 +67,8 @@ class Collector:
         nt = ctx.records.neighbours
         if ctx.lb_interface:
             return  # the LB's own interface in DSR: client->server only is the design, not the capture
-        if self.total < MIN_CONNECTIONS or len(self.sides) != 1 or "both" in self.sides or not self.service:
+        if self.total < MIN_CONNECTIONS or len(self.sides) != 1 or "both" in self.sides or not self.service \
+                or self.progressed < MIN_CONNECTIONS:
             return
         if nt.claims and nt.requests:
             return  # ARP/NDP questions and answers both passed: the capture point sees both ways
