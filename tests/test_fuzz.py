@@ -4,10 +4,12 @@ exception but our one-line DsrdiagError, no hang, and damage reported as data.""
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
-import tempfile
 from pathlib import Path
+
+import pytest
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,19 +20,28 @@ from dsrdiag.jobs.analyze import conclude
 from dsrdiag.track.pipeline import track_capture
 from tests.conftest import CAPTURES, REAL, run_cli
 
-SEEDS = [CAPTURES / n for n in ("healthy.pcap", "healthy-client.pcapng", "arp_leak6.pcapng", "wrong_source.pcap", "healthy.pcap.gz", "snat_proxy.pcap")]
-SEEDS += [REAL / n for n in ("zeek-smtp-starttls.pcap", "pcpp-many_interfaces-1.pcapng", "pcpp-sll2.pcap",
-                             "tcpdump-tcp-handshake-nano.pcap", "tcpdump-802.1ad_QinQ.pcap", "zeek-icmp6-nd-options.pcap")
-          if REAL.is_dir()]
-DATA = {p.name: p.read_bytes() for p in SEEDS}
+SAMPLES = ("healthy.pcap", "healthy-client.pcapng", "arp_leak6.pcapng", "wrong_source.pcap", "healthy.pcap.gz", "snat_proxy.pcap")
+REAL_SEEDS = ("zeek-smtp-starttls.pcap", "pcpp-many_interfaces-1.pcapng", "pcpp-sll2.pcap",
+              "tcpdump-tcp-handshake-nano.pcap", "tcpdump-802.1ad_QinQ.pcap", "zeek-icmp6-nd-options.pcap")
 EXAMPLES = int(os.environ.get("DSRDIAG_FUZZ_EXAMPLES", "1200"))
-WORK = Path(tempfile.mkdtemp(prefix="dsrdiag-fuzz-"))
+
+
+@functools.cache
+def seeds() -> dict[str, bytes]:
+    """The seed captures' bytes, read when a test first needs them (never at import)."""
+    paths = [CAPTURES / n for n in SAMPLES] + ([REAL / n for n in REAL_SEEDS] if REAL.is_dir() else [])
+    return {p.name: p.read_bytes() for p in paths}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
 
 
 @st.composite
 def mutated(draw):
-    name = draw(st.sampled_from(sorted(DATA)))
-    data = bytearray(DATA[name])
+    name = draw(st.sampled_from(sorted(seeds())))
+    data = bytearray(seeds()[name])
     kind = draw(st.sampled_from(["flip", "truncate", "length", "blocktype", "splice", "zero"]))
     n = len(data)
     if kind == "flip":
@@ -58,9 +69,9 @@ def mutated(draw):
 
 @settings(max_examples=EXAMPLES, deadline=5000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated())
-def test_mutated_captures_never_crash_or_hang(case):
+def test_mutated_captures_never_crash_or_hang(work, case):
     data, suffix = case
-    path = WORK / f"case{suffix}"
+    path = work / f"case{suffix}"
     path.write_bytes(data)
     try:
         rec = track_capture(str(path), "fuzz", (25, 80, 443))
@@ -75,16 +86,17 @@ def test_mutated_captures_never_crash_or_hang(case):
         assert f.evidence  # whatever was found still cites frames
 
 
-def test_cli_on_mutated_files_exits_with_a_documented_code_and_no_traceback():
+def test_cli_on_mutated_files_exits_with_a_documented_code_and_no_traceback(work):
     import random
     rng = random.Random(7)
+    data_of = seeds()
     for i in range(12):
-        name = sorted(DATA)[i % len(DATA)]
-        data = bytearray(DATA[name])
+        name = sorted(data_of)[i % len(data_of)]
+        data = bytearray(data_of[name])
         for _ in range(rng.randint(1, 30)):
             data[rng.randrange(len(data))] = rng.randrange(256)
         data = data[: rng.randint(1, len(data))]
-        p = WORK / f"cli{i}{'.gz' if name.endswith('.gz') else Path(name).suffix}"
+        p = work / f"cli{i}{'.gz' if name.endswith('.gz') else Path(name).suffix}"
         p.write_bytes(bytes(data))
         r = run_cli("analyze", str(p))
         assert r.code in (0, 1, 2, 3, 4), r.err  # docs/exit-codes.md; 4: inconclusive

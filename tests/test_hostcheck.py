@@ -155,10 +155,7 @@ def test_hostcheck_needs_a_valid_vip():
     assert r.code == 2 and "is not an IPv4 or IPv6 address" in r.err
 
 
-# ---- Linux, in real namespaces -------------------------------------------------------------------
-from tests.test_lab import REASON  # noqa: E402  (the same availability probe as the lab tests)
-
-lab = pytest.mark.skipif(REASON is not None, reason=f"lab: {REASON}")
+# ---- Linux, in real namespaces (with --lab; lab_down asks for the lab_host check) -------------------
 
 
 def in_ns(ns: str, *args: str) -> tuple[int, dict]:
@@ -170,7 +167,6 @@ def in_ns(ns: str, *args: str) -> tuple[int, dict]:
     return p.returncode, doc
 
 
-@lab
 @pytest.mark.lab
 @pytest.mark.parametrize("scenario,backend,args,want", [
     ("healthy", "be1", [], []),
@@ -196,7 +192,6 @@ def test_lab_backends_are_judged_from_their_own_kernel_state(lab_down, scenario,
         assert {e["source"] for e in f["evidence"]} == {"/proc/sys/net/ipv4/conf/all/arp_ignore", "/proc/sys/net/ipv4/conf/be1eth/arp_ignore"}
 
 
-@lab
 @pytest.mark.lab
 def test_linux_misconfigurations_in_a_namespace(lab_down):
     ns = "dsrdiag-hc"
