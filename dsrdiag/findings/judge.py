@@ -87,6 +87,13 @@ def limits(r: CaptureRecords, topology: Topology) -> list[str]:
         )
     if r.damage:
         out.append(f"the capture is damaged: {r.damage}; nothing after that point was analysed")
+    steps = getattr(r, "time_steps", None)
+    if steps and (steps.backwards or steps.outliers):
+        out.append(f"its timestamps go wrong ({steps.text()}): connection timers ran on a clock that never goes "
+                   "back, and no duration is negative")
+    if getattr(r, "snaplen_cut", 0):
+        out.append(f"{r.snaplen_cut} tracked packets were cut by the capture's snaplen: payload lengths come from "
+                   "the IP header, their bytes count as missed (Zeek's missed_bytes), SMTP text in them is not read")
     for lt, n in sorted(r.skipped.items()):
         out.append(f"{n} frame(s) on interfaces of unsupported link type {lt} were skipped")
     return out

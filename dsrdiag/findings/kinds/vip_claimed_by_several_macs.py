@@ -65,9 +65,7 @@ def check(ctx: Context) -> Iterator[Finding]:
         for mac in macs:
             evidence += claim_evidence(ctx, vip, claims, mac)[: max(2, MAX_EVIDENCE // len(macs))]
         counts = [f"{m} {plural(nt.claim_counts.get((vip, m), 0), 'time')}" for m in macs]
-        changes = getattr(nt, "changes", {}).get(vip)
-        if changes is None:  # the claims kept: a lower bound when the table samples them
-            changes = sum(1 for a, b in zip(claims, claims[1:]) if a.mac != b.mac)
+        changes = nt.mac_changes.get(vip, 0)  # exact, whatever sample of the claims is kept
         roles = [f"{m} is the load balancer" if m in ctx.lb_macs else f"{m} is a back-end"
                  for m in macs if m in ctx.lb_macs or ctx.is_backend_mac(m)]
         summary = (f"VIP {vip} is claimed by {len(macs)} MACs: {', '.join(counts)}"
