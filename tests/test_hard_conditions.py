@@ -192,4 +192,4 @@ def test_head_of_a_long_report_exits_141_not_1(tmp_path):
 def test_a_healthy_capture_to_a_working_stdout_still_exits_0():
     # the counterpart: none of the above fires when output is fine
     code, out, err = _run("analyze", CAPTURES / "healthy.pcap")
-    assert code == 0 and err == "" and out.startswith(b"VERDICT: healthy")
+    assert code == 0 and err == "" and out.startswith(b"VERDICT: HEALTHY")

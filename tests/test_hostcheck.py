@@ -137,12 +137,16 @@ def test_truncated_file_is_read_up_to_the_cut_and_says_what_was_not_checked(tmp_
     assert kinds(doc) == ["vip_not_on_loopback"] and code == 1  # no address output survived the cut
 
 
-def test_unknown_text_is_skipped_and_reported(tmp_path):
+def test_unknown_text_around_known_output_is_skipped(tmp_path):
     code, doc = hostcheck_file(tmp_path, "Some other program's output\nwith: colons : here\n\n" + GOOD + "\nTrailing junk\n")
     assert kinds(doc) == [] and code == 0
-    code, doc = hostcheck_file(tmp_path, "nothing useful here\n")
-    assert "vip_not_on_loopback" in kinds(doc)
-    assert any("nothing recognisable" in n for n in doc["host"]["cannot_show"])
+
+
+def test_a_file_with_nothing_recognisable_is_bad_input_not_a_finding_about_the_host(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("nothing useful here\n")
+    r = run_cli("hostcheck", "--vip", VIP, "--from", str(f), "--format", "json")
+    assert r.code == 2 and r.out == "" and "nothing recognisable" in r.err and r.err.count("\n") == 1
 
 
 def test_missing_windows_file_is_a_one_line_error(tmp_path):

@@ -132,8 +132,8 @@ def test_a_real_address_synack_that_acks_another_isn_is_not_matched(tmp_path):
 
 def test_a_backend_claiming_the_vip_is_named_without_lb_mac(tmp_path):
     code, doc = _analyze(tmp_path, B.arp_leak(_rng()))
-    assert _kinds(doc) == ["arp_reply_for_vip_from_backend"] and code == 1
-    f = doc["findings"][0]
+    assert _kinds(doc, roots=True) == ["arp_reply_for_vip_from_backend"] and code == 1
+    f = next(f for f in doc["findings"] if f["kind"] == "arp_reply_for_vip_from_backend")
     assert f["severity"] == "error" and f["backend"]["mac"] == B.BE2.mac
 
 
@@ -162,10 +162,14 @@ def test_a_single_claimant_of_the_vip_is_no_finding(tmp_path):
     assert _kinds(doc) == [] and code == 0
 
 
-def test_a_backend_leak_beside_the_lb_is_one_cause_not_two(tmp_path):
-    """Three claimants (LB, be2): vip_claimed_by_several_macs is the leak seen again, folded into it."""
+def test_a_backend_leak_beside_the_lb_is_the_cause_and_the_several_claims_its_consequence(tmp_path):
     code, doc = _analyze(tmp_path, B.arp_leak(_rng()))
-    assert [f["kind"] for f in doc["findings"]] == ["arp_reply_for_vip_from_backend"]
+    by_kind = {f["kind"]: f for f in doc["findings"]}
+    assert sorted(by_kind) == ["arp_reply_for_vip_from_backend", "vip_claimed_by_several_macs"]
+    leak, claims = by_kind["arp_reply_for_vip_from_backend"], by_kind["vip_claimed_by_several_macs"]
+    assert claims["explained_by"] == leak["id"] and leak["consequences"] == [claims["id"]]
+    assert doc["verdict"]["causes"] == [leak["id"]]
+    assert f"{B.LB} is the load balancer" in claims["summary"]
 
 
 # ---- connection_refused -------------------------------------------------------------------------

@@ -118,11 +118,10 @@ def test_damaged_sample_reports_where_it_stopped(results):
     assert cap["connections"] >= 2
 
 
-def test_given_lb_mac_turns_an_arp_conflict_into_a_named_backend_error(cli):
-    # without forwarding evidence the LB cannot be inferred: a warning, then an error once --lb-mac is given
+def test_a_given_backend_claiming_the_vip_is_named_as_given(cli):
     r = cli("analyze", str(CAPTURES / "arp_leak.pcap"), "-f", "json", "--lb-mac", "02-00-00-00-00-0A",
             "--backend", "mx2=192.0.2.12@02:00:00:00:00:12")
-    (f,) = r.json()["findings"]
+    (f,) = [f for f in r.json()["findings"] if f["kind"] == "arp_reply_for_vip_from_backend"]
     assert (f["severity"], f["backend"]["name"], f["backend"]["source"]) == ("error", "mx2", "given")
 
 

@@ -63,8 +63,6 @@ def _behind_a_load_balancer(records, ports) -> tuple[set[str], list[str], Counte
       ordinary client (a web server sending mail).
     - Routed SNAT: connections reach D from an address M claims on this segment, with the TTL of
       packets that came from further away: M forwarded them and rewrote their source.
-    - A single source on this segment opening every connection to D, both ends on it: D is no VIP
-      (what that source is, this capture may not tell).
     Across captures (MACs are the same on every segment they appear on):
     - NAT: the clients whose SYNs to V were addressed to MAC M reach D through M with another
       destination address: M rewrote it, D is behind it. A router forwards to the same address,
@@ -79,7 +77,7 @@ def _behind_a_load_balancer(records, ports) -> tuple[set[str], list[str], Counte
     clients_to: dict[str, set[str]] = defaultdict(set)  # MAC -> clients whose SYNs were addressed to it
     dests_to: dict[str, set[str]] = defaultdict(set)  # MAC -> destinations of the SYNs addressed to it
     for r in records:
-        for (s_ip, s_port, c_ip, c_src, c_dst, _, _), _ in r.facts.syn_src.items():
+        for (s_ip, s_port, c_ip, c_src, c_dst, *_), _ in r.facts.syn_src.items():
             if s_port in ports and c_dst:
                 to_mac[(c_ip, c_dst)].add(s_ip)
                 clients_to[c_dst].add(c_ip)
@@ -90,39 +88,30 @@ def _behind_a_load_balancer(records, ports) -> tuple[set[str], list[str], Counte
         for ip, cls in r.neighbours.claims.items():
             for cl in cls:
                 macs_claim[cl.mac].add(ip)
-        hops_to: dict[str, set] = defaultdict(set)
-        for (ip, port, orig_hops, resp_hops), _ in f.sides.items():
-            if port in ports:
-                hops_to[ip].add((orig_hops, resp_hops))
-        local_servers = {ip for ip, hs in hops_to.items() if any(rh == 0 for _, rh in hs)}
-        sources: dict[str, set[str]] = defaultdict(set)
-        for (s_ip, s_port, c_ip, c_src, _, _, _), (n, _) in f.syn_src.items():
-            if s_port not in ports:
-                continue
-            sources[s_ip].add(c_ip)
-            if not c_src:
+        local_servers = {ip for (ip, port, _, resp_hops), _ in f.sides.items() if port in ports and resp_hops == 0}
+        for (s_ip, s_port, c_ip, c_src, _, _, _, c_hops), (n, _) in f.syn_src.items():
+            if s_port not in ports or not c_src:
                 continue
             own = {a for a in macs_claim.get(c_src, set()) if not _link_local(a)}
             if c_ip in own and own - {c_ip, s_ip} and s_ip in local_servers:
                 behind.add(s_ip)
                 vips += sorted(own - {c_ip, s_ip} - set(vips))
-            if c_ip in own and any(o for o, _ in hops_to.get(s_ip, ()) if o):
+            if c_ip in own and c_hops:
                 behind.add(s_ip)  # routed SNAT
                 own_sources.add(c_ip)
                 rewriters[c_src] += n
-            fronts = to_mac.get((c_ip, c_src), set()) - {s_ip}
-            if not fronts and c_ip not in clients_to.get(c_src, ()):
-                # M takes connections to V and opens its own from an address no client used: a proxy
-                fronts = dests_to.get(c_src, set()) - {s_ip}
+            fam = ":" in s_ip
+            fronts = {v for v in to_mac.get((c_ip, c_src), set()) - {s_ip} if (":" in v) == fam}
+            if not fronts and c_hops == 0 and c_ip not in clients_to.get(c_src, ()):
+                # M takes connections to V and opens its own (sent with its starting TTL) from an
+                # address no client used: a proxy
+                fronts = {v for v in dests_to.get(c_src, set()) - {s_ip} if (":" in v) == fam}
                 if fronts:
                     own_sources.add(c_ip)
             if fronts:
                 behind.add(s_ip)
                 vips += sorted(fronts - set(vips))
                 rewriters[c_src] += n
-        for d, cs in sources.items():
-            if len(cs) == 1 and hops_to.get(d) == {(0, 0)}:  # one source, both ends on this segment
-                behind.add(d)
     return behind, [v for v in vips if v not in behind], rewriters, own_sources
 
 
@@ -179,7 +168,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
                              + ", ".join(f"{ip} (claimed by {', '.join(sorted(claimed_by[ip]))})" for ip in claimed_twice[:MAX_INFERRED_VIPS]))
             elif behind_lb:
                 notes.append("no --vip given: no VIP could be inferred: " + ", ".join(sorted(behind_lb))
-                             + " receive every connection from one address on this segment (a load balancer's SNAT or a proxy?)")
+                             + " are back-ends' own addresses, reached through a load balancer")
             else:
                 notes.append("no --vip given and no client SYN seen on the service ports: no VIP could be inferred")
     vip_ips = {v.ip for v in vips}
@@ -311,7 +300,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             add(resp_src, s_ip, host)
     # back-ends a load balancer connects to from its own address (SNAT / full proxy)
     lb_ip_set = {i for i, _ in lb_ips}
-    for (s_ip, s_port, c_ip, c_mac, _, r_mac, host), _ in _in_order([f.syn_src for f in facts]):
+    for (s_ip, s_port, c_ip, c_mac, _, r_mac, host, _), _ in _in_order([f.syn_src for f in facts]):
         if s_port in ports and s_ip not in vip_ips and (c_ip in lb_ip_set or (c_mac and c_mac in lb_set)):
             add(r_mac if r_mac not in lb_set else None, s_ip, host)
     # real addresses from ARP: what else does a back-end MAC claim?

@@ -63,7 +63,8 @@ class Facts:
         self.syn_ports: dict[str, set[int]] = {}
         self.syn_src: dict[tuple, list] = {}
         """(server address, port, client address, client frame's source and destination MAC, reply's
-        source MAC, banner host) -> [count, first]: who opens connections to whom, through which MACs. Inference tells a load
+        source MAC, banner host, client frames' router hops) -> [count, first]: who opens connections
+        to whom, through which MACs, from how far. Inference tells a load
         balancer's own connections to its back-ends (SNAT) from clients' by it. Bounded: past
         SYN_SRC_MAX distinct keys only known keys are counted (a day of mail has many clients)."""
         """server address -> every port a client SYN went to"""
@@ -99,7 +100,7 @@ class Facts:
             ports.add(c.server_port)
             key = (ip, c.server_port, c.client_ip, c.orig_l2[0][0] if c.orig_l2 else None,
                    c.orig_l2[0][1] if c.orig_l2 else None, c.resp_l2[0][0] if c.resp_l2 else None,
-                   c.smtp.banner_host if c.smtp else None)
+                   c.smtp.banner_host if c.smtp else None, hops(c.orig_ttl))
             if key in self.syn_src or len(self.syn_src) < SYN_SRC_MAX:
                 _seen(self.syn_src, key, first)
         elif "h" in history:
