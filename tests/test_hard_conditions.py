@@ -132,7 +132,7 @@ def test_a_read_only_temporary_folder_is_reported_when_records_must_spill(tmp_pa
     _one_line(err, "no usable temporary folder", "Permission denied")
     env = dict(ENV, TMPDIR=str(ro))  # and a run that does not spill does not need it
     code, out, err = _run("analyze", CAPTURES / "healthy.pcap", "-f", "json", env=env, prefix=prefix)
-    assert code == 0 and json.loads(out)["verdict"]["healthy"], err
+    assert code == 0 and json.loads(out)["verdict"]["state"] == "healthy", err
 
 
 # ---- folders and files that cannot be read ----------------------------------------------------

@@ -146,12 +146,13 @@ def test_firewall_drop_cites_the_last_frame_before_and_says_it_is_inferred(resul
     assert {e["vantage"] for e in f["evidence"]} == {"client", "fw-out"}
 
 
-def test_per_backend_table_says_where_failed_connections_died(results):
+def test_per_backend_table_says_why_and_where_failed_connections_died(results):
     rows = {r["backend"]["mac"]: r for r in results["wrong_source"][1]["backends"]}
     be2 = rows["02:00:00:00:00:12"]
     assert be2["failed"] == 1 and be2["failures"] == [
-        {"kind": "lost_on_path", "conn_state": None, "vantage": "fw-in",
-         "text": "SYN, ACK (server->client) last seen at fw-in, not at fw-out", "connections": 1}]
+        {"kind": "return_source_not_vip", "conn_state": None, "vantage": "fw-in",
+         "text": "Back-end answers from its real IP, not the VIP: SYN, ACK (server->client) last seen at fw-in, not at fw-out",
+         "connections": 1}]
     assert rows["02:00:00:00:00:11"]["failed"] == 0
 
 

@@ -67,13 +67,16 @@ def test_malformed_arp_is_counted_as_an_anomaly_not_a_claim(real):
 
 
 def test_arp_poisoning_real_capture_names_the_mac_that_claims_the_protected_ip(real):
-    # 00:25:b3:bf:91:ee answers ARP for the gateway 172.16.0.1. Told that 172.16.0.1 is a VIP whose
+    # 00:25:b3:bf:91:ee claims the gateway 172.16.0.1 in ARP. Told that 172.16.0.1 is a VIP whose
     # rightful owner is another MAC, dsrdiag must name the poisoning MAC with its evidence frame.
     rep = analyze([("poison", str(real / "chrissanders-arppoison.pcapng"))],
                   build(vips=["172.16.0.1"], ports=[80], lb_macs=["02:00:00:00:00:0a"]))
-    (f,) = [f for f in rep.findings if f.kind == "arp_reply_for_vip_from_backend"]
-    assert f.severity == "error" and f.backend.mac == "00:25:b3:bf:91:ee"
-    assert [e.frame for e in f.evidence] == [56]
+    (f,) = [f for f in rep.findings if f.kind == "vip_claimed_by_several_macs"]
+    assert f.severity == "error" and "00:25:b3:bf:91:ee" in f.summary and "02:00:00:00:00:0a" in f.summary
+    # its first claim: frame 54, a who-has sent *as* 172.16.0.1 (every receiver caches a request's
+    # sender, RFC 826), before the forged reply of frame 56
+    assert [e.frame for e in f.evidence] == [54]
+    assert not [f for f in rep.findings if f.kind == "arp_reply_for_vip_from_backend"]  # the poisoner serves nothing
 
 
 def test_ipv6_neighbour_advertisement_from_another_mac_is_seen(real):
@@ -81,8 +84,9 @@ def test_ipv6_neighbour_advertisement_from_another_mac_is_seen(real):
     assert ("2001:db8:1:2::1000", "00:0c:29:1f:a7:55") in r.neighbours.claim_counts
 
 
-def test_one_sided_real_capture_is_reported_as_asymmetric_and_blames_the_capture_first(real, cli):
+def test_one_sided_real_capture_is_one_warning_about_the_capture_and_inconclusive(real, cli):
     r = cli("analyze", str(real / "zeek-ssh-server-side-half-duplex.pcap"), "--port", "22", "-f", "json")
-    found = [f for f in r.json()["findings"] if f["kind"] == "asymmetric_flow"]
-    assert found and all("Every connection in this capture is one-sided" in f["summary"] for f in found)
-    assert sum(len(f["connections"]) for f in found) == 20  # all 20 connections of Zeek's conn.log
+    doc = r.json()
+    assert [(f["kind"], f["severity"]) for f in doc["findings"]] == [("capture_one_sided", "warning")]
+    assert len(doc["findings"][0]["connections"]) == 20  # all 20 connections of Zeek's conn.log
+    assert r.code == 4 and doc["verdict"]["state"] == "inconclusive"

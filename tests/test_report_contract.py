@@ -320,8 +320,9 @@ def test_ids_tell_distinct_faults_apart_across_the_samples_and_sets(docs):
     seen: dict[str, tuple] = {}
     for name, (_, d) in docs.items():
         for f in d["findings"]:
+            b = f["backend"] or {}
             what = (f["kind"], tuple(sorted(f["vantages"])), json.dumps(f["between"]),
-                    (f["backend"] or {}).get("mac"), (f["backend"] or {}).get("ip"), f["subject"])
+                    b.get("mac") or b.get("ip"), f["subject"])  # the back-end by MAC, its address when no MAC
             if f["id"] in seen:
                 assert seen[f["id"]][0] == what, (f["id"], seen[f["id"]], name, what)
             seen.setdefault(f["id"], (what, name))

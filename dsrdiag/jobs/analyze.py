@@ -424,9 +424,10 @@ class BackendTally:
             for k, done in by_key.items():
                 if done:
                     continue
-                if k[:3] in caused:
+                if k[:3] in caused:  # why, and where on the path when the captures show it
                     kind, text = caused[k[:3]]
-                    f = (kind, text, None, None)
+                    vantage, where = died.get(k, (None, None))
+                    f = (kind, f"{text}: {where}" if where else text, vantage, None)
                 elif k in died:
                     vantage, text = died[k]
                     f = ("lost_on_path", text, vantage, None)

@@ -1,7 +1,8 @@
 """vip_claimed_by_several_macs: two or more MACs answer ARP/NDP for one VIP.
 
 Always an error, even before the rightful owner is known: exactly one device may answer for the
-VIP. When one of the claimants is a known back-end, its arp_reply_for_vip_from_backend is the
+VIP; a load balancer given with --lb-mac holds it whether or not its own answer was captured, so
+one other claimant is enough. When one of the claimants is a known back-end, its arp_reply_for_vip_from_backend is the
 cause and this its consequence (findings/causes.py links them by the VIP, their subject); two
 load balancers (an HA pair in split brain, two devices given one VIP) stay the cause themselves.
 """
@@ -56,19 +57,23 @@ KIND = ENTRY.kind
 
 def check(ctx: Context) -> Iterator[Finding]:
     nt = ctx.records.neighbours
+    given_lb = sorted(m for m, src in ctx.topology.lb_macs if src == "given")
     for vip in sorted(ctx.vips):
         claims = nt.claims.get(vip, ())
         macs = sorted({c.mac for c in claims})
-        if len(macs) < 2:
+        # the load balancer the user gave holds the VIP whether or not its own answer was captured
+        holders = sorted(set(macs) | set(given_lb)) if given_lb and set(macs) - set(given_lb) else macs
+        if len(holders) < 2:
             continue
         evidence = []
         for mac in macs:
             evidence += claim_evidence(ctx, vip, claims, mac)[: max(2, MAX_EVIDENCE // len(macs))]
-        counts = [f"{m} {plural(nt.claim_counts.get((vip, m), 0), 'time')}" for m in macs]
+        counts = [f"{m} {plural(nt.claim_counts.get((vip, m), 0), 'time')}" if m in macs else f"{m} (given as the load balancer)"
+                  for m in holders]
         changes = nt.mac_changes.get(vip, 0)  # exact, whatever sample of the claims is kept
         roles = [f"{m} is the load balancer" if m in ctx.lb_macs else f"{m} is a back-end"
-                 for m in macs if m in ctx.lb_macs or ctx.is_backend_mac(m)]
-        summary = (f"VIP {vip} is claimed by {len(macs)} MACs: {', '.join(counts)}"
+                 for m in holders if m in ctx.lb_macs or ctx.is_backend_mac(m)]
+        summary = (f"VIP {vip} is claimed by {len(holders)} MACs: {', '.join(counts)}"
                    + (f"; {'; '.join(roles)}" if roles else "; none of them is seen serving the VIP's connections here")
                    + (f". The VIP's MAC changed {plural(changes, 'time')}." if changes else "."))
         yield Finding(kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary,
