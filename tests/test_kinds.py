@@ -320,3 +320,23 @@ def test_hostcheck_from_a_file_with_nothing_recognisable_is_a_usage_error(tmp_pa
     f.write_text("hello\nthis is not netsh output\n")
     r = run_cli("hostcheck", "--vip", "192.0.2.25", "--from", str(f))
     assert r.code == 2 and "nothing recognisable" in r.err
+
+
+# ---- firewall_drop and the "next capture was running" guard -------------------------------------
+
+@pytest.mark.parametrize("start,dropped", [(1_700_000_001.0, True), (1_700_000_005.6, False)])
+def test_a_drop_is_inferred_only_while_the_next_capture_was_running(captures, tmp_path, start, dropped):
+    """be2's real-address SYN-ACKs pass fw-in at 2.03, 3.03 and 5.03 s and never reach fw-out. With
+    fw-out's capture started before them they were dropped; started after the last one (plus the
+    0.5 s margin) fw-out's silence about them proves nothing."""
+    from scapy.utils import rdpcap, wrpcap
+
+    src = captures / "paths" / "wrong_source"
+    cut = tmp_path / "fw-out.pcap"
+    wrpcap(str(cut), [p for p in rdpcap(str(src / "fw-out.pcap")) if float(p.time) >= start])
+    args = [f"{v}={src / (v + '.pcap')}" for v in ("client", "fw-in", "lb", "be1", "be2")] + [f"fw-out={cut}"]
+    doc = run_cli("analyze", *args, "--format", "json").json()
+    drops = [f for f in doc["findings"] if f["kind"] == "firewall_drop"]
+    assert bool(drops) == dropped, drops
+    if dropped:
+        assert drops[0]["between"] == {"from": "fw-in", "to": "fw-out"}
