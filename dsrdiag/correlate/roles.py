@@ -12,6 +12,8 @@ vantage, or ring files of one place) never use.
 
 from __future__ import annotations
 
+import re
+
 from dsrdiag.track.records import CaptureRecords
 
 RANK = {"client": 0, "fw-out": 1, "fw": 2, "fw-in": 3, "lb": 4, "be": 5}
@@ -29,7 +31,7 @@ def role_of(name: str) -> str | None:
         return "fw"
     if n.startswith("lb") or n.startswith("loadbalancer"):
         return "lb"
-    if n.startswith("be") or n.startswith("backend") or n.startswith("server") or n.startswith("mx"):
+    if re.match(r"(be|backend|server|srv|mx)(\d|[-_.]|$)", n):  # be1, backend-2, mx1; not "bench"
         return "be"
     return None
 

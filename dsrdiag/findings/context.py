@@ -23,6 +23,29 @@ NOT_RETRIED_NS = 3_500_000_000
 retransmission: longer than any stack's first SYN retransmission (Linux and macOS 1 s, Windows 3 s)."""
 
 
+CONFLICT_NS = 1_000_000_000
+"""Two MACs claiming one address within this long of each other answer at once: a conflict, not a move."""
+
+
+def claim_conflict(claims) -> list[str]:
+    """The MACs that claim one address at the same time: two of them within CONFLICT_NS, or taking
+    it back and forth (A, B, A). One MAC following another once (a laptop docked, an HA pair that
+    failed over and announced it from its new MAC) is a move, not a conflict."""
+    out: set[str] = set()
+    last_of: dict[str, int] = {}
+    order: list[str] = []
+    for c in sorted(claims, key=lambda c: c.ts_ns):
+        for mac, ts in last_of.items():
+            if mac != c.mac and c.ts_ns - ts <= CONFLICT_NS:
+                out |= {mac, c.mac}
+        last_of[c.mac] = c.ts_ns
+        if not order or order[-1] != c.mac:
+            if c.mac in order:  # taken back: every MAC it moved between is in conflict
+                out |= set(order[order.index(c.mac):]) | {c.mac}
+            order.append(c.mac)
+    return sorted(out)
+
+
 def answers_syn(synack_ack: int | None, syn_seq: int | None) -> bool:
     """A SYN-ACK answers a SYN when it acknowledges the SYN's ISN+1 (the one match, written once)."""
     return synack_ack is not None and syn_seq is not None and synack_ack == (syn_seq + 1) & 0xFFFFFFFF
@@ -59,7 +82,8 @@ class Context:
         return (c for c in self.records.connections if c.server_port in ports)
 
     def is_vip_conn(self, c: Connection) -> bool:
-        return not self.vips or c.server_ip in self.vips
+        """A connection to a VIP (none without a VIP: a finding about the service needs one)."""
+        return c.server_ip in self.vips
 
     def forwarded_by_lb(self, c: Connection) -> bool:
         fw = forwarders(c)

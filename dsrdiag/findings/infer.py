@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from dsrdiag.core.topology import INFERRED, Backend, Topology, Vip
-from dsrdiag.findings.context import answers_syn
+from dsrdiag.findings.context import answers_syn, claim_conflict
 from dsrdiag.findings.finding import plural
 from dsrdiag.track.records import CaptureRecords
 
@@ -53,14 +53,14 @@ def _link_local(ip: str) -> bool:
         or ip.lower().startswith("feb") or ip.startswith("169.254.")
 
 
-def _behind_a_load_balancer(records, ports) -> tuple[set[str], list[str], Counter, set[str]]:
+def _behind_a_load_balancer(records, ports) -> tuple[set[str], list[str], Counter, set[str], dict]:
     """SYN destinations that are a load balancer's back-ends (never VIPs), and that balancer's VIPs.
 
     What one capture shows of its own segment (ARP/NDP claims, TTLs) is read per capture:
-    - SNAT / full proxy: a host M opens connections to D, a server on this segment, from its own
-      address S (M claims S in ARP/NDP) while M also claims other addresses V (never link-local):
-      V are its VIPs, D a back-end's real address. A host claiming only its own address is an
-      ordinary client (a web server sending mail).
+    - SNAT or a client with two addresses (ambiguous): a host M opens connections to D, a server on
+      this segment, from its own address S (M claims S) while M holds other addresses V that others
+      ask for: a load balancer whose VIP is one of V, or a multi-homed client. Neither is assumed:
+      D is no VIP candidate and the report says both readings.
     - Routed SNAT: connections reach D from an address M claims on this segment, with the TTL of
       packets that came from further away: M forwarded them and rewrote their source.
     Across captures (MACs are the same on every segment they appear on):
@@ -73,15 +73,19 @@ def _behind_a_load_balancer(records, ports) -> tuple[set[str], list[str], Counte
     vips: list[str] = []
     rewriters: Counter = Counter()  # MACs seen sending the clients on to a back-end's own address
     own_sources: set[str] = set()  # the addresses such a MAC opens its own connections from
+    ambiguous: dict[str, tuple[str, tuple[str, ...]]] = {}  # D -> (source, other addresses its MAC holds)
     to_mac: dict[tuple[str, str], set[str]] = defaultdict(set)  # (client, MAC it sent to) -> destinations
     clients_to: dict[str, set[str]] = defaultdict(set)  # MAC -> clients whose SYNs were addressed to it
     dests_to: dict[str, set[str]] = defaultdict(set)  # MAC -> destinations of the SYNs addressed to it
+    emitted_by: dict[str, set[str]] = defaultdict(set)  # MAC -> destinations of the SYNs it sent on
     for r in records:
         for (s_ip, s_port, c_ip, c_src, c_dst, *_), _ in r.facts.syn_src.items():
             if s_port in ports and c_dst:
                 to_mac[(c_ip, c_dst)].add(s_ip)
                 clients_to[c_dst].add(c_ip)
                 dests_to[c_dst].add(s_ip)
+            if s_port in ports and c_src:
+                emitted_by[c_src].add(s_ip)
     for r in records:
         f = r.facts
         macs_claim: dict[str, set[str]] = defaultdict(set)
@@ -93,26 +97,35 @@ def _behind_a_load_balancer(records, ports) -> tuple[set[str], list[str], Counte
             if s_port not in ports or not c_src:
                 continue
             own = {a for a in macs_claim.get(c_src, set()) if not _link_local(a)}
-            if c_ip in own and own - {c_ip, s_ip} and s_ip in local_servers:
-                behind.add(s_ip)
-                vips += sorted(own - {c_ip, s_ip} - set(vips))
+            # ... other addresses it holds that someone else asks for: a host's second address nobody
+            # looks up is not a VIP
+            held = {a for a in own - {c_ip, s_ip} if set(r.neighbours.requesters.get(a, ())) - {c_src}}
+            if c_ip in own and held and s_ip in local_servers and not c_hops:
+                # a load balancer's SNAT (its VIP is one of the others) or a client with two addresses:
+                # this capture cannot tell, and the verdict must not guess
+                ambiguous.setdefault(s_ip, (c_ip, tuple(sorted(held))))
             if c_ip in own and c_hops:
-                behind.add(s_ip)  # routed SNAT
+                behind.add(s_ip)  # routed SNAT: what else M holds that others ask for is its VIP
                 own_sources.add(c_ip)
                 rewriters[c_src] += n
+                vips += sorted(held - set(vips))
             fam = ":" in s_ip
-            fronts = {v for v in to_mac.get((c_ip, c_src), set()) - {s_ip} if (":" in v) == fam}
-            if not fronts and c_hops == 0 and c_ip not in clients_to.get(c_src, ()):
+            # what M receives and never sends on: a router forwards to the address it received for
+            passed_on = emitted_by.get(c_src, set())
+            fronts = {v for v in to_mac.get((c_ip, c_src), set()) - {s_ip} - passed_on if (":" in v) == fam}
+            if not fronts and c_hops == 0 and c_ip not in clients_to.get(c_src, ()) and s_ip in local_servers:
                 # M takes connections to V and opens its own (sent with its starting TTL) from an
-                # address no client used: a proxy
-                fronts = {v for v in dests_to.get(c_src, set()) - {s_ip} if (":" in v) == fam}
+                # address no client used, and not from V itself (an MTA relaying mail from its own
+                # address is no proxy), to a server on this segment: a proxy
+                fronts = {v for v in dests_to.get(c_src, set()) - {s_ip} - passed_on - {c_ip} if (":" in v) == fam}
                 if fronts:
                     own_sources.add(c_ip)
             if fronts:
                 behind.add(s_ip)
                 vips += sorted(fronts - set(vips))
                 rewriters[c_src] += n
-    return behind, [v for v in vips if v not in behind], rewriters, own_sources
+    return behind, [v for v in vips if v not in behind], rewriters, own_sources, \
+        {d: a for d, a in ambiguous.items() if d not in behind}
 
 
 def infer(records: list[CaptureRecords], given: Topology) -> Topology:
@@ -128,13 +141,17 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         for ip, cls in r.neighbours.claims.items():
             for cl in cls:
                 claimed_by[ip].add(cl.mac)
-    behind_lb, lb_vips, rewriters, lb_sources = _behind_a_load_balancer(records, ports)
+    behind_lb, lb_vips, rewriters, lb_sources, unsure = _behind_a_load_balancer(records, ports)
     vips = list(given.vips)
     if not vips:
         syn_dst: Counter = Counter()
         for (ip, _), n in _in_order([f.syn_dst for f in facts], lambda k: k[1] in ports):
-            if ip not in behind_lb:
+            if ip not in behind_lb and ip not in unsure:
                 syn_dst[ip] += n
+        for d, (src, others) in sorted(unsure.items()):
+            notes.append(f"VIP unsure: every connection to {d} comes from {src}, whose MAC also holds "
+                         f"{', '.join(others)}: a load balancer's SNAT (the VIP would be {' or '.join(others)}) or a "
+                         f"client with two addresses (the VIP would be {d}); give --vip")
         syn_ports: dict[str, set[int]] = defaultdict(set)  # every SYN destination's ports (few: bounded)
         for f in facts:
             for ip, ps in f.syn_ports.items():
@@ -161,7 +178,9 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
                              + " are reached through the load balancer (NAT, SNAT or a proxy): back-ends' own addresses")
         else:
             # no client connection to go by: an address several MACs claim is the one to look at
-            claimed_twice = sorted(ip for ip, ms in claimed_by.items() if len(ms) > 1 and not _link_local(ip))
+            claimed_twice = sorted(ip for r in records for ip, cls in r.neighbours.claims.items()
+                                   if not _link_local(ip) and len(claim_conflict(cls)) > 1)
+            claimed_twice = sorted(set(claimed_twice))
             if claimed_twice:
                 vips = [Vip(ip=ip, ports=tuple(sorted(ports)), source=INFERRED) for ip in claimed_twice[:MAX_INFERRED_VIPS]]
                 notes.append("no --vip given and no client connection to a VIP: VIP inferred from ARP/NDP: "
@@ -188,22 +207,28 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         claimants = {m for vip in vip_ips for m in claimed_by.get(vip, ())} - servers
         # seen at a back-end: client frames to the VIP arrive from one MAC, the replies leave to another
         # (the frames came through the load balancer's MAC rewrite, the replies go to the gateway)
+        routers = {m for r in records for vip in vip_ips for m in r.neighbours.requesters.get(vip, ())}
+        """MACs that ask for the VIP: whoever routes to it (a router never is the DSR load balancer)."""
         rewrite: Counter = Counter()
         for (_, orig_l2, _, resp_l2, *_), n in paths:
             srcs = {s for s, _ in orig_l2 if s}
             dsts = {d for _, d in orig_l2 if d}
             repl_src = {s for s, _ in resp_l2 if s}
             repl_dst = {d for _, d in resp_l2 if d}
-            if len(srcs) == 1 and repl_src and dsts == repl_src and not (srcs & repl_dst) and not (srcs & servers):
+            if len(srcs) == 1 and repl_src and dsts == repl_src and not (srcs & repl_dst) and not (srcs & servers) \
+                    and not (srcs & routers):  # HSRP/VRRP: a router sends from its own MAC, is answered at the virtual one
                 rewrite[next(iter(srcs))] += n
         # seen at a back-end whose VIP is missing (no reply at all): the router asks for the VIP, yet the
-        # routed client frames to it come from another MAC, which hands them on: the LB
-        routers = {m for r in records for vip in vip_ips for m in r.neighbours.requesters.get(vip, ())}
+        # routed client frames to it come from another MAC, which hands them on to a MAC that does not
+        # hold the VIP either: the LB (a second router would deliver to the VIP's holder)
+        holders = {m for vip in vip_ips for m in claimed_by.get(vip, ())}
         relay: Counter = Counter()
         if routers:
             for (ip, orig_l2, _, resp_l2, *_), n in paths:
                 srcs = {s for s, _ in orig_l2 if s}
-                if len(srcs) == 1 and not resp_l2 and not (srcs & routers) and not (srcs & servers):
+                dsts = {d for _, d in orig_l2 if d}
+                if len(srcs) == 1 and not resp_l2 and not (srcs & routers) and not (srcs & servers) \
+                        and not (dsts & holders):
                     relay[next(iter(srcs))] += n
         if fwd:
             mac = fwd.most_common(1)[0][0]
@@ -231,7 +256,8 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         else:
             to_macs = {d for (_, orig_l2, *_), _ in paths for _, d in orig_l2 if d}
             from_macs = {s for (_, _, _, resp_l2, *_), _ in paths for s, _ in resp_l2 if s}
-            if len(to_macs) == 1 and from_macs and not (to_macs & from_macs) and not (to_macs & servers):
+            if len(to_macs) == 1 and from_macs and not (to_macs & from_macs) and not (to_macs & servers) \
+                    and not (to_macs & routers):
                 mac = next(iter(to_macs))
                 lb_macs = [(mac, INFERRED)]
                 notes.append(f"load balancer MAC {mac} inferred: client frames to the VIP go to it while replies come from other MACs")

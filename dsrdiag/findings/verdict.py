@@ -2,9 +2,10 @@
 
 Why here and not in the CLI: the verdict is a judgement; the CLI only turns it into an exit code.
 Why `inconclusive`: a gate that says "healthy" for an empty capture, a wrong --vip or the wrong
-port passes a site nobody looked at. The verdict is healthy only when connections to the
-service were seen and judged and at least one of them completed; when there was nothing to
-judge it is inconclusive and says what was seen instead, so the user can correct the question.
+port passes a site nobody looked at. The verdict is healthy only when a VIP is known, connections
+to it were seen and judged, and every one of them completed; when there was nothing to judge, or
+connections failed that no finding explains, it is inconclusive and says what was seen instead,
+so the user can correct the question.
 Information findings (PROXY header, XCLIENT) are facts, not problems: they never make a site broken.
 """
 
@@ -70,7 +71,8 @@ class Verdict:
 
 
 def _floor(fail_on: str) -> int:
-    """--fail-on never changes the exit code, not what is broken: the state is judged at error."""
+    """What counts as a cause: findings at or above --fail-on (`never` judges at error and only
+    keeps the exit code at 0)."""
     return SEVERITY_RANK.get(fail_on, SEVERITY_RANK["error"])
 
 
@@ -108,21 +110,26 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
             text += f"; and {len(cs) - 3} more"
         if j.failed:
             text += f" ({counts})"
-    elif judged is not None and (j.service == 0 or j.completed == 0):
+    elif judged is not None and (j.service == 0 or j.completed == 0 or not j.vips or j.failed):
         state = INCONCLUSIVE
         if j.packets == 0:
             why = "the captures hold no packets"
         elif j.analysed == 0:
             why = (f"none of the {plural(j.packets, 'packet')} is TCP on port "
                    + ", ".join(str(p) for p in j.ports) + ", ARP or NDP")
+        elif not j.vips and j.hints and j.hints[0].startswith("every connection to"):
+            why = "no VIP could be determined"
         elif not j.vips:
             why = ("no client connection on port " + ", ".join(str(p) for p in j.ports)
                    + " was seen, so no VIP could be determined")
         elif j.service == 0:
             why = ("no connection to " + ", ".join(j.vips) + " on port "
                    + ", ".join(str(p) for p in j.ports) + " was seen")
-        else:
+        elif j.completed == 0:
             why = f"none of the {plural(j.service, 'connection')} to the service could be seen to complete"
+        else:  # failures that no finding explains: not healthy, and no fault to name
+            why = (f"{j.failed} of {plural(j.service, 'connection')} failed and no finding explains them "
+                   "(the back-end table says how each ended)")
         text = "INCONCLUSIVE - " + why
         extra = list(j.why_not) + list(j.hints)
         if extra:

@@ -12,6 +12,7 @@ deterministic, records are plain frozen data, and parts merge in capture order
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 import os
 import weakref
 from typing import NamedTuple
@@ -155,6 +156,9 @@ def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, c
             findings = sorted(findings + _new(path_findings, findings, conn_key), key=Finding.sort_key)
     findings = link(findings, conn_key)
     judged = service.judged(records, any(f.kind == "capture_one_sided" for f in findings))
+    unsure = tuple(n.removeprefix("VIP unsure: ") for n in topology.notes if n.startswith("VIP unsure: "))
+    if unsure and not judged.vips:
+        judged = replace(judged, hints=unsure + judged.hints)
     captures = []
     for r, p in zip(records, parts):
         captures.append(CaptureSummary(
@@ -274,18 +278,54 @@ class ServiceTally:
     """Connections to a VIP on a service port, and how many completed: what the verdict judged.
 
     One connection seen at several vantages counts once (by flow key); with one capture each
-    record is one connection, counted and not kept (memory stays flat on a day of mail)."""
+    record is one connection, counted and not kept (memory stays flat on a day of mail). Behind
+    SNAT or a proxy, a back-end sees only the back legs (from the LB's address to its own): they
+    are counted apart and judged only when no connection to the VIP was seen at all, so that a
+    proxied connection is one connection, not two."""
 
     def __init__(self, topology: Topology, several: bool):
         self.vips, self.ports, self.several = topology.vip_ips, frozenset(topology.ports), several
-        # behind SNAT or a proxy the back-ends' own addresses are where the service's connections go
-        self.servers = self.vips | {b.ip for b in topology.backends if b.ip}
+        self.backend_ips = {b.ip for b in topology.backends if b.ip} - self.vips
+        self.front = _Count(several)
+        self.back = _Count(several)
+
+    def observe(self, c) -> None:
+        if c.server_port not in self.ports or "S" not in c.history:
+            return
+        if c.server_ip in self.vips:
+            self.front.add(c)
+        elif c.server_ip in self.backend_ips:
+            self.back.add(c)
+
+    def nothing_completes(self) -> None:
+        self.front.nothing_completes()
+        self.back.nothing_completes()
+
+    def merge(self, later: "ServiceTally") -> None:
+        self.front.merge(later.front)
+        self.back.merge(later.back)
+
+    def judged(self, records: list[CaptureRecords], one_sided: bool = False) -> Judged:
+        count = self.front if self.front.total() else self.back
+        service, done = count.total(), count.completed()
+        why_not = tuple(dict.fromkeys(
+            f"{r.vantage} is the load balancer's own interface (DSR replies never pass there)"
+            for r in records if r.facts.lb_interface)) + (
+            ("a capture that holds one direction only cannot show a connection complete",) if one_sided else ())
+        return Judged(packets=sum(r.frames for r in records), analysed=sum(r.passed for r in records),
+                      vips=tuple(sorted(self.vips)), ports=tuple(sorted(self.ports)), service=service, completed=done,
+                      why_not=why_not, hints=tuple(_hints(records, self.vips, self.ports)) if not service else ())
+
+
+class _Count:
+    """Connections and completions, once per flow when several captures are merged."""
+
+    def __init__(self, several: bool):
+        self.several = several
         self.n = self.done = 0
         self.ok: dict[tuple, bool] = {}
 
-    def observe(self, c) -> None:
-        if c.server_port not in self.ports or c.server_ip not in self.servers or "S" not in c.history:
-            return
+    def add(self, c) -> None:
         done = answered(c)
         if not self.several:
             self.n += 1
@@ -298,22 +338,17 @@ class ServiceTally:
         self.done = 0
         self.ok = dict.fromkeys(self.ok, False)
 
-    def merge(self, later: "ServiceTally") -> None:
+    def merge(self, later: "_Count") -> None:
         self.n += later.n
         self.done += later.done
         for k, done in later.ok.items():
             self.ok[k] = self.ok.get(k, False) or done
 
-    def judged(self, records: list[CaptureRecords], one_sided: bool = False) -> Judged:
-        service = self.n + len(self.ok)
-        done = self.done + sum(self.ok.values())
-        why_not = tuple(dict.fromkeys(
-            f"{r.vantage} is the load balancer's own interface (DSR replies never pass there)"
-            for r in records if r.facts.lb_interface)) + (
-            ("a capture that holds one direction only cannot show a connection complete",) if one_sided else ())
-        return Judged(packets=sum(r.frames for r in records), analysed=sum(r.passed for r in records),
-                      vips=tuple(sorted(self.vips)), ports=tuple(sorted(self.ports)), service=service, completed=done,
-                      why_not=why_not, hints=tuple(_hints(records, self.vips, self.ports)) if not service else ())
+    def total(self) -> int:
+        return self.n + len(self.ok)
+
+    def completed(self) -> int:
+        return self.done + sum(self.ok.values())
 
 
 SMTP_PORTS = (25, 465, 587, 2525)

@@ -178,9 +178,10 @@ def _build(ipv6: bool) -> list[Scenario]:
             alone={"client": H(f"every session completes (with be2 only); no {nd} for the VIP on this segment"),
                    "fw-out": H(f"every session completes; no {nd} for the VIP on this segment"),
                    "fw-in": fw_leak, "lb": leak_lb, "be1": leak_be1,
-                   "be2": broken({"arp_reply_for_vip_from_backend"},
-                                 f"its own {nd} answer for the VIP, and it answers the VIP's SYNs delivered to its MAC: "
-                                 "a back-end claiming the VIP")},
+                   "be2": H(f"it won the {nd} race: the router sends it every connection directly and it serves "
+                            "them all; its answer for the address is the only one it sees, no load balancer passes "
+                            "it anything: from here the VIP looks like a plain server's own address (with --vip, or "
+                            "beside any capture that shows the LB, the leak is named)")},
             together=broken({"arp_reply_for_vip_from_backend", "vip_claimed_by_several_macs"},
                             "three MACs claim the VIP; be1 and be2 are back-ends (the topology): the leaks are the "
                             "cause, the several claims their consequence",

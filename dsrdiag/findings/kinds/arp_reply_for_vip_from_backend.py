@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from dsrdiag.findings.context import Context
+from dsrdiag.findings.context import Context, claim_conflict
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.findings.kind import Entry
 
@@ -90,8 +90,13 @@ def check(ctx: Context) -> Iterator[Finding]:
     for vip in sorted(ctx.vips):
         claims = nt.claims.get(vip, ())
         macs = sorted({c.mac for c in claims})
+        # the address is a VIP (held by a load balancer) only if the capture or the user says so: a
+        # load balancer is known, the VIP was given, or other MACs contend for it; otherwise a server
+        # answering for the address its clients connect to is just a server
+        is_vip = bool(ctx.lb_macs) or any(v.ip == vip and v.source == "given" for v in ctx.topology.vips) \
+            or len(claim_conflict(claims)) > 1
         for mac in macs:
-            if mac in ctx.lb_macs or not ctx.is_backend_mac(mac):
+            if mac in ctx.lb_macs or not ctx.is_backend_mac(mac) or not is_vip:
                 continue  # the LB itself; or not known to be a back-end: vip_claimed_by_several_macs
             own = [c for c in claims if c.mac == mac]
             count = nt.claim_counts.get((vip, mac), len(own))

@@ -40,12 +40,17 @@ ROLE_ORDER = {"client": 0, "fw-out": 1, "fw": 2, "fw-in": 3, "lb": 4, "be": 5}
 
 
 def decide_path(corr) -> Iterator[Finding]:
-    by_mode: dict[str, list] = defaultdict(list)
+    per_port: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for f in corr.flows:
         if f.mode and f.leg != "back":
-            by_mode[f.mode].append(f)
-    if len(by_mode) < 2:
-        return
+            per_port[f.server_port][f.mode].append(f)
+    for port, by_mode in sorted(per_port.items()):
+        if len(by_mode) > 1:
+            yield _mixed(corr, port, by_mode)
+
+
+def _mixed(corr, port: int, by_mode: dict) -> Finding:
+    """One service (port) reached in several ways (a proxy on 587 beside DSR on 25 is no fault)."""
     parts = [f"{plural(len(fs), 'connection')} by {m}" for m, fs in sorted(by_mode.items())]
     evidence = []
     for m, fs in sorted(by_mode.items()):
@@ -57,8 +62,8 @@ def decide_path(corr) -> Iterator[Finding]:
     order = {v: i for i, v in enumerate(dict.fromkeys(v for f in corr.flows for v in f.vantages))}
     seen = {v for f in corr.flows if f.mode for v in f.vantages}
     vantages = tuple(sorted(seen, key=lambda v: (ROLE_ORDER.get(corr.roles.get(v), 9) if corr.roles else 0, order[v])))
-    yield Finding(kind=KIND, severity=ERROR, vantages=vantages,
-                  summary=f"the load balancer handles connections to the service in different ways: {', '.join(parts)}.",
+    return Finding(kind=KIND, severity=ERROR, vantages=vantages,
+                  summary=f"the load balancer handles connections to port {port} in different ways: {', '.join(parts)}.",
                   evidence=tuple(sorted(evidence)),
                   connections=corr.uids_of(f.key for fs in by_mode.values() for f in fs),
-                  subject="mixed load-balancing modes")
+                  subject=f"port {port}")

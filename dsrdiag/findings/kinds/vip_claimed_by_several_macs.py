@@ -1,7 +1,9 @@
 """vip_claimed_by_several_macs: two or more MACs answer ARP/NDP for one VIP.
 
 Always an error, even before the rightful owner is known: exactly one device may answer for the
-VIP; a load balancer given with --lb-mac holds it whether or not its own answer was captured, so
+VIP. Claims that overlap (two MACs within a second, or the VIP taken back and forth) are a
+conflict; one MAC taking over from another once is a move (a docked laptop, an HA failover
+announced from the new primary's MAC) and no finding; a load balancer given with --lb-mac holds it whether or not its own answer was captured, so
 one other claimant is enough. When one of the claimants is a known back-end, its arp_reply_for_vip_from_backend is the
 cause and this its consequence (findings/causes.py links them by the VIP, their subject); two
 load balancers (an HA pair in split brain, two devices given one VIP) stay the cause themselves.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from dsrdiag.findings.context import Context
+from dsrdiag.findings.context import Context, claim_conflict
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.findings.kind import Entry
 from dsrdiag.findings.kinds.arp_reply_for_vip_from_backend import claim_evidence
@@ -61,8 +63,15 @@ def check(ctx: Context) -> Iterator[Finding]:
     for vip in sorted(ctx.vips):
         claims = nt.claims.get(vip, ())
         macs = sorted({c.mac for c in claims})
-        # the load balancer the user gave holds the VIP whether or not its own answer was captured
-        holders = sorted(set(macs) | set(given_lb)) if given_lb and set(macs) - set(given_lb) else macs
+        # the load balancer the user gave holds the VIP whether or not its own answer was captured;
+        # otherwise MACs that claim it at the same time, or back and forth: one MAC after another
+        # once is a move (a failover announced from the new MAC), not a conflict
+        if given_lb and set(macs) - set(given_lb):
+            holders = sorted(set(macs) | set(given_lb))
+        else:
+            holders = claim_conflict(claims)
+            if nt.mac_changes.get(vip, 0) >= 2 and len(macs) > 1:
+                holders = macs  # back and forth, beyond the claims kept as evidence
         if len(holders) < 2:
             continue
         evidence = []
