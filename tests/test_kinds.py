@@ -147,14 +147,30 @@ def test_a_backends_own_capture_shows_its_own_answer_for_the_vip_as_the_leak(tmp
     assert doc["findings"][0]["backend"]["mac"] == B.BE2.mac
 
 
-def test_two_macs_claiming_the_vip_is_an_error_even_when_neither_is_a_backend(tmp_path):
-    rng = _rng()
+def _claimed(rng, *claims):
     r = B.Renderer("client")  # no back-end behaviour visible
     frames = r.frames(B.tcp_session(rng, B.CLIENTS4[0], 42100, B.VIP4, B.BE1, B.T0 + 0.5))
-    frames += B.arp_reply(B.T0, B.VIP4, B.LB) + B.arp_reply(B.T0 + 2, B.VIP4, "02:00:00:00:00:0b")
+    for t, mac in claims:
+        frames += B.arp_reply(B.T0 + t, B.VIP4, mac)
+    return frames
+
+
+def test_two_macs_claiming_the_vip_back_and_forth_is_an_error_even_when_neither_is_a_backend(tmp_path):
+    frames = _claimed(_rng(), (0, B.LB), (2, "02:00:00:00:00:0b"), (4, B.LB))
     code, doc = _analyze(tmp_path, frames)
     assert _kinds(doc, roots=True) == ["vip_claimed_by_several_macs"] and code == 1
     assert "02:00:00:00:00:0b" in doc["findings"][0]["summary"]
+
+
+def test_two_macs_answering_within_a_second_is_a_conflict(tmp_path):
+    _, doc = _analyze(tmp_path, _claimed(_rng(), (0, B.LB), (0.3, "02:00:00:00:00:0b")))
+    assert _kinds(doc) == ["vip_claimed_by_several_macs"]
+
+
+def test_one_mac_taking_over_from_another_once_is_a_move_not_a_conflict(tmp_path):
+    """An HA pair that failed over and announced it from its new MAC, a laptop docked."""
+    code, doc = _analyze(tmp_path, _claimed(_rng(), (0, B.LB), (2, "02:00:00:00:00:0b")))
+    assert _kinds(doc) == [] and code == 0
 
 
 def test_a_single_claimant_of_the_vip_is_no_finding(tmp_path):

@@ -174,15 +174,39 @@ def correlate(records: list[CaptureRecords], topology=None) -> Correlation:
     # silence about a packet means nothing
     noted_until: dict[tuple, int] = {}
     modes, links, alias = _nat_links(known, roles)
+    # Zeek's timers end a connection's state on what each vantage saw: a one-sided view (no SYN-ACK
+    # passed) times out where the two-sided view stays established, and its later packets form a
+    # record without a SYN (no ISN). Such a record belongs to the latest connection of its 4-tuple
+    # that began before it, at any vantage: joined to it here, so its packets are not "lost".
+    began: dict[tuple, list[tuple[int, tuple]]] = defaultdict(list)
     for r in known:
         for c in r.connections:
-            fk = alias.get(flow_key(c), flow_key(c))  # the back-end's view of a NATed connection joins the client's
+            k = flow_key(c)
+            if k[3] is not None:
+                began[k[:3]].append((c.first_ts_ns, k))
+    for lst in began.values():
+        lst.sort()
+
+    def joined(c) -> tuple:
+        k = flow_key(c)
+        if k[3] is None and k[:3] in began:
+            earlier = [fk for ts, fk in began[k[:3]] if ts <= c.first_ts_ns]
+            if earlier:
+                return earlier[-1]
+        return k
+
+    copies: dict[tuple, dict[tuple, int]] = defaultdict(lambda: defaultdict(int))
+    for r in known:
+        for c in r.connections:
+            fk = alias.get(flow_key(c), joined(c))  # the back-end's view of a NATed connection joins the client's
             views[fk].setdefault(r.vantage, c)
             if len(c.packets) >= MAX_NOTES:
                 until = max(n.ts_ns for n in c.packets)
                 noted_until[(fk, r.vantage)] = min(until, noted_until.get((fk, r.vantage), until))
-            # the n-th copy of the same segment (a retransmission) at one vantage matches the n-th elsewhere
-            seen_n: dict[tuple, int] = defaultdict(int)
+            # the n-th copy of the same segment (a retransmission) at one vantage matches the n-th elsewhere,
+            # counted over every record of the 4-tuple at this vantage (a record split by a timer
+            # included; the two legs of a NAT at the LB are two 4-tuples)
+            seen_n = copies[(fk, r.vantage, c.client_ip, c.client_port, c.server_ip, c.server_port)]
             for n in sorted({n.frame: n for n in c.packets + c.syn_frames}.values(), key=lambda n: n.frame):
                 pk = (n.direction, n.seq, n.ack, n.flags, n.payload_len)
                 seen_n[pk] += 1

@@ -76,7 +76,7 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_wri
         # what else needs every connection rides judge's shared pass (each pass over spilled
         # records unpickles them all): the back-end table, the keys that group one fault seen at
         # several vantages, the JSON connection list
-        riding = [tally.observer(ctx), service.observe]
+        riding = [tally.observer(ctx), service.observer(ctx)]
 
         def key(c) -> None:  # findings name connections by uid; causes link them by flow
             keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
@@ -289,13 +289,19 @@ class ServiceTally:
         self.front = _Count(several)
         self.back = _Count(several)
 
-    def observe(self, c) -> None:
-        if c.server_port not in self.ports or "S" not in c.history:
-            return
-        if c.server_ip in self.vips:
-            self.front.add(c)
-        elif c.server_ip in self.backend_ips:
-            self.back.add(c)
+    def observer(self, ctx: Context):
+        """observe(c) for one capture: a lone SYN the capture ended too soon after is not judged
+        (whether it would have been retried or answered, the capture does not say)."""
+        def observe(c) -> None:
+            if c.server_port not in self.ports or "S" not in c.history:
+                return
+            if ctx.only_syns(c) and len(c.syn_frames) == 1 and not ctx.not_retried(c):
+                return
+            if c.server_ip in self.vips:
+                self.front.add(c)
+            elif c.server_ip in self.backend_ips:
+                self.back.add(c)
+        return observe
 
     def nothing_completes(self) -> None:
         self.front.nothing_completes()

@@ -70,7 +70,8 @@ class Collector:
         if self.total < MIN_CONNECTIONS or len(self.sides) != 1 or "both" in self.sides or not self.service \
                 or self.progressed < MIN_CONNECTIONS:
             return
-        if nt.claims and nt.requests:
+        answers = any(c.kind in ("arp-reply", "nd-advert") for cls in nt.claims.values() for c in cls)
+        if answers and nt.requests:
             return  # ARP/NDP questions and answers both passed: the capture point sees both ways
         side = next(iter(self.sides))
         evidence = []

@@ -47,6 +47,6 @@ def decide(sessions, vip: str, port: int, captured: bool) -> Iterator[Finding]:
                  + ("." if captured else "; no capture was possible to say why.")),
         evidence=tuple(HostRef("probe session", i + 1, f"source port {s.source_port}: {s.outcome}" + (f" ({s.error})" if s.error else ""))
                        for i, s in enumerate(sessions) if s in failed[:12]),
-        connections=tuple(s.responder["uid"] for s in failed if s.responder.get("uid")),
+        connections=tuple(dict.fromkeys(s.responder["uid"] for s in failed if s.responder.get("uid"))),
         subject=f"{vip}:{port}",
     )

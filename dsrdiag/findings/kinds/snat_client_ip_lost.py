@@ -82,12 +82,13 @@ def decide_path(corr) -> Iterator[Finding]:
     for (vantages, source), flows in sorted(groups.items()):
         vantage = vantages[-1]  # the back-end, where the client is lost
         evidence = []
-        for f in flows[:MAX_EVIDENCE]:
-            hop = next((h for p in f.packets for h in p.hops if h.vantage == vantage), None)
-            if hop is not None:
-                evidence.append(FrameRef(hop.ts_ns, corr.captures[vantage], vantage, hop.frame,
-                                         f"{f.client} -> :{f.server_port} at {vantage}"
-                                         + (f" ({f.linked})" if f.linked else "")))
+        for f in flows[: max(1, MAX_EVIDENCE // len(vantages))]:
+            for v in vantages:  # the connection from the LB's address, at every vantage that saw it
+                hop = next((h for p in f.packets for h in p.hops if h.vantage == v), None)
+                if hop is not None:
+                    evidence.append(FrameRef(hop.ts_ns, corr.captures[v], v, hop.frame,
+                                             f"{f.client} -> :{f.server_port} at {v}"
+                                             + (f" ({f.linked})" if f.linked else "")))
         summary = (f"{plural(len(flows), 'connection')} reached {vantage} from {source}, which the correlated captures "
                    f"show is the load balancer's side of a {flows[0].mode} connection: the back-end never sees the "
                    "real client address, and no PROXY header or XCLIENT passes it on.")
