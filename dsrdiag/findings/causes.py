@@ -135,7 +135,8 @@ def link(findings: list[Finding], conn_key: dict[str, tuple]) -> list[Finding]:
             continue
         expl = ids[root(i)] if i in cause_of else None
         cons = tuple(sorted(ids[s] for s in cause_of if root(s) == i and s != i and s not in folded))
-        out.append(replace(f, id=ids[i], explained_by=expl, consequences=cons))
+        out.append(replace(f, id=ids[i], explained_by=expl, consequences=cons,
+                           connections=tuple(dict.fromkeys(f.connections))))  # each connection named once
     return out
 
 

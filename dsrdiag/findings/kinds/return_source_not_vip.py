@@ -87,11 +87,13 @@ def check(ctx: Context) -> Iterator[Finding]:
     for (ip, mac), pairs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         evidence = []
         uids = []
+        cited_syn = set()
         for v, r in pairs:
             uids.append(r.uid)
             if v is not None:
-                uids.append(v.uid)
-                if len(evidence) < MAX_EVIDENCE and v.syn_frames:
+                uids.append(v.uid)  # one SYN record answered by several replies (retries) is named once
+                if len(evidence) < MAX_EVIDENCE and v.syn_frames and v.uid not in cited_syn:
+                    cited_syn.add(v.uid)
                     evidence.append(ctx.ref(v.syn_frames[0], v, f"SYN {v.client_ip}:{v.client_port} -> VIP {v.server_ip}:{v.server_port}"))
             sa = first(r.packets, lambda n: n.direction == RESP and n.flags & SYN and n.flags & ACK)
             if sa and len(evidence) < MAX_EVIDENCE:
@@ -109,5 +111,5 @@ def check(ctx: Context) -> Iterator[Finding]:
         )
         yield Finding(
             kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary,
-            evidence=tuple(sorted(evidence)), connections=tuple(uids), backend=ctx.backend(mac, ip),
+            evidence=tuple(sorted(evidence)), connections=tuple(dict.fromkeys(uids)), backend=ctx.backend(mac, ip),
         )
