@@ -126,8 +126,12 @@ def link(findings: list[Finding], conn_key: dict[str, tuple]) -> list[Finding]:
     folded = set()
     for s, c in cause_of.items():
         r = root(s)
-        if keys[s] and set(findings[s].vantages) <= set(findings[r].vantages) and keys[s] <= keys[r] \
-                and findings[s].between is None:
+        sym = findings[s]
+        # the probe's failed sessions, explained by a finding of the probe's own capture, are that
+        # finding seen from the sessions' side (the verdict keeps their count)
+        own_sessions = sym.kind == "sessions_failed" and set(sym.vantages) <= set(findings[r].vantages)
+        if own_sessions or (keys[s] and set(sym.vantages) <= set(findings[r].vantages) and keys[s] <= keys[r]
+                            and sym.between is None):
             folded.add(s)
     out = []
     for i, f in enumerate(findings):
