@@ -90,8 +90,9 @@ class Capture:
         return self.walker.position if self.walker is not None else self.position
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        f = getattr(self, "_file", None)  # an instance whose __init__ never ran (unpickled, or failed early)
+        if f is not None:
+            f.close()
             self._file = None
 
     def __del__(self):
