@@ -1,0 +1,65 @@
+"""Wireshark display filters for what a report cites: frames, and connections.
+
+Why: every investigation ends in Wireshark or tshark. A finding that cites frames 36, 38 and 39
+of a capture is worth most when the admin can paste one filter and see exactly those frames;
+a connection is worth most as Wireshark's own conversation filter. The filters are made here,
+once, from frame numbers and addresses, and every presenter (text, JSON, HTML, `--tshark`) uses
+these functions, so they are the same everywhere.
+
+Syntax: Wireshark 4.0 and later (set members separated by commas, ranges as `a..b`; 4.0 no
+longer accepts the space-separated sets of 3.x). Frame numbers are Wireshark's own (1-based,
+every frame of the file), so the filter selects the same frames in Wireshark, in
+`tshark -r CAPTURE -Y FILTER`, and in `editcap -r`'s numbering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def frames_filter(frames: Iterable[int]) -> str:
+    """`frame.number == 36`, or `frame.number in {36, 38..40}` for several frames.
+
+    Consecutive frame numbers become one range, so a filter stays short however many frames a
+    finding cites. Empty input gives an empty string (no frames, no filter).
+    """
+    nums = sorted({int(f) for f in frames})
+    if not nums:
+        return ""
+    if len(nums) == 1:
+        return f"frame.number == {nums[0]}"
+    parts: list[str] = []
+    start = prev = nums[0]
+    for n in nums[1:] + [None]:  # type: ignore[list-item]
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}..{prev}")
+        if n is not None:
+            start = prev = n
+    return "frame.number in {" + ", ".join(parts) + "}"
+
+
+def _addr_field(ip: str) -> str:
+    return "ipv6.addr" if ":" in ip else "ip.addr"
+
+
+def conn_filter(orig_h: str, orig_p: int, resp_h: str, resp_p: int, proto: str = "tcp") -> str:
+    """Wireshark's conversation filter for one connection (Conversation Filter > TCP).
+
+    `ip.addr==198.51.100.8 && tcp.port==41001 && ip.addr==192.0.2.25 && tcp.port==25`: both
+    directions of the 4-tuple, as Wireshark writes it. IPv6 addresses use `ipv6.addr`.
+    """
+    a, b = _addr_field(orig_h), _addr_field(resp_h)
+    return f"{a}=={orig_h} && {proto}.port=={orig_p} && {b}=={resp_h} && {proto}.port=={resp_p}"
+
+
+def tshark_command(capture: str, display_filter: str) -> str:
+    """The command line that shows a filter's frames: `tshark -r CAPTURE -Y 'FILTER'`.
+
+    The capture path and the filter are quoted for a POSIX shell, so the line can be pasted as
+    it is whatever the path holds.
+    """
+    import shlex
+
+    return f"tshark -r {shlex.quote(capture)} -Y {shlex.quote(display_filter)}"
