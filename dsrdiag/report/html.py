@@ -60,9 +60,11 @@ nav.toc ol{margin:.2em 0;padding-left:1.2em;columns:2 14em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.92em}td,th{border:1px solid #d0d7de;padding:.2em .5em;text-align:left;vertical-align:top}
 th{background:#f6f8fa}code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}
 .fix code,.expl code{background:#eff1f3;border-radius:3px;padding:0 .25em;overflow-wrap:anywhere}
-code.filter{user-select:all;-webkit-user-select:all;background:#eef6ff;border:1px solid #b6d4fe;border-radius:3px;padding:0 .3em;overflow-wrap:anywhere}
+code.filter{user-select:all;-webkit-user-select:all;background:#eef6ff;border:1px solid #b6d4fe;border-radius:3px;padding:0 .3em;overflow-wrap:break-word}
+table.connections code.filter{font-size:.85em}table.connections td{min-width:4em}
 code.cmd{user-select:all;-webkit-user-select:all;background:#f6f8fa;border:1px solid #d0d7de;border-radius:3px;padding:0 .3em;overflow-wrap:anywhere}
-tr.filters td{background:#f6f8fa}tr.cap th{background:#eaeef2;font-weight:600}
+tr.filters td{background:#f6f8fa}tr.notes td{border-top:0;color:#57606a;font-size:.95em}tr.notes ul{margin:0;padding-left:1.2em}
+td.path{min-width:10em}tr.cap th{background:#eaeef2;font-weight:600}
 .dim{color:#57606a}.nowrap{white-space:nowrap}
 .bar{display:inline-block;vertical-align:middle;margin-right:.4em}
 .fix{margin:.3em 0 .6em}.fix p,.fix ul,.fix ol{margin:.3em 0}
@@ -387,15 +389,22 @@ def time_span(first_ns: int | None, last_ns: int | None) -> str:
 
 
 def _captures(report: Report, caps: list[dict]) -> list[str]:
-    rows = []
+    """A row per capture, and under it (across the table) what the capture could not show: the
+    notes are sentences, too long for a column at a laptop's width."""
+    body = []
     for s, c in zip(report.captures, caps):
-        limits = "<br>".join(e(x) for x in c["cannot_show"])
-        rows.append([e(c["vantage"]), f"<span class=mono>{e(c['path'])}</span>", e(c["packets"]), e(c["analysed_packets"]),
-                     e(c["connections"]),
-                     f'<span class="nowrap" title="{e(c["first_ts"] or "-")} .. {e(c["last_ts"] or "-")}">{e(time_span(s.first_ts_ns, s.last_ts_ns))}</span>',
-                     (f"<b>damaged:</b> {e(c['damage'])}<br>" if c["damage"] else "") + limits])
+        frames = e(c["packets"]) + (f' <span class=dim>({e(c["analysed_packets"])} analysed)</span>'
+                                     if c["analysed_packets"] != c["packets"] else "")
+        span = (f'<span class="nowrap" title="{e(c["first_ts"] or "-")} .. {e(c["last_ts"] or "-")}">'
+                f'{e(time_span(s.first_ts_ns, s.last_ts_ns))}</span>')
+        body.append(f'<tr><td>{e(c["vantage"])}</td><td class="mono path">{e(c["path"]).replace("/", "/<wbr>")}</td><td>{frames}</td>'
+                    f'<td>{e(c["connections"])}</td><td>{span}</td></tr>')
+        notes = ([f"<li><b>damaged:</b> {e(c['damage'])}</li>"] if c["damage"] else []) + [f"<li>{e(x)}</li>" for x in c["cannot_show"]]
+        if notes:
+            body.append(f'<tr class="notes"><td></td><td colspan=4><ul>{"".join(notes)}</ul></td></tr>')
+    head = "".join(f"<th>{h}</th>" for h in ("vantage", "file", "frames", "connections", "time span (UTC)"))
     return ['<h2 id="captures">Captures</h2>',
-            _table(["vantage", "file", "frames", "analysed", "connections", "time span (UTC)", "notes"], rows, "captures")]
+            f'<div class="scroll"><table class="captures"><tr>{head}</tr>{"".join(body)}</table></div>']
 
 
 def _connections(page: _Page) -> list[str]:
@@ -406,21 +415,22 @@ def _connections(page: _Page) -> list[str]:
     for c, b in page.conns:
         d = jsondoc.connection_dict(c, b)
         smtp = d["smtp"] or {}
-        back = " ".join(f'<a href="#{e(fid)}">{e(fid)}</a>' for fid in page.cited.get(c.uid, ()))
+        back = " ".join(f'<a href="#{e(fid)}" title="{e(page.findings[fid]["title"])}">{e(fid)}</a>'
+                        for fid in page.cited.get(c.uid, ()))
         ladders = " ".join(f'<a href="#{e(a)}">ladder</a>' for a in page.ladder_of.get(c.uid, ()))
         flt = conn_filter(c.client_ip, c.client_port, c.server_ip, c.server_port)
+        said = "<br>".join(f"<span class=\"mono banner\">{e(x)}</span>" for x in (smtp.get("banner"), smtp.get("helo") and f"EHLO {smtp['helo']}") if x)
         rows.append([e(d["vantage"]) + f'<br><span class="dim mono">{e(c.uid)}</span>',
                      f'<span class="mono nowrap">{e(d["ts"])}</span>',
-                     f"<span class=mono>{e(d['client']['ip'])}:{e(d['client']['port'])}</span>",
-                     f"<span class=mono>{e(d['server']['ip'])}:{e(d['server']['port'])}</span>",
-                     f"<span class=mono>{e(d['history'])}</span>", e(d["conn_state"]), e(b.name if b else "-"),
-                     (back + (" " if back and ladders else "") + ladders) or "-",
+                     f"<span class=\"mono nowrap\">{e(d['client']['ip'])}:{e(d['client']['port'])} &rarr; "
+                     f"{e(d['server']['ip'])}:{e(d['server']['port'])}</span><br>"
                      f'<code class="filter">{e(flt)}</code>',
-                     f"<span class=\"mono banner\">{e(smtp.get('banner') or '')}</span>", f"<span class=mono>{e(smtp.get('helo') or '')}</span>"])
+                     f"<span class=mono>{e(d['history'])}</span><br>{e(d['conn_state'])}", e(b.name if b else "-"),
+                     (back + ("<br>" if back and ladders else "") + ladders) or "-", said])
         ids.append(page.conn_anchor[c.uid])
     return [f'<h2 id="connections">Connections ({len(rows)} of {total}, those in findings first, then unfinished)</h2>',
-            _table(["vantage", "first packet (UTC)", "client", "server", "history", "state", "back-end", "findings, ladder",
-                    "Wireshark filter", "SMTP banner", "EHLO"], rows, "connections", ids)]
+            _table(["vantage", "first packet (UTC)", "client \u2192 server, Wireshark filter", "history, state", "back-end",
+                    "findings, ladder", "SMTP banner, EHLO"], rows, "connections", ids)]
 
 
 def _ladders(page: _Page) -> list[str]:
