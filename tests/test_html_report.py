@@ -160,6 +160,10 @@ def test_root_cause_title_and_backend_are_in_the_top_section(pages, case):
             assert f["backend"]["name"] in top
         for x in f["consequences"]:  # what it explains, linked
             assert f'href="#{x}"' in raw
+        flows = [i for i, fl in enumerate(doc.get("correlation", {}).get("flows", []))
+                 if set(fl["connections"]) & set(f["connections"]) and f'id="ladder-{i}"' in page]
+        for i in flows[:MAX_LINKS]:  # and where to see it
+            assert f'href="#ladder-{i}"' in raw
     if not doc["verdict"]["causes"]:  # must not fire: nothing named as a cause
         assert "No root cause" in top and "Root cause" not in top.replace("No root cause", "")
 

@@ -158,6 +158,11 @@ class _Page:
                     out[(h.vantage, h.frame)] = (tuple(fw_vs), h.dst_mac, fid)
         return out
 
+    def ladders_of(self, uids) -> list[tuple[str, str]]:
+        """(anchor, client address) of the drawn ladders of these connections, in drawing order."""
+        want = {a for u in uids for a in self.ladder_of.get(u, ())}
+        return [(f"ladder-{i}", fl.client) for i, fl in self.flows if f"ladder-{i}" in want]
+
     def finding_link(self, fid: str) -> str:
         f = self.findings.get(fid)
         if f is None:
@@ -233,6 +238,7 @@ def _top(page: _Page, v: dict) -> list[str]:
             + (f"<p><b>Subject:</b> {e(f['subject'])}</p>" if f.get("subject") and not f["backend"] else "")
             + f"<p><b>Where:</b> {e(_where(f))}. {e(f['summary'])}</p>"
             + (f"<p><b>Explains:</b> {' &middot; '.join(explains)}</p>" if explains else "")
+            + _links(page.ladders_of(f["connections"]), "Seen on the ladder of")
             + "</div>")
     if not v["causes"]:
         out.append("<p>No root cause: " + ("nothing in these captures shows a DSR fault." if v["state"] == "healthy"
@@ -297,8 +303,6 @@ def _findings(page: _Page, findings: list[dict]) -> list[str]:
     for f in sorted(findings, key=lambda f: rank.get(f["id"], len(rank))):  # the root causes first
         conns = [(page.conn_anchor[u], u) for u in f["connections"] if u in page.conn_anchor]
         unlisted = len(f["connections"]) - len(conns)
-        ladders = sorted({a for u in f["connections"] for a in page.ladder_of.get(u, ())}, key=lambda a: int(a.split("-")[1]))
-        ladder_names = {f"ladder-{i}": fl.client for i, fl in page.flows}
         cause = (f" &middot; <b>explained by:</b> {page.finding_link(f['explained_by'])}" if f.get("explained_by")
                  else " &middot; <b>root cause</b>")
         conseq = [page.finding_link(x) for x in f["consequences"]]
@@ -310,9 +314,9 @@ def _findings(page: _Page, findings: list[dict]) -> list[str]:
             + (f" &middot; <b>back-end:</b> {_backend_text(f['backend'])} <span class=dim>({e(f['backend']['source'])})</span>" if f["backend"] else "")
             + (f" &middot; <b>subject:</b> {e(f['subject'])}" if f.get("subject") else "")
             + "</p>"
-            + (f"<p><b>Causes:</b> {' &middot; '.join(conseq)}</p>" if conseq else "")
+            + (f"<p><b>Explains:</b> {' &middot; '.join(conseq)}</p>" if conseq else "")
             + f"<p>{e(f['summary'])}</p>"
-            + _links([(a, ladder_names[a]) for a in ladders], "Ladders")
+            + _links(page.ladders_of(f["connections"]), "Ladders")
             + _links(conns, "Connections")
             + (f'<p class=dim>{unlisted} more connection(s) in the JSON document.</p>' if unlisted else "")
             + _evidence(f)
