@@ -417,3 +417,22 @@ def test_html_output_may_not_overwrite_an_input_capture(tmp_path):
     before = cap.read_bytes()
     r = run_cli("analyze", str(cap), "--html", str(cap))
     assert r.code == 2 and "never overwritten" in r.err and cap.read_bytes() == before
+
+
+def test_wrong_source_replies_past_a_records_kept_notes_are_still_named_by_their_flow(tmp_path):
+    """A record keeps its first packets only (track/conn.py MAX_NOTES): replies past them are
+    matched by the record's flow (client address, port, service port, ISN) and its time span."""
+    from dataclasses import replace
+
+    from dsrdiag.capture.sources import parse_sources
+    from dsrdiag.core import topology as topo
+    from dsrdiag.jobs.analyze import analyze
+    from dsrdiag.report import html as page
+    from dsrdiag.track.records import NoteBlock
+
+    folder = CAPTURES / "paths" / "wrong_source"
+    report = analyze(parse_sources([f"{v}={folder / (v + '.pcap')}" for v in VANTAGES]), topo.build(), jobs=1)
+    full = page.render(report)
+    assert full.count("from 192.0.2.12 (not the VIP)") == 3
+    cut = replace(report, connections=tuple((c._replace(packets=NoteBlock()), b) for c, b in report.connections))
+    assert page.render(cut).count("from 192.0.2.12 (not the VIP)") == 3

@@ -29,6 +29,7 @@ from dsrdiag.jobs.report_model import Report
 from dsrdiag.report import jsondoc
 from dsrdiag.report.markup import to_html as markup
 from dsrdiag.report.wireshark import conn_filter, frames_filter, tshark_command
+from dsrdiag.track.records import flow_key
 
 MAX_LADDERS = 60
 """Ladders drawn; those of connections a finding names come first, then those with a lost
@@ -110,6 +111,7 @@ class _Page:
             for x in f.evidence:
                 if hasattr(x, "frame"):
                     self.frame_finding[(x.vantage, x.frame)].append(f.id)
+        self.wrong_flows: dict[tuple, tuple[int, int, str, str]] = {}
         self.real_source = self._real_sources(report)
         self.bypass = self._bypasses(report)
 
@@ -140,7 +142,21 @@ class _Page:
                     continue
                 for n in c.packets:
                     out.setdefault((c.vantage, n.frame), (c.server_ip, f.id))
+                # the packets past the record's kept notes: its flow's replies at that vantage in its time
+                self.wrong_flows[(c.vantage, flow_key(c))] = (c.first_ts_ns, c.last_ts_ns, c.server_ip, f.id)
         return out
+
+    def wrong_source_of(self, flow, hops) -> tuple[str, str] | None:
+        """(real source address, finding id) when this reply is a wrong-source finding's packet."""
+        for h in hops:
+            hit = self.real_source.get((h.vantage, h.frame))
+            if hit:
+                return hit
+        for h in hops:
+            w = self.wrong_flows.get((h.vantage, flow.key))
+            if w and w[0] <= h.ts_ns <= w[1]:
+                return w[2], w[3]
+        return None
 
     def _bypasses(self, report: Report) -> dict[tuple, tuple[tuple[str, ...], str | None, str | None]]:
         """(vantage, frame) of a bypassing reply's first hop -> (the firewall vantages it skipped,
@@ -490,7 +506,6 @@ def ladder_svg(flow, offsets: dict, page: _Page | None = None, key: str = "0") -
     left, colw, top, rowh = 110, 130, 40, 24
     label_x = left + colw * max(len(cols) - 1, 1) + 16
     x = {v: left + i * colw for i, v in enumerate(cols)}
-    real_source = page.real_source if page else {}
     bypass = page.bypass if page else {}
     frame_finding = page.frame_finding if page else {}
     arr, red = f"arr-{key}", f"arr-red-{key}"
@@ -519,8 +534,7 @@ def ladder_svg(flow, offsets: dict, page: _Page | None = None, key: str = "0") -
         lost = p.lost_before if p.lost_before in x else None
         if lost:
             x2 = x[lost] + (8 if x[lost] < x1 else -8)  # the arrow stops short of the cross
-        src = next((real_source[(h.vantage, h.frame)] for h in seen if (h.vantage, h.frame) in real_source), None) \
-            if p.direction == "<" else None
+        src = page.wrong_source_of(flow, seen) if page and p.direction == "<" else None
         byp = next((bypass[(h.vantage, h.frame)] for h in seen if (h.vantage, h.frame) in bypass), None)
         bad = bool(lost or src or byp)
         color = "#cf222e" if bad else "#24292f"
