@@ -574,7 +574,8 @@ def ladder_svg(flow, offsets: dict, page: _Page | None = None, key: str = "0") -
         body.append(f'<a href="#{e(link)}">{txt}</a>' if link else txt)
     width = label_x + 8 + round(longest * 7.2)  # 11px monospace: ~6.6px a character (bold a little more)
     head = [f'<svg xmlns="http://www.w3.org/2000/svg" class="ladder" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="ladder diagram of {e(flow.client)}">',
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="ladder diagram of {e(flow.client)}'
+            f'{e(": " + flow.died) if flow.died else ""}">',
             f'<defs><marker id="{arr}" markerWidth="8" markerHeight="8" refX="7" refY="3" orient="auto">'
             '<path d="M0,0 L7,3 L0,6 z" fill="#24292f"/></marker>'
             f'<marker id="{red}" markerWidth="8" markerHeight="8" refX="7" refY="3" orient="auto">'
