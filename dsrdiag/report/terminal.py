@@ -18,7 +18,6 @@ escape.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -368,7 +367,7 @@ def _evidence(evidence, out: _Out) -> None:
         _, vantage, capture = key
         days = {format_ts(e.ts_ns)[:10] for e in evs}
         one_day = len(days) == 1
-        out.line(_t("  ", (vantage, "bold"), "  ", capture, (f"  ({days.pop()}, UTC)" if one_day else "  (UTC)", "dim")))
+        out.line(_t("  ", (f"{vantage}:", "bold"), " ", capture, (f"  ({days.pop()}, UTC)" if one_day else "  (UTC)", "dim")))
         fw = max(len(str(e.frame)) for e in evs)
         for e in evs:
             ts = format_ts(e.ts_ns)
@@ -426,7 +425,7 @@ def _captures(report: Report, out: _Out) -> None:
     for c in report.captures:
         span = f"{format_ts(c.first_ts_ns)} .. {format_ts(c.last_ts_ns)}" if c.first_ts_ns else "no analysed packet"
         lts = ", ".join(linktype_name(lt) for lt in c.linktypes)
-        out.line(_t("  ", (c.vantage, "bold"), "  ", c.path))
+        out.line(_t("  ", (f"{c.vantage}:", "bold"), " ", c.path))
         out.para(_t(f"{plural(c.frames, 'packet')}, {c.analysed} analysed, {plural(c.connections, 'connection')}"
                     + (f", {lts}" if lts else "") + f", {span}"), indent=4)
         for a, n in sorted(c.anomalies.items()):
@@ -456,11 +455,20 @@ def _connections(report: Report, out: _Out) -> None:
 
 # ---- --brief: a ticket ---------------------------------------------------------------------------
 
-_SENTENCE = re.compile(r"(?<=[.;])\s+(?=[A-Z(`])")
-
-
 def _first_sentence(s: str) -> str:
-    return _SENTENCE.split(s.strip(), maxsplit=1)[0].rstrip(" .;") + "."
+    """The text up to its first full stop outside parentheses and `code` (a fix's first step)."""
+    s = s.strip()
+    depth, code = 0, False
+    for i, ch in enumerate(s):
+        if ch == "`":
+            code = not code
+        elif not code and ch in "([":
+            depth += 1
+        elif not code and ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == "." and not code and depth == 0 and (i + 1 == len(s) or s[i + 1] == " "):
+            return s[:i + 1]
+    return s
 
 
 def _frames_list(f) -> str:
