@@ -144,6 +144,10 @@ class Col:
     """The column whose cells may be cut (with an ellipsis) when nothing else makes it fit."""
 
 
+SOFT_CUT = 16
+"""A cut column is cut down to this many cells before optional columns are dropped."""
+
+
 def _fit(cols: list[Col], rows: list[list[str]], width: int, indent: int):
     """Choose headers and columns so that every line fits `width`: shorter headers first, then
     optional columns dropped, then the cut column's cells shortened. None: it cannot fit."""
@@ -170,17 +174,18 @@ def _fit(cols: list[Col], rows: list[list[str]], width: int, indent: int):
             i = longer[0]
             heads[i] = cols[i].heads[cols[i].heads.index(heads[i]) + 1]
             continue
+        cut = [i for i in keep if cols[i].cut]
+        room = width - (total - ws[cut[0]]) if cut else 0
+        if cut and (cutw is None or room < cutw) and room >= max(SOFT_CUT, cell_len(heads[cut[0]])):
+            cutw = room  # the cut column first gives up what it has beyond SOFT_CUT cells
+            continue
         droppable = [i for i in keep if cols[i].drop]
         if droppable:
             keep.remove(max(droppable, key=lambda i: (cols[i].drop, i)))
             continue
-        cut = [i for i in keep if cols[i].cut]
-        if cut and cutw is None:
-            i = cut[0]
-            room = width - (total - ws[i])
-            if room >= max(8, cell_len(heads[i])):
-                cutw = room
-                continue
+        if cut and (cutw is None or room < cutw) and room >= max(8, cell_len(heads[cut[0]])):
+            cutw = room
+            continue
         return None
 
 
@@ -441,7 +446,7 @@ def _captures(report: Report, out: _Out) -> None:
 
 def _connections(report: Report, out: _Out) -> None:
     heads = ["uid", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "history", "conn_state",
-             "orig_pkts", "resp_pkts", "back-end", "banner_host", "replies"]
+             "orig_pkts", "resp_pkts", "backend", "banner_host", "replies"]
 
     def rows():
         for c, b in report.connections:
@@ -584,11 +589,12 @@ def _ladder(report: Report, out: _Out, which: str) -> None:
             full.append([label] + [f"#{at[v].frame} {format_ts(at[v].ts_ns)[11:-1]}" if v in at else ("X" if v == p.lost_before else "")
                                    for v in f.vantages] + [last])
             short.append([label, format_ts(first.ts_ns)[11:-1] if first else "-"]
-                         + [f"#{at[v].frame}" if v in at else ("X" if v == p.lost_before else "") for v in f.vantages] + [last])
+                         + [f"#{at[v].frame}" if v in at else ("X" if v == p.lost_before else "") for v in f.vantages] + [p.last_seen])
         cols = [Col(("packet",), cut=True)] + [Col((v,)) for v in f.vantages] + [Col(("last seen",))]
         shown = _table(out, title, cols, full)
         if not shown:
-            cols = [Col(("packet",), cut=True), Col(("time",))] + [Col((v,)) for v in f.vantages] + [Col(("last seen",))]
+            cols = ([Col(("packet",), cut=True), Col(("time",), drop=1)] + [Col((v,)) for v in f.vantages]
+                    + [Col(("last seen", "last"), drop=2)])
             shown = _table(out, title, cols, short)
             if shown:
                 out.para(_t(("time: at the first vantage that saw the packet, UTC; cells: frame numbers (X: lost before it)", "dim")), indent=2)
