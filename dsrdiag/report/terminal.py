@@ -549,17 +549,21 @@ def _probe(report: Report, out: _Out) -> None:
                 + (" (the VIP is on this segment)" if p.on_link else " (the VIP is routed)")))
     if p.arp_answers is not None:
         out.para(_t("ARP/NDP who-has the VIP answered by: ", ", ".join(p.arp_answers) or "nobody"), indent=2)
-    rows = []
+    rows, failures = [], []
     for row in p.backends:
         how = ", ".join(f"{k} {v}" for k, v in sorted(row["failed_how"].items()))
-        rows.append([row["backend"], str(row["sessions"]), str(row["completed"]), f"{row['failed']}" + (f" ({how})" if how else ""),
+        if how:
+            failures.append((row["backend"], how))
+        rows.append([row["backend"], str(row["sessions"]), str(row["completed"]), str(row["failed"]),
                      f"{row['median_connect_ms']:.1f} ms" if row["median_connect_ms"] is not None else "-",
                      f"{row['median_banner_ms']:.1f} ms" if row["median_banner_ms"] is not None else "-"])
     cols = [Col(("back-end",)), Col(("sessions",), right=True), Col(("completed", "done"), right=True),
-            Col(("failed (how)", "failed"), cut=True), Col(("median connect", "connect"), right=True, drop=2),
+            Col(("failed",), right=True), Col(("median connect", "connect"), right=True, drop=2),
             Col(("median banner", "banner"), right=True, drop=1)]
     if not _table(out, "Back-ends as the probe saw them", cols, rows):
         _records(out, "Back-ends as the probe saw them", cols, rows)
+    for name, how in failures:
+        out.para(_t((f"{name} failed: ", "bold"), how), indent=2, hang=4)
     for s in p.skipped:
         out.para(_t(("skipped: ", "yellow"), s), indent=2, hang=4)
     if p.pcap:
