@@ -259,6 +259,14 @@ def test_on_a_terminal_the_terminal_width_is_used(cols):
     wrapped = [ln for ln in text.splitlines() if len(ln) > cols and not ln.startswith("    filter: ")]
     assert all(any(a in ln for a in args) for ln in wrapped)
     assert bool(re.search(r"^  back-end\s+address", text, re.M)) == (cols <= 100)
+    # the ladders: a header of whole column names, then one line a packet
+    lines = text.splitlines()
+    ladders = [i for i, ln in enumerate(lines) if ln.startswith("Ladder: 198.51.100.8:")]
+    assert ladders
+    vocab = {"packet", "time", "last seen", "last", "client", "fw-out", "fw-in", "lb", "be1", "be2"}
+    for i in ladders:
+        assert set(re.split(r"\s{2,}", lines[i + 1].strip())) <= vocab, lines[i + 1]
+        assert set(lines[i + 2].strip()) == {"─"} and lines[i + 3].startswith("  -> SYN")
 
 
 def test_help_shows_the_backend_syntax_and_is_printed_once():
