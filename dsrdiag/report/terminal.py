@@ -198,7 +198,7 @@ def _table(out: _Out, title: str, cols: list[Col], rows: list[list[str]], indent
         return False
     heads, keep, ws = fit
     if title:
-        out.line(_t((title, "bold")))
+        out.para(_t((title, "bold")))
 
     def cells(values, style=None):
         line = _t(" " * indent)
@@ -219,11 +219,11 @@ def _table(out: _Out, title: str, cols: list[Col], rows: list[list[str]], indent
 
 def _records(out: _Out, title: str, cols: list[Col], rows: list[list[str]]) -> None:
     """The layout of last resort for a table too wide for the width: one block per row."""
-    out.line(_t((title, "bold")))
+    out.para(_t((title, "bold")))
     for r in rows:
-        out.line(_t("  ", (r[0], "bold")))
+        out.para(_t((r[0], "bold")), indent=2)
         for c, v in zip(cols[1:], r[1:]):
-            out.para(_t(f"{c.heads[0]}: ", v), indent=4)
+            out.para(_t(f"{c.heads[0]}: ", v or "-"), indent=4)
 
 
 def _listing(out: _Out, title: str, heads: list[str], rows) -> None:
@@ -323,7 +323,12 @@ def _kind(group: list, out: _Out, by_id: dict, explain: bool) -> None:
         if e.load_balancer:
             out.para(_t(("Fix on the load balancer: ", "bold"), e.load_balancer), indent=2)
     else:
-        out.line(_t(("  fix: ", "bold"), f"see --explain or {DOCS}{kind}"))
+        fix = _t(("  fix: ", "bold"), f"see --explain or {DOCS}{kind}")
+        if cell_len(fix.plain) <= out.width:
+            out.line(fix)
+        else:  # the link whole on a line of its own: it is copied
+            out.line(_t(("  fix: ", "bold"), "see --explain or"))
+            out.line(_t(f"    {DOCS}{kind}"))
     out.blank()
 
 
