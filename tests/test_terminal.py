@@ -156,13 +156,16 @@ def test_brief_is_at_most_eight_lines_with_the_cause_and_its_frames(args):
     assert lines[0] == "VERDICT: " + doc["verdict"]["text"]
     if doc["verdict"]["causes"]:
         cause = next(f for f in doc["findings"] if f["id"] == doc["verdict"]["causes"][0])
-        assert lines[1].startswith(f"cause: {cause['kind']} [{cause['id']}]") and f"docs/findings.md#{cause['kind']}" in lines[1]
+        line = next(ln for ln in lines if ln.startswith("cause: "))
+        assert line.startswith(f"cause: {cause['kind']} [{cause['id']}]") and f"docs/findings.md#{cause['kind']}" in line
         frames = next(ln for ln in lines if ln.startswith("frames: "))
         for ev in cause["evidence"]:
             assert re.search(rf"{re.escape(ev['capture'])}:[\d,]*\b{ev['frame']}\b", frames), (ev, frames)
         assert any(ln.startswith("fix (") for ln in lines)
     else:
         assert not any(ln.startswith("cause: ") for ln in lines)
+    damaged = [c for c in doc["captures"] if c.get("damage")]
+    assert (lines[1].startswith(f"DAMAGED: {damaged[0]['path']}: ") if damaged else not any("DAMAGED" in ln for ln in lines)), lines
 
 
 def test_width_option_wins_over_columns_and_brings_the_compact_table():

@@ -529,6 +529,10 @@ def _brief(report: Report, out: _Out) -> None:
                 lines.append(_t(("frames: ", "bold"), " ".join(frames)))
         if v.state != "healthy":
             lines.append(_t(("next: ", "bold"), "check --vip and --port, and where the captures were taken (docs/exit-codes.md, code 4)"))
+    damaged = [_t(("DAMAGED: ", "bold"), f"{c.path}: {c.damage}") for c in report.captures if c.damage]
+    if damaged:  # exit 3 says a capture was cut short: the ticket says which, right after the verdict
+        more = len(damaged) - 1
+        lines = lines[:1] + [damaged[0] + (_t(f" (and {plural(more, 'other damaged capture')})") if more else _t())] + lines[1:7]
     for line in lines[:8]:
         out.line(line)
 
