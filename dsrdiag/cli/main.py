@@ -25,7 +25,7 @@ from dsrdiag.findings.verdict import FAIL_ON_CHOICES
 from dsrdiag.jobs.analyze import analyze
 
 app = typer.Typer(
-    add_completion=False,  # added by run() (_with_completion): `--show-completion bash` names its shell
+    add_completion=False,  # added by run() (_command): `--show-completion bash` names its shell
     rich_markup_mode=None,  # plain help: `NAME=IP[@MAC]` is not markup, and the help is printed once
     no_args_is_help=True,
     help="Prove that a DSR load-balanced SMTP service works, and find out exactly why it does not.",
