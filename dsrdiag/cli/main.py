@@ -25,7 +25,8 @@ from dsrdiag.findings.verdict import FAIL_ON_CHOICES
 from dsrdiag.jobs.analyze import analyze
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=False,  # added by run() (_command): `--show-completion bash` names its shell
+    rich_markup_mode=None,  # plain help: `NAME=IP[@MAC]` is not markup, and the help is printed once
     no_args_is_help=True,
     help="Prove that a DSR load-balanced SMTP service works, and find out exactly why it does not.",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -40,7 +41,7 @@ def _version(value: bool):
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
     """dsrdiag: DSR diagnostics for SMTP behind a load balancer."""
 
@@ -48,22 +49,46 @@ def main(
 def _register_lab() -> None:
     from dsrdiag.cli.lab import lab_app
 
+    lab_app.rich_markup_mode = None  # plain help, as the app's
     app.add_typer(lab_app, name="lab")
 
 
 _register_lab()
 
 
-def _check_output(fmt: str, fail_on: str) -> None:
+def _check_output(fmt: str, fail_on: str, text: dict | None = None) -> None:
     if fmt not in ("text", "json"):
         raise UsageError(f"--format {fmt!r}: use text or json")
     if fail_on not in FAIL_ON_CHOICES:
         raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
+    text = text or {}
+    MIN_WIDTH = 40  # cli/console.py's (rich is imported only when there is text to show)
+    if text.get("width") is not None and text["width"] < MIN_WIDTH:
+        raise UsageError(f"--width {text['width']}: use {MIN_WIDTH} columns or more")
+    if fmt == "json" and (text.get("brief") or text.get("explain")):
+        raise UsageError(f"{'--brief' if text.get('brief') else '--explain'} is a form of the text report: not with --format json")
+
+
+# The text report's options, the same on every command that prints one (docs/terminal.md).
+def _width_option():
+    return typer.Option(None, "--width", metavar="N", help="Lay the text out for N columns (default: COLUMNS, the terminal's width, or 120 in a pipe).")
+
+
+def _explain_option():
+    return typer.Option(False, "--explain", help="Also print what each kind of finding means and its fixes (Windows, Linux, load balancer).")
+
+
+def _brief_option():
+    return typer.Option(False, "--brief", help="At most 8 lines to paste into a ticket: verdict, cause, back-end, frames, fix.")
+
+
+def _text(width: int | None, explain: bool, brief: bool) -> dict:
+    return {"width": width, "explain": explain, "brief": brief}
 
 
 @stdout_errors
 def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
-          html_path: Path | None = None) -> None:
+          html_path: Path | None = None, text: dict | None = None) -> None:
     """Print the report (and write the HTML page) and end with the exit code the findings (and
     damage) call for: the verdict is decided again for this --fail-on (what counts as a cause)."""
     from dataclasses import replace
@@ -87,7 +112,9 @@ def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | N
         from dsrdiag.cli.console import make_console  # rich: imported when there is text to show
         from dsrdiag.report import terminal
 
-        terminal.render(report, make_console(), verbose=verbose, ladder=ladder)
+        text = text or {}
+        terminal.render(report, make_console(width=text.get("width")), verbose=verbose, ladder=ladder,
+                        explain=bool(text.get("explain")), brief=bool(text.get("brief")))
     if fail_on != "never" and report.verdict.state == "broken":
         raise typer.Exit(int(ExitCode.FINDINGS))
     if report.verdict.state == "inconclusive":
@@ -112,10 +139,14 @@ def analyze_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every connection."),
     ladder: Optional[str] = typer.Option(None, "--ladder", help="Draw one connection (client IP:port) vantage by vantage."),
     html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (ladders as SVG) to this file."),
+    width: Optional[int] = _width_option(),
+    explain: bool = _explain_option(),
+    brief: bool = _brief_option(),
 ):
     """Analyse captures for DSR faults; exit 0 healthy, 1 broken, 2 bad input, 3 damaged capture, 4 inconclusive."""
     gc.disable()  # to the end of the process: as in jobs/analyze.py's analyze(), nothing here makes cycles
-    _check_output(fmt, fail_on)
+    text = _text(width, explain, brief)
+    _check_output(fmt, fail_on, text)
     if jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or more")
     given = topo.build(vips=vip, ports=port, backends=backend, lb_macs=lb_mac, lb_ips=lb_ip, topology_file=topology_file)
@@ -147,7 +178,7 @@ def analyze_cmd(
     finally:
         if progress:
             progress.close()
-    _emit(report, fmt, fail_on, verbose, ladder, html_out)
+    _emit(report, fmt, fail_on, verbose, ladder, html_out, text=text)
 
 
 @app.command("probe")
@@ -165,16 +196,20 @@ def probe_cmd(
     backend: List[str] = typer.Option([], "--backend", help="A back-end as NAME=IP[@MAC] (repeatable)."),
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
     fail_on: str = typer.Option("error", "--fail-on", help="error, warning, info or never."),
+    width: Optional[int] = _width_option(),
+    explain: bool = _explain_option(),
+    brief: bool = _brief_option(),
 ):
     """Verify a live DSR SMTP service: ARP/NDP for the VIP, N real SMTP sessions, and what really came back."""
     from dsrdiag.jobs.probe import probe
     from dsrdiag.probe.plan import make_plan
 
-    _check_output(fmt, fail_on)
+    text = _text(width, explain, brief)
+    _check_output(fmt, fail_on, text)
     plan = make_plan(vip, port, count, rate, timeout, iface, starttls, syn_only)
     given = topo.build(vips=[plan.vip], ports=[port], lb_macs=lb_mac, backends=backend)
     report = probe(plan, given, pcap)
-    _emit(report, fmt, fail_on)
+    _emit(report, fmt, fail_on, text=text)
 
 
 @app.command("hostcheck")
@@ -185,15 +220,52 @@ def hostcheck_cmd(
     gateway: Optional[str] = typer.Option(None, "--gateway", help="The firewall that forwards client requests: the return route must use it."),
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
     fail_on: str = typer.Option("error", "--fail-on", help="error, warning, info or never."),
+    width: Optional[int] = _width_option(),
+    explain: bool = _explain_option(),
+    brief: bool = _brief_option(),
 ):
     """Audit a back-end's own DSR configuration (Linux live; Windows live or from saved output)."""
     from dsrdiag.core.addr import parse_ip
     from dsrdiag.jobs.audit import hostcheck
 
-    _check_output(fmt, fail_on)
+    text = _text(width, explain, brief)
+    _check_output(fmt, fail_on, text)
     given = topo.build(vips=[vip], ports=[port])
     report = hostcheck(given, list(from_files), gateway=parse_ip(gateway, "--gateway") if gateway else None)
-    _emit(report, fmt, fail_on)
+    _emit(report, fmt, fail_on, text=text)
+
+
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _completion_option(name: str, action):
+    """`--show-completion SHELL`, `--install-completion SHELL`: typer's own scripts, for the shell
+    named (typer's add_completion offers bare flags that guess the shell, and cannot name one)."""
+    from typer.core import TyperOption
+
+    def callback(ctx, param, value):
+        if value is None or ctx.resilient_parsing:
+            return
+        if value not in SHELLS:
+            raise UsageError(f"{name} {value!r}: use one of {', '.join(SHELLS)}")
+        action(ctx, param, value)
+
+    verb = "Print" if "show" in name else "Install"
+    return TyperOption(param_decls=[name], metavar="SHELL", default=None, expose_value=False, is_eager=True,
+                       callback=callback, help=f"{verb} the shell completion script for SHELL: {', '.join(SHELLS)}.")
+
+
+def _command():
+    """The click command of `app`, with the shell-completion options (typer's add_completion
+    offers them as bare flags that cannot name a shell)."""
+    from typer import completion
+    from typer.main import get_command
+
+    cmd = get_command(app)
+    completion.completion_init()  # `_DSRDIAG_COMPLETE=complete_bash dsrdiag`: typer's completion classes
+    cmd.params += [_completion_option("--install-completion", completion.install_callback),
+                   _completion_option("--show-completion", completion.show_callback)]
+    return cmd
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -203,7 +275,7 @@ def run(argv: list[str] | None = None) -> int:
     if argv is None:
         stop_on_signals()
     try:
-        rv = app(args=argv, prog_name="dsrdiag", standalone_mode=False)
+        rv = _command().main(args=argv, prog_name="dsrdiag", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0  # click returns typer.Exit's code in this mode
         return _exit(code, argv)
     except typer.Exit as e:
