@@ -54,6 +54,22 @@ def conn_filter(orig_h: str, orig_p: int, resp_h: str, resp_p: int, proto: str =
     return f"{a}=={orig_h} && {proto}.port=={orig_p} && {b}=={resp_h} && {proto}.port=={resp_p}"
 
 
+def per_capture(evidence: Iterable) -> list[tuple[str, str, str]]:
+    """(capture, vantage, filter) for each capture a finding's evidence cites, in the order first cited.
+
+    Why per capture: frame numbers belong to one file; a finding that cites frames of the lb and
+    be2 captures needs one filter for each, never one filter with both files' numbers in it.
+    Host evidence (hostcheck's settings, which carry no frame) is skipped.
+    """
+    frames: dict[tuple[str, str], list[int]] = {}
+    for e in evidence:
+        frame = getattr(e, "frame", None)
+        if frame is None:
+            continue
+        frames.setdefault((e.capture, e.vantage), []).append(frame)
+    return [(cap, van, frames_filter(nums)) for (cap, van), nums in frames.items()]
+
+
 def tshark_command(capture: str, display_filter: str) -> str:
     """The command line that shows a filter's frames: `tshark -r CAPTURE -Y 'FILTER'`.
 
