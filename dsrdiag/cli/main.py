@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -63,7 +64,8 @@ def _check_output(fmt: str, fail_on: str) -> None:
 
 @stdout_errors
 def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
-          html_path: Path | None = None) -> None:
+          html_path: Path | None = None, tshark: bool = False, junit_path: Path | None = None,
+          started: float | None = None) -> None:
     """Print the report (and write the HTML page) and end with the exit code the findings (and
     damage) call for: the verdict is decided again for this --fail-on (what counts as a cause)."""
     from dataclasses import replace
@@ -79,7 +81,17 @@ def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | N
             html_path.write_text(html.render(report), encoding="utf-8")
         except OSError as e:
             raise UsageError(f"--html {str(html_path)!r} cannot be written: {e.strerror}") from None
-    if fmt == "json":
+    if junit_path is not None:  # after the verdict for this --fail-on: its failures are the exit code's
+        from dsrdiag.report import junit
+
+        _write_output(junit_path, "--junit", lambda p: junit.write_file(
+            p, report, fail_on, started=started, elapsed=None if started is None else time.time() - started))
+    if tshark:  # instead of the report: one paste-ready command per finding and capture (docs/display-filters.md)
+        from dsrdiag.core.safetext import terminal as visible
+        from dsrdiag.report.wireshark import tshark_script
+
+        sys.stdout.write(tshark_script(report.findings, visible(report.verdict.text)))
+    elif fmt == "json":
         from dsrdiag.report import jsondoc
 
         jsondoc.write(report, sys.stdout, pretty=sys.stdout.isatty())
@@ -97,6 +109,35 @@ def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | N
     raise typer.Exit(int(ExitCode.OK))
 
 
+def _write_output(path: Path, option: str, write) -> None:
+    """Write an output file (`write(path)`); one line and exit 2 when it cannot be, and no
+    half-written file left behind."""
+    try:
+        write(str(path))
+    except OSError as e:
+        try:
+            if path.is_file():
+                path.unlink()
+        except OSError:
+            pass
+        raise UsageError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
+
+
+def _not_an_input(sources, option: str, path: Path | None) -> None:
+    if path is not None and any(Path(p).resolve() == path.resolve() for _, p in sources):
+        raise UsageError(f"{option} {str(path)!r} is one of the input captures: input files are never overwritten")
+
+
+def _write_conn_logs(report, tsv: Path | None, jsonl: Path | None) -> None:
+    """--conn-log / --conn-log-json: the report's connection records as Zeek's conn.log
+    (report/connlog.py). The one place the records are handed to it."""
+    from dsrdiag.report import connlog
+
+    for path, form, option in ((tsv, "tsv", "--conn-log"), (jsonl, "json", "--conn-log-json")):
+        if path is not None:
+            _write_output(path, option, lambda p, form=form: connlog.write_file(p, report.connections, form=form))
+
+
 @app.command("analyze")
 def analyze_cmd(
     captures: List[str] = typer.Argument(..., metavar="[VANTAGE=]CAPTURE...", help="pcap, pcapng or .gz files, or folders; VANTAGE=path names the vantage point."),
@@ -112,16 +153,25 @@ def analyze_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every connection."),
     ladder: Optional[str] = typer.Option(None, "--ladder", help="Draw one connection (client IP:port) vantage by vantage."),
     html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (ladders as SVG) to this file."),
+    tshark: bool = typer.Option(False, "--tshark", help="Instead of the report: per finding, the `tshark -r CAPTURE -Y FILTER` line that shows it (same exit code)."),
+    conn_log: Optional[Path] = typer.Option(None, "--conn-log", help="Also write the connections as a Zeek conn.log (TSV) to this file (docs/connlog.md)."),
+    conn_log_json: Optional[Path] = typer.Option(None, "--conn-log-json", help="Also write the connections as Zeek JSON log lines to this file."),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report (one test case per check and back-end) to this file (docs/junit.md)."),
 ):
     """Analyse captures for DSR faults; exit 0 healthy, 1 broken, 2 bad input, 3 damaged capture, 4 inconclusive."""
     gc.disable()  # to the end of the process: as in jobs/analyze.py's analyze(), nothing here makes cycles
+    started = time.time()
     _check_output(fmt, fail_on)
+    if tshark and fmt == "json":
+        raise UsageError("--tshark prints commands instead of the report: use it without --format json")
     if jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or more")
     given = topo.build(vips=vip, ports=port, backends=backend, lb_macs=lb_mac, lb_ips=lb_ip, topology_file=topology_file)
     sources = parse_sources(captures)
     if html_out is not None and any(Path(p).resolve() == html_out.resolve() for _, p in sources):
         raise UsageError(f"--html {str(html_out)!r} is one of the input captures: input files are never overwritten")
+    for option, path in (("--conn-log", conn_log), ("--conn-log-json", conn_log_json), ("--junit", junit_out)):
+        _not_an_input(sources, option, path)
     progress = None
     if fmt == "text" and sys.stderr.isatty():
         from dsrdiag.cli.console import make_console
@@ -147,7 +197,8 @@ def analyze_cmd(
     finally:
         if progress:
             progress.close()
-    _emit(report, fmt, fail_on, verbose, ladder, html_out)
+    _write_conn_logs(report, conn_log, conn_log_json)
+    _emit(report, fmt, fail_on, verbose, ladder, html_out, tshark=tshark, junit_path=junit_out, started=started)
 
 
 @app.command("probe")
@@ -165,6 +216,7 @@ def probe_cmd(
     backend: List[str] = typer.Option([], "--backend", help="A back-end as NAME=IP[@MAC] (repeatable)."),
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
     fail_on: str = typer.Option("error", "--fail-on", help="error, warning, info or never."),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report to this file (docs/junit.md)."),
 ):
     """Verify a live DSR SMTP service: ARP/NDP for the VIP, N real SMTP sessions, and what really came back."""
     from dsrdiag.jobs.probe import probe
@@ -173,8 +225,9 @@ def probe_cmd(
     _check_output(fmt, fail_on)
     plan = make_plan(vip, port, count, rate, timeout, iface, starttls, syn_only)
     given = topo.build(vips=[plan.vip], ports=[port], lb_macs=lb_mac, backends=backend)
+    started = time.time()
     report = probe(plan, given, pcap)
-    _emit(report, fmt, fail_on)
+    _emit(report, fmt, fail_on, junit_path=junit_out, started=started)
 
 
 @app.command("hostcheck")
@@ -185,6 +238,7 @@ def hostcheck_cmd(
     gateway: Optional[str] = typer.Option(None, "--gateway", help="The firewall that forwards client requests: the return route must use it."),
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
     fail_on: str = typer.Option("error", "--fail-on", help="error, warning, info or never."),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report to this file (docs/junit.md)."),
 ):
     """Audit a back-end's own DSR configuration (Linux live; Windows live or from saved output)."""
     from dsrdiag.core.addr import parse_ip
@@ -192,8 +246,9 @@ def hostcheck_cmd(
 
     _check_output(fmt, fail_on)
     given = topo.build(vips=[vip], ports=[port])
+    started = time.time()
     report = hostcheck(given, list(from_files), gateway=parse_ip(gateway, "--gateway") if gateway else None)
-    _emit(report, fmt, fail_on)
+    _emit(report, fmt, fail_on, junit_path=junit_out, started=started)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -79,3 +79,21 @@ def tshark_command(capture: str, display_filter: str) -> str:
     import shlex
 
     return f"tshark -r {shlex.quote(capture)} -Y {shlex.quote(display_filter)}"
+
+
+def tshark_script(findings, verdict_text: str | None = None) -> str:
+    """`dsrdiag analyze --tshark`: per finding, a comment line (id, severity, kind, summary) and
+    one `tshark -r CAPTURE -Y FILTER` line per capture its evidence cites. Every other line is a
+    comment, so the whole output is a shell script: paste a line, or pipe it all to `sh`.
+    Untrusted text (a banner in a summary) is escaped to one visible line."""
+    from dsrdiag.core.safetext import terminal
+
+    lines = [] if verdict_text is None else [f"# {terminal(verdict_text)}"]
+    for f in findings:
+        lines.append(f"# {f.id} {f.severity} {f.kind}: {terminal(f.summary)}")
+        cmds = per_capture(f.evidence)
+        if not cmds:
+            lines.append("#   (no frames: this finding's evidence is a host's settings)")
+        for cap, _van, flt in cmds:
+            lines.append(tshark_command(cap, flt))
+    return "\n".join(lines) + "\n"
