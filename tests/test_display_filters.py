@@ -185,3 +185,21 @@ def test_tshark_option_on_a_healthy_capture_prints_only_the_verdict_comment():
 def test_tshark_option_with_json_format_is_a_usage_error():
     r = run_cli("analyze", str(CAPTURES / "healthy.pcap"), "--tshark", "--format", "json")
     assert r.code == 2 and "Traceback" not in r.err and "--tshark" in r.err
+
+
+def test_tshark_lines_stay_one_pasteable_line_for_a_capture_name_with_a_newline_and_a_quote(tmp_path):
+    odd = tmp_path / "odd\nname 'x'.pcap"
+    odd.write_bytes((CAPTURES / "wrong_source.pcap").read_bytes())
+    r = run_cli("analyze", str(odd), "--tshark")
+    assert r.code == 1, r.err
+    cmds = [line for line in r.out.splitlines() if line.startswith("tshark ")]
+    assert cmds and all(line.startswith("# ") or line.startswith("tshark ") for line in r.out.splitlines())
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    p = subprocess.run([bash, "-c", cmds[0].replace("tshark ", f"{TSHARK} -n ", 1) + " -T fields -e frame.number"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    d = run_cli("analyze", str(odd), "--format", "json").json()
+    first = d["findings"][0]
+    assert {int(x) for x in p.stdout.split()} == {e["frame"] for e in first["evidence"] if "frame" in e}

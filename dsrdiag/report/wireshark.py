@@ -70,15 +70,28 @@ def per_capture(evidence: Iterable) -> list[tuple[str, str, str]]:
     return [(cap, van, frames_filter(nums)) for (cap, van), nums in frames.items()]
 
 
+def _shell_word(s: str) -> str:
+    """`s` as one shell word on one line: POSIX quoting, or, when it holds a control character or
+    an undecodable byte (a file name can), ANSI-C quoting `$'...'` (bash, zsh, ksh, dash >= 0.5.12)
+    with those bytes as `\\xNN`, so a pasted line is still exactly the file's name."""
+    import shlex
+
+    if s.isprintable() and not any(0xDC80 <= ord(c) <= 0xDCFF for c in s):
+        return shlex.quote(s)
+    out = []
+    for b in s.encode("utf-8", "surrogateescape"):
+        c = chr(b)
+        out.append(f"\\x{b:02x}" if b < 0x20 or b == 0x7F or b >= 0x80 or c in "\\'" else c)
+    return "$'" + "".join(out) + "'"
+
+
 def tshark_command(capture: str, display_filter: str) -> str:
     """The command line that shows a filter's frames: `tshark -r CAPTURE -Y 'FILTER'`.
 
     The capture path and the filter are quoted for a POSIX shell, so the line can be pasted as
-    it is whatever the path holds.
+    it is whatever the path holds (a path with control characters in `$'...'`: one line still).
     """
-    import shlex
-
-    return f"tshark -r {shlex.quote(capture)} -Y {shlex.quote(display_filter)}"
+    return f"tshark -r {_shell_word(capture)} -Y {_shell_word(display_filter)}"
 
 
 def tshark_script(findings, verdict_text: str | None = None) -> str:
