@@ -103,6 +103,20 @@ def _evidence(e, offsets=None) -> dict:
     return d
 
 
+def _records(view):
+    """The connection records alone, without the back-end lookup the view does per record (a tenth
+    of the cost of a pass): the per-capture record lists when the view has them (jobs/analyze.py
+    ConnectionsView.records), else the (record, back-end) pairs. The one place this module reads
+    the view's storage."""
+    per_capture = getattr(view, "records", None)
+    if per_capture is None:
+        for c, _ in view:
+            yield c
+        return
+    for rec in per_capture:
+        yield from rec.connections
+
+
 def connection_filters(r: Report) -> dict[str, tuple[str, str, str]]:
     """uid -> (capture, vantage, conversation filter) for every connection a finding names.
 
@@ -113,7 +127,7 @@ def connection_filters(r: Report) -> dict[str, tuple[str, str, str]]:
     found: dict[str, tuple[str, str, str]] = {}
     if not wanted:
         return found
-    for c, _ in r.connections:
+    for c in _records(r.connections):
         if c.uid in wanted and c.uid not in found:
             found[c.uid] = (c.capture, c.vantage, conn_filter(c.client_ip, c.client_port, c.server_ip, c.server_port))
             if len(found) == len(wanted):
