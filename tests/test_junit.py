@@ -114,6 +114,9 @@ def test_hostcheck_writes_one_case_per_host_setting_check(tmp_path):
     code, root, _ = junit(tmp_path, "hostcheck", "--vip", "192.0.2.25", "--from", str(WINDOWS_GOOD))
     assert code == 0 and not [c for c in root.iter("testcase") if c.find("failure") is not None]
     assert all(c.get("classname").startswith("dsrdiag.hostcheck.") for c in root.iter("testcase"))
+    names = {c.get("name") for c in root.iter("testcase") if c.get("classname") != "dsrdiag.hostcheck.verdict"}
+    host = run_cli("hostcheck", "--vip", "192.0.2.25", "--from", str(WINDOWS_GOOD), "--format", "json").json()["host"]["hostname"]
+    assert host and names == {host}, "one back-end, the host read (the saved output's host name); no 'site' beside it"
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the probe captures on lo (root)")

@@ -7,7 +7,8 @@ history of a check means something):
 
 - one per finding kind the command judges and per back-end (`classname` dsrdiag.<command>.<kind>,
   `name` the back-end), and one per kind for what is about no back-end (`name` "site": a VIP
-  claimed by several MACs, a firewall's drop between two vantages);
+  claimed by several MACs, a firewall's drop between two vantages); hostcheck's one back-end is
+  the host it read, and every setting check is about it;
 - one per capture (read whole, or damaged: a JUnit `error`, as exit 3 is an input problem, not
   a DSR fault), and one for the verdict.
 
@@ -55,6 +56,12 @@ def _backend_label(b) -> str:
     return b.name
 
 
+def host_name(report) -> str:
+    """hostcheck's one back-end: the host it read."""
+    h = report.host
+    return (h.hostname if h is not None and h.hostname else None) or "host"
+
+
 def _targets(report) -> list[tuple[str, str]]:
     """Every back-end the report knows (given, inferred, served connections, named by a finding),
     in a stable order; for hostcheck, the host itself when no finding names it."""
@@ -66,8 +73,6 @@ def _targets(report) -> list[tuple[str, str]]:
     for f in report.findings:
         if f.backend is not None:
             names.setdefault(f.backend.name, _backend_label(f.backend))
-    if not names and report.host is not None:
-        names[report.host.hostname or "host"] = report.host.hostname or "host"
     return [(k, names[k]) for k in sorted(names)]
 
 
@@ -138,8 +143,12 @@ def build(report, fail_on: str = "error", command: str | None = None, started: f
     for kind in kinds:
         scope = CATALOG[kind].scope
         found = [f for f in report.findings if f.kind == kind]
-        for key, target in targets + [(None, SITE)]:
-            mine = [f for f in found if (f.backend.name if f.backend is not None else None) == key]
+        if command == "hostcheck":  # one host, every setting of it: no "site" beside it
+            per_target = [(host_name(report), found)]
+        else:
+            per_target = [(label, [f for f in found if (f.backend.name if f.backend is not None else None) == key])
+                          for key, label in targets + [(None, SITE)]]
+        for target, mine in per_target:
             failing = [f for f in mine if floor is not None and SEVERITY_RANK[f.severity] >= floor]
             out = [f"{f.severity} below --fail-on {fail_on}: {f.summary}" for f in mine if f not in failing]
             skipped = None
