@@ -239,7 +239,7 @@ def test_a_conn_log_that_names_an_input_capture_is_refused_and_the_capture_is_un
     before = cap.read_bytes()
     for opt in ("--conn-log", "--conn-log-json", "--junit"):
         r = run_cli("analyze", str(cap), opt, str(cap))
-        assert r.code == 2 and "input captures" in r.err, (opt, r.err)
+        assert r.code == 2 and "input files" in r.err, (opt, r.err)
     assert cap.read_bytes() == before
 
 

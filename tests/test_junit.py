@@ -141,3 +141,17 @@ def test_the_schema_rejects_a_report_without_what_jenkins_requires():
     """The schema is strict enough to fail: a testsuite without its counts is not JUnit."""
     bad = lxml_etree.fromstring(b'<testsuites><testsuite name="x"><testcase name="a"/></testsuite></testsuites>')
     assert not SCHEMA.validate(bad)
+
+
+def test_a_junit_path_that_names_a_hostcheck_input_is_refused_and_the_input_is_unchanged(tmp_path):
+    saved = tmp_path / "host.txt"
+    saved.write_text(WINDOWS_GOOD.read_text())
+    before = saved.read_bytes()
+    r = run_cli("hostcheck", "--vip", "192.0.2.25", "--from", str(saved), "--junit", str(saved))
+    assert r.code == 2 and "input files" in r.err and "Traceback" not in r.err
+    assert saved.read_bytes() == before
+
+
+def test_an_unwritable_junit_path_is_a_one_line_usage_error(tmp_path):
+    r = run_cli("analyze", str(CAPTURES / "healthy.pcap"), "--junit", str(tmp_path / "missing" / "j.xml"))
+    assert r.code == 2 and "--junit" in r.err and r.err.strip().count("\n") == 0

@@ -125,7 +125,7 @@ def _write_output(path: Path, option: str, write) -> None:
 
 def _not_an_input(sources, option: str, path: Path | None) -> None:
     if path is not None and any(Path(p).resolve() == path.resolve() for _, p in sources):
-        raise UsageError(f"{option} {str(path)!r} is one of the input captures: input files are never overwritten")
+        raise UsageError(f"{option} {str(path)!r} is one of the input files: input files are never overwritten")
 
 
 def _write_conn_logs(report, tsv: Path | None, jsonl: Path | None) -> None:
@@ -245,6 +245,7 @@ def hostcheck_cmd(
     from dsrdiag.jobs.audit import hostcheck
 
     _check_output(fmt, fail_on)
+    _not_an_input([("", str(f)) for f in from_files], "--junit", junit_out)
     given = topo.build(vips=[vip], ports=[port])
     started = time.time()
     report = hostcheck(given, list(from_files), gateway=parse_ip(gateway, "--gateway") if gateway else None)
