@@ -28,6 +28,8 @@ import json
 import time
 from collections.abc import Callable, Iterable
 
+from dsrdiag.report.wireshark import conn_filter
+
 SEPARATOR = "\t"
 SET_SEPARATOR = ","
 EMPTY = "(empty)"
@@ -79,8 +81,6 @@ def _us(ns: int) -> tuple[int, int]:
 def row(c, b) -> dict:
     """One connection as conn.log values, by field name (None: unset). Types are Python's: ints,
     strings, bools, lists for sets; `ts` and `duration` as (seconds, microseconds)."""
-    from dsrdiag.report.wireshark import conn_filter
-
     span = c.last_ts_ns - c.first_ts_ns
     has_span = span > 0  # Zeek sets duration and the byte counts only for a connection that lasted
     return {
