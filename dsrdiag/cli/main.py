@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -88,7 +89,8 @@ def _text(width: int | None, explain: bool, brief: bool) -> dict:
 
 @stdout_errors
 def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
-          html_path: Path | None = None, text: dict | None = None) -> None:
+          html_path: Path | None = None, text: dict | None = None, tshark: bool = False,
+          junit_path: Path | None = None, started: float | None = None) -> None:
     """Print the report (and write the HTML page) and end with the exit code the findings (and
     damage) call for: the verdict is decided again for this --fail-on (what counts as a cause)."""
     from dataclasses import replace
@@ -104,7 +106,17 @@ def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | N
             html_path.write_text(html.render(report), encoding="utf-8")
         except OSError as e:
             raise UsageError(f"--html {str(html_path)!r} cannot be written: {e.strerror}") from None
-    if fmt == "json":
+    if junit_path is not None:  # after the verdict for this --fail-on: its failures are the exit code's
+        from dsrdiag.report import junit
+
+        _write_output(junit_path, "--junit", lambda p: junit.write_file(
+            p, report, fail_on, started=started, elapsed=None if started is None else time.time() - started))
+    if tshark:  # instead of the report: one paste-ready command per finding and capture (docs/display-filters.md)
+        from dsrdiag.core.safetext import terminal as visible
+        from dsrdiag.report.wireshark import tshark_script
+
+        sys.stdout.write(tshark_script(report.findings, visible(report.verdict.text)))
+    elif fmt == "json":
         from dsrdiag.report import jsondoc
 
         jsondoc.write(report, sys.stdout, pretty=sys.stdout.isatty())
@@ -122,6 +134,35 @@ def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | N
     if report.damaged:
         raise typer.Exit(int(ExitCode.DAMAGED))
     raise typer.Exit(int(ExitCode.OK))
+
+
+def _write_output(path: Path, option: str, write) -> None:
+    """Write an output file (`write(path)`); one line and exit 2 when it cannot be, and no
+    half-written file left behind."""
+    try:
+        write(str(path))
+    except OSError as e:
+        try:
+            if path.is_file():
+                path.unlink()
+        except OSError:
+            pass
+        raise UsageError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
+
+
+def _not_an_input(sources, option: str, path: Path | None) -> None:
+    if path is not None and any(Path(p).resolve() == path.resolve() for _, p in sources):
+        raise UsageError(f"{option} {str(path)!r} is one of the input files: input files are never overwritten")
+
+
+def _write_conn_logs(report, tsv: Path | None, jsonl: Path | None) -> None:
+    """--conn-log / --conn-log-json: the report's connection records as Zeek's conn.log
+    (report/connlog.py). The one place the records are handed to it."""
+    from dsrdiag.report import connlog
+
+    for path, form, option in ((tsv, "tsv", "--conn-log"), (jsonl, "json", "--conn-log-json")):
+        if path is not None:
+            _write_output(path, option, lambda p, form=form: connlog.write_file(p, report.connections, form=form))
 
 
 @app.command("analyze")
@@ -142,17 +183,26 @@ def analyze_cmd(
     width: Optional[int] = _width_option(),
     explain: bool = _explain_option(),
     brief: bool = _brief_option(),
+    tshark: bool = typer.Option(False, "--tshark", help="Instead of the report: per finding, the `tshark -r CAPTURE -Y FILTER` line that shows it (same exit code)."),
+    conn_log: Optional[Path] = typer.Option(None, "--conn-log", help="Also write the connections as a Zeek conn.log (TSV) to this file (docs/connlog.md)."),
+    conn_log_json: Optional[Path] = typer.Option(None, "--conn-log-json", help="Also write the connections as Zeek JSON log lines to this file."),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report (one test case per check and back-end) to this file (docs/junit.md)."),
 ):
     """Analyse captures for DSR faults; exit 0 healthy, 1 broken, 2 bad input, 3 damaged capture, 4 inconclusive."""
     gc.disable()  # to the end of the process: as in jobs/analyze.py's analyze(), nothing here makes cycles
+    started = time.time()
     text = _text(width, explain, brief)
     _check_output(fmt, fail_on, text)
+    if tshark and fmt == "json":
+        raise UsageError("--tshark prints commands instead of the report: use it without --format json")
     if jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or more")
     given = topo.build(vips=vip, ports=port, backends=backend, lb_macs=lb_mac, lb_ips=lb_ip, topology_file=topology_file)
     sources = parse_sources(captures)
     if html_out is not None and any(Path(p).resolve() == html_out.resolve() for _, p in sources):
         raise UsageError(f"--html {str(html_out)!r} is one of the input captures: input files are never overwritten")
+    for option, path in (("--conn-log", conn_log), ("--conn-log-json", conn_log_json), ("--junit", junit_out)):
+        _not_an_input(sources, option, path)
     progress = None
     if fmt == "text" and sys.stderr.isatty():
         from dsrdiag.cli.console import make_console
@@ -178,7 +228,8 @@ def analyze_cmd(
     finally:
         if progress:
             progress.close()
-    _emit(report, fmt, fail_on, verbose, ladder, html_out, text=text)
+    _write_conn_logs(report, conn_log, conn_log_json)
+    _emit(report, fmt, fail_on, verbose, ladder, html_out, text=text, tshark=tshark, junit_path=junit_out, started=started)
 
 
 @app.command("probe")
@@ -199,6 +250,7 @@ def probe_cmd(
     width: Optional[int] = _width_option(),
     explain: bool = _explain_option(),
     brief: bool = _brief_option(),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report to this file (docs/junit.md)."),
 ):
     """Verify a live DSR SMTP service: ARP/NDP for the VIP, N real SMTP sessions, and what really came back."""
     from dsrdiag.jobs.probe import probe
@@ -208,8 +260,9 @@ def probe_cmd(
     _check_output(fmt, fail_on, text)
     plan = make_plan(vip, port, count, rate, timeout, iface, starttls, syn_only)
     given = topo.build(vips=[plan.vip], ports=[port], lb_macs=lb_mac, backends=backend)
+    started = time.time()
     report = probe(plan, given, pcap)
-    _emit(report, fmt, fail_on, text=text)
+    _emit(report, fmt, fail_on, text=text, junit_path=junit_out, started=started)
 
 
 @app.command("hostcheck")
@@ -223,6 +276,7 @@ def hostcheck_cmd(
     width: Optional[int] = _width_option(),
     explain: bool = _explain_option(),
     brief: bool = _brief_option(),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report to this file (docs/junit.md)."),
 ):
     """Audit a back-end's own DSR configuration (Linux live; Windows live or from saved output)."""
     from dsrdiag.core.addr import parse_ip
@@ -230,9 +284,11 @@ def hostcheck_cmd(
 
     text = _text(width, explain, brief)
     _check_output(fmt, fail_on, text)
+    _not_an_input([("", str(f)) for f in from_files], "--junit", junit_out)
     given = topo.build(vips=[vip], ports=[port])
+    started = time.time()
     report = hostcheck(given, list(from_files), gateway=parse_ip(gateway, "--gateway") if gateway else None)
-    _emit(report, fmt, fail_on, text=text)
+    _emit(report, fmt, fail_on, text=text, junit_path=junit_out, started=started)
 
 
 SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
