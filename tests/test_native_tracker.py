@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import CAPTURES, REAL
 
-_native = pytest.importorskip("dsrdiag.capture._fastpcap", reason="the C extension was not built (no compiler)")
+_native = pytest.importorskip("dsrdiag.track._conntrack", reason="the C extension was not built (no compiler)")
 
 
 def _both(path: Path, ports: tuple[int, ...], monkeypatch):
@@ -483,8 +483,9 @@ def test_headers_only_capture_takes_payload_length_from_the_ip_length(tmp_path):
 _SANITIZED_RUN = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import _fastpcap  # the sanitized build, standing in for dsrdiag.capture._fastpcap
+import _fastpcap, _conntrack  # the sanitized builds, standing in for the installed extensions
 sys.modules["dsrdiag.capture._fastpcap"] = _fastpcap
+sys.modules["dsrdiag.track._conntrack"] = _conntrack
 from dsrdiag.track.pipeline import track_capture
 for path in sys.argv[2:]:
     track_capture(path, "v", (25, 22, 80, 110, 143, 389), tracker="c")
@@ -516,13 +517,15 @@ def test_c_tracker_built_with_asan_and_ubsan_runs_hostile_and_real_captures_clea
     if not all(Path(r).is_absolute() and Path(r).exists() for r in runtimes):
         pytest.skip("gcc has no ASan/UBSan runtime here")
     root = Path(__file__).resolve().parent.parent
-    mod = tmp_path / ("_fastpcap" + sysconfig.get_config_var("EXT_SUFFIX"))
-    build = subprocess.run([gcc, "-shared", "-fPIC", "-std=c99", "-O1", "-g", "-fno-omit-frame-pointer",
-                            "-fsanitize=address,undefined", f"-I{sysconfig.get_paths()['include']}",
-                            str(root / "dsrdiag/capture/_fastpcap.c"), str(root / "dsrdiag/track/_conntrack.c"),
-                            str(root / "dsrdiag/track/_smtpfollow.c"), "-o", str(mod)], capture_output=True, text=True, timeout=300)
-    if build.returncode != 0:
-        pytest.skip(f"the sanitized build failed: {build.stderr[-300:]}")
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for name, sources in (("_fastpcap", ["dsrdiag/capture/_fastpcap.c"]),
+                          ("_conntrack", ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c"])):
+        build = subprocess.run([gcc, "-shared", "-fPIC", "-std=c99", "-O1", "-g", "-fno-omit-frame-pointer",
+                                "-fsanitize=address,undefined", f"-I{sysconfig.get_paths()['include']}",
+                                *(str(root / s) for s in sources), "-o", str(tmp_path / (name + suffix))],
+                               capture_output=True, text=True, timeout=300)
+        if build.returncode != 0:
+            pytest.skip(f"the sanitized build failed: {build.stderr[-300:]}")
     wrpcap(str(tmp_path / "seq-2-31.pcap"), _smtp_2_31_packets())
     rng = random.Random(7)
     packets = [p for i in range(20) for p in _dialogue_packets(rng, 41000 + i, v6=i % 3 == 0)]

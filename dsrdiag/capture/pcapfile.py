@@ -46,6 +46,11 @@ try:  # the C walker (setup.py builds it; optional: without it libpcap reads cla
 except ImportError:  # pragma: no cover - exercised where no compiler was available
     _fastpcap = None
 
+try:  # ISA-L's inflater, faster than zlib's (docs/performance.md); optional: zlib reads the same data
+    from isal import isal_zlib as _inflater
+except ImportError:  # pragma: no cover - exercised where python-isal is not installed
+    _inflater = zlib
+
 
 PCAP_MAGIC_US = (0xA1B2C3D4, 0xD4C3B2A1)
 PCAP_MAGIC_NS = (0xA1B23C4D, 0x4D3CB2A1)
@@ -138,19 +143,23 @@ class Capture:
         return io.BufferedReader(_Prefixed(self._head, self._file), buffer_size=1 << 20)
 
     # ---- the one entry point ------------------------------------------------------------
-    def frames(self, tracker=None, sweep_at: int | None = None) -> Iterator[tuple]:
-        """Frames that passed the filter, for Python to decode. With the C walker and a C `tracker`
-        (track/_conntrack.c), TCP frames it can decode go to the tracker instead, until frame
-        number `sweep_at` (then every frame comes here until walker.next_sweep is moved on)."""
-        use_c = _fastpcap is not None and os.environ.get("DSRDIAG_READER") != "libpcap"
-        if self._kind in ("pcap-us", "pcap-ns") and use_c:
+    def frames(self, sink=None, sweep_at: int | None = None) -> Iterator[tuple]:
+        """Frames that passed the filter, for Python to decode. With the C walker and a `sink` (a
+        capsule of capture/_sink.h: the C tracker's), TCP frames it can decode go to the sink
+        instead, until frame number `sweep_at` (then every frame comes here until walker.next_sweep
+        is moved on). DSRDIAG_READER=python (or libpcap) reads without the C walker: the reference
+        readers the tests compare it with."""
+        use_c = _fastpcap is not None and os.environ.get("DSRDIAG_READER") not in ("libpcap", "python")
+        if use_c:
             self.end.reader = "c"
-            return self._c_frames(self._head, self._file.fileno(), tracker, sweep_at)
+            if self._kind == "gzip":
+                return self._c_gzip_frames(sink, sweep_at)
+            return self._c_frames(self._head, self._file.fileno(), sink, sweep_at)
         if self._kind == "pcap-us" and self._regular and os.path.isdir("/proc/self/fd"):
             self.end.reader = "libpcap"
             return self._libpcap_frames()
         self.end.reader = "python"
-        return self._python_frames(tracker, sweep_at, use_c)
+        return self._python_frames()
 
     def _program(self, linktype: int):
         prog = self._programs.get(linktype)
@@ -168,27 +177,37 @@ class Capture:
             self.end.linktypes.add(linktype)
         return prog
 
-    # ---- the C walker: classic pcap, any byte order, micro- or nanoseconds ------------------
-    def _c_frames(self, head: bytes, source, tracker, sweep_at) -> Iterator[tuple]:
-        """`source`: a descriptor, or a readable object (a GzipFile), positioned after `head`."""
+    def _program_for(self, linktype: int):
+        """For the C walker's pcapng interfaces: the compiled program, or None for a link type that
+        is not analysed (its frames are counted as skipped, as the Python reader does)."""
+        return self._program(linktype).get_bpf() if linktype in SUPPORTED_LINKTYPES else None
+
+    # ---- the C walker: classic pcap (any byte order, micro- or nanoseconds) and pcapng ------
+    def _c_frames(self, head: bytes, source, sink, sweep_at) -> Iterator[tuple]:
+        """`source`: a descriptor, or a readable object (a gzip stream), positioned after `head`
+        (the bytes read to sniff the format: handed to the walker first)."""
         end = self.end
         try:
-            if len(head) < 24:
-                raise CaptureError(f"{self.path}: truncated pcap file header")
-            magic = struct.unpack("<I", head[:4])[0]
-            big = magic in (PCAP_MAGIC_US[1], PCAP_MAGIC_NS[1])
-            nanos = magic in PCAP_MAGIC_NS
-            linktype = struct.unpack((">" if big else "<") + "I", head[20:24])[0] & 0x0FFFFFFF
-            linktype = _DLT_TO_LINKTYPE.get(linktype, linktype)
-            program = self._program(linktype).get_bpf()
-            r = _fastpcap.Reader(source, 24, big, nanos, linktype, program)
+            pcapng = _kind_of_magic(head[:4]) == "pcapng"
+            if pcapng:
+                r = _fastpcap.Reader(source, 0, False, False, 0, (), prefix=head, program_for=self._program_for)
+            else:
+                if len(head) < 24:
+                    raise CaptureError(f"{self.path}: truncated pcap file header")
+                magic = struct.unpack("<I", head[:4])[0]
+                big = magic in (PCAP_MAGIC_US[1], PCAP_MAGIC_NS[1])
+                nanos = magic in PCAP_MAGIC_NS
+                linktype = struct.unpack((">" if big else "<") + "I", head[20:24])[0] & 0x0FFFFFFF
+                linktype = _DLT_TO_LINKTYPE.get(linktype, linktype)
+                program = self._program(linktype).get_bpf()
+                r = _fastpcap.Reader(source, 24, big, nanos, linktype, program, prefix=head[24:])
             self.walker = r
-            if tracker is not None:
-                r.track(tracker)
+            if sink is not None:
+                r.track(sink)
                 if sweep_at is not None:
                     r.next_sweep = sweep_at
             try:
-                yield from r  # what Python decodes, one frame at a time (the C tracker took the rest in the walk)
+                yield from r  # what Python decodes, one frame at a time (the sink took the rest in the walk)
             except OSError as e:  # a read error mid-stream (EIO): damage, the frames before it stand
                 r_damage = f"read error ({e.strerror or e})"
             else:
@@ -197,10 +216,36 @@ class Capture:
                 self.position = r.position
                 end.frames = r.frames
                 end.passed = r.passed
+                if pcapng:
+                    end.skipped.update(r.skipped)
             if r_damage:
                 end.damage = f"stopped after frame {r.frames}: {r_damage}"
+            elif pcapng:
+                self._some_interface_supported()
         finally:
             self.close()
+
+    def _c_gzip_frames(self, sink, sweep_at) -> Iterator[tuple]:
+        """gzip: decompressed by the fastest inflater installed (_gunzip), walked in C by blocks."""
+        try:
+            f = _Inflate(self._stream())
+            head = _read(f, 24)
+            if _kind_of_magic(head[:4]) is None:
+                raise CaptureError(f"{self.path}: gzip data that is not a pcap or pcapng capture")
+        except _Damage as d:
+            self.end.damage = f"stopped after frame 0: {d}"
+            self.close()
+            return
+        except BaseException:
+            self.close()
+            raise
+        yield from self._c_frames(head, f, sink, sweep_at)
+
+    def _some_interface_supported(self) -> None:
+        end = self.end
+        if end.frames and not end.linktypes:
+            lts = ", ".join(linktype_name(lt) for lt in sorted(end.skipped))
+            raise CaptureError(f"{self.path}: no interface has a supported link type ({lts})")
 
     # ---- libpcap --------------------------------------------------------------------------
     def _libpcap_frames(self) -> Iterator[tuple]:
@@ -240,8 +285,8 @@ class Capture:
             reader.close()
             self.close()
 
-    # ---- pure Python: gzip, nanosecond pcap, pcapng --------------------------------------
-    def _python_frames(self, tracker=None, sweep_at=None, use_c: bool = False) -> Iterator[tuple]:
+    # ---- pure Python: the reference reader, and where the C walker was not built ------------
+    def _python_frames(self) -> Iterator[tuple]:
         end = self.end
         raw = self._stream()
         f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if self._kind == "gzip" else raw
@@ -253,9 +298,6 @@ class Capture:
                 raise CaptureError(f"{self.path}: {what}")
             if kind == "pcapng":
                 yield from self._pcapng(f, head)
-            elif use_c:  # classic pcap inside gzip: the C walker reads the decompressed stream
-                end.reader = "c"
-                yield from self._c_frames(head + _read(f, 20), f, tracker, sweep_at)
             else:
                 yield from self._pcap(f, head, nanos=(kind == "pcap-ns"))
         except _Damage as d:
@@ -393,9 +435,7 @@ class Capture:
                 # every other block type (name resolution, statistics, secrets, custom) is skipped
             offset += blen
             btype_raw = None
-        if n and not end.linktypes:
-            lts = ", ".join(linktype_name(lt) for lt in sorted(end.skipped))
-            raise CaptureError(f"{self.path}: no interface has a supported link type ({lts})")
+        self._some_interface_supported()
 
 
 class _Damage(Exception):
@@ -444,11 +484,68 @@ class _Prefixed(io.RawIOBase):
         return self._f.readinto(b)
 
 
+class _Inflate(io.RawIOBase):
+    """A gzip stream (RFC 1952: members one after another, zero padding after one as gzip(1)
+    allows) inflated by `lib`'s decompressobj: python-isal's (ISA-L) when installed, else zlib's.
+
+    Why not gzip.GzipFile or isal's IGzipFile: each read hands on what it could inflate so far,
+    at most OUT_MAX bytes (a small compressed input never becomes a huge buffer), and a stream cut
+    short or corrupt raises only after every byte inflated before the damage was handed on, so the
+    walker analyses up to the damage; IGzipFile raises first and loses them. The C walker calls
+    readinto1 once per window fill."""
+
+    CHUNK = 1 << 18
+    OUT_MAX = 1 << 20
+
+    def __init__(self, raw: BinaryIO, lib=None):
+        self._raw, self._lib = raw, lib or _inflater
+        self._d = self._lib.decompressobj(31)
+        self._in = b""
+        self._out = memoryview(b"")
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._out:
+            if self._done:
+                return 0
+            self._out = memoryview(self._more())
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    readinto1 = readinto
+
+    def _more(self) -> bytes:
+        d = self._d
+        if d.eof:  # a member ended: another may follow, after zero padding
+            rest = d.unused_data + self._in
+            while not rest.strip(b"\0"):
+                rest = self._raw.read(self.CHUNK)
+                if not rest:
+                    self._done = True
+                    return b""
+            self._in = rest.lstrip(b"\0")
+            self._d = d = self._lib.decompressobj(31)
+        elif not self._in:
+            self._in = self._raw.read(self.CHUNK)
+            if not self._in:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        out = d.decompress(self._in, self.OUT_MAX)
+        self._in = d.unconsumed_tail
+        return out
+
+
 def _read(f: BinaryIO, n: int) -> bytes:
     """Read up to n bytes; a corrupt gzip stream counts as the end of readable data."""
     try:
+        if isinstance(f, _Inflate):  # a raw stream: one read may give fewer bytes than it has
+            return _read_fd(f, n)
         return f.read(n)
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+    except (EOFError, zlib.error, _inflater.error, gzip.BadGzipFile, OSError) as e:
         raise _Damage(f"compressed data is corrupt ({e})") from None
 
 
@@ -467,7 +564,7 @@ def _if_tsresol(body: bytes, bo: str) -> tuple[int, int]:
         if code == 0:
             break
         val = body[pos + 4 : pos + 4 + olen]
-        if code == 9 and olen >= 1:
+        if code == 9 and val:  # (an option cut by the block's end has no value: the default stands)
             r = val[0]
             if r & 0x80:
                 num, den = 1_000_000_000, 1 << (r & 0x7F)
