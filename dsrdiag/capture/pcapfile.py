@@ -63,6 +63,10 @@ MAX_BLOCK = 16 * 1024 * 1024
 _DLT_TO_LINKTYPE = {12: LINKTYPE_RAW, 14: LINKTYPE_RAW}
 
 
+_COMPILED: dict[tuple, object] = {}
+"""Compiled BPF programs by (link type, ports): libpcap's compiler costs ~6 ms a call, more than
+reading a small capture; a folder of captures (or a test suite) compiles each once per process."""
+
 STDIN = "-"
 """The path that means standard input (`tcpdump -w - | dsrdiag analyze -`)."""
 
@@ -169,10 +173,14 @@ class Capture:
                     f"{self.path}: {linktype_name(linktype)} is not a supported link type "
                     "(supported: Ethernet with 802.1Q/QinQ, Linux cooked SLL/SLL2, raw IP, BSD/OpenBSD loopback)"
                 )
-            try:
-                prog = pcapy.compile(dlt_for(linktype), MAX_CAPLEN, filter_for(linktype, self.ports), 1, 0)
-            except pcapy.PcapError as e:
-                raise CaptureError(f"{self.path}: cannot build the BPF filter for {linktype_name(linktype)}: {e}") from None
+            key = (linktype, tuple(self.ports))
+            prog = _COMPILED.get(key)
+            if prog is None:
+                try:
+                    prog = pcapy.compile(dlt_for(linktype), MAX_CAPLEN, filter_for(linktype, self.ports), 1, 0)
+                except pcapy.PcapError as e:
+                    raise CaptureError(f"{self.path}: cannot build the BPF filter for {linktype_name(linktype)}: {e}") from None
+                _COMPILED[key] = prog
             self._programs[linktype] = prog
             self.end.linktypes.add(linktype)
         return prog
@@ -498,7 +506,9 @@ class _Inflate(io.RawIOBase):
     OUT_MAX = 1 << 20
 
     def __init__(self, raw: BinaryIO, lib=None):
-        self._raw, self._lib = raw, lib or _inflater
+        if lib is None:  # DSRDIAG_INFLATER=zlib: the standard library's, to measure the difference (docs/performance.md)
+            lib = zlib if os.environ.get("DSRDIAG_INFLATER") == "zlib" else _inflater
+        self._raw, self._lib = raw, lib
         self._d = self._lib.decompressobj(31)
         self._in = b""
         self._out = memoryview(b"")

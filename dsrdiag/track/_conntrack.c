@@ -1160,5 +1160,17 @@ PyMODINIT_FUNC PyInit__conntrack(void) {
     if (!m) return NULL;
     Py_INCREF(&TrackerType);
     if (PyModule_AddObject(m, "Tracker", (PyObject *)&TrackerType) < 0) { Py_DECREF(&TrackerType); Py_DECREF(m); return NULL; }
+    /* the C side of every constant the Python reference (track/conn.py, track/records.py,
+       decode/smtp.py, track/smtp.py) defines too: tests/test_native_tracker.py checks they agree */
+    PyObject *k = Py_BuildValue("{sKsisisisisLsisLsLsLsLsLsLsLsisisisi}",
+                                "TOO_LARGE", (unsigned long long)TOO_LARGE, "MAX_NOTES", MAX_NOTES, "PEEK", PEEK,
+                                "MAX_SYNS", MAX_SYNS, "MAX_L2", MAX_L2, "FORWARD_WINDOW_NS", (long long)FORWARD_WINDOW_NS,
+                                "MAX_OOO", MAX_OOO, "TCP_SYN_TIMEOUT", (long long)TCP_SYN_TIMEOUT,
+                                "TCP_SESSION_TIMER", (long long)TCP_SESSION_TIMER, "TCP_CONNECTION_LINGER", (long long)TCP_CONNECTION_LINGER,
+                                "TCP_ATTEMPT_DELAY", (long long)TCP_ATTEMPT_DELAY, "TCP_CLOSE_DELAY", (long long)TCP_CLOSE_DELAY,
+                                "TCP_INACTIVITY_TIMEOUT", (long long)TCP_INACTIVITY_TIMEOUT,
+                                "UDP_INACTIVITY_TIMEOUT", (long long)UDP_INACTIVITY_TIMEOUT, "NOTE_SIZE", NOTE_SIZE,
+                                "MAX_LINE", SMTP_MAX_LINE, "MAX_CODES", SMTP_MAX_CODES, "SINK_VERSION", DSR_SINK_VERSION);
+    if (!k || PyModule_AddObject(m, "CONSTANTS", k) < 0) { Py_XDECREF(k); Py_DECREF(m); return NULL; }
     return m;
 }
