@@ -61,19 +61,23 @@ def lab_host() -> None:
         pytest.skip(f"lab: {reason}")
 
 
-@pytest.fixture(params=["c", "python"])
-def tracker(request, monkeypatch) -> str:
-    """Run the test once on each tracker: the C one (track/_conntrack.c, fed by the C walker) and
-    the Python reference (track/conn.py), through DSRDIAG_TRACKER, which track_capture, the CLI and
-    the crew's worker processes all read. Behaviour modules say `pytestmark =
-    pytest.mark.usefixtures("tracker")`. Where the C extension was not built, "c" skips."""
+@pytest.fixture(scope="module", params=["c", "python"])
+def tracker(request):
+    """Run the tests of a module once on each tracker: the C one (track/_conntrack.c, fed by the C
+    walker) and the Python reference (track/conn.py), through DSRDIAG_TRACKER, which track_capture,
+    the CLI and the crew's worker processes all read. A behaviour module says `pytestmark =
+    pytest.mark.usefixtures("tracker")`, and its module-scoped fixtures that analyse ask for
+    `tracker` too (so they are computed once per tracker). Where the C extension was not built,
+    "c" skips."""
     if request.param == "c":
         try:
             from dsrdiag.track import _conntrack  # noqa: F401
         except ImportError:
             pytest.skip("the C tracker was not built (no compiler)")
-    monkeypatch.setenv("DSRDIAG_TRACKER", request.param)
-    return request.param
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DSRDIAG_TRACKER", request.param)
+    yield request.param
+    mp.undo()
 
 
 @pytest.fixture(scope="session")

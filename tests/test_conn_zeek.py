@@ -10,6 +10,8 @@ from dsrdiag.decode.tcp import ACK, FIN, PSH, RST, SYN
 from dsrdiag.track.conn import ConnTracker
 from dsrdiag.track.pipeline import track_capture
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
 
 def zeek_conn_rows(path):
     """Parse a Zeek conn.log baseline (TSV with #fields) into dicts."""

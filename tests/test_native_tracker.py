@@ -2,8 +2,9 @@
 reference: DSRDIAG_TRACKER=python) concludes: same records, field for field, on every sample capture,
 on the shared real captures, and on dialogues whose segments arrive reordered, duplicated,
 overlapping or lost (the stream reassembly and gap rules). Frames reach the C tracker two ways,
-from the C walker (plain Ethernet TCP) and from Python's decoder (pcapng, other link types,
-tunnels, VLAN stacks); the captures below take both."""
+from the C walker through its sink (plain TCP on Ethernet or Linux cooked SLL/SLL2, in pcap,
+pcapng or gzip) and from Python's decoder (other link types, tunnels, VLAN stacks); the captures
+below take both."""
 
 from __future__ import annotations
 
