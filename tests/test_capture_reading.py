@@ -445,3 +445,18 @@ def test_linux_cooked_capture_is_walked_in_c_with_the_frames_of_the_python_reade
     assert rewrite_as_sll(captures / "healthy.pcap", p, version) > 0
     c, py = _both_readers(monkeypatch, p)
     assert c == py and c[3] is None and c[5] == [113 if version == 1 else 276]
+
+
+def test_progress_of_a_gzip_capture_counts_compressed_bytes_up_to_its_size(tmp_path, captures):
+    """A progress bar is out of the file's size: for gzip, the bytes read are the compressed
+    ones (the walker's offset is in the inflated stream, larger than the file)."""
+    import gzip as gz
+
+    raw = (captures / "healthy.pcap").read_bytes() * 40
+    p = tmp_path / "big.pcap.gz"
+    p.write_bytes(gz.compress(raw[:24] + b"".join(raw[24:len(raw) // 40] for _ in range(40)), mtime=0))
+    cap = Capture(p, PORTS)
+    seen = []
+    for _ in cap.frames():
+        seen.append(cap.tell())
+    assert seen and all(0 <= s <= cap.size for s in seen) and cap.walker.position > cap.size

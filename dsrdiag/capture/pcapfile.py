@@ -98,7 +98,14 @@ class Capture:
         """The C walker (capture/_fastpcap.c) once reading started with it."""
 
     def tell(self) -> int:
-        """Bytes of the file read so far, for progress bars."""
+        """Bytes of the file read so far, for progress bars (out of `size`: for gzip, compressed
+        bytes, not the walker's offset in the inflated stream)."""
+        if self._kind == "gzip":
+            f = self._file
+            try:
+                return min(f.tell(), self.size) if f is not None and self._regular else self.size
+            except (OSError, ValueError):
+                return self.size
         return self.walker.position if self.walker is not None else self.position
 
     def close(self) -> None:
