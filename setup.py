@@ -2,14 +2,21 @@
 dsrdiag/track/_conntrack.c, dsrdiag/track/_smtpfollow.c);
 everything else is in pyproject.toml.
 
+Two extension modules, one per layer: the capture walker (capture/_fastpcap) knows nothing of the
+tracker (track/_conntrack); the tracker hands the walker a sink (capture/_sink.h) at run time.
+
 optional=True: where no C compiler or Python headers exist, the install still succeeds and
-dsrdiag reads classic pcap through pcapy-ng (libpcap) and tracks in Python instead, slower but with
-the same results.
+dsrdiag reads captures in Python (classic pcap through pcapy-ng's libpcap) and tracks in Python
+instead, slower but with the same results.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("dsrdiag.capture._fastpcap", ["dsrdiag/capture/_fastpcap.c", "dsrdiag/track/_conntrack.c",
-                                                      "dsrdiag/track/_smtpfollow.c"],
-                             depends=["dsrdiag/track/_conntrack.h", "dsrdiag/track/_smtpfollow.h"],
-                             optional=True, extra_compile_args=["-O2", "-std=c99"])])
+_FLAGS = ["-O2", "-std=c99"]
+setup(ext_modules=[
+    Extension("dsrdiag.capture._fastpcap", ["dsrdiag/capture/_fastpcap.c"], depends=["dsrdiag/capture/_sink.h"],
+              optional=True, extra_compile_args=_FLAGS),
+    Extension("dsrdiag.track._conntrack", ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c"],
+              depends=["dsrdiag/capture/_sink.h", "dsrdiag/track/_conntrack.h", "dsrdiag/track/_smtpfollow.h"],
+              optional=True, extra_compile_args=_FLAGS),
+])

@@ -61,6 +61,25 @@ def lab_host() -> None:
         pytest.skip(f"lab: {reason}")
 
 
+@pytest.fixture(scope="module", params=["c", "python"])
+def tracker(request):
+    """Run the tests of a module once on each tracker: the C one (track/_conntrack.c, fed by the C
+    walker) and the Python reference (track/conn.py), through DSRDIAG_TRACKER, which track_capture,
+    the CLI and the crew's worker processes all read. A behaviour module says `pytestmark =
+    pytest.mark.usefixtures("tracker")`, and its module-scoped fixtures that analyse ask for
+    `tracker` too (so they are computed once per tracker). Where the C extension was not built,
+    "c" skips."""
+    if request.param == "c":
+        try:
+            from dsrdiag.track import _conntrack  # noqa: F401
+        except ImportError:
+            pytest.skip("the C tracker was not built (no compiler)")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DSRDIAG_TRACKER", request.param)
+    yield request.param
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def captures() -> Path:
     return CAPTURES
@@ -120,3 +139,43 @@ def lab_down(lab_host):
 
     yield
     netns.teardown()
+
+
+# ---- format converters (tests of the readers; bench/ uses them for the issue-14 shapes) -----------
+def rewrite_as_sll(src: Path, dst: Path, version: int = 1) -> int:
+    """Rewrite a classic Ethernet pcap as Linux cooked SLL (`tcpdump -i any`, version 1) or SLL2
+    (version 2): each frame's Ethernet header becomes the cooked header (the sender's MAC as its
+    address, the ethertype as its protocol), timestamps and everything above it unchanged, as the
+    kernel would have captured the same packets on the `any` device. editcap cannot do this. Returns
+    the frames written. Streaming, bounded by the file: 1M frames take a few seconds."""
+    import struct
+
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        head = f.read(24)
+        if len(head) < 24:
+            raise ValueError(f"{src}: truncated pcap file header")
+        bo = "<" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        if struct.unpack(bo + "I", head[20:24])[0] != 1:
+            raise ValueError(f"{src}: not an Ethernet capture")
+        out.write(head[:20] + struct.pack(bo + "I", 113 if version == 1 else 276))
+        rec = struct.Struct(bo + "IIII")
+        n = 0
+        while True:
+            h = f.read(16)
+            if len(h) < 16:
+                break
+            sec, frac, incl, orig = rec.unpack(h)
+            data = f.read(incl)
+            if len(data) < incl or incl < 14:
+                break
+            smac, etype, rest = data[6:12], data[12:14], data[14:]
+            if version == 1:
+                cooked = b"\x00\x00\x00\x01\x00\x06" + smac + b"\x00\x00" + etype
+            else:
+                cooked = etype + b"\x00\x00" + struct.pack(">I", 2) + b"\x00\x01\x00\x06" + smac + b"\x00\x00"
+            data = cooked + rest
+            grow = len(cooked) - 14
+            out.write(rec.pack(sec, frac, len(data), orig + grow))
+            out.write(data)
+            n += 1
+    return n

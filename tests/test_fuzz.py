@@ -20,6 +20,9 @@ from dsrdiag.jobs.analyze import conclude
 from dsrdiag.track.pipeline import track_capture
 from tests.conftest import CAPTURES, REAL, run_cli
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
+
 SAMPLES = ("healthy.pcap", "healthy-client.pcapng", "arp_leak6.pcapng", "wrong_source.pcap", "healthy.pcap.gz", "snat_proxy.pcap")
 REAL_SEEDS = ("zeek-smtp-starttls.pcap", "pcpp-many_interfaces-1.pcapng", "pcpp-sll2.pcap",
               "tcpdump-tcp-handshake-nano.pcap", "tcpdump-802.1ad_QinQ.pcap", "zeek-icmp6-nd-options.pcap")

@@ -18,6 +18,9 @@ import pytest
 
 from tests.conftest import CAPTURES, ROOT
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
+
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 

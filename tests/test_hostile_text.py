@@ -22,6 +22,9 @@ import pytest
 
 from tests.conftest import CAPTURES, ROOT
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
+
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 SAMPLE = CAPTURES / "hostile_text.pcap"
 
@@ -136,7 +139,7 @@ def _poison(x, name: str | None = None):
 
 
 @pytest.fixture(scope="module")
-def poisoned():
+def poisoned(tracker):
     from dsrdiag.core import topology as topo
     from dsrdiag.jobs.analyze import analyze
 

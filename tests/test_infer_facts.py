@@ -17,6 +17,9 @@ from dsrdiag.track.pipeline import track_capture
 from dsrdiag.track.records import CaptureRecords, Connection, NoteBlock, NeighbourTable, SmtpDialogue
 from tests.conftest import CAPTURES
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
+
 SAMPLES = sorted(p for p in CAPTURES.glob("*") if p.suffix in (".pcap", ".pcapng", ".gz"))
 PATH_SETS = sorted(d for d in (CAPTURES / "paths").iterdir() if d.is_dir())
 

@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import CAPTURES, run_cli
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
 
 def _builder():
     spec = importlib.util.spec_from_file_location("capture_build_kinds", CAPTURES / "build.py")

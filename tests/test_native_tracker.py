@@ -2,8 +2,9 @@
 reference: DSRDIAG_TRACKER=python) concludes: same records, field for field, on every sample capture,
 on the shared real captures, and on dialogues whose segments arrive reordered, duplicated,
 overlapping or lost (the stream reassembly and gap rules). Frames reach the C tracker two ways,
-from the C walker (plain Ethernet TCP) and from Python's decoder (pcapng, other link types,
-tunnels, VLAN stacks); the captures below take both."""
+from the C walker through its sink (plain TCP on Ethernet or Linux cooked SLL/SLL2, in pcap,
+pcapng or gzip) and from Python's decoder (other link types, tunnels, VLAN stacks); the captures
+below take both."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from tests.conftest import CAPTURES, REAL
 
-_native = pytest.importorskip("dsrdiag.capture._fastpcap", reason="the C extension was not built (no compiler)")
+_native = pytest.importorskip("dsrdiag.track._conntrack", reason="the C extension was not built (no compiler)")
 
 
 def _both(path: Path, ports: tuple[int, ...], monkeypatch):
@@ -483,8 +484,9 @@ def test_headers_only_capture_takes_payload_length_from_the_ip_length(tmp_path):
 _SANITIZED_RUN = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import _fastpcap  # the sanitized build, standing in for dsrdiag.capture._fastpcap
+import _fastpcap, _conntrack  # the sanitized builds, standing in for the installed extensions
 sys.modules["dsrdiag.capture._fastpcap"] = _fastpcap
+sys.modules["dsrdiag.track._conntrack"] = _conntrack
 from dsrdiag.track.pipeline import track_capture
 for path in sys.argv[2:]:
     track_capture(path, "v", (25, 22, 80, 110, 143, 389), tracker="c")
@@ -516,13 +518,15 @@ def test_c_tracker_built_with_asan_and_ubsan_runs_hostile_and_real_captures_clea
     if not all(Path(r).is_absolute() and Path(r).exists() for r in runtimes):
         pytest.skip("gcc has no ASan/UBSan runtime here")
     root = Path(__file__).resolve().parent.parent
-    mod = tmp_path / ("_fastpcap" + sysconfig.get_config_var("EXT_SUFFIX"))
-    build = subprocess.run([gcc, "-shared", "-fPIC", "-std=c99", "-O1", "-g", "-fno-omit-frame-pointer",
-                            "-fsanitize=address,undefined", f"-I{sysconfig.get_paths()['include']}",
-                            str(root / "dsrdiag/capture/_fastpcap.c"), str(root / "dsrdiag/track/_conntrack.c"),
-                            str(root / "dsrdiag/track/_smtpfollow.c"), "-o", str(mod)], capture_output=True, text=True, timeout=300)
-    if build.returncode != 0:
-        pytest.skip(f"the sanitized build failed: {build.stderr[-300:]}")
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for name, sources in (("_fastpcap", ["dsrdiag/capture/_fastpcap.c"]),
+                          ("_conntrack", ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c"])):
+        build = subprocess.run([gcc, "-shared", "-fPIC", "-std=c99", "-O1", "-g", "-fno-omit-frame-pointer",
+                                "-fsanitize=address,undefined", f"-I{sysconfig.get_paths()['include']}",
+                                *(str(root / s) for s in sources), "-o", str(tmp_path / (name + suffix))],
+                               capture_output=True, text=True, timeout=300)
+        if build.returncode != 0:
+            pytest.skip(f"the sanitized build failed: {build.stderr[-300:]}")
     wrpcap(str(tmp_path / "seq-2-31.pcap"), _smtp_2_31_packets())
     rng = random.Random(7)
     packets = [p for i in range(20) for p in _dialogue_packets(rng, 41000 + i, v6=i % 3 == 0)]
@@ -530,7 +534,15 @@ def test_c_tracker_built_with_asan_and_ubsan_runs_hostile_and_real_captures_clea
         p.time = 1_700_000_000 + i / 100
     wrpcap(str(tmp_path / "reordered.pcap"), packets)
     zeek = root.parent / "shared" / "captures-zeek"
-    files = [tmp_path / "seq-2-31.pcap", tmp_path / "reordered.pcap"] + SAMPLES
+    from tests.conftest import rewrite_as_sll
+    from tests.test_capture_reading import _mixed_pcapng
+
+    rewrite_as_sll(CAPTURES / "healthy.pcap", tmp_path / "sll.pcap", 1)
+    rewrite_as_sll(CAPTURES / "healthy.pcap", tmp_path / "sll2.pcap", 2)
+    mixed = _mixed_pcapng(CAPTURES)
+    (tmp_path / "mixed.pcapng").write_bytes(mixed)
+    (tmp_path / "cut.pcapng").write_bytes(mixed[: len(mixed) * 2 // 3 + 1])
+    files = [tmp_path / n for n in ("seq-2-31.pcap", "reordered.pcap", "sll.pcap", "sll2.pcap", "mixed.pcapng", "cut.pcapng")] + SAMPLES
     files += sorted(p for p in zeek.glob("*") if p.suffix in (".pcap", ".pcapng")) if zeek.is_dir() else []
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "LD_PRELOAD": ":".join(runtimes),
            "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
@@ -577,3 +589,101 @@ def test_c_and_python_trackers_agree_on_timer_and_clock_edges():
         assert out["c"] == out["python"]
 
     check()
+
+
+# ---- one engine, two peers: the walker feeds the C tracker through a sink, never by name ---------------
+def _walked(path: Path, ports=(25,)):
+    """(TCP packets the C walker handed to the C tracker without Python, frames Python saw)."""
+    from dsrdiag.capture.pcapfile import Capture
+    from dsrdiag.track.conn import ConnTracker
+
+    cap = Capture(path, ports)
+    t = ConnTracker(str(path), "v", frozenset(ports), "c")
+    to_python = sum(1 for _ in cap.frames(t.sink))
+    return cap.walker.tracked, to_python
+
+
+def _raw_ip(src: Path, dst: Path) -> None:
+    """The Ethernet capture as LINKTYPE_RAW (101): each frame's IP packet only."""
+    import struct
+
+    data = src.read_bytes()
+    out, pos = [data[:20] + struct.pack("<I", 101)], 24
+    while pos + 16 <= len(data):
+        sec, frac, incl, orig = struct.unpack_from("<IIII", data, pos)
+        frame = data[pos + 16 : pos + 16 + incl]
+        out.append(struct.pack("<IIII", sec, frac, incl - 14, orig - 14) + frame[14:])
+        pos += 16 + incl
+    dst.write_bytes(b"".join(out))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_c_walker_hands_linux_cooked_tcp_to_the_c_tracker_with_the_records_of_python(tmp_path, monkeypatch, version):
+    """`tcpdump -i any` captures (SLL, SLL2): TCP frames go from the walker to the C tracker in C
+    (none of them through Python), and the records are the Python reader's and tracker's."""
+    from tests.conftest import rewrite_as_sll
+
+    p = tmp_path / f"any{version}.pcap"
+    rewrite_as_sll(CAPTURES / "healthy.pcap", p, version)
+    tracked, to_python = _walked(p)
+    assert tracked > 0 and tracked > 5 * to_python
+    c, py = _both(p, (25,), monkeypatch)
+    monkeypatch.setenv("DSRDIAG_READER", "python")
+    _, py_reader = _both(p, (25,), monkeypatch)
+    _assert_same(c, py)
+    _assert_same(c, py_reader)
+    assert c.linktypes == (113 if version == 1 else 276,) and len(c.connections) > 0
+
+
+def test_c_walker_leaves_raw_ip_to_python_decoding_and_the_records_are_the_same(tmp_path, monkeypatch):
+    """The must-not-fire side: raw IP (no link header the walker decodes) never goes to the
+    tracker from the walker; Python decodes it, and both trackers still agree."""
+    p = tmp_path / "raw.pcap"
+    _raw_ip(CAPTURES / "healthy.pcap", p)
+    tracked, to_python = _walked(p)
+    assert tracked == 0 and to_python > 0
+    c, py = _both(p, (25,), monkeypatch)
+    _assert_same(c, py)
+    assert len(c.connections) > 0
+
+
+def test_c_walker_refuses_anything_but_a_packet_sink():
+    from dsrdiag.capture import _fastpcap
+
+    r = _fastpcap.Reader(str(CAPTURES / "healthy.pcap"), 24, False, False, 1, [])
+    for wrong in (object(), _native.Tracker((25,), None), "dsrdiag.capture.sink"):
+        with pytest.raises(TypeError, match="packet sink"):
+            r.track(wrong)
+    r.track(_native.Tracker((25,), None).sink)  # the tracker's own capsule is accepted (and kept alive by the walker)
+    assert _fastpcap.SINK_CAPSULE == "dsrdiag.capture.sink" and _fastpcap.SINK_VERSION == _native.CONSTANTS["SINK_VERSION"]
+
+
+def test_capture_c_sources_name_nothing_of_track():
+    """The layer contract in C: capture/ includes no header of track/ and calls nothing of it (the
+    import-linter contract cannot see C)."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent / "dsrdiag" / "capture"
+    for src in list(root.glob("*.c")) + list(root.glob("*.h")):
+        text = src.read_text()
+        code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # comments may say what feeds what
+        assert not re.search(r'#include\s+"[^"]*track/', code), src.name
+        assert not re.search(r"\b(ct_\w+|Tracker\w*|conn_t|smtp_\w+)\b", code), src.name
+
+
+def test_c_constants_are_the_python_references():
+    """Every constant both trackers define, and the packed note's size, from one place each: the
+    Python module is the reference and the C side (_conntrack.CONSTANTS) must agree."""
+    from dsrdiag.decode import smtp as dsmtp
+    from dsrdiag.track import conn, records
+    from dsrdiag.track import smtp as tsmtp
+
+    k = dict(_native.CONSTANTS)
+    ref = {"TOO_LARGE": conn._TOO_LARGE, "NOTE_SIZE": records._NOTE.size, "MAX_LINE": dsmtp.MAX_LINE,
+           "MAX_CODES": tsmtp.MAX_CODES}
+    for name in ("MAX_NOTES", "PEEK", "MAX_SYNS", "MAX_L2", "FORWARD_WINDOW_NS", "MAX_OOO", "TCP_SYN_TIMEOUT",
+                 "TCP_SESSION_TIMER", "TCP_CONNECTION_LINGER", "TCP_ATTEMPT_DELAY", "TCP_CLOSE_DELAY",
+                 "TCP_INACTIVITY_TIMEOUT", "UDP_INACTIVITY_TIMEOUT"):
+        ref[name] = getattr(conn, name)
+    k.pop("SINK_VERSION")
+    assert k == ref

@@ -14,6 +14,9 @@ import pytest
 
 from tests.conftest import CAPTURES, ROOT, run_cli
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
+
 SETS = tomllib.loads((CAPTURES / "MANIFEST.toml").read_text())["set"]
 VANTAGES = ("client", "fw-out", "fw-in", "lb", "be1", "be2")
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
@@ -35,7 +38,7 @@ def analyse_set(name: str, *extra: str, names=VANTAGES) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(tracker):
     return {s["name"]: analyse_set(s["name"]) for s in SETS}
 
 

@@ -9,6 +9,9 @@ from dsrdiag.core.topology import build
 from dsrdiag.jobs.analyze import analyze
 from dsrdiag.track.pipeline import track_capture
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
+
 HEALTHY_SMTP = ["zeek-smtp.pcap", "zeek-smtp-starttls.pcap", "chrissanders-mail_sender_attachment.pcapng"]
 
 

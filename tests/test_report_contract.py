@@ -33,6 +33,9 @@ import pytest
 
 from tests.conftest import CAPTURES, ROOT, run_cli
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
+
 MANIFEST = tomllib.loads((CAPTURES / "MANIFEST.toml").read_text())
 SAMPLES = MANIFEST["capture"]
 SETS = MANIFEST["set"]
@@ -102,7 +105,7 @@ def _probe(prefix: tuple[str, ...] = ()) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def docs(tmp_path_factory) -> dict[str, tuple[int, dict]]:
+def docs(tmp_path_factory, tracker) -> dict[str, tuple[int, dict]]:
     out = {name: analyze(args) for name, args in TARGETS.items()}
     tmp = tmp_path_factory.mktemp("hostcheck")
     for name, src in (("hostcheck:windows-good", str(WINDOWS_GOOD)), ("hostcheck:windows-mistake", _windows_with_a_mistake(tmp))):

@@ -12,6 +12,9 @@ import pytest
 
 from tests.conftest import CAPTURES, ROOT, run_cli, tshark_fields
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
+
 MANIFEST = tomllib.loads((CAPTURES / "MANIFEST.toml").read_text())["capture"]
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
 
@@ -22,7 +25,7 @@ def analyze_json(entry) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(tracker):
     return {e["file"]: analyze_json(e) for e in MANIFEST}
 
 

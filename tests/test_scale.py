@@ -97,7 +97,7 @@ def test_c_tracker_takes_most_packets_of_a_mail_relay_without_python_and_changes
 
     cap = pcapfile.Capture(str(path), (25,))
     tracker = ConnTracker(str(path), "lan", frozenset((25,)))
-    to_python = sum(1 for _ in cap.frames(tracker.native))
+    to_python = sum(1 for _ in cap.frames(tracker.sink))
     assert cap.walker.tracked == tracker.native.packets > 10 * to_python
     assert len(tracker.finish_all()) == len(fast.connections)
 

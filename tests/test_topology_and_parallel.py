@@ -10,6 +10,8 @@ from dsrdiag.core.errors import UsageError
 from dsrdiag.core.topology import build, parse_backend
 from tests.conftest import CAPTURES
 
+pytestmark = pytest.mark.usefixtures("tracker")  # every test on the C tracker and on the Python reference
+
 
 def test_backend_spec_accepts_name_ip_and_mac_spellings():
     b = parse_backend("exch1=192.0.2.11@00-50-56-AA-BB-CC")

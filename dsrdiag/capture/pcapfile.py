@@ -6,16 +6,19 @@ that pass the BPF filter, then a CaptureEnd saying how reading ended.
 Never: modifies or copies the input; raises for damage found after the file header (damage is
 recorded in CaptureEnd and the frames before it are still delivered).
 
-Why two readers:
-- libpcap (pcapy-ng) reads classic microsecond pcap, the format of tcpdump ring buffers and the
-  bulk of post-mortem data, entirely in C.
-  The C walker (capture/_fastpcap.c) reads classic pcap from a descriptor (a file or a pipe) or
-  from a GzipFile (classic pcap inside gzip), in C, with the same frames and damage words.
-- A small Python reader handles what pcapy-ng's bundled libpcap 1.9.1 cannot: gzip files,
-  nanosecond pcap (libpcap would round to microseconds), and pcapng (several interfaces with
-  different link types, per-interface timestamp resolution, and an exact byte offset for damage).
-Both apply the same compiled BPF program (libpcap's `bpf_filter`, in C) to every frame. We do not
-use `setfilter`: libpcap then skips non-matching frames silently and the frame numbers, which
+Why these readers:
+- The C walker (capture/_fastpcap.c) reads classic pcap (either byte order, micro- or nanoseconds)
+  and pcapng (several sections and interfaces, each with its link type and timestamp resolution),
+  from a descriptor (a file or a pipe) or from a gzip stream (_Inflate: ISA-L's inflater where
+  python-isal is installed, else zlib's), in C, and hands TCP frames to the C tracker through a
+  sink (capture/_sink.h) without a Python object per packet. pcapng and gzip cost 6-9x the CPU of
+  classic pcap through Python (issue 14); in C they cost about what classic pcap does.
+- libpcap (pcapy-ng) and a small Python reader are the references the tests compare the walker
+  with, and the readers where it was not built (DSRDIAG_READER=python or libpcap selects them):
+  libpcap for classic microsecond pcap files; Python for the rest (pcapy-ng's bundled libpcap
+  1.9.1 cannot read gzip, would round nanoseconds, and refuses pcapng with several link types).
+All apply the same compiled BPF program (libpcap's `bpf_filter` semantics) to every frame. We do
+not use `setfilter`: libpcap then skips non-matching frames silently and the frame numbers, which
 every finding cites and users look up in Wireshark, would be lost.
 """
 
@@ -46,6 +49,11 @@ try:  # the C walker (setup.py builds it; optional: without it libpcap reads cla
 except ImportError:  # pragma: no cover - exercised where no compiler was available
     _fastpcap = None
 
+try:  # ISA-L's inflater, faster than zlib's (docs/performance.md); optional: zlib reads the same data
+    from isal import isal_zlib as _inflater
+except ImportError:  # pragma: no cover - exercised where python-isal is not installed
+    _inflater = zlib
+
 
 PCAP_MAGIC_US = (0xA1B2C3D4, 0xD4C3B2A1)
 PCAP_MAGIC_NS = (0xA1B23C4D, 0x4D3CB2A1)
@@ -57,6 +65,10 @@ MAX_BLOCK = 16 * 1024 * 1024
 # libpcap's DLT numbers that differ from LINKTYPE numbers (DLT_RAW is 12 on Linux, 14 on OpenBSD)
 _DLT_TO_LINKTYPE = {12: LINKTYPE_RAW, 14: LINKTYPE_RAW}
 
+
+_COMPILED: dict[tuple, object] = {}
+"""Compiled BPF programs by (link type, ports): libpcap's compiler costs ~6 ms a call, more than
+reading a small capture; a folder of captures (or a test suite) compiles each once per process."""
 
 STDIN = "-"
 """The path that means standard input (`tcpdump -w - | dsrdiag analyze -`)."""
@@ -86,7 +98,14 @@ class Capture:
         """The C walker (capture/_fastpcap.c) once reading started with it."""
 
     def tell(self) -> int:
-        """Bytes of the file read so far, for progress bars."""
+        """Bytes of the file read so far, for progress bars (out of `size`: for gzip, compressed
+        bytes, not the walker's offset in the inflated stream)."""
+        if self._kind == "gzip":
+            f = self._file
+            try:
+                return min(f.tell(), self.size) if f is not None and self._regular else self.size
+            except (OSError, ValueError):
+                return self.size
         return self.walker.position if self.walker is not None else self.position
 
     def close(self) -> None:
@@ -138,19 +157,23 @@ class Capture:
         return io.BufferedReader(_Prefixed(self._head, self._file), buffer_size=1 << 20)
 
     # ---- the one entry point ------------------------------------------------------------
-    def frames(self, tracker=None, sweep_at: int | None = None) -> Iterator[tuple]:
-        """Frames that passed the filter, for Python to decode. With the C walker and a C `tracker`
-        (track/_conntrack.c), TCP frames it can decode go to the tracker instead, until frame
-        number `sweep_at` (then every frame comes here until walker.next_sweep is moved on)."""
-        use_c = _fastpcap is not None and os.environ.get("DSRDIAG_READER") != "libpcap"
-        if self._kind in ("pcap-us", "pcap-ns") and use_c:
+    def frames(self, sink=None, sweep_at: int | None = None) -> Iterator[tuple]:
+        """Frames that passed the filter, for Python to decode. With the C walker and a `sink` (a
+        capsule of capture/_sink.h: the C tracker's), TCP frames it can decode go to the sink
+        instead, until frame number `sweep_at` (then every frame comes here until walker.next_sweep
+        is moved on). DSRDIAG_READER=python (or libpcap) reads without the C walker: the reference
+        readers the tests compare it with."""
+        use_c = _fastpcap is not None and os.environ.get("DSRDIAG_READER") not in ("libpcap", "python")
+        if use_c:
             self.end.reader = "c"
-            return self._c_frames(self._head, self._file.fileno(), tracker, sweep_at)
+            if self._kind == "gzip":
+                return self._c_gzip_frames(sink, sweep_at)
+            return self._c_frames(self._head, self._file.fileno(), sink, sweep_at)
         if self._kind == "pcap-us" and self._regular and os.path.isdir("/proc/self/fd"):
             self.end.reader = "libpcap"
             return self._libpcap_frames()
         self.end.reader = "python"
-        return self._python_frames(tracker, sweep_at, use_c)
+        return self._python_frames()
 
     def _program(self, linktype: int):
         prog = self._programs.get(linktype)
@@ -160,35 +183,49 @@ class Capture:
                     f"{self.path}: {linktype_name(linktype)} is not a supported link type "
                     "(supported: Ethernet with 802.1Q/QinQ, Linux cooked SLL/SLL2, raw IP, BSD/OpenBSD loopback)"
                 )
-            try:
-                prog = pcapy.compile(dlt_for(linktype), MAX_CAPLEN, filter_for(linktype, self.ports), 1, 0)
-            except pcapy.PcapError as e:
-                raise CaptureError(f"{self.path}: cannot build the BPF filter for {linktype_name(linktype)}: {e}") from None
+            key = (linktype, tuple(self.ports))
+            prog = _COMPILED.get(key)
+            if prog is None:
+                try:
+                    prog = pcapy.compile(dlt_for(linktype), MAX_CAPLEN, filter_for(linktype, self.ports), 1, 0)
+                except pcapy.PcapError as e:
+                    raise CaptureError(f"{self.path}: cannot build the BPF filter for {linktype_name(linktype)}: {e}") from None
+                _COMPILED[key] = prog
             self._programs[linktype] = prog
             self.end.linktypes.add(linktype)
         return prog
 
-    # ---- the C walker: classic pcap, any byte order, micro- or nanoseconds ------------------
-    def _c_frames(self, head: bytes, source, tracker, sweep_at) -> Iterator[tuple]:
-        """`source`: a descriptor, or a readable object (a GzipFile), positioned after `head`."""
+    def _program_for(self, linktype: int):
+        """For the C walker's pcapng interfaces: the compiled program, or None for a link type that
+        is not analysed (its frames are counted as skipped, as the Python reader does)."""
+        return self._program(linktype).get_bpf() if linktype in SUPPORTED_LINKTYPES else None
+
+    # ---- the C walker: classic pcap (any byte order, micro- or nanoseconds) and pcapng ------
+    def _c_frames(self, head: bytes, source, sink, sweep_at) -> Iterator[tuple]:
+        """`source`: a descriptor, or a readable object (a gzip stream), positioned after `head`
+        (the bytes read to sniff the format: handed to the walker first)."""
         end = self.end
         try:
-            if len(head) < 24:
-                raise CaptureError(f"{self.path}: truncated pcap file header")
-            magic = struct.unpack("<I", head[:4])[0]
-            big = magic in (PCAP_MAGIC_US[1], PCAP_MAGIC_NS[1])
-            nanos = magic in PCAP_MAGIC_NS
-            linktype = struct.unpack((">" if big else "<") + "I", head[20:24])[0] & 0x0FFFFFFF
-            linktype = _DLT_TO_LINKTYPE.get(linktype, linktype)
-            program = self._program(linktype).get_bpf()
-            r = _fastpcap.Reader(source, 24, big, nanos, linktype, program)
+            pcapng = _kind_of_magic(head[:4]) == "pcapng"
+            if pcapng:
+                r = _fastpcap.Reader(source, 0, False, False, 0, (), prefix=head, program_for=self._program_for)
+            else:
+                if len(head) < 24:
+                    raise CaptureError(f"{self.path}: truncated pcap file header")
+                magic = struct.unpack("<I", head[:4])[0]
+                big = magic in (PCAP_MAGIC_US[1], PCAP_MAGIC_NS[1])
+                nanos = magic in PCAP_MAGIC_NS
+                linktype = struct.unpack((">" if big else "<") + "I", head[20:24])[0] & 0x0FFFFFFF
+                linktype = _DLT_TO_LINKTYPE.get(linktype, linktype)
+                program = self._program(linktype).get_bpf()
+                r = _fastpcap.Reader(source, 24, big, nanos, linktype, program, prefix=head[24:])
             self.walker = r
-            if tracker is not None:
-                r.track(tracker)
+            if sink is not None:
+                r.track(sink)
                 if sweep_at is not None:
                     r.next_sweep = sweep_at
             try:
-                yield from r  # what Python decodes, one frame at a time (the C tracker took the rest in the walk)
+                yield from r  # what Python decodes, one frame at a time (the sink took the rest in the walk)
             except OSError as e:  # a read error mid-stream (EIO): damage, the frames before it stand
                 r_damage = f"read error ({e.strerror or e})"
             else:
@@ -197,10 +234,36 @@ class Capture:
                 self.position = r.position
                 end.frames = r.frames
                 end.passed = r.passed
+                if pcapng:
+                    end.skipped.update(r.skipped)
             if r_damage:
                 end.damage = f"stopped after frame {r.frames}: {r_damage}"
+            elif pcapng:
+                self._some_interface_supported()
         finally:
             self.close()
+
+    def _c_gzip_frames(self, sink, sweep_at) -> Iterator[tuple]:
+        """gzip: decompressed by the fastest inflater installed (_gunzip), walked in C by blocks."""
+        try:
+            f = _Inflate(self._stream())
+            head = _read(f, 24)
+            if _kind_of_magic(head[:4]) is None:
+                raise CaptureError(f"{self.path}: gzip data that is not a pcap or pcapng capture")
+        except _Damage as d:
+            self.end.damage = f"stopped after frame 0: {d}"
+            self.close()
+            return
+        except BaseException:
+            self.close()
+            raise
+        yield from self._c_frames(head, f, sink, sweep_at)
+
+    def _some_interface_supported(self) -> None:
+        end = self.end
+        if end.frames and not end.linktypes:
+            lts = ", ".join(linktype_name(lt) for lt in sorted(end.skipped))
+            raise CaptureError(f"{self.path}: no interface has a supported link type ({lts})")
 
     # ---- libpcap --------------------------------------------------------------------------
     def _libpcap_frames(self) -> Iterator[tuple]:
@@ -240,8 +303,8 @@ class Capture:
             reader.close()
             self.close()
 
-    # ---- pure Python: gzip, nanosecond pcap, pcapng --------------------------------------
-    def _python_frames(self, tracker=None, sweep_at=None, use_c: bool = False) -> Iterator[tuple]:
+    # ---- pure Python: the reference reader, and where the C walker was not built ------------
+    def _python_frames(self) -> Iterator[tuple]:
         end = self.end
         raw = self._stream()
         f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if self._kind == "gzip" else raw
@@ -253,9 +316,6 @@ class Capture:
                 raise CaptureError(f"{self.path}: {what}")
             if kind == "pcapng":
                 yield from self._pcapng(f, head)
-            elif use_c:  # classic pcap inside gzip: the C walker reads the decompressed stream
-                end.reader = "c"
-                yield from self._c_frames(head + _read(f, 20), f, tracker, sweep_at)
             else:
                 yield from self._pcap(f, head, nanos=(kind == "pcap-ns"))
         except _Damage as d:
@@ -393,9 +453,7 @@ class Capture:
                 # every other block type (name resolution, statistics, secrets, custom) is skipped
             offset += blen
             btype_raw = None
-        if n and not end.linktypes:
-            lts = ", ".join(linktype_name(lt) for lt in sorted(end.skipped))
-            raise CaptureError(f"{self.path}: no interface has a supported link type ({lts})")
+        self._some_interface_supported()
 
 
 class _Damage(Exception):
@@ -444,11 +502,70 @@ class _Prefixed(io.RawIOBase):
         return self._f.readinto(b)
 
 
+class _Inflate(io.RawIOBase):
+    """A gzip stream (RFC 1952: members one after another, zero padding after one as gzip(1)
+    allows) inflated by `lib`'s decompressobj: python-isal's (ISA-L) when installed, else zlib's.
+
+    Why not gzip.GzipFile or isal's IGzipFile: each read hands on what it could inflate so far,
+    at most OUT_MAX bytes (a small compressed input never becomes a huge buffer), and a stream cut
+    short or corrupt raises only after every byte inflated before the damage was handed on, so the
+    walker analyses up to the damage; IGzipFile raises first and loses them. The C walker calls
+    readinto1 once per window fill."""
+
+    CHUNK = 1 << 18
+    OUT_MAX = 1 << 20
+
+    def __init__(self, raw: BinaryIO, lib=None):
+        if lib is None:  # DSRDIAG_INFLATER=zlib: the standard library's, to measure the difference (docs/performance.md)
+            lib = zlib if os.environ.get("DSRDIAG_INFLATER") == "zlib" else _inflater
+        self._raw, self._lib = raw, lib
+        self._d = self._lib.decompressobj(31)
+        self._in = b""
+        self._out = memoryview(b"")
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._out:
+            if self._done:
+                return 0
+            self._out = memoryview(self._more())
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    readinto1 = readinto
+
+    def _more(self) -> bytes:
+        d = self._d
+        if d.eof:  # a member ended: another may follow, after zero padding
+            rest = d.unused_data + self._in
+            while not rest.strip(b"\0"):
+                rest = self._raw.read(self.CHUNK)
+                if not rest:
+                    self._done = True
+                    return b""
+            self._in = rest.lstrip(b"\0")
+            self._d = d = self._lib.decompressobj(31)
+        elif not self._in:
+            self._in = self._raw.read(self.CHUNK)
+            if not self._in:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        out = d.decompress(self._in, self.OUT_MAX)
+        self._in = d.unconsumed_tail
+        return out
+
+
 def _read(f: BinaryIO, n: int) -> bytes:
     """Read up to n bytes; a corrupt gzip stream counts as the end of readable data."""
     try:
+        if isinstance(f, _Inflate):  # a raw stream: one read may give fewer bytes than it has
+            return _read_fd(f, n)
         return f.read(n)
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+    except (EOFError, zlib.error, _inflater.error, gzip.BadGzipFile, OSError) as e:
         raise _Damage(f"compressed data is corrupt ({e})") from None
 
 
@@ -467,7 +584,7 @@ def _if_tsresol(body: bytes, bo: str) -> tuple[int, int]:
         if code == 0:
             break
         val = body[pos + 4 : pos + 4 + olen]
-        if code == 9 and olen >= 1:
+        if code == 9 and val:  # (an option cut by the block's end has no value: the default stands)
             r = val[0]
             if r & 0x80:
                 num, den = 1_000_000_000, 1 << (r & 0x7F)

@@ -1071,7 +1071,26 @@ static PyObject *get_time_steps(Tracker *s, void *x) {
 
 static PyObject *get_snaplen_cut(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->cut_packets); }
 
+/* the sink the capture walker feeds (capture/_sink.h): this tracker's two entry points; the
+   capsule holds a reference to the tracker and drops it when the walker lets the capsule go */
+static int sink_wants_port(void *t, uint16_t port) { return ct_port((PyObject *)t, port); }
+static int sink_packet(void *t, const dsr_pkt *p) { return ct_packet((PyObject *)t, p); }
+static void sink_free(PyObject *cap) {
+    dsr_sink *s = PyCapsule_GetPointer(cap, DSR_SINK_CAPSULE);
+    if (s) { Py_XDECREF((PyObject *)s->self); PyMem_Free(s); }
+}
+static PyObject *get_sink(Tracker *self, void *x) {
+    dsr_sink *s = PyMem_Malloc(sizeof *s);
+    if (!s) return PyErr_NoMemory();
+    s->version = DSR_SINK_VERSION; s->self = self; s->wants_port = sink_wants_port; s->packet = sink_packet;
+    PyObject *cap = PyCapsule_New(s, DSR_SINK_CAPSULE, sink_free);
+    if (!cap) { PyMem_Free(s); return NULL; }
+    Py_INCREF(self);
+    return cap;
+}
+
 static PyGetSetDef Tracker_getset[] = {
+    {"sink", (getter)get_sink, NULL, "a capsule (capture/_sink.h) through which a capture walker feeds this tracker in C", NULL},
     {"snaplen_cut", (getter)get_snaplen_cut, NULL, "packets whose payload the snaplen cut", NULL},
     {"time_steps", (getter)get_time_steps, NULL, "(backwards, largest back ns, outliers, largest outlier ns)", NULL},
     {"packets", (getter)get_packets, NULL, "TCP packets tracked", NULL},
@@ -1089,7 +1108,7 @@ static PyMethodDef Tracker_methods[] = {
 
 PyTypeObject TrackerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "dsrdiag.capture._fastpcap.Tracker",
+    .tp_name = "dsrdiag.track._conntrack.Tracker",
     .tp_basicsize = sizeof(Tracker),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -1124,4 +1143,34 @@ done:
     smtp_free(&s);
     Py_DECREF(seq);
     return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"follow", ct_follow, METH_VARARGS, "follow(chunks, parse_proxy): the C SMTP follower's state after these chunks (tests)"},
+    {NULL}
+};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_conntrack",
+                                    "track/conn.py's connection tracker in C; fed by a capture walker through Tracker.sink.",
+                                    -1, module_methods};
+
+PyMODINIT_FUNC PyInit__conntrack(void) {
+    if (PyType_Ready(&TrackerType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moddef);
+    if (!m) return NULL;
+    Py_INCREF(&TrackerType);
+    if (PyModule_AddObject(m, "Tracker", (PyObject *)&TrackerType) < 0) { Py_DECREF(&TrackerType); Py_DECREF(m); return NULL; }
+    /* the C side of every constant the Python reference (track/conn.py, track/records.py,
+       decode/smtp.py, track/smtp.py) defines too: tests/test_native_tracker.py checks they agree */
+    PyObject *k = Py_BuildValue("{sKsisisisisLsisLsLsLsLsLsLsLsisisisi}",
+                                "TOO_LARGE", (unsigned long long)TOO_LARGE, "MAX_NOTES", MAX_NOTES, "PEEK", PEEK,
+                                "MAX_SYNS", MAX_SYNS, "MAX_L2", MAX_L2, "FORWARD_WINDOW_NS", (long long)FORWARD_WINDOW_NS,
+                                "MAX_OOO", MAX_OOO, "TCP_SYN_TIMEOUT", (long long)TCP_SYN_TIMEOUT,
+                                "TCP_SESSION_TIMER", (long long)TCP_SESSION_TIMER, "TCP_CONNECTION_LINGER", (long long)TCP_CONNECTION_LINGER,
+                                "TCP_ATTEMPT_DELAY", (long long)TCP_ATTEMPT_DELAY, "TCP_CLOSE_DELAY", (long long)TCP_CLOSE_DELAY,
+                                "TCP_INACTIVITY_TIMEOUT", (long long)TCP_INACTIVITY_TIMEOUT,
+                                "UDP_INACTIVITY_TIMEOUT", (long long)UDP_INACTIVITY_TIMEOUT, "NOTE_SIZE", NOTE_SIZE,
+                                "MAX_LINE", SMTP_MAX_LINE, "MAX_CODES", SMTP_MAX_CODES, "SINK_VERSION", DSR_SINK_VERSION);
+    if (!k || PyModule_AddObject(m, "CONSTANTS", k) < 0) { Py_XDECREF(k); Py_DECREF(m); return NULL; }
+    return m;
 }

@@ -1,28 +1,16 @@
-/* The C connection tracker (track/_conntrack.c): what the capture walker (capture/_fastpcap.c)
- * needs to feed it packets without making a Python object per packet. */
+/* The C connection tracker (track/_conntrack.c): its packet type and entry points.
+ *
+ * The packet is the capture walker's (capture/_sink.h, included from below: track/ sits above
+ * capture/, never the reverse); the walker reaches the tracker only through the sink capsule the
+ * Tracker hands out (Tracker.sink), so capture/ never names track/. */
 #ifndef DSRDIAG_CONNTRACK_H
 #define DSRDIAG_CONNTRACK_H
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include "../capture/_sink.h"
 
-/* One decoded TCP packet: pointers into the frame (or a Python bytes object), valid for the call. */
-typedef struct {
-    unsigned long long frame;
-    int64_t ts;
-    const uint8_t *smac, *dmac;        /* NULL: the link type carries none (Python None) */
-    const uint8_t *src, *dst;
-    int alen;                          /* 4 or 16 */
-    uint16_t sport, dport, win;
-    uint32_t seq, ack;
-    uint8_t flags, ttl;
-    int32_t ip_id;                     /* -1: IPv6 (None) */
-    const uint8_t *payload;
-    uint32_t plen;                     /* captured payload bytes */
-    uint32_t cut;                      /* payload bytes the IP length declares beyond the capture (snaplen) */
-    const uint8_t *tunnel;             /* outer source address of an encapsulated packet, or NULL */
-    int tlen;
-} ct_pkt;
+typedef dsr_pkt ct_pkt;
 
 extern PyTypeObject TrackerType;
 

@@ -13,8 +13,8 @@
 #include "_smtpfollow.h"
 #include <string.h>
 
-#define MAX_LINE 4096        /* decode/smtp.py MAX_LINE */
-#define MAX_CODES 64         /* track/smtp.py MAX_CODES */
+#define MAX_LINE SMTP_MAX_LINE     /* decode/smtp.py MAX_LINE (_smtpfollow.h) */
+#define MAX_CODES SMTP_MAX_CODES   /* track/smtp.py MAX_CODES */
 
 static int ws(uint8_t b) {   /* str.isspace() for a latin-1 character */
     return b == 0x20 || (b >= 0x09 && b <= 0x0d) || (b >= 0x1c && b <= 0x1f) || b == 0x85 || b == 0xa0;

@@ -5,6 +5,9 @@
 #include <Python.h>
 #include <stdint.h>
 
+#define SMTP_MAX_LINE 4096           /* decode/smtp.py MAX_LINE */
+#define SMTP_MAX_CODES 64            /* track/smtp.py MAX_CODES */
+
 typedef struct { uint8_t *p; uint32_t len, cap; } sbuf_t;
 
 typedef struct {
@@ -16,7 +19,7 @@ typedef struct {
     sbuf_t banner, helo, xclient, last, cmds;  /* text as received (latin-1); cmds: verbs, NUL-separated */
     unsigned long long banner_frame, xc_frame;
     int64_t banner_ts, xc_ts;
-    uint16_t codes[64];
+    uint16_t codes[SMTP_MAX_CODES];
     PyObject *proxy;                   /* (version, client ip, client port, frame, ts) or NULL */
 } smtp_t;
 

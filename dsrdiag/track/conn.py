@@ -29,7 +29,7 @@ from dsrdiag.track.smtp import SmtpFollower, dialogue
 from dsrdiag.track.spill import RecordSeq, RecordSink
 
 try:
-    from dsrdiag.capture import _fastpcap as _native  # the C Tracker (track/_conntrack.c), built with the walker
+    from dsrdiag.track import _conntrack as _native  # the C Tracker (track/_conntrack.c)
 except ImportError:  # no compiler at install time: ConnState below does the same work
     _native = None
 
@@ -609,8 +609,10 @@ class ConnTracker:
 
     The work is done by the C Tracker (track/_conntrack.c, the same rules) when the extension is
     built, else by ConnState below; DSRDIAG_TRACKER=python selects ConnState (the reference the tests
-    compare the C tracker with). A capture walker (capture/_fastpcap.c) given `native` feeds it
-    TCP frames directly; every other TCP packet comes through packet().
+    compare the C tracker with). Both sit behind this one interface (packet, sweep, finish_all,
+    first_last, time_steps, snaplen_cut, and `sink`): a capture walker (capture/_fastpcap.c) given
+    `sink` (the C Tracker's capsule, capture/_sink.h; None for the Python tracker) feeds TCP frames
+    to it directly; every other TCP packet comes through packet().
     `tracker` ("c" or "python") chooses per instance, over DSRDIAG_TRACKER (tests run both)."""
 
     def __init__(self, capture: str, vantage: str, ports: frozenset[int], tracker: str | None = None):
@@ -624,12 +626,15 @@ class ConnTracker:
         self.cut_packets = 0
         """Tracked packets whose payload the capture's snaplen cut (lengths from the IP header)."""
         self.native = None
+        self.sink = None
+        """The C tracker's packet sink for a capture walker (capture/_sink.h), or None."""
         choice = tracker or os.environ.get("DSRDIAG_TRACKER", "c")
         if choice not in ("c", "python"):
             raise ValueError(f"tracker must be 'c' or 'python', not {choice!r}")
         if _native is not None and choice == "c":
             self.native = _native.Tracker(ports, parse_proxy, MAX_CLOCK_STEP, TS_MAX)
             self.packet = self._native_packet
+            self.sink = self.native.sink
 
     def _native_packet(self, p) -> None:
         self.native.packet(p.frame, p.ts_ns, p.src_mac, p.dst_mac, p.src, p.dst, p.sport, p.dport, p.seq, p.ack,

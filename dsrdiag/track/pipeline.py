@@ -65,7 +65,7 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
     # every frame does, until the sweep below moves the mark: sweeps fall on the same frames
     # whichever tracker runs. A sweep only frees memory: which connection a packet belongs to is
     # decided by Zeek's timers when the packet comes (track/conn.py), not by when sweeps happen
-    for fr in cap.frames(conns.native, next_sweep):
+    for fr in cap.frames(conns.sink, next_sweep):
         p = decode(fr, portset)
         if p is None:
             continue
