@@ -93,7 +93,8 @@ typedef struct {
     uint8_t has_syn_seq, has_synack_ack, tlen;
     uint32_t syn_seq, synack_ack;
     uint8_t tunnel[16];
-    smtp_t smtp;               /* track/_smtpfollow.c */
+    smtp_t *smtp;              /* track/_smtpfollow.c; NULL until the first payload or gap: a SYN
+                                  flood's attempts never carry one, and 320 bytes each add up */
     int64_t zlast, attempt_at, delete_at;     /* ConnState's; NO_TIME: none */
     int64_t chains[MAX_CHAINS];
     int nchains;
@@ -140,8 +141,18 @@ static void conn_free(conn_t *c) {
     PyMem_Free(c->notes.v);
     PyMem_Free(c->syns.v);
     PyMem_Free(c->fwd.v);
-    smtp_free(&c->smtp);
+    if (c->smtp) { smtp_free(c->smtp); PyMem_Free(c->smtp); }
     PyMem_Free(c);
+}
+
+/* the SMTP follower's state, made on first use (NULL, an error set, when out of memory) */
+static smtp_t *smtp_of(conn_t *c) {
+    if (!c->smtp) {
+        c->smtp = PyMem_Malloc(sizeof(smtp_t));
+        if (!c->smtp) { PyErr_NoMemory(); return NULL; }
+        smtp_init(c->smtp);
+    }
+    return c->smtp;
 }
 
 static int hist_add(conn_t *c, char ch) {
@@ -158,7 +169,7 @@ static int hist_add(conn_t *c, char ch) {
 
 static note_t *note_push(notes_t *ns) {
     if (ns->n == ns->cap) {
-        int cap = ns->cap ? ns->cap * 2 : 4;
+        int cap = ns->cap ? ns->cap * 2 : 1;   /* most attempts of a flood hold one note, one SYN */
         note_t *v = PyMem_Realloc(ns->v, (size_t)cap * sizeof(note_t));
         if (!v) { PyErr_NoMemory(); return NULL; }
         ns->v = v;
@@ -353,7 +364,9 @@ static int ooo_set(ep_t *ep, uint32_t seq, uint8_t *data, uint32_t len) {
 
 static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *data, uint32_t len, const ct_pkt *p) {
     ep->next_seq += len;
-    if (c->smtp.wants && smtp_data(&c->smtp, is_orig, data, len, p->frame, p->ts, t->parse_proxy) < 0) return -1;
+    smtp_t *sm = smtp_of(c);
+    if (!sm) return -1;
+    if (sm->wants && smtp_data(sm, is_orig, data, len, p->frame, p->ts, t->parse_proxy) < 0) return -1;
     while (ep->nooo) {
         int i = ooo_find(ep, ep->next_seq);
         if (i < 0) {
@@ -377,7 +390,7 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
         }
         seg_t s = ooo_pop(ep, i);
         ep->next_seq += s.len;
-        int rc = c->smtp.wants ? smtp_data(&c->smtp, is_orig, s.data, s.len, p->frame, p->ts, t->parse_proxy) : 0;
+        int rc = sm->wants ? smtp_data(sm, is_orig, s.data, s.len, p->frame, p->ts, t->parse_proxy) : 0;
         PyMem_Free(s.data);
         if (rc < 0) return -1;
     }
@@ -385,7 +398,9 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
 }
 
 static int skip_to(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, const ct_pkt *p) {
-    smtp_gap(&c->smtp, is_orig);
+    smtp_t *sm = smtp_of(c);
+    if (!sm) return -1;
+    smtp_gap(sm, is_orig);
     ep->next_seq = seq;
     for (int j = 0; j < ep->nooo;) {
         if (seq_delta(ep->ooo[j].seq, ep->next_seq) < 0) { seg_t s = ooo_pop(ep, j); PyMem_Free(s.data); }
@@ -753,7 +768,6 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
         else { orig_sender = 1; flipped = 0; }
         c = PyMem_Calloc(1, sizeof(conn_t));
         if (!c) { PyErr_NoMemory(); return -1; }
-        smtp_init(&c->smtp);
         c->num = ++t->count;
         c->alen = (uint8_t)p->alen;
         if (orig_sender) {
@@ -924,11 +938,13 @@ static PyObject *opt_u32(int has, uint32_t v) {
    orig side, resp side, syn_seq, synack_ack, notes, syns, forwarded (each (packed, strings)), the
    SMTP follower's state (smtp_state), tunnel src) */
 static PyObject *conn_tuple(const conn_t *c) {
+    static smtp_t none;           /* the state of a follower that never saw a byte */
+    if (!none.start) smtp_init(&none);
     return Py_BuildValue("(Ky#Hy#HLLs#sNNNNNNNNy#)", c->num, (const char *)c->c_ip, (Py_ssize_t)c->alen, c->c_port,
                          (const char *)c->s_ip, (Py_ssize_t)c->alen, c->s_port, (long long)c->first_ts, (long long)c->last_ts,
                          c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0], &c->e[1]), side(&c->e[1], &c->e[0]),
                          opt_u32(c->has_syn_seq, c->syn_seq), opt_u32(c->has_synack_ack, c->synack_ack),
-                         pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), smtp_state(&c->smtp),
+                         pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), smtp_state(c->smtp ? c->smtp : &none),
                          c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);
 }
 
