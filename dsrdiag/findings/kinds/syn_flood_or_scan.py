@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from dsrdiag.core.evidence import format_ts
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import WARNING, Finding, plural
 from dsrdiag.findings.kind import Entry
@@ -169,14 +170,14 @@ def check(ctx: Context) -> Iterator[Finding]:
         first, last = a.first, a.last
         span = max((last[0] - first[0]) / 1e9, 1e-9)
         peak_sec, peak = max(a.per_second.items(), key=lambda kv: (kv[1], -kv[0]))
-        mean = a.lone / max(span, 1.0)
+        mean = (a.lone - 1) / span if a.lone > 1 and span >= 1e-3 else float(a.lone)  # intervals between attempts
         top = sorted(a.sources.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SOURCES]
         distinct = len(a.distinct)
         sources = (f"at least {distinct}" if distinct >= DISTINCT_MAX else str(distinct))
         summary = (
             f"{plural(a.lone, 'connection attempt')} to {ip}:{port} in {span:.1f} s from {sources} "
             f"source{'' if distinct == 1 else 's'}: one SYN each, never retransmitted, the handshake never "
-            f"completed; peak {_rate(peak)} (the second from {peak_sec}), mean {_rate(mean)}; the server answered "
+            f"completed; peak {_rate(peak)} (the second from {format_ts(peak_sec * 1_000_000_000)}), mean {_rate(mean)}; the server answered "
             f"{a.answered / a.lone:.0%} of them"
             + (f"; {plural(a.retried, 'other failed attempt')} retransmitted" if a.retried else "")
             + f". {a.syns - a.lone - a.retried} other connections to it were judged as usual. Top sources: "
