@@ -31,12 +31,16 @@ def _ip4(a: str) -> bytes:
 
 
 class Pcap:
-    """Ethernet/IPv4/TCP frames in a classic pcap (microsecond stamps), written as they come."""
+    """Ethernet/IPv4/TCP frames in a classic pcap (microsecond stamps), in time order: frames are
+    written as they come while their stamps rise, and sorted on close when shapes were mixed."""
 
     def __init__(self, path):
         self.f = open(path, "wb")
         self.f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         self.ipid = 0
+        self.held: list = []
+        self.last = float("-inf")
+        self.mixed = False
 
     def tcp(self, ts: float, src: str, sport: int, dst: str, dport: int, flags: int, seq: int = 0, ack: int = 0,
             payload: bytes = b"", to_server: bool = True) -> None:
@@ -49,10 +53,22 @@ class Pcap:
         ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
         eth = (LB_MAC + CLIENT_MAC) if to_server else (CLIENT_MAC + LB_MAC)
         fr = eth + b"\x08\x00" + ip + tcp + payload
-        sec = int(ts)
-        self.f.write(struct.pack("<IIII", sec, int(round((ts - sec) * 1e6)), len(fr), len(fr)) + fr)
+        us = int(round(ts * 1e6))
+        self.mixed = self.mixed or us < self.last
+        self.last = max(self.last, us)
+        self.held.append((us, len(self.held), fr))
+        if len(self.held) >= 65536 and not self.mixed:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.mixed:
+            self.held.sort()
+        for us, _, fr in self.held:
+            self.f.write(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, len(fr), len(fr)) + fr)
+        self.held = []
 
     def close(self) -> None:
+        self._flush()
         self.f.close()
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from conftest import run_cli
 from floodgen import VIP, Pcap, flood, retrying, scan, sessions
 
@@ -121,3 +123,33 @@ def test_the_flood_finding_is_the_same_with_jobs_and_with_the_store_spilled(tmp_
         del os.environ["DSRDIAG_SPILL_AT"]
     assert one == two
     assert [f["kind"] for f in one["findings"]] == ["syn_flood_or_scan"]
+
+
+def test_attempts_kept_small_across_sweeps_give_the_records_of_the_python_tracker(tmp_path, monkeypatch):
+    # the C tracker freezes connections still open at a sweep (a flood's attempts, clients retrying
+    # their SYN, handshakes half done) and thaws them on their next packet or timer: the records
+    # must be the reference tracker's, byte for byte, with sweeps every 500 frames
+    from dsrdiag.track import conn, pipeline
+
+    if conn._native is None:
+        pytest.skip("the C tracker is not built (python3 setup.py build_ext --inplace)")
+    path = tmp_path / "mix.pcap"
+    p, rng = Pcap(path), random.Random(11)
+    flood(p, rng, 3000, T0, 500.0)           # 6 s: attempts time out while later ones arrive
+    retrying(p, rng, 200, T0 + 0.5, 50.0)    # SYNs again 1 s and 3 s later: thawed by their retries
+    sessions(p, rng, 300, T0 + 1, 60.0)      # complete sessions, some open across a sweep
+    p.close()
+    monkeypatch.setattr(pipeline, "SWEEP_EVERY", 500)
+    frozen = []
+    real = conn.ConnTracker.sweep
+
+    def sweep(self):
+        real(self)
+        if self.native is not None:
+            frozen.append(self.native.frozen)
+    monkeypatch.setattr(conn.ConnTracker, "sweep", sweep)
+    c = list(pipeline.track_capture(str(path), "v", (25,), tracker="c").connections)
+    assert max(frozen) > 1000  # the attempts waiting out their timers were frozen
+    py = list(pipeline.track_capture(str(path), "v", (25,), tracker="python").connections)
+    assert len(c) == 3000 + 200 + 300
+    assert c == py
