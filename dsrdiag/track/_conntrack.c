@@ -135,6 +135,7 @@ typedef struct {
     uint8_t key[KEYLEN];
     uint8_t ckey[KEYLEN];
     uint8_t frozen;            /* 1 */
+    uint8_t same;              /* the SYN notes are the packet notes (a lone SYN): stored once */
     int64_t removal;           /* removal_time() when frozen: nothing changes it until it thaws */
     uint32_t len;
     uint8_t data[];
@@ -222,14 +223,16 @@ static conn_t *freeze(conn_t *c) {
     size_t off = offsetof(conn_t, frozen) + 1, o;
     o = zenc(buf, (const uint8_t *)&tmp + off, sizeof tmp - off);
     if (c->hlen) { memcpy(buf + o, c->hist, c->hlen); o += c->hlen; }
+    int same = c->notes.n == c->syns.n && c->notes.n && !memcmp(c->notes.v, c->syns.v, (size_t)c->notes.n * sizeof(note_t));
     if (c->notes.n) o += zenc(buf + o, (const uint8_t *)c->notes.v, (size_t)c->notes.n * sizeof(note_t));
-    if (c->syns.n) o += zenc(buf + o, (const uint8_t *)c->syns.v, (size_t)c->syns.n * sizeof(note_t));
+    if (c->syns.n && !same) o += zenc(buf + o, (const uint8_t *)c->syns.v, (size_t)c->syns.n * sizeof(note_t));
     frozen_t *f = PyMem_Malloc(sizeof(frozen_t) + o);
     if (!f) return NULL;
     f->num = c->num;
     memcpy(f->key, c->key, KEYLEN);
     memcpy(f->ckey, c->ckey, KEYLEN);
     f->frozen = 1;
+    f->same = (uint8_t)same;
     f->removal = removal_time(c);
     f->len = (uint32_t)o;
     memcpy(f->data, buf, o);
@@ -262,7 +265,8 @@ static conn_t *thaw(const frozen_t *f) {
         if (!ns[k]->n) continue;
         ns[k]->v = PyMem_Malloc((size_t)ns[k]->n * sizeof(note_t));
         if (!ns[k]->v) goto oom;
-        in += zdec((uint8_t *)ns[k]->v, (size_t)ns[k]->n * sizeof(note_t), in);
+        if (k == 1 && f->same) memcpy(ns[1]->v, ns[0]->v, (size_t)ns[1]->n * sizeof(note_t));
+        else in += zdec((uint8_t *)ns[k]->v, (size_t)ns[k]->n * sizeof(note_t), in);
         ns[k]->cap = ns[k]->n;
     }
     return c;
@@ -371,6 +375,11 @@ static int insert(Tracker *t, conn_t *c) {
     return 0;
 }
 
+static void entry_free(conn_t *c) {
+    if (c->frozen) PyMem_Free(c);
+    else conn_free(c);
+}
+
 /* the table's entry at slot i, thawed in place if it was frozen (NULL, an error set, when out of memory) */
 static conn_t *thaw_at(Tracker *t, size_t i) {
     conn_t *c = t->slots[i];
@@ -396,6 +405,7 @@ static int finish(Tracker *t, conn_t *c) {
     t->slots[i] = TOMB;
     t->used--;
     t->tombs++;
+    if (c->frozen) t->nfrozen--;
     if (t->ndone == t->capdone) {
         size_t cap = t->capdone ? t->capdone * 2 : 256;
         conn_t **d = PyMem_Realloc(t->done, cap * sizeof(conn_t *));
@@ -1095,9 +1105,13 @@ static PyObject *drain(Tracker *t, size_t limit) {
     if (!out) return NULL;
     for (size_t i = 0; i < n; i++) {
         conn_t *c = t->done[t->donehead];
-        PyObject *item = conn_tuple(c);
+        if (c->frozen) {
+            conn_t *full = thaw((const frozen_t *)c);
+            if (full) { PyMem_Free(c); c = t->done[t->donehead] = full; }
+        }
+        PyObject *item = c->frozen ? NULL : conn_tuple(c);
         if (!item) {
-            for (size_t j = t->donehead; j < t->ndone; j++) conn_free(t->done[j]);
+            for (size_t j = t->donehead; j < t->ndone; j++) entry_free(t->done[j]);
             t->ndone = t->donehead = 0;
             Py_DECREF(out);
             return NULL;
@@ -1160,7 +1174,7 @@ static void Tracker_dealloc(Tracker *self) {
             else conn_free(c);
         }
     }
-    for (size_t i = self->donehead; i < self->ndone; i++) conn_free(self->done[i]);
+    for (size_t i = self->donehead; i < self->ndone; i++) entry_free(self->done[i]);
     PyMem_Free(self->slots);
     PyMem_Free(self->done);
     PyMem_Free(self->held_payload);
@@ -1213,7 +1227,7 @@ static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
             conn_t *c = self->slots[i];
             if (!c || c == TOMB) continue;
             if ((c->frozen ? ((const frozen_t *)c)->removal : removal_time(c)) <= self->clock) {
-                if (!(c = thaw_at(self, i)) || finish(self, c) < 0) return NULL;
+                if (finish(self, c) < 0) return NULL;      /* a frozen one thaws in drain(), a batch at a time */
             } else if (!c->frozen) {
                 conn_t *f = freeze(c);      /* still open across a sweep: kept small */
                 if (f) { self->slots[i] = f; self->nfrozen++; }
@@ -1239,7 +1253,7 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *args) {
     }
     for (size_t i = 0; i < self->cap; i++) {
         conn_t *c = self->slots[i];
-        if (c && c != TOMB && (!(c = thaw_at(self, i)) || finish(self, c) < 0)) return NULL;
+        if (c && c != TOMB && finish(self, c) < 0) return NULL;
     }
     return drain(self, (size_t)limit);
 }
