@@ -153,3 +153,15 @@ def test_attempts_kept_small_across_sweeps_give_the_records_of_the_python_tracke
     py = list(pipeline.track_capture(str(path), "v", (25,), tracker="python").connections)
     assert len(c) == 3000 + 200 + 300
     assert c == py
+
+
+def test_clients_refused_at_a_floods_rate_are_connection_refused_not_a_flood(tmp_path):
+    # a RST from the server is an answer real clients take at once (they never retry it): however
+    # fast they come, refused attempts are the service's fault, not an attack
+    def build(p, rng):
+        for i in range(3000):
+            t, c, port, isn = T0 + i / 5000.0, f"198.51.100.{1 + i % 200}", 1024 + i, rng.getrandbits(32)
+            p.tcp(t, c, port, VIP, 25, 0x02, isn)
+            p.tcp(t + 0.0001, VIP, 25, c, port, 0x14, 0, isn + 1, to_server=False)
+    code, doc = _analyze(tmp_path, build)
+    assert _kinds(doc) == ["connection_refused"] and code == 1

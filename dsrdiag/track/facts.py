@@ -67,8 +67,10 @@ class Attempts:
     connection_rejected: the client's SYN, and the handshake never completed), gathered as the
     records are made so that a flood is judged from counts, never from a million kept records.
 
-    `lone`: attempts of one SYN, never retransmitted (no client stack gives up after one SYN: RFC
-    6298 retransmits after 1 s; flood tools and stateless scanners never do); `retried`: the others."""
+    `lone`: attempts of one SYN, never retransmitted and not refused by the server (no client stack
+    gives up after one unanswered SYN: RFC 6298 retransmits after 1 s; flood tools and stateless
+    scanners never do); `retried`: the others not refused. A server's RST is an answer real clients
+    take at once: refused attempts are neither (connection_refused judges them); scans count them."""
 
     __slots__ = ("syns", "lone", "retried", "answered", "per_second", "sources", "distinct", "other_sources",
                  "first", "last")
@@ -104,7 +106,9 @@ def _attempt(facts, c, history: str) -> None:
     syns = c.syn_frames
     src = c.client_ip
     ts = c.first_ts_ns  # the client's SYN opened the connection: its time
-    if len(syns) != 1:
+    if "r" in history:
+        pass  # the server refused it (RST): an answer real clients take too, connection_refused's
+    elif len(syns) != 1:
         v.retried += 1
     else:
         v.lone += 1

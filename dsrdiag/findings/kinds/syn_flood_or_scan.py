@@ -12,8 +12,10 @@ set apart from the verdict's count, and are still listed one by one in the JSON 
 The rule (general, from Zeek's scan.zeek and RFC 6298):
 - a failed attempt is a connection the client opened with a SYN whose handshake it never
   completed (Zeek's connection_attempt or connection_rejected: S0, REJ, RSTOS0, SH, a SYN-ACK never
-  ACKed); it is *lone* when the client sent one SYN and never retransmitted it: every real stack
-  retransmits an unanswered SYN (RFC 6298: after 1 s), flood tools and stateless scanners never do;
+  ACKed); it is *lone* when the client sent one SYN, never retransmitted it and the server did not
+  refuse it: every real stack retransmits an unanswered SYN (RFC 6298: after 1 s), flood tools and
+  stateless scanners never do; a server's RST is an answer real clients take at once (refused
+  attempts are connection_refused's, never a flood's; a scan counts them, as Zeek's does);
 - a flood of a service (address and port): at least FLOOD_MIN_ATTEMPTS lone failed attempts, at
   least FLOOD_MIN_RATE of them in one second, and lone attempts at least LONE_SHARE of the failed
   ones (a broken service fails real clients, who retransmit: that stays syn_unanswered's);
@@ -61,8 +63,9 @@ ENTRY = Entry(
         "From counters of failed connection attempts (a client SYN whose handshake the client never "
         "completed: Zeek's connection_attempt and connection_rejected), per service (address and "
         "port) and per source, as the records are made. A flood: at least "
-        f"{FLOOD_MIN_ATTEMPTS} lone attempts (one SYN, never retransmitted: every real stack "
-        f"retransmits, RFC 6298) to one service, at least {FLOOD_MIN_RATE} of them in one second, "
+        f"{FLOOD_MIN_ATTEMPTS} lone attempts (one SYN, never retransmitted, not refused by a server RST: "
+        f"every real stack retransmits an unanswered SYN, RFC 6298, and refused ones are "
+        f"connection_refused's) to one service, at least {FLOOD_MIN_RATE} of them in one second, "
         f"and lone attempts at least {LONE_SHARE:.0%} of the failed ones (a broken service fails real "
         "clients, who retransmit: that stays syn_unanswered). A scan: one source failing to reach at "
         f"least {ADDR_SCAN_THRESHOLD} addresses on one port or {PORT_SCAN_THRESHOLD} ports of one "
@@ -154,7 +157,7 @@ def claims(ctx: Context):
         if not h.startswith("S") or (("A" in h or "D" in h) and handshake_done(h, c.resp_pkts)):
             last[1] = False
             return False
-        last[1] = got = scan or len(c.syn_frames) == 1
+        last[1] = got = scan or (len(c.syn_frames) == 1 and "r" not in h)
         return got
     return claim
 
