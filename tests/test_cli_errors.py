@@ -61,6 +61,10 @@ def test_gzip_that_holds_no_capture(cli, tmp_path):
     (["--fail-on", "fatal"], "--fail-on 'fatal'"),
     (["--topology", "/nonexistent.toml"], "topology file '/nonexistent.toml' does not exist"),
     (["--no-such-option"], "No such option"),
+    (["--width", "10"], "--width 10: use 40 columns or more"),
+    (["--width", "wide"], "--width"),
+    (["--brief", "-f", "json"], "--brief is a form of the text report: not with --format json"),
+    (["--explain", "-f", "json"], "--explain is a form of the text report"),
 ])
 def test_bad_options(cli, args, text):
     assert_one_line_error(cli("analyze", str(CAPTURES / "healthy.pcap"), *args), 2, text)
@@ -125,3 +129,12 @@ def test_terminal_output_shows_packet_text_literally(cli, tmp_path):
     rep = analyze([("m", str(path))], build())
     terminal.render(rep, make_console(buf, width=300), verbose=True)
     assert "[red]mx[/red]" in buf.getvalue()  # the banner host, printed as text, not swallowed as markup
+
+
+def test_a_bad_completion_shell_is_one_line_and_exit_2(cli):
+    assert_one_line_error(cli("--show-completion", "tcsh"), 2, "--show-completion 'tcsh': use one of bash, zsh")
+
+
+def test_bare_dsrdiag_prints_the_help_once_and_exits_2(cli):
+    r = cli()
+    assert r.code == 2 and r.out == "" and r.err.count("Usage: dsrdiag") == 1 and "Traceback" not in r.err

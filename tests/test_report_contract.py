@@ -1,4 +1,4 @@
-"""The JSON report's 2.0 contract (docs/report-2.0.md, docs/report.schema.json) holds for every
+"""The JSON report's 2.1 contract (docs/report-2.md, docs/report.schema.json) holds for every
 document dsrdiag writes: every bundled sample (captures/MANIFEST.toml [[capture]]), every path set
 ([[set]]), all samples analysed together, hostcheck (saved Windows output and this Linux host, read
 only) and a probe of a closed port on loopback.
@@ -8,7 +8,8 @@ schema; references that resolve (explained_by, consequences, verdict.causes, con
 ids that are unique in a document and the same in every run, with --jobs 1 or 2 and whatever the
 order of the captures; causes and consequences that mirror each other; TCP flags as letters; every
 epoch the same instant as the ISO time beside it; corrected times exactly where a clock offset is
-known; the exit code that the verdict's state documents. And the schema is strict enough to fail:
+known; display filters that name exactly the cited frames and connections (tshark runs them in
+tests/test_display_filters.py); the exit code that the verdict's state documents. And the schema is strict enough to fail:
 1.0 shapes and the loose spots the design review found are rejected.
 """
 
@@ -171,10 +172,51 @@ def errors_of(d: dict) -> list[str]:
 
 # ---- every document -----------------------------------------------------------------------------
 
-def test_document_validates_against_the_2_0_schema(doc):
+def test_document_validates_against_the_2_1_schema(doc):
     name, _, d = doc
-    assert d["version"] == "2.0"
+    assert d["version"] == "2.1"
     assert errors_of(d) == [], name
+
+
+def _frames_of_filter(flt: str) -> set[int]:
+    """The frame numbers a frames_filter names (`frame.number == 3`, `frame.number in {1, 4..6}`)."""
+    m = re.fullmatch(r"frame\.number == (\d+)", flt)
+    if m:
+        return {int(m.group(1))}
+    m = re.fullmatch(r"frame\.number in \{(.*)\}", flt)
+    assert m, flt
+    out: set[int] = set()
+    for part in m.group(1).split(", "):
+        a, _, b = part.partition("..")
+        out |= set(range(int(a), int(b or a) + 1))
+    return out
+
+
+def test_a_findings_display_filters_name_exactly_its_evidence_frames_capture_by_capture(doc):
+    name, _, d = doc
+    for f in d["findings"]:
+        frames: dict[tuple, set] = {}
+        for e in f["evidence"]:
+            if "frame" in e:
+                frames.setdefault((e["capture"], e["vantage"]), set()).add(e["frame"])
+                assert _frames_of_filter(e["display_filter"]) == {e["frame"]}, (name, e)
+        got = {(x["capture"], x["vantage"]): _frames_of_filter(x["display_filter"]) for x in f["display_filter"]}
+        assert len(got) == len(f["display_filter"]), (name, f["id"], "a capture listed twice")
+        assert got == frames, (name, f["id"])
+
+
+def test_a_findings_connection_filters_are_its_connections_conversation_filters(doc):
+    name, _, d = doc
+    by_uid = {c["uid"]: c for c in d["connections"]}
+    for c in d["connections"]:
+        ip = "ipv6.addr" if c["ip_version"] == 6 else "ip.addr"
+        assert c["display_filter"] == (f"{ip}=={c['client']['ip']} && tcp.port=={c['client']['port']} && "
+                                       f"{ip}=={c['server']['ip']} && tcp.port=={c['server']['port']}"), (name, c["uid"])
+    for f in d["findings"]:
+        assert [x["uid"] for x in f["connection_filters"]] == f["connections"], (name, f["id"])
+        for x in f["connection_filters"]:
+            c = by_uid[x["uid"]]
+            assert (x["capture"], x["vantage"], x["display_filter"]) == (c["capture"], c["vantage"], c["display_filter"])
 
 
 def test_every_finding_reference_names_a_finding_of_the_same_document(doc):
@@ -375,6 +417,12 @@ MUTATIONS = {
     "between without to": lambda d: _first(d, "findings").__setitem__("between", {"from": "fw-in"}),
     "fix without load_balancer": lambda d: _first(d, "findings")["fix"].pop("load_balancer"),
     "evidence without epoch": lambda d: _first(d, "findings")["evidence"][0].pop("epoch"),
+    "2.0 evidence (no display_filter)": lambda d: _first(d, "findings")["evidence"][0].pop("display_filter"),
+    "2.0 finding (no display_filter)": lambda d: _first(d, "findings").pop("display_filter"),
+    "finding display_filter as one string": lambda d: _first(d, "findings").__setitem__("display_filter", "frame.number == 1"),
+    "empty display filter": lambda d: _first(d, "findings")["display_filter"][0].__setitem__("display_filter", ""),
+    "connection filter without uid": lambda d: _first(d, "findings")["connection_filters"][0].pop("uid"),
+    "2.0 connection (no display_filter)": lambda d: _first(d, "connections").pop("display_filter"),
     "1.0 failure": lambda d: _failures(d).__setitem__(0, {"where": "x", "connections": 1}),
     "lost_on_path with a conn_state": lambda d: _failures(d)[0].__setitem__("conn_state", "S0"),
     "connection without ts_epoch": lambda d: _first(d, "connections").pop("ts_epoch"),

@@ -1,14 +1,21 @@
-"""Build the rich Console once and pass it down (never a global).
+"""Build the rich Console once and pass it down (never a global), at the width the text is made for.
 
-Why: colour only on a terminal (rich decides from isatty, and honours NO_COLOR); tests pin a plain
-100-column console.
+Why: colour only on a terminal (rich decides from isatty, and honours NO_COLOR); the width is
+chosen once, here, and every presenter lays its lines out for it (report/terminal.py). Which
+width (docs/terminal.md): `--width N`, else `COLUMNS` from the environment, else the terminal's
+own width, else (a file or a pipe) 120. Never below MIN_WIDTH: nothing can be laid out in less.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
+
+DEFAULT_WIDTH = 120
+"""Files and pipes with no COLUMNS and no --width."""
+MIN_WIDTH = 40
 
 
 class _Console(Console):
@@ -19,8 +26,22 @@ class _Console(Console):
         raise BrokenPipeError(32, "Broken pipe")
 
 
+def text_width(stream=None, width: int | None = None) -> int:
+    """The width text output is laid out for: --width, COLUMNS, the terminal's, or 120."""
+    if width is not None:
+        return max(MIN_WIDTH, width)
+    cols = os.environ.get("COLUMNS", "").strip()
+    if cols.isdigit() and int(cols) > 0:
+        return max(MIN_WIDTH, int(cols))
+    stream = stream or sys.stdout
+    try:
+        if stream.isatty():
+            return max(MIN_WIDTH, os.get_terminal_size(stream.fileno()).columns or DEFAULT_WIDTH)
+    except (AttributeError, OSError, ValueError):  # a stream with no descriptor, or not a terminal after all
+        pass
+    return DEFAULT_WIDTH
+
+
 def make_console(stream=None, width: int | None = None) -> Console:
     stream = stream or sys.stdout
-    if width is None and not (hasattr(stream, "isatty") and stream.isatty()):
-        width = 120  # files and pipes: wide enough that evidence lines rarely wrap
-    return _Console(file=stream, width=width, highlight=False, soft_wrap=False, emoji=False)
+    return _Console(file=stream, width=text_width(stream, width), highlight=False, soft_wrap=False, emoji=False)

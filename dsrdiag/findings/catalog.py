@@ -313,6 +313,8 @@ def render_markdown() -> str:
     for e in CATALOG.values():
         out += [
             "",
+            f'<a id="{e.kind}"></a>',  # `docs/findings.md#kind`, as the text report links it
+            "",
             f"## `{e.kind}`: {e.title}",
             "",
             f"Severity: **{e.severity}**. Judged from: {e.scope}" + (f" (`dsrdiag/findings/kinds/{e.kind}.py`)." if e.scope != "host" else " (`dsrdiag/audit/checks.py`)."),

@@ -171,7 +171,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
                 + ", ".join(f"{ip} (destination of client SYNs in {plural(syn_dst[ip], 'connection record')})" if syn_dst[ip] else
                             f"{ip} (claimed by the load balancer {', '.join(sorted(claimed_by[ip]))}, which opens the connections to the back-ends)"
                             for ip in keep)
-                + (f"; {len(top) - len(keep)} less busy destination(s) not treated as VIPs" if len(top) > len(keep) else "")
+                + (f"; {plural(len(top) - len(keep), 'less busy destination')} not treated as VIPs" if len(top) > len(keep) else "")
             )
             if behind_lb:
                 notes.append("not VIPs: " + ", ".join(sorted(behind_lb))
@@ -233,22 +233,22 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         if fwd:
             mac = fwd.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
-            notes.append(f"load balancer MAC {mac} inferred: it received VIP frames and re-sent them ({fwd[mac]} connections)")
+            notes.append(f"load balancer MAC {mac} inferred: it received VIP frames and re-sent them ({plural(fwd[mac], 'connection')})")
         elif rewriters:
             mac = rewriters.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: it sends the clients' connections to the VIP on to "
-                         f"back-ends' own addresses ({rewriters[mac]} connections; NAT)")
+                         f"back-ends' own addresses ({plural(rewriters[mac], 'connection')}; NAT)")
         elif relay:
             mac = relay.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: it hands routed client frames to the VIP to another MAC "
-                         f"while the router that asks for the VIP is another host ({relay[mac]} connections)")
+                         f"while the router that asks for the VIP is another host ({plural(relay[mac], 'connection')})")
         elif rewrite:
             mac = rewrite.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
             notes.append(f"load balancer MAC {mac} inferred: client frames to the VIP arrive from it while the "
-                         f"back-end's replies leave towards another MAC ({rewrite[mac]} connections; DSR seen at a back-end)")
+                         f"back-end's replies leave towards another MAC ({plural(rewrite[mac], 'connection')}; DSR seen at a back-end)")
         elif len(claimants) == 1:
             mac = next(iter(claimants))
             lb_macs = [(mac, INFERRED)]
@@ -356,7 +356,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             name = f"{name} ({b['mac'] or b['ip']})"
         backends.append(Backend(name=name, ip=b["ip"], mac=b["mac"], source=INFERRED))
     if found and not given.backends:
-        notes.append(f"{len(found)} back-end(s) inferred from the MACs the VIP traffic was delivered to or answered from")
+        notes.append(f"{plural(len(found), 'back-end')} inferred from the MACs the VIP traffic was delivered to or answered from")
 
     all_ports = list(given.ports)
     for v in vips:

@@ -99,5 +99,5 @@ def limits(r: CaptureRecords, topology: Topology) -> list[str]:
         out.append(f"{r.snaplen_cut} tracked packets were cut by the capture's snaplen: payload lengths come from "
                    "the IP header, their bytes count as missed (Zeek's missed_bytes), SMTP text in them is not read")
     for lt, n in sorted(r.skipped.items()):
-        out.append(f"{n} frame(s) on interfaces of unsupported link type {lt} were skipped")
+        out.append(f"{n} frame{'' if n == 1 else 's'} on interfaces of unsupported link type {lt} {'was' if n == 1 else 'were'} skipped")
     return out

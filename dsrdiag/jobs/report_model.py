@@ -13,7 +13,7 @@ from dsrdiag.findings.finding import BackendRef, Finding
 from dsrdiag.findings.verdict import Judged, Verdict
 from dsrdiag.track.records import Connection
 
-REPORT_VERSION = "2.0"
+REPORT_VERSION = "2.1"
 """Version of the JSON document's schema (docs/report.schema.json). Bump on incompatible change."""
 
 

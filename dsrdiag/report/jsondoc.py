@@ -22,6 +22,7 @@ from dsrdiag.core.safetext import json_bytes, json_text
 from dsrdiag.decode.tcp import flag_letters
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
+from dsrdiag.report.wireshark import conn_filter, frames_filter, per_capture
 
 
 def _ts(ns):
@@ -66,6 +67,7 @@ def _conn(c, b):
         "conn_state": c.conn_state,
         "tunneled_from": c.tunneled_from,
         "missed_bytes": c.missed_bytes,
+        "display_filter": conn_filter(c.client_ip, c.client_port, c.server_ip, c.server_port),
         "backend": _backend(b),
         "smtp": None if s is None else {
             "banner_code": s.banner_code,
@@ -93,7 +95,7 @@ def _evidence(e, offsets=None) -> dict:
     if isinstance(e, HostRef):
         return {"source": e.source, "line": e.line or None, "text": e.text}
     d = {"capture": e.capture, "vantage": e.vantage, "frame": e.frame, "time": e.iso_time,
-         "epoch": _epoch(e.ts_ns), "what": e.what}
+         "epoch": _epoch(e.ts_ns), "what": e.what, "display_filter": frames_filter((e.frame,))}
     o = (offsets or {}).get(e.vantage)
     if o is not None:  # this capture's clock, set against the reference capture's
         ns = e.ts_ns - round(o.offset_s * 1e9)
@@ -101,8 +103,41 @@ def _evidence(e, offsets=None) -> dict:
     return d
 
 
-def _finding(f, offsets) -> dict:
+def _records(view):
+    """The connection records alone, without the back-end lookup the view does per record (a tenth
+    of the cost of a pass): the per-capture record lists when the view has them (jobs/analyze.py
+    ConnectionsView.records), else the (record, back-end) pairs. The one place this module reads
+    the view's storage."""
+    per_capture = getattr(view, "records", None)
+    if per_capture is None:
+        for c, _ in view:
+            yield c
+        return
+    for rec in per_capture:
+        yield from rec.connections
+
+
+def connection_filters(r: Report) -> dict[str, tuple[str, str, str]]:
+    """uid -> (capture, vantage, conversation filter) for every connection a finding names.
+
+    Why a lookup of its own: a finding names its connections by uid; their 4-tuples are in the
+    connection records, which may be many and stored on disk. One pass over the records, only
+    when some finding names connections, and it stops as soon as every named uid is found."""
+    wanted = {u for f in r.findings for u in f.connections}
+    found: dict[str, tuple[str, str, str]] = {}
+    if not wanted:
+        return found
+    for c in _records(r.connections):
+        if c.uid in wanted and c.uid not in found:
+            found[c.uid] = (c.capture, c.vantage, conn_filter(c.client_ip, c.client_port, c.server_ip, c.server_port))
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _finding(f, offsets, conns=None) -> dict:
     e = entry(f.kind)
+    conns = conns or {}
     return {
         "id": f.id,
         "kind": f.kind,
@@ -117,6 +152,9 @@ def _finding(f, offsets) -> dict:
         "consequences": list(f.consequences),
         "connections": list(f.connections),
         "evidence": [_evidence(x, offsets) for x in f.evidence],
+        "display_filter": [{"capture": c, "vantage": v, "display_filter": flt} for c, v, flt in per_capture(f.evidence)],
+        "connection_filters": [{"uid": u, "capture": conns[u][0], "vantage": conns[u][1], "display_filter": conns[u][2]}
+                               for u in f.connections if u in conns],
         "explanation": e.explanation,
         "fix": {"windows": e.windows, "linux": e.linux, "load_balancer": e.load_balancer or None},
     }
@@ -148,6 +186,7 @@ def _failure(x) -> dict:
 def to_dict(r: Report, connections: bool = True) -> dict:
     t = r.topology
     offsets = r.correlation.offsets if r.correlation is not None else {}
+    conns = connection_filters(r)
     doc = {
         "version": r.version,
         "tool": {"name": "dsrdiag", "version": __version__},
@@ -184,7 +223,7 @@ def to_dict(r: Report, connections: bool = True) -> dict:
             for row in r.backends
         ],
         "connections": [_conn(c, b) for c, b in r.connections] if connections else [],
-        "findings": [_finding(f, offsets) for f in r.findings],
+        "findings": [_finding(f, offsets, conns) for f in r.findings],
     }
     if r.host is not None:
         doc["host"] = _host(r.host)

@@ -54,12 +54,59 @@ def conn_filter(orig_h: str, orig_p: int, resp_h: str, resp_p: int, proto: str =
     return f"{a}=={orig_h} && {proto}.port=={orig_p} && {b}=={resp_h} && {proto}.port=={resp_p}"
 
 
+def per_capture(evidence: Iterable) -> list[tuple[str, str, str]]:
+    """(capture, vantage, filter) for each capture a finding's evidence cites, in the order first cited.
+
+    Why per capture: frame numbers belong to one file; a finding that cites frames of the lb and
+    be2 captures needs one filter for each, never one filter with both files' numbers in it.
+    Host evidence (hostcheck's settings, which carry no frame) is skipped.
+    """
+    frames: dict[tuple[str, str], list[int]] = {}
+    for e in evidence:
+        frame = getattr(e, "frame", None)
+        if frame is None:
+            continue
+        frames.setdefault((e.capture, e.vantage), []).append(frame)
+    return [(cap, van, frames_filter(nums)) for (cap, van), nums in frames.items()]
+
+
+def _shell_word(s: str) -> str:
+    """`s` as one shell word on one line: POSIX quoting, or, when it holds a control character or
+    an undecodable byte (a file name can), ANSI-C quoting `$'...'` (bash, zsh, ksh, dash >= 0.5.12)
+    with those bytes as `\\xNN`, so a pasted line is still exactly the file's name."""
+    import shlex
+
+    if s.isprintable() and not any(0xDC80 <= ord(c) <= 0xDCFF for c in s):
+        return shlex.quote(s)
+    out = []
+    for b in s.encode("utf-8", "surrogateescape"):
+        c = chr(b)
+        out.append(f"\\x{b:02x}" if b < 0x20 or b == 0x7F or b >= 0x80 or c in "\\'" else c)
+    return "$'" + "".join(out) + "'"
+
+
 def tshark_command(capture: str, display_filter: str) -> str:
     """The command line that shows a filter's frames: `tshark -r CAPTURE -Y 'FILTER'`.
 
     The capture path and the filter are quoted for a POSIX shell, so the line can be pasted as
-    it is whatever the path holds.
+    it is whatever the path holds (a path with control characters in `$'...'`: one line still).
     """
-    import shlex
+    return f"tshark -r {_shell_word(capture)} -Y {_shell_word(display_filter)}"
 
-    return f"tshark -r {shlex.quote(capture)} -Y {shlex.quote(display_filter)}"
+
+def tshark_script(findings, verdict_text: str | None = None) -> str:
+    """`dsrdiag analyze --tshark`: per finding, a comment line (id, severity, kind, summary) and
+    one `tshark -r CAPTURE -Y FILTER` line per capture its evidence cites. Every other line is a
+    comment, so the whole output is a shell script: paste a line, or pipe it all to `sh`.
+    Untrusted text (a banner in a summary) is escaped to one visible line."""
+    from dsrdiag.core.safetext import terminal
+
+    lines = [] if verdict_text is None else [f"# {terminal(verdict_text)}"]
+    for f in findings:
+        lines.append(f"# {f.id} {f.severity} {f.kind}: {terminal(f.summary)}")
+        cmds = per_capture(f.evidence)
+        if not cmds:
+            lines.append("#   (no frames: this finding's evidence is a host's settings)")
+        for cap, _van, flt in cmds:
+            lines.append(tshark_command(cap, flt))
+    return "\n".join(lines) + "\n"
