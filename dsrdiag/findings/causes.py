@@ -12,7 +12,9 @@ finding is the cause and which are its consequences, the way an engineer reads t
 How (the general rule, not the cases): each kind names the kinds that can cause it (CAUSED_BY,
 in order of preference). A symptom is explained by a cause when they concern the same
 connections (flow keys: client address, port, service port: uids are per capture), or, for
-findings about an address rather than connections (ARP/NDP claims), the same subject. A cause
+findings about an address rather than connections (ARP/NDP claims), the same subject; a kind about
+a whole service that counts its connections instead of listing them (WHOLE_SERVICE: a flood)
+explains the symptoms with its subject at its vantages. A cause
 must stand strictly earlier in PRECEDENCE than its symptom, so links never form a cycle; within
 one kind, a finding about a segment of the path (a bypass seen by correlating both firewall
 legs) explains the per-vantage findings of that kind on the same connections.
@@ -45,6 +47,7 @@ PRECEDENCE = (
     "asymmetric_flow",
     "vip_claimed_by_several_macs",
     "firewall_drop",
+    "syn_flood_or_scan",
     "syn_unanswered",
     "sessions_failed",
 )
@@ -52,15 +55,22 @@ PRECEDENCE = (
 
 CAUSED_BY: dict[str, tuple[str, ...]] = {
     "firewall_drop": ("return_source_not_vip", "asymmetric_flow"),
-    "syn_unanswered": ("return_source_not_vip", "vip_not_on_backend", "asymmetric_flow", "firewall_drop"),
+    "syn_unanswered": ("return_source_not_vip", "vip_not_on_backend", "asymmetric_flow", "firewall_drop",
+                       "syn_flood_or_scan"),
     "asymmetric_flow": ("capture_one_sided", "return_source_not_vip", "asymmetric_flow"),
     "vip_claimed_by_several_macs": ("arp_reply_for_vip_from_backend",),
     "sessions_failed": ("return_source_not_vip", "vip_not_on_backend", "connection_refused",
-                        "arp_reply_for_vip_from_backend", "asymmetric_flow", "firewall_drop", "syn_unanswered"),
+                        "arp_reply_for_vip_from_backend", "asymmetric_flow", "firewall_drop", "syn_flood_or_scan",
+                        "syn_unanswered"),
 }
 """symptom kind -> the kinds that can cause it, most specific first."""
 
 _RANK = {k: i for i, k in enumerate(PRECEDENCE)}
+
+WHOLE_SERVICE = ("syn_flood_or_scan",)
+"""Kinds about a service (address:port) as a whole that count the connections they stand for
+instead of listing them (a flood's million attempts): they explain the symptoms with the same
+subject seen at one of their vantages, whichever connections those name."""
 
 
 def identify(f: Finding) -> str:
@@ -98,7 +108,11 @@ def link(findings: list[Finding], conn_key: dict[str, tuple]) -> list[Finding]:
         for c, cause in enumerate(findings):
             if not _can_explain(cause, sym):
                 continue
-            if keys[s] or keys[c]:
+            if cause.kind in WHOLE_SERVICE:
+                if cause.subject != sym.subject or not set(cause.vantages) & set(sym.vantages):
+                    continue
+                shared = 0
+            elif keys[s] or keys[c]:
                 shared = len(keys[s] & keys[c])
                 if not shared:
                     continue

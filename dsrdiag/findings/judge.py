@@ -27,6 +27,10 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
     ctx = Context(r, topology)
     out: list[Finding] = []
     service_obs, every_obs, collectors = [], [], []
+    # a kind that claims connections (a flood's attempts: findings/kinds/syn_flood_or_scan.py) is
+    # the only one that judges them; riders see them and may ask ctx.claimed(c)
+    claims = [f for f in (kind.claims(ctx) for kind in CAPTURE_KINDS if hasattr(kind, "claims")) if f is not None]
+    claim = ctx.claimed = claims[0] if len(claims) == 1 else (lambda c: any(f(c) for f in claims)) if claims else None
     for kind in CAPTURE_KINDS:
         if hasattr(kind, "Collector"):
             col = kind.Collector(ctx)
@@ -37,7 +41,7 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
     every_obs += riders(ctx) if riders is not None else []
     ports = ctx.ports
     for c in r.connections:
-        if c.server_port in ports:  # ctx.service_conns(), inline: this loop sees every record
+        if c.server_port in ports and (claim is None or not claim(c)):  # ctx.service_conns(), inline
             for observe in service_obs:
                 observe(c)
         for observe in every_obs:

@@ -40,6 +40,9 @@ class Judged:
     """Why the connections seen could not show an outcome (e.g. the LB's own interface)."""
     hints: tuple[str, ...] = ()
     """What was seen instead, when there was nothing to judge ("TCP to 192.0.2.25:587 seen: try --port 587")."""
+    set_apart: int = 0
+    """Attempts of a SYN flood or scan to a VIP (findings/kinds/syn_flood_or_scan.py): not clients,
+    left out of `service` (its finding counts them)."""
 
     @property
     def failed(self) -> int:
@@ -103,6 +106,8 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
     if j.service:
         counts = (f"{j.failed} of {plural(j.service, 'connection')} failed" if j.failed
                   else "the connection completed" if j.service == 1 else f"all {j.service} connections completed")
+        if j.set_apart:
+            counts += f"; {plural(j.set_apart, 'attempt')} of a SYN flood or scan set apart"
     if cs:
         state = BROKEN
         text = "BROKEN - " + "; ".join(_cause_text(f, titles) for f in cs[:3])
@@ -122,6 +127,10 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
         elif not j.vips:
             why = ("no client connection on port " + ", ".join(str(p) for p in j.ports)
                    + " was seen, so no VIP could be determined")
+        elif j.service == 0 and j.set_apart:
+            why = (f"only a SYN flood or scan reached " + ", ".join(j.vips) + " on port "
+                   + ", ".join(str(p) for p in j.ports) + f" ({plural(j.set_apart, 'attempt')}, set apart): "
+                   "no client connection to judge")
         elif j.service == 0:
             why = ("no connection to " + ", ".join(j.vips) + " on port "
                    + ", ".join(str(p) for p in j.ports) + " was seen")

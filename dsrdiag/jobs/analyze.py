@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 from dataclasses import replace
 import os
-import weakref
 from typing import NamedTuple
 
 from dsrdiag.core.stats import median
@@ -30,7 +29,6 @@ from dsrdiag.findings.verdict import Judged, verdict
 from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Failure, Report
 from dsrdiag.track.pipeline import track_capture
 from dsrdiag.track.records import CaptureRecords, flow_key
-from dsrdiag.track.spill import remove_files
 
 
 def track_one(vantage: str, path: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
@@ -56,76 +54,58 @@ class CapturePart(NamedTuple):
     keys: dict
     """uid -> (client address, port, service port) of every connection its findings name"""
     limits: list
-    rendered: str | None
-    """A file holding its connection list as JSON items (jsondoc), or None."""
     service: "ServiceTally"
 
 
 def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_writer=None) -> CapturePart:
-    """One capture's rules, back-end table, grouping keys and (with a `list_writer`) its connection
-    list for the report, in judge's one pass over its records (the second per-capture step: where
-    the capture was read). Merged in capture order, parts give what passes over every capture give."""
+    """One capture's rules, back-end table and grouping keys, in judge's one pass over its records
+    (the second per-capture step, the map: where the capture was read). Merged in capture order,
+    parts give what passes over every capture give. (`list_writer` is ignored: the connection
+    list is written from the capture's record store, track/spill.py.)"""
     tally = BackendTally(topology, several)
     service = ServiceTally(topology, several)
     keys: dict[str, tuple] = {}
-    rendered = None
-    out = None
 
     def riders(ctx: Context) -> list:
-        nonlocal out, rendered
         # what else needs every connection rides judge's shared pass (each pass over spilled
         # records unpickles them all): the back-end table, the keys that group one fault seen at
-        # several vantages, the JSON connection list
+        # several vantages
         riding = [tally.observer(ctx), service.observer(ctx)]
+        claimed = getattr(ctx, "claimed", None)
 
         def key(c) -> None:  # findings name connections by uid; causes link them by flow
             keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
-        riding.append(key)
-        if list_writer is not None:
-            out = list_writer()
-            rendered = out.path
-            backend_of, add = ctx.backend_of, out.add
-            riding.append(lambda c: add(c, backend_of(c)))
+
+        def key_unclaimed(c) -> None:  # a flood's attempts are named by no finding: no key kept
+            if not claimed(c):
+                keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
+        riding.append(key if claimed is None else key_unclaimed)
         return riding
 
-    try:
-        findings = judge(r, topology, riders)
-    except BaseException:
-        if out is not None:
-            out.close()
-            remove_files([out.path])
-        raise
-    if out is not None:
-        out.close()
+    findings = judge(r, topology, riders)
     named = {u for f in findings for u in f.connections}
-    return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), rendered, service)
+    return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), service)
 
 
 def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, crew=None) -> Report:
-    """The merge: topology from every capture's facts, then each capture's part (its rules, back-end
-    tally and JSON list: by the worker that read it when a `crew` read them), then what needs every
-    capture (grouping across vantages, correlation). `list_writer`: when the report will be
-    compact JSON, the presenter's writer of a connection list to a file (report/jsondoc.py
-    ConnectionItems.to_file, passed in: jobs/ does not import report/): the parts write their lists
-    as they judge, and the JSON writer copies them instead of taking one more pass over the records."""
+    """The reduce: topology from every capture's facts, then each capture's part (its rules and
+    back-end tally: by the worker that read it when an executor, `crew`, read them), then what
+    needs every capture (grouping across vantages, correlation). `crew`: the executor of the map
+    steps (jobs/crew.py's local Crew today; any object with owner, send_parts, parts and fetch).
+    (`list_writer` is ignored: presenters read connections from the record stores.)"""
     several = len(records) > 1
-    if crew is not None and _needs_records(records, given, list_writer is not None):
+    if crew is not None and _needs_records(records, given):
         records = crew.fetch(records)
     topology = infer(records, given)
     parts: list = [None] * len(records)
-    try:
-        if crew is not None:
-            crew.send_parts(topology, several, list_writer)  # the workers conclude theirs meanwhile
-        for i, r in enumerate(records):
-            if crew is None or i not in crew.owner:
-                parts[i] = conclude_part(r, topology, several, list_writer)
-        if crew is not None:
-            crew.parts(parts)
-    except BaseException:
-        remove_files([p.rendered for p in parts if p is not None and p.rendered])
-        raise
-    # the view owns the pre-written JSON lists from here on (removed with it, or at exit)
-    view = ConnectionsView(tuple(records), topology, tuple(p.rendered for p in parts) if list_writer else None)
+    if crew is not None:
+        crew.send_parts(topology, several)  # the workers conclude theirs meanwhile
+    for i, r in enumerate(records):
+        if crew is None or i not in crew.owner:
+            parts[i] = conclude_part(r, topology, several)
+    if crew is not None:
+        crew.parts(parts)
+    view = ConnectionsView(tuple(records), topology)
     tally = parts[0].tally if parts else BackendTally(topology, several)
     for p in parts[1:]:
         tally.merge(p.tally)
@@ -185,18 +165,12 @@ class ConnectionsView:
     """Every connection of every capture with the back-end that served it, made while iterating.
 
     Why not a list: a day of mail has hundreds of thousands of connections; the report's
-    presenters stream them (JSON writes one at a time), so memory stays with the records.
-    `rendered`: per capture, a file with its connection list already written as JSON items (or
-    None); the JSON writer copies those, the other presenters iterate. The files are removed with
-    the view (or at exit)."""
+    presenters stream them from each capture's record store (JSON writes one at a time, a
+    conn.log likewise), so memory stays with the open connections."""
 
-    def __init__(self, records: tuple[CaptureRecords, ...], topology: Topology, rendered: tuple | None = None):
+    def __init__(self, records: tuple[CaptureRecords, ...], topology: Topology):
         self.records, self.topology = records, topology
-        self.rendered = rendered or (None,) * len(records)
         self._contexts: dict[int, Context] = {}  # one per capture: backend_of remembers its answers
-        files = [p for p in self.rendered if p]
-        if files:
-            weakref.finalize(self, remove_files, files)
 
     def __iter__(self):
         for i in range(len(self.records)):
@@ -288,12 +262,20 @@ class ServiceTally:
         self.backend_ips = {b.ip for b in topology.backends if b.ip} - self.vips
         self.front = _Count(several)
         self.back = _Count(several)
+        self.set_apart = 0
+        """Attempts of a flood or scan (findings/kinds/syn_flood_or_scan.py): not clients to judge."""
 
     def observer(self, ctx: Context):
         """observe(c) for one capture: a lone SYN the capture ended too soon after is not judged
         (whether it would have been retried or answered, the capture does not say)."""
+        claimed = getattr(ctx, "claimed", None)
+
         def observe(c) -> None:
             if c.server_port not in self.ports or "S" not in c.history:
+                return
+            if claimed is not None and claimed(c):
+                if c.server_ip in self.vips:
+                    self.set_apart += 1
                 return
             if ctx.only_syns(c) and len(c.syn_frames) == 1 and not ctx.not_retried(c):
                 return
@@ -310,6 +292,7 @@ class ServiceTally:
     def merge(self, later: "ServiceTally") -> None:
         self.front.merge(later.front)
         self.back.merge(later.back)
+        self.set_apart += later.set_apart
 
     def judged(self, records: list[CaptureRecords], one_sided: bool = False) -> Judged:
         count = self.front if self.front.total() else self.back
@@ -320,7 +303,8 @@ class ServiceTally:
             ("a capture that holds one direction only cannot show a connection complete",) if one_sided else ())
         return Judged(packets=sum(r.frames for r in records), analysed=sum(r.passed for r in records),
                       vips=tuple(sorted(self.vips)), ports=tuple(sorted(self.ports)), service=service, completed=done,
-                      why_not=why_not, hints=tuple(_hints(records, self.vips, self.ports)) if not service else ())
+                      why_not=why_not, hints=tuple(_hints(records, self.vips, self.ports)) if not service and not self.set_apart else (),
+                      set_apart=self.set_apart)
 
 
 class _Count:
@@ -414,8 +398,11 @@ class BackendTally:
         """observe(c) for one capture's connections (the back-end is its Context's to say)."""
         vips, backend_of, several = self.topology.vip_ips, ctx.backend_of, self.several
         ok, state, banner_ms, hosts, refs, done_one = self.ok, self.state, self.banner_ms, self.hosts, self.refs, self.done_one
+        claimed = getattr(ctx, "claimed", None)
 
         def observe(c) -> None:
+            if claimed is not None and claimed(c):
+                return  # a flood's attempt: its finding counts them, no back-end served them
             ref = backend_of(c)
             if ref is None or ref.name not in ok:
                 return
@@ -490,15 +477,11 @@ class BackendTally:
         return rows
 
 
-def _needs_records(records: list[CaptureRecords], given: Topology, lists_written: bool) -> bool:
-    """Must the workers' records come to this process? For presenters that list connections from
-    the records (text, HTML, indented JSON), for correlating captures named by their place on the
-    path, and for matching replies from a real address with their SYNs in topology inference."""
-    if not lists_written or any(r.facts.replies for r in records):
-        return True
-    from dsrdiag.correlate.roles import applies
-
-    return applies(records, given)
+def _needs_records(records: list[CaptureRecords], given: Topology) -> bool:
+    """Must the workers' records come to this process before the parts are made? Always, now:
+    every presenter lists connections from the record stores (handing a store over names its file:
+    the records are not copied), and correlation and topology inference read them too."""
+    return True
 
 
 def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None, on_progress=None,
@@ -519,7 +502,7 @@ def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = 
 
 def _analyze(sources, given: Topology, jobs: int, on_progress, list_writer) -> Report:
     if jobs <= 1 or len(sources) <= 1:
-        return conclude(track_all(sources, given.ports, on_progress), given, list_writer)
+        return conclude(track_all(sources, given.ports, on_progress), given)
     from multiprocessing import Manager
 
     from dsrdiag.jobs.crew import Crew
@@ -532,7 +515,7 @@ def _analyze(sources, given: Topology, jobs: int, on_progress, list_writer) -> R
             on_progress(path, pos, frames)
 
     try:
-        with Crew(sources, given.ports, jobs - 1, shared) as crew:
+        with Crew(sources, given.ports, jobs - 1, shared, steps=(track_one, conclude_part)) as crew:
             records: list = [None] * len(sources)
             while (i := crew.claim()) is not None:
                 v, p = sources[i]
@@ -545,7 +528,7 @@ def _analyze(sources, given: Topology, jobs: int, on_progress, list_writer) -> R
             crew.tracked(records, workers_progress if on_progress else None)
             if on_progress:
                 workers_progress()
-            return conclude(records, given, list_writer, crew)
+            return conclude(records, given, crew=crew)
     finally:
         if manager is not None:
             manager.shutdown()

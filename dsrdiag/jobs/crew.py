@@ -4,9 +4,10 @@ Why: with several captures, handing every worker's records to the parent (pickli
 unpickling them: ~0.1 s for a million-packet capture's, all of it while the parent waits) cost
 more than a worker's whole share of the judging. A worker that keeps its records sends the parent
 only what the merge needs: each capture's counters and Facts once it is read, and each capture's
-CapturePart (rules, back-end tally, JSON connection list) once the parent has inferred the
+CapturePart (rules, back-end tally) once the parent has inferred the
 topology from every capture's facts. Records cross to the parent only when something there needs
-them (fetch(): correlating named vantages, matching wrong-source replies, text or HTML output).
+them (fetch(): every presenter lists connections from them; a record store is handed over by
+naming its file, track/spill.py, so nothing is copied but the in-memory part).
 
 Scheduling: captures are claimed in list order from one shared counter, by the parent and the
 workers alike, so a large capture does not hold the others up. Errors: a capture the parent
@@ -104,7 +105,7 @@ def _die_with_parent(parent: int) -> None:
         raise _Stopped()
 
 
-def _worker(conn, counter, sources, ports, shared, parent_ends=(), parent: int = 0) -> None:
+def _worker(conn, counter, sources, ports, shared, parent_ends=(), parent: int = 0, steps=None) -> None:
     kept: dict = {}
     try:
         for name in STOP_SIGNALS + ("SIGINT",):
@@ -114,7 +115,7 @@ def _worker(conn, counter, sources, ports, shared, parent_ends=(), parent: int =
             c.close()          # parent's death would never reach recv() as end-of-file
         if parent:
             _die_with_parent(parent)
-        _work(conn, counter, sources, ports, shared, kept)
+        _work(conn, counter, sources, ports, shared, kept, steps)
     except (_Stopped, KeyboardInterrupt, EOFError, BrokenPipeError, ConnectionResetError):  # stopped, interrupted, or the parent is gone
         pass
     finally:
@@ -130,9 +131,8 @@ def _worker(conn, counter, sources, ports, shared, parent_ends=(), parent: int =
         conn.close()
 
 
-def _work(conn, counter, sources, ports, shared, kept: dict) -> None:
-    from dsrdiag.jobs.analyze import conclude_part, track_one
-
+def _work(conn, counter, sources, ports, shared, kept: dict, steps) -> None:
+    track_one, conclude_part = steps
     got: dict = {}
     n = len(sources)
     while (i := _claim(counter, n)) is not None:
@@ -150,9 +150,9 @@ def _work(conn, counter, sources, ports, shared, kept: dict) -> None:
     while True:
         msg = conn.recv()
         if msg[0] == "parts":  # the last thing asked of a worker: it ends once they are sent
-            _, topology, several, list_writer = msg
+            _, topology, several = msg
             try:
-                conn.send(("parts", {i: (True, conclude_part(r, topology, several, list_writer)) for i, r in kept.items()}))
+                conn.send(("parts", {i: (True, conclude_part(r, topology, several)) for i, r in kept.items()}))
             except Exception as e:
                 conn.send(("parts", {min(kept): (False, _portable(e))}))
             return
@@ -163,9 +163,16 @@ def _work(conn, counter, sources, ports, shared, kept: dict) -> None:
 
 
 class Crew:
-    """`workers` processes plus this one reading `sources`; use as a context manager."""
+    """`workers` processes plus this one reading `sources`; use as a context manager.
 
-    def __init__(self, sources: list[tuple[str, str]], ports: tuple[int, ...], workers: int, shared=None):
+    The executor of the analysis' two map steps, given as `steps`: (track(vantage, path, ports,
+    progress) -> records, part(records, topology, several) -> part), jobs/analyze.py's track_one
+    and conclude_part: this module runs them and knows nothing of what they do (it imports no
+    analysis), so another executor (other machines) can stand in its place."""
+
+    def __init__(self, sources: list[tuple[str, str]], ports: tuple[int, ...], workers: int, shared=None, steps=None):
+        if steps is None:
+            raise ValueError("Crew needs steps=(track, part): the map steps it runs")
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
         self.n = len(sources)
@@ -179,7 +186,7 @@ class Crew:
         for _ in range(min(workers, self.n - 1)):
             here, there = ctx.Pipe()
             p = ctx.Process(target=_worker, args=(there, self.counter, sources, ports, shared,
-                                                  (here, *self.conns), os.getpid()), daemon=True)
+                                                  (here, *self.conns), os.getpid(), steps), daemon=True)
             # stop signals wait until the worker has its own handlers (not this process's, which
             # a fork copies): here they are delivered right after the start
             blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _signals())
@@ -232,9 +239,9 @@ class Crew:
         if errors:
             raise errors[min(errors)]
 
-    def send_parts(self, topology, several: bool, list_writer) -> None:
+    def send_parts(self, topology, several: bool) -> None:
         for conn in self.conns:
-            conn.send(("parts", topology, several, list_writer))
+            conn.send(("parts", topology, several))
 
     def parts(self, out: list) -> None:
         """Fill `out[i]` with the CapturePart of every worker's capture (after send_parts)."""

@@ -12,6 +12,7 @@
  */
 #include "_conntrack.h"
 #include "_smtpfollow.h"
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
@@ -83,6 +84,7 @@ typedef struct {
     unsigned long long num;    /* the n-th connection of the capture: uid "<vantage>:C<num>" */
     uint8_t key[KEYLEN];       /* originator's 4-tuple */
     uint8_t ckey[KEYLEN];      /* the table's key: the 4-tuple with the lower endpoint first */
+    uint8_t frozen;            /* 0 here; 1 in a frozen_t (the same first fields) */
     uint8_t alen, c_ip[16], s_ip[16];
     uint16_t c_port, s_port;
     ep_t e[2];                 /* 0: originator, 1: responder */
@@ -93,7 +95,8 @@ typedef struct {
     uint8_t has_syn_seq, has_synack_ack, tlen;
     uint32_t syn_seq, synack_ack;
     uint8_t tunnel[16];
-    smtp_t smtp;               /* track/_smtpfollow.c */
+    smtp_t *smtp;              /* track/_smtpfollow.c; NULL until the first payload or gap: a SYN
+                                  flood's attempts never carry one, and 320 bytes each add up */
     int64_t zlast, attempt_at, delete_at;     /* ConnState's; NO_TIME: none */
     int64_t chains[MAX_CHAINS];
     int nchains;
@@ -105,8 +108,9 @@ typedef struct {
     PyObject *parse_proxy;     /* decode/proxyproto.parse_proxy, for the SMTP follower */
     conn_t **slots;            /* open addressing by originator key; TOMB marks a removed entry */
     size_t cap, used, tombs;
-    conn_t **done;             /* finished, waiting for sweep()/finish_all() */
-    size_t ndone, capdone;
+    conn_t **done;             /* finished, waiting for sweep()/finish_all()/more() */
+    size_t ndone, capdone, donehead;   /* done[donehead:ndone] not handed to Python yet */
+    size_t nfrozen;            /* table entries frozen now (frozen_t) */
     unsigned long long count, packets;
     unsigned long long first_frame, last_frame;
     int64_t first_ts, last_ts;
@@ -119,6 +123,29 @@ typedef struct {
     uint8_t held_smac[6], held_dmac[6], held_src[16], held_dst[16], held_tunnel[16];
     uint8_t *held_payload;
 } Tracker;
+
+/* A connection the sweep found still open with little state (no SMTP, no buffered segments, a few
+   notes: a flood's attempt waiting out Zeek's 5 s attempt timer, a client retrying its SYN) is
+   kept frozen: its conn_t and notes with their runs of zero bytes squeezed out (~1.2 KB -> ~0.3 KB).
+   It thaws, bytes for bytes, when its next packet comes or its timer ends it: freezing changes
+   memory, never a record. The table holds either kind; `frozen` (after the shared key fields)
+   tells them apart. */
+typedef struct {
+    unsigned long long num;
+    uint8_t key[KEYLEN];
+    uint8_t ckey[KEYLEN];
+    uint8_t frozen;            /* 1 */
+    uint8_t same;              /* the SYN notes are the packet notes (a lone SYN): stored once */
+    int64_t removal;           /* removal_time() when frozen: nothing changes it until it thaws */
+    uint32_t len;
+    uint8_t data[];
+} frozen_t;
+
+_Static_assert(offsetof(frozen_t, ckey) == offsetof(conn_t, ckey) && offsetof(frozen_t, frozen) == offsetof(conn_t, frozen),
+               "frozen_t and conn_t must share their first fields");
+
+#define FREEZE_NOTES 4
+#define FREEZE_HIST 32
 
 static conn_t TOMB_;
 #define TOMB (&TOMB_)
@@ -140,8 +167,115 @@ static void conn_free(conn_t *c) {
     PyMem_Free(c->notes.v);
     PyMem_Free(c->syns.v);
     PyMem_Free(c->fwd.v);
-    smtp_free(&c->smtp);
+    if (c->smtp) { smtp_free(c->smtp); PyMem_Free(c->smtp); }
     PyMem_Free(c);
+}
+
+/* the SMTP follower's state, made on first use (NULL, an error set, when out of memory) */
+static smtp_t *smtp_of(conn_t *c) {
+    if (!c->smtp) {
+        c->smtp = PyMem_Malloc(sizeof(smtp_t));
+        if (!c->smtp) { PyErr_NoMemory(); return NULL; }
+        smtp_init(c->smtp);
+    }
+    return c->smtp;
+}
+
+/* zero-run encoding: (zeros, literals, the literal bytes)*; a literal run ends at two zeros */
+static size_t zenc(uint8_t *out, const uint8_t *in, size_t n) {
+    size_t i = 0, o = 0;
+    while (i < n) {
+        size_t z = 0, l = 0, s;
+        while (i < n && in[i] == 0 && z < 255) { z++; i++; }
+        s = i;
+        while (i < n && l < 255 && !(in[i] == 0 && (i + 1 >= n || in[i + 1] == 0))) { l++; i++; }
+        out[o++] = (uint8_t)z;
+        out[o++] = (uint8_t)l;
+        memcpy(out + o, in + s, l);
+        o += l;
+    }
+    return o;
+}
+
+static size_t zdec(uint8_t *out, size_t n, const uint8_t *in) {
+    size_t i = 0, o = 0;
+    while (o < n) {
+        size_t z = in[i], l = in[i + 1];
+        i += 2;
+        memset(out + o, 0, z); o += z;
+        memcpy(out + o, in + i, l); o += l; i += l;
+    }
+    return i;
+}
+
+static int64_t removal_time(const conn_t *c);
+
+/* the frozen form of c (c freed), or NULL when c does not qualify or memory is short (c kept) */
+static conn_t *freeze(conn_t *c) {
+    if (c->frozen || c->smtp || c->fwd.n || c->e[0].ooo || c->e[1].ooo || c->notes.n > FREEZE_NOTES
+        || c->syns.n > FREEZE_NOTES || c->hlen > FREEZE_HIST) return NULL;
+    static uint8_t buf[2 * sizeof(conn_t) + 4 * FREEZE_NOTES * sizeof(note_t) + FREEZE_HIST + 64];
+    conn_t tmp;
+    memcpy(&tmp, c, sizeof tmp);
+    tmp.hist = NULL; tmp.hcap = 0;
+    tmp.notes.v = tmp.syns.v = tmp.fwd.v = NULL;
+    tmp.notes.cap = tmp.syns.cap = tmp.fwd.cap = 0;
+    size_t off = offsetof(conn_t, frozen) + 1, o;
+    o = zenc(buf, (const uint8_t *)&tmp + off, sizeof tmp - off);
+    if (c->hlen) { memcpy(buf + o, c->hist, c->hlen); o += c->hlen; }
+    int same = c->notes.n == c->syns.n && c->notes.n && !memcmp(c->notes.v, c->syns.v, (size_t)c->notes.n * sizeof(note_t));
+    if (c->notes.n) o += zenc(buf + o, (const uint8_t *)c->notes.v, (size_t)c->notes.n * sizeof(note_t));
+    if (c->syns.n && !same) o += zenc(buf + o, (const uint8_t *)c->syns.v, (size_t)c->syns.n * sizeof(note_t));
+    frozen_t *f = PyMem_Malloc(sizeof(frozen_t) + o);
+    if (!f) return NULL;
+    f->num = c->num;
+    memcpy(f->key, c->key, KEYLEN);
+    memcpy(f->ckey, c->ckey, KEYLEN);
+    f->frozen = 1;
+    f->same = (uint8_t)same;
+    f->removal = removal_time(c);
+    f->len = (uint32_t)o;
+    memcpy(f->data, buf, o);
+    PyMem_Free(c->hist);
+    PyMem_Free(c->notes.v);
+    PyMem_Free(c->syns.v);
+    PyMem_Free(c->fwd.v);
+    PyMem_Free(c);
+    return (conn_t *)f;
+}
+
+/* the connection a frozen_t holds, as it was (NULL, an error set, when out of memory) */
+static conn_t *thaw(const frozen_t *f) {
+    conn_t *c = PyMem_Malloc(sizeof(conn_t));
+    if (!c) { PyErr_NoMemory(); return NULL; }
+    memcpy(c, f, offsetof(conn_t, frozen));
+    c->frozen = 0;
+    size_t off = offsetof(conn_t, frozen) + 1;
+    const uint8_t *in = f->data;
+    in += zdec((uint8_t *)c + off, sizeof(conn_t) - off, in);
+    if (c->hlen) {
+        c->hist = PyMem_Malloc(c->hlen);
+        if (!c->hist) goto oom;
+        memcpy(c->hist, in, c->hlen);
+        in += c->hlen;
+        c->hcap = c->hlen;
+    }
+    notes_t *ns[2] = {&c->notes, &c->syns};
+    for (int k = 0; k < 2; k++) {
+        if (!ns[k]->n) continue;
+        ns[k]->v = PyMem_Malloc((size_t)ns[k]->n * sizeof(note_t));
+        if (!ns[k]->v) goto oom;
+        if (k == 1 && f->same) memcpy(ns[1]->v, ns[0]->v, (size_t)ns[1]->n * sizeof(note_t));
+        else in += zdec((uint8_t *)ns[k]->v, (size_t)ns[k]->n * sizeof(note_t), in);
+        ns[k]->cap = ns[k]->n;
+    }
+    return c;
+oom:
+    PyMem_Free(c->hist);
+    PyMem_Free(c->notes.v);
+    PyMem_Free(c);
+    PyErr_NoMemory();
+    return NULL;
 }
 
 static int hist_add(conn_t *c, char ch) {
@@ -158,7 +292,7 @@ static int hist_add(conn_t *c, char ch) {
 
 static note_t *note_push(notes_t *ns) {
     if (ns->n == ns->cap) {
-        int cap = ns->cap ? ns->cap * 2 : 4;
+        int cap = ns->cap ? ns->cap * 2 : 1;   /* most attempts of a flood hold one note, one SYN */
         note_t *v = PyMem_Realloc(ns->v, (size_t)cap * sizeof(note_t));
         if (!v) { PyErr_NoMemory(); return NULL; }
         ns->v = v;
@@ -241,6 +375,29 @@ static int insert(Tracker *t, conn_t *c) {
     return 0;
 }
 
+static void entry_free(conn_t *c) {
+    if (c->frozen) PyMem_Free(c);
+    else conn_free(c);
+}
+
+/* the table's entry at slot i, thawed in place if it was frozen (NULL, an error set, when out of memory) */
+static conn_t *thaw_at(Tracker *t, size_t i) {
+    conn_t *c = t->slots[i];
+    if (!c->frozen) return c;
+    conn_t *full = thaw((const frozen_t *)c);
+    if (!full) return NULL;
+    t->slots[i] = full;
+    t->nfrozen--;
+    PyMem_Free(c);
+    return full;
+}
+
+static size_t slot_of(Tracker *t, const conn_t *c) {
+    size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
+    while (t->slots[i] != c) i = (i + 1) & m;
+    return i;
+}
+
 /* ConnTracker._finish: out of the table, onto the list sweep() hands to Python */
 static int finish(Tracker *t, conn_t *c) {
     size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
@@ -248,6 +405,7 @@ static int finish(Tracker *t, conn_t *c) {
     t->slots[i] = TOMB;
     t->used--;
     t->tombs++;
+    if (c->frozen) t->nfrozen--;
     if (t->ndone == t->capdone) {
         size_t cap = t->capdone ? t->capdone * 2 : 256;
         conn_t **d = PyMem_Realloc(t->done, cap * sizeof(conn_t *));
@@ -353,7 +511,9 @@ static int ooo_set(ep_t *ep, uint32_t seq, uint8_t *data, uint32_t len) {
 
 static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *data, uint32_t len, const ct_pkt *p) {
     ep->next_seq += len;
-    if (c->smtp.wants && smtp_data(&c->smtp, is_orig, data, len, p->frame, p->ts, t->parse_proxy) < 0) return -1;
+    smtp_t *sm = smtp_of(c);
+    if (!sm) return -1;
+    if (sm->wants && smtp_data(sm, is_orig, data, len, p->frame, p->ts, t->parse_proxy) < 0) return -1;
     while (ep->nooo) {
         int i = ooo_find(ep, ep->next_seq);
         if (i < 0) {
@@ -377,7 +537,7 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
         }
         seg_t s = ooo_pop(ep, i);
         ep->next_seq += s.len;
-        int rc = c->smtp.wants ? smtp_data(&c->smtp, is_orig, s.data, s.len, p->frame, p->ts, t->parse_proxy) : 0;
+        int rc = sm->wants ? smtp_data(sm, is_orig, s.data, s.len, p->frame, p->ts, t->parse_proxy) : 0;
         PyMem_Free(s.data);
         if (rc < 0) return -1;
     }
@@ -385,7 +545,9 @@ static int deliver(Tracker *t, conn_t *c, ep_t *ep, int is_orig, const uint8_t *
 }
 
 static int skip_to(Tracker *t, conn_t *c, ep_t *ep, int is_orig, uint32_t seq, const ct_pkt *p) {
-    smtp_gap(&c->smtp, is_orig);
+    smtp_t *sm = smtp_of(c);
+    if (!sm) return -1;
+    smtp_gap(sm, is_orig);
     ep->next_seq = seq;
     for (int j = 0; j < ep->nooo;) {
         if (seq_delta(ep->ooo[j].seq, ep->next_seq) < 0) { seg_t s = ooo_pop(ep, j); PyMem_Free(s.data); }
@@ -731,6 +893,7 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
     canonical(ck, fwd);
     conn_t *c = lookup(t, ck);
     uint8_t flags = p->flags;
+    if (c && c->frozen && !(c = thaw_at(t, slot_of(t, c)))) return -1;
     if (c) {
         if (removal_time(c) <= now) {
             if (finish(t, c) < 0) return -1;            /* Zeek's timers ended it before this packet */
@@ -753,7 +916,6 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
         else { orig_sender = 1; flipped = 0; }
         c = PyMem_Calloc(1, sizeof(conn_t));
         if (!c) { PyErr_NoMemory(); return -1; }
-        smtp_init(&c->smtp);
         c->num = ++t->count;
         c->alen = (uint8_t)p->alen;
         if (orig_sender) {
@@ -924,30 +1086,49 @@ static PyObject *opt_u32(int has, uint32_t v) {
    orig side, resp side, syn_seq, synack_ack, notes, syns, forwarded (each (packed, strings)), the
    SMTP follower's state (smtp_state), tunnel src) */
 static PyObject *conn_tuple(const conn_t *c) {
+    static smtp_t none;           /* the state of a follower that never saw a byte */
+    if (!none.start) smtp_init(&none);
     return Py_BuildValue("(Ky#Hy#HLLs#sNNNNNNNNy#)", c->num, (const char *)c->c_ip, (Py_ssize_t)c->alen, c->c_port,
                          (const char *)c->s_ip, (Py_ssize_t)c->alen, c->s_port, (long long)c->first_ts, (long long)c->last_ts,
                          c->hist ? c->hist : "", (Py_ssize_t)c->hlen, conn_state(c), side(&c->e[0], &c->e[1]), side(&c->e[1], &c->e[0]),
                          opt_u32(c->has_syn_seq, c->syn_seq), opt_u32(c->has_synack_ack, c->synack_ack),
-                         pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), smtp_state(&c->smtp),
+                         pack_notes(&c->notes), pack_notes(&c->syns), pack_notes(&c->fwd), smtp_state(c->smtp ? c->smtp : &none),
                          c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);
 }
 
-static PyObject *drain(Tracker *t) {
-    PyObject *out = PyList_New((Py_ssize_t)t->ndone);
+/* up to `limit` finished connections as tuples (0: all), oldest first; the rest stay for more():
+   Python takes them in batches, so that a sweep that ends half a million attempts of a flood
+   never holds half a million tuples at once */
+static PyObject *drain(Tracker *t, size_t limit) {
+    size_t left = t->ndone - t->donehead, n = limit && limit < left ? limit : left;
+    PyObject *out = PyList_New((Py_ssize_t)n);
     if (!out) return NULL;
-    for (size_t i = 0; i < t->ndone; i++) {
-        PyObject *item = conn_tuple(t->done[i]);
+    for (size_t i = 0; i < n; i++) {
+        conn_t *c = t->done[t->donehead];
+        if (c->frozen) {
+            conn_t *full = thaw((const frozen_t *)c);
+            if (full) { PyMem_Free(c); c = t->done[t->donehead] = full; }
+        }
+        PyObject *item = c->frozen ? NULL : conn_tuple(c);
         if (!item) {
-            for (size_t j = i; j < t->ndone; j++) conn_free(t->done[j]);
-            t->ndone = 0;
+            for (size_t j = t->donehead; j < t->ndone; j++) entry_free(t->done[j]);
+            t->ndone = t->donehead = 0;
             Py_DECREF(out);
             return NULL;
         }
         PyList_SET_ITEM(out, (Py_ssize_t)i, item);
-        conn_free(t->done[i]);
+        conn_free(c);
+        t->donehead++;
     }
-    t->ndone = 0;
+    if (t->donehead == t->ndone) t->ndone = t->donehead = 0;
     return out;
+}
+
+static int batch_arg(PyObject *args, Py_ssize_t *limit) {
+    *limit = 0;
+    if (!PyArg_ParseTuple(args, "|n", limit)) return -1;
+    if (*limit < 0) { PyErr_SetString(PyExc_ValueError, "limit must be >= 0"); return -1; }
+    return 0;
 }
 
 /* ---- the Python type ------------------------------------------------------------------------ */
@@ -986,9 +1167,14 @@ static int Tracker_init(Tracker *self, PyObject *args, PyObject *kw) {
 }
 
 static void Tracker_dealloc(Tracker *self) {
-    for (size_t i = 0; i < self->cap; i++)
-        if (self->slots[i] && self->slots[i] != TOMB) conn_free(self->slots[i]);
-    for (size_t i = 0; i < self->ndone; i++) conn_free(self->done[i]);
+    for (size_t i = 0; i < self->cap; i++) {
+        conn_t *c = self->slots[i];
+        if (c && c != TOMB) {
+            if (c->frozen) PyMem_Free(c);
+            else conn_free(c);
+        }
+    }
+    for (size_t i = self->donehead; i < self->ndone; i++) entry_free(self->done[i]);
     PyMem_Free(self->slots);
     PyMem_Free(self->done);
     PyMem_Free(self->held_payload);
@@ -1033,17 +1219,34 @@ out:
 }
 
 /* sweep() -> [connections Zeek's timers have ended by the capture clock] (ConnTracker.sweep) */
-static PyObject *Tracker_sweep(Tracker *self, PyObject *unused) {
+static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
+    Py_ssize_t limit;
+    if (batch_arg(args, &limit) < 0) return NULL;
     if (self->has_clock)
         for (size_t i = 0; i < self->cap; i++) {
             conn_t *c = self->slots[i];
-            if (c && c != TOMB && removal_time(c) <= self->clock && finish(self, c) < 0) return NULL;
+            if (!c || c == TOMB) continue;
+            if ((c->frozen ? ((const frozen_t *)c)->removal : removal_time(c)) <= self->clock) {
+                if (finish(self, c) < 0) return NULL;      /* a frozen one thaws in drain(), a batch at a time */
+            } else if (!c->frozen) {
+                conn_t *f = freeze(c);      /* still open across a sweep: kept small */
+                if (f) { self->slots[i] = f; self->nfrozen++; }
+            }
         }
-    return drain(self);
+    return drain(self, (size_t)limit);
+}
+
+/* more([limit]) -> the next finished connections sweep() or finish_all() left ([] when none) */
+static PyObject *Tracker_more(Tracker *self, PyObject *args) {
+    Py_ssize_t limit;
+    if (batch_arg(args, &limit) < 0) return NULL;
+    return drain(self, (size_t)limit);
 }
 
 /* finish_all() -> every connection still open, finished (ConnTracker.finish_all) */
-static PyObject *Tracker_finish_all(Tracker *self, PyObject *unused) {
+static PyObject *Tracker_finish_all(Tracker *self, PyObject *args) {
+    Py_ssize_t limit;
+    if (batch_arg(args, &limit) < 0) return NULL;
     if (self->has_held) {                                   /* the last packet jumped ahead: nothing contradicted it */
         self->clock = self->held.ts < self->ts_max ? self->held.ts : self->ts_max;
         if (release_held(self) < 0) return NULL;
@@ -1052,7 +1255,7 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *unused) {
         conn_t *c = self->slots[i];
         if (c && c != TOMB && finish(self, c) < 0) return NULL;
     }
-    return drain(self);
+    return drain(self, (size_t)limit);
 }
 
 static PyObject *get_packets(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->packets); }
@@ -1069,6 +1272,7 @@ static PyObject *get_time_steps(Tracker *s, void *x) {
     return Py_BuildValue("(KLKL)", s->backwards, (long long)s->largest_back, s->outliers, (long long)s->largest_outlier);
 }
 
+static PyObject *get_frozen(Tracker *s, void *x) { return PyLong_FromSize_t(s->nfrozen); }
 static PyObject *get_snaplen_cut(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->cut_packets); }
 
 /* the sink the capture walker feeds (capture/_sink.h): this tracker's two entry points; the
@@ -1092,6 +1296,7 @@ static PyObject *get_sink(Tracker *self, void *x) {
 static PyGetSetDef Tracker_getset[] = {
     {"sink", (getter)get_sink, NULL, "a capsule (capture/_sink.h) through which a capture walker feeds this tracker in C", NULL},
     {"snaplen_cut", (getter)get_snaplen_cut, NULL, "packets whose payload the snaplen cut", NULL},
+    {"frozen", (getter)get_frozen, NULL, "table entries kept frozen now (connections open across a sweep with little state)", NULL},
     {"time_steps", (getter)get_time_steps, NULL, "(backwards, largest back ns, outliers, largest outlier ns)", NULL},
     {"packets", (getter)get_packets, NULL, "TCP packets tracked", NULL},
     {"first", (getter)get_first, NULL, "(frame, ts_ns) of the first packet tracked, or None", NULL},
@@ -1101,8 +1306,9 @@ static PyGetSetDef Tracker_getset[] = {
 
 static PyMethodDef Tracker_methods[] = {
     {"packet", (PyCFunction)Tracker_packet, METH_VARARGS, "packet(...): track one packet decoded in Python"},
-    {"sweep", (PyCFunction)Tracker_sweep, METH_NOARGS, "sweep(): the connections Zeek's timers have ended"},
-    {"finish_all", (PyCFunction)Tracker_finish_all, METH_NOARGS, "finish_all(): every connection left"},
+    {"sweep", (PyCFunction)Tracker_sweep, METH_VARARGS, "sweep([limit]): the connections Zeek's timers have ended (the first limit; more() the rest)"},
+    {"finish_all", (PyCFunction)Tracker_finish_all, METH_VARARGS, "finish_all([limit]): every connection left (the first limit; more() the rest)"},
+    {"more", (PyCFunction)Tracker_more, METH_VARARGS, "more([limit]): the next finished connections sweep() or finish_all() left"},
     {NULL}
 };
 

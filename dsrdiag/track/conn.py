@@ -69,6 +69,8 @@ packet confirms it: one packet stamped hours ahead must not time out every other
 TS_MAX = (1 << 63) - (1 << 42)
 """The clock stops here (73 minutes before the end of int64 nanoseconds): a timer set from it still
 fits in 64 bits, in C as in Python (a hostile pcapng can stamp anything)."""
+TAKE = 4096
+"""Finished connections taken from the C tracker at a time (its more())."""
 
 
 def _clean(ep) -> bool:
@@ -641,6 +643,14 @@ class ConnTracker:
                            p.flags, p.win, p.ttl, p.ip_id, p.payload, p.tunnel, p.cut)
 
     def _take(self, finished: list) -> None:
+        """Records of the C tracker's finished connections, TAKE at a time (finished: the first
+        batch; the tracker hands the rest over with more()): a sweep that ends half a million
+        attempts of a flood never holds them all as Python objects at once."""
+        while finished:
+            self._take_batch(finished)
+            finished = self.native.more(TAKE)
+
+    def _take_batch(self, finished: list) -> None:
         capture, vantage, add = self.capture, self.vantage, self.done.add
         for (num, c_ip, c_port, s_ip, s_port, first, last, history, state, o, r, syn_seq, synack_ack,
              notes, syns, fwd, smtp, tunnel) in finished:
@@ -736,7 +746,7 @@ class ConnTracker:
         """Emit the connections Zeek's timers have ended by the capture clock, so memory follows open
         connections (a packet of an ended connection would start a new one anyway)."""
         if self.native is not None:
-            self._take(self.native.sweep())
+            self._take(self.native.sweep(TAKE))
             return
         if self.clock is None:
             return
@@ -746,7 +756,7 @@ class ConnTracker:
 
     def finish_all(self) -> RecordSeq:
         if self.native is not None:
-            self._take(self.native.finish_all())
+            self._take(self.native.finish_all(TAKE))
         if self.held is not None:  # the last packet jumped ahead: nothing came to contradict it
             self.clock, held, self.held = min(self.held.ts_ns, TS_MAX), self.held, None
             self._track(held, self.clock)

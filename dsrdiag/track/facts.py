@@ -21,6 +21,16 @@ INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
 
 
 SYN_SRC_MAX = 4096
+ATTEMPT_SRC_MAX = 4096
+"""Sources counted one by one per attacked address (more are counted together: a spoofed flood has
+millions, and the top ones are what a firewall rule needs)."""
+DISTINCT_MAX = 1 << 16
+"""Distinct sources counted exactly per attacked address; beyond, the report says "at least"."""
+SCAN_SOURCES_MAX = 4096
+"""Sources whose failed targets are followed for scan detection (Zeek's scan.zeek keeps a SumStats
+set per source; bounded here)."""
+SCAN_TARGETS_MAX = 64
+"""Targets kept per source: enough to cross either scan threshold (findings/kinds/syn_flood_or_scan.py)."""
 STARTING_TTLS = (32, 64, 128, 255)
 
 
@@ -42,6 +52,104 @@ def forwarders(c) -> set[str]:
     return {s for s, _ in c.orig_l2 if s in dsts}
 
 
+def handshake_done(history: str, resp_pkts: int) -> bool:
+    """The client completed the handshake: its ACK or data after the server's SYN-ACK, or (where
+    replies do not pass this vantage) after its own SYN (jobs/analyze.py completed(), on facts)."""
+    i = history.find("h")
+    if i >= 0:
+        return "A" in history[i:] or "D" in history[i:]
+    j = history.find("S")
+    return j >= 0 and not resp_pkts and ("A" in history[j:] or "D" in history[j:])
+
+
+class Attempts:
+    """Failed connection attempts to one service (server address and port; Zeek's connection_attempt and
+    connection_rejected: the client's SYN, and the handshake never completed), gathered as the
+    records are made so that a flood is judged from counts, never from a million kept records.
+
+    `lone`: attempts of one SYN, never retransmitted and not refused by the server (no client stack
+    gives up after one unanswered SYN: RFC 6298 retransmits after 1 s; flood tools and stateless
+    scanners never do); `retried`: the others not refused. A server's RST is an answer real clients
+    take at once: refused attempts are neither (connection_refused judges them); scans count them."""
+
+    __slots__ = ("syns", "lone", "retried", "answered", "per_second", "sources", "distinct", "other_sources",
+                 "first", "last")
+
+    def __init__(self):
+        self.syns = self.lone = self.retried = self.answered = self.other_sources = 0
+        """attempts with a client SYN (failed or not); lone failed; retried failed; lone failed the server answered"""
+        self.per_second: dict[int, int] = {}
+        """lone failed attempts per second of their SYN (the peak rate)"""
+        self.sources: dict[str, int] = {}
+        """lone failed attempts per source (the first ATTEMPT_SRC_MAX sources; the rest in other_sources)"""
+        self.distinct: set[str] = set()
+        self.first = self.last = None
+        """(SYN time, frame, uid, client address, client port, service port) of the first and last lone attempt"""
+
+    def __getstate__(self):
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __setstate__(self, state):
+        for k, v in zip(self.__slots__, state):
+            setattr(self, k, v)
+
+
+def _attempt(facts, c, history: str) -> None:
+    key = (c.server_ip, c.server_port)
+    v = facts.attempts.get(key)
+    if v is None:
+        v = facts.attempts[key] = Attempts()
+    v.syns += 1
+    if "A" in history or "D" in history:  # cheap first: handshake_done needs one of them
+        if handshake_done(history, c.resp_pkts):
+            return
+    syns = c.syn_frames
+    src = c.client_ip
+    ts = c.first_ts_ns  # the client's SYN opened the connection: its time
+    if "r" in history:
+        pass  # the server refused it (RST): an answer real clients take too, connection_refused's
+    elif len(syns) != 1:
+        v.retried += 1
+    else:
+        v.lone += 1
+        if c.resp_pkts:
+            v.answered += 1
+        sec = ts // 1_000_000_000
+        per_second = v.per_second
+        per_second[sec] = per_second.get(sec, 0) + 1
+        sources = v.sources
+        n = sources.get(src)
+        if n is not None:
+            sources[src] = n + 1
+        elif len(sources) < ATTEMPT_SRC_MAX:
+            sources[src] = 1
+        else:
+            v.other_sources += 1
+        if len(v.distinct) < DISTINCT_MAX:
+            v.distinct.add(src)
+        first, last = v.first, v.last
+        if first is None or ts <= first[0] or ts >= last[0]:
+            note = syns[0]
+            ev = (note.ts_ns, note.frame, c.uid, src, c.client_port, c.server_port)
+            if first is None or ev < first:
+                v.first = ev
+            if last is None or ev > last:
+                v.last = ev
+    # scan detection: the distinct (address, port) targets each source failed to reach
+    t = facts.targets.get(src)
+    if t is None:
+        if len(facts.targets) >= SCAN_SOURCES_MAX:
+            return
+        note = syns[0] if syns else None
+        t = facts.targets[src] = [set(), None if note is None else
+                                  (note.ts_ns, note.frame, c.uid, src, c.client_port, c.server_port, c.server_ip)]
+    elif t[1] is not None and ts < t[1][0] and syns:
+        note = syns[0]
+        t[1] = (note.ts_ns, note.frame, c.uid, src, c.client_port, c.server_port, c.server_ip)
+    if len(t[0]) < SCAN_TARGETS_MAX:
+        t[0].add((c.server_ip, c.server_port))
+
+
 def _seen(table: dict, key, first) -> None:
     got = table.get(key)
     if got is None:
@@ -55,7 +163,8 @@ def _seen(table: dict, key, first) -> None:
 class Facts:
     """One capture's facts; observe() every record (in any order), then hand the object on."""
 
-    __slots__ = ("syn_dst", "syn_ports", "syn_src", "sides", "paths", "replies", "forwarded", "answered_forwarded", "_fw")
+    __slots__ = ("syn_dst", "syn_ports", "syn_src", "sides", "paths", "replies", "forwarded", "answered_forwarded",
+                 "attempts", "targets", "_fw")
 
     def __init__(self):
         self.syn_dst: dict[tuple[str, int], list] = {}
@@ -85,6 +194,11 @@ class Facts:
         """A client packet was seen forwarded (received by a MAC and re-sent by it)."""
         self.answered_forwarded = False
         """... on a connection the server answered at this vantage."""
+        self.attempts: dict[tuple[str, int], Attempts] = {}
+        """(server address, port) -> its connection attempts (a flood is judged from these)"""
+        self.targets: dict[str, set] = {}
+        """client address -> [the (server address, port) its failed attempts went to (bounded), its first
+        attempt (SYN time, frame, uid, address, port, service port, server address)]: a scan"""
         self._fw: dict = {}  # client L2 pairs (shared tuples) -> their forwarding MACs
 
     def observe(self, c) -> None:
@@ -103,6 +217,8 @@ class Facts:
                    c.smtp.banner_host if c.smtp else None, hops(c.orig_ttl))
             if key in self.syn_src or len(self.syn_src) < SYN_SRC_MAX:
                 _seen(self.syn_src, key, first)
+            if history[0] == "S":  # the client's SYN opened it: an attempt (not a mid-stream pickup)
+                _attempt(self, c, history)
         elif "h" in history:
             s = c.smtp
             self.replies.append((first, c.client_ip, c.client_port, c.server_port, c.synack_ack,

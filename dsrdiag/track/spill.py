@@ -1,17 +1,19 @@
-"""Finished connection records, kept in memory up to a bound and spilled to temporary files beyond.
+"""Finished connection records: one store per capture, written once, read as one sorted stream.
 
-Why: a day of mail has hundreds of thousands of connections; their records are only read again
-by passes over all of them (inference, rules, the report's connection list), a batch at a
-time. Keeping at most SPILL_AT in memory and writing the rest to sorted chunk files (pickled
-in batches of BATCH) makes memory follow the connections open at once, not the size of the file.
-Iteration merges the chunks with the in-memory part by (first packet time, uid): the same order
-whether or not anything was spilled.
+Why: a day of mail (or a SYN flood) has millions of connections; their records are only read
+again by passes over all of them (inference, rules, the report's connection list, a conn.log), a
+batch at a time. Each capture's records go to one store: up to SPILL_AT in memory, the rest to one
+file of sorted runs made by replacement selection (RecordSink). The same store is the spill, what a
+worker process hands the parent (it names the file: nothing is copied), and what the JSON
+connection list and a conn.log are written from: records are written once. Iteration merges the
+runs with the in-memory part by (first packet time, uid): the same order whether or not anything
+was spilled (docs/architecture.md, "The record store", says why pickled batches).
 
 Files live in one temporary folder per run: the process that makes it (the parent: a Crew makes it
 before its workers fork, so that they share it) removes it with everything in it at exit, however
 the run ends (an error, Ctrl-C, SIGTERM/SIGHUP/SIGQUIT: the CLI turns those into an exception that
-unwinds, then exits through atexit). Within a run, files are removed as soon as their records are
-garbage; a worker removes the files it did not hand over before it ends. Only SIGKILL (or a crash)
+unwinds, then exits through atexit). Within a run, a store is removed as soon as its records are
+garbage; a worker removes the stores it did not hand over before it ends. Only SIGKILL (or a crash)
 can leave the folder behind: nothing can run then.
 
 The folder is made under $TMPDIR when it is set (and only there: a TMPDIR that is missing or not a
@@ -33,13 +35,15 @@ import weakref
 from dsrdiag.core.errors import DsrdiagError
 
 SPILL_AT = 5000
-"""Records held in memory per capture before chunks go to disk (about 3 KB each)."""
+"""Records held in memory per capture (the replacement-selection heap, about 1-3 KB each) before
+sorted runs go to the capture's store file."""
 
-BATCH = 100
-"""Records per pickle in a chunk file: what one reader of that chunk holds at a time."""
-MAX_CHUNKS = 8
-"""Chunk files per capture; beyond, they are merged into one (an external merge sort's step), so
-that iterating holds at most SPILL_AT + MAX_CHUNKS * BATCH records whatever the file's size."""
+BATCH = 256
+"""Records per pickle in a run: what one reader of that run holds at a time."""
+FAN_IN = 16
+"""Runs merged at once: beyond, FAN_IN runs of the same size class are merged into one (a tiered
+external merge: each record is rewritten log_FAN_IN(runs) times at most, never once per run), so
+that iterating holds at most SPILL_AT + FAN_IN * BATCH records whatever the file's size."""
 
 _DIR: str | None = None
 _DIR_OWNER: int | None = None
@@ -140,69 +144,130 @@ def _remove(paths: list[str], owned: list[bool]) -> None:
 
 
 class RecordSink:
-    """Where a tracker puts finished records; `records()` ends it and returns a RecordSeq."""
+    """Where a tracker puts finished records; `records()` ends it and returns a RecordSeq.
+
+    Replacement selection (Knuth, TAOCP 5.4.1): a heap of `spill_at` records by (first packet
+    time, uid); once it is full, each new record pushes the smallest one out to the current sorted
+    run, and a record that sorts before what was already written waits for the next run. Records
+    finish roughly in the order they started (Zeek's timers end each one a bounded time after its
+    last packet), so a capture of any size is one run, written once; only a connection that outlives
+    `spill_at` later ones starts another run. Cost: one heap step per record, O(n log spill_at)."""
 
     def __init__(self, spill_at: int | None = None, observe=None):
         """`observe(record)`, if given, sees each record as it is added (track/facts.py)."""
         # DSRDIAG_SPILL_AT: a tuning knob (and how the tests make small captures spill)
         self.observe = observe
         self.spill_at = spill_at or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
-        self.memory: list = []
-        self.chunks: list[str] = []
+        self.heap: list = []
+        self.later: list = []  # records for the next run (they sort before the last one written)
         self.count = 0
+        self.files: list[str] = []  # the store: [] until a record is written, then its one path
+        self.runs: list[tuple[int, int, int]] = []  # (size class, start offset, end offset)
+        self._file = None
+        self._batch: list = []
+        self._run_start = 0
+        self._last = None  # the key last written to the current run
         self._owned = [True]
-        # a sink abandoned halfway (an interrupt, a stopped worker) removes its chunk files too;
-        # records() hands them to the RecordSeq
-        self._finalizer = weakref.finalize(self, _remove, self.chunks, self._owned)
+        # a sink abandoned halfway (an interrupt, a stopped worker) removes its store file too;
+        # records() hands it to the RecordSeq
+        self._handle: list = [None]  # the open store file, closed by the finalizer too
+        self._finalizer = weakref.finalize(self, _close_remove, self.files, self._owned, self._handle)
 
     def add(self, rec) -> None:
         if self.observe is not None:
             self.observe(rec)
-        self.memory.append(rec)
         self.count += 1
-        if len(self.memory) >= self.spill_at:
-            self._spill()
+        item = (rec.first_ts_ns, rec.uid, rec)
+        heap = self.heap
+        if len(heap) + len(self.later) < self.spill_at:
+            heapq.heappush(heap, item)
+            return
+        if self._last is not None and item[:2] < self._last:
+            self.later.append(item)  # after the current run: it sorts before what it holds
+            out = heapq.heappop(heap)
+        else:
+            out = heapq.heappushpop(heap, item)
+        self._write(out)
+        if not heap:  # everything in memory waits for the next run
+            self._end_run()
+            self.heap, self.later = self.later, []
+            heapq.heapify(self.heap)
 
-    def _spill(self) -> None:
-        self.memory.sort(key=_order)
-        fd, path = temp_file(".records")
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            _write_batches(f, self.memory)
-        self.chunks.append(path)
-        self.memory = []
-        if len(self.chunks) >= MAX_CHUNKS:
-            sources = list(self.chunks)
-            fd, merged = temp_file(".records")
-            self.chunks.append(merged)  # owned (removed if abandoned) from the start
-            with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-                _write_batches(f, heapq.merge(*(_read(p) for p in sources), key=_order))
-            for p in sources:
-                os.unlink(p)
-            self.chunks[:] = [merged]  # the same list: the finalizer holds it
+    def _write(self, item) -> None:
+        if self._file is None:
+            fd, path = temp_file(".records")
+            self.files.append(path)  # owned (removed if abandoned) from the start
+            self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+            self._handle[0] = self._file
+        self._last = item[:2]
+        batch = self._batch
+        batch.append(item[2])
+        if len(batch) >= BATCH:
+            pickle.dump(batch, self._file, pickle.HIGHEST_PROTOCOL)
+            batch.clear()
+
+    def _end_run(self) -> None:
+        f = self._file
+        if f is None or self._last is None:
+            return
+        if self._batch:
+            pickle.dump(self._batch, f, pickle.HIGHEST_PROTOCOL)
+            self._batch = []
+        end = f.tell()
+        self.runs.append((0, self._run_start, end))
+        self._run_start, self._last = end, None
+        # tiered merge: FAN_IN runs of one size class become one run of the next class
+        while len(self.runs) >= FAN_IN and len({k for k, _, _ in self.runs[-FAN_IN:]}) == 1:
+            level = self.runs[-1][0]
+            tail = self.runs[-FAN_IN:]
+            f.flush()
+            start = f.tell()
+            _write_batches(f, heapq.merge(*(_read_run(self.files[0], a, b) for _, a, b in tail), key=_order))
+            end = f.tell()
+            self.runs[-FAN_IN:] = [(level + 1, start, end)]
+            self._run_start = end
 
     def records(self) -> "RecordSeq":
-        self.memory.sort(key=_order)
-        seq = RecordSeq(tuple(self.memory), tuple(self.chunks), self.count)
-        self._owned[0] = False  # the chunk files are the RecordSeq's now
+        self._end_run()
+        memory = tuple(item[2] for item in sorted(self.heap + self.later))
+        if self._file is not None:
+            self._file.close()
+            self._file = self._handle[0] = None
+        seq = RecordSeq(memory, self.files[0] if self.files else None, tuple((a, b) for _, a, b in self.runs), self.count)
+        self._owned[0] = False  # the store file is the RecordSeq's now
         self._finalizer.detach()
         return seq
 
 
-class RecordSeq:
-    """The records, read only: iterate them (as often as needed, in first-packet order), take len()."""
+def _close_remove(paths: list[str], owned: list[bool], handle: list) -> None:
+    if handle[0] is not None:
+        try:
+            handle[0].close()
+        except OSError:
+            pass
+    _remove(paths, owned)
 
-    def __init__(self, memory: tuple = (), chunks: tuple[str, ...] = (), count: int | None = None):
+
+class RecordSeq:
+    """The records, read only: iterate them (as often as needed, in first-packet order), take len().
+
+    The in-memory part and the sorted runs of the capture's store file, merged as they are read
+    (heapq.merge: O(n log runs)); `path` and `runs` describe the store for another process (a
+    worker hands its records over by naming them: nothing is copied)."""
+
+    def __init__(self, memory: tuple = (), path: str | None = None, runs: tuple = (), count: int | None = None):
         self._memory = memory
-        self._chunks = chunks
+        self._path = path
+        self._runs = runs if path else ()
         self._count = len(memory) if count is None else count
         self._owned = [True]
-        self._finalizer = weakref.finalize(self, _remove, list(chunks), self._owned) if chunks else None
+        self._finalizer = weakref.finalize(self, _remove, [path], self._owned) if path else None
 
     def __len__(self) -> int:
         return self._count
 
     def discard(self) -> None:
-        """Remove the spill files now, if they are still this object's (not handed to another
+        """Remove the store file now, if it is still this object's (not handed to another
         process): a worker that is done with its records ends without freeing them one by one."""
         if self._finalizer is not None:
             self._finalizer()
@@ -211,9 +276,17 @@ class RecordSeq:
         return self._count > 0
 
     def __iter__(self):
-        if not self._chunks:
+        if not self._runs:
             return iter(self._memory)
-        return heapq.merge(self._memory, *(_read(p) for p in self._chunks), key=_order)
+        streams = [_read_run(self._path, a, b) for a, b in self._runs]
+        if len(streams) == 1 and not self._memory:
+            return streams[0]
+        return heapq.merge(self._memory, *streams, key=_order)
+
+    @property
+    def runs(self) -> int:
+        """Sorted runs in the store file (1 when records finished in the order they started)."""
+        return len(self._runs)
 
     def __eq__(self, other):
         if isinstance(other, (RecordSeq, tuple, list)):
@@ -223,33 +296,32 @@ class RecordSeq:
     __hash__ = None
 
     def __reduce__(self):
-        # sent to another process: that process now owns (and will remove) the chunk files
+        # sent to another process: that process now owns (and will remove) the store file
         self._owned[0] = False
-        return (_rebuild, (self._memory, self._chunks, self._count))
+        return (_rebuild, (self._memory, self._path, self._runs, self._count))
 
 
-def _rebuild(memory, chunks, count) -> RecordSeq:
-    return RecordSeq(memory, chunks, count)
+def _rebuild(memory, path, runs, count) -> RecordSeq:
+    return RecordSeq(memory, path, runs, count)
 
 
 def _write_batches(f, records) -> None:
     # pickles of BATCH records: each loads alone (nothing remembered between them), and a list
     # loads at ~10 us a record where one pickle per record costs ~25 us
     batch = []
+    dump = pickle.dump
     for r in records:
         batch.append(r)
         if len(batch) == BATCH:
-            pickle.dump(batch, f, pickle.HIGHEST_PROTOCOL)
+            dump(batch, f, pickle.HIGHEST_PROTOCOL)
             batch = []
     if batch:
-        pickle.dump(batch, f, pickle.HIGHEST_PROTOCOL)
+        dump(batch, f, pickle.HIGHEST_PROTOCOL)
 
 
-def _read(path: str):
-    with open(path, "rb", buffering=1 << 20) as f:
-        load = pickle.load
-        while True:
-            try:
-                yield from load(f)
-            except EOFError:
-                return
+def _read_run(path: str, start: int, end: int):
+    with open(path, "rb", buffering=1 << 16) as f:
+        f.seek(start)
+        load, tell = pickle.load, f.tell
+        while tell() < end:
+            yield from load(f)
