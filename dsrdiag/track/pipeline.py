@@ -18,6 +18,8 @@ from dsrdiag.track.neighbours import NeighbourWatch
 from dsrdiag.track.records import CaptureRecords
 
 SWEEP_EVERY = 65536
+MAX_LABELS = 32
+"""Distinct wrapper labels (MPLS labels, VNIs) counted one by one for the capture note."""
 
 
 def _malloc_trim():
@@ -59,6 +61,7 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
     conn_packet, neigh_packet = conns.packet, neigh.packet
     anomalies: dict[str, int] = {}
     anomaly_frames: dict[str, int] = {}
+    unwrapped: dict[str, int] = {}
     first_ts = last_ts = first_frame = last_frame = None
     next_sweep = SWEEP_EVERY
     # with the C walker and tracker, most TCP frames never come here; from frame next_sweep on,
@@ -76,6 +79,9 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
             anomalies[p.name] = anomalies.get(p.name, 0) + 1
             anomaly_frames.setdefault(p.name, p.frame)
             continue
+        if p.wrap is not None:  # bounded: at most MAX_LABELS labels, the rest counted together
+            w = p.wrap if p.wrap in unwrapped or len(unwrapped) < MAX_LABELS else "other wrappers"
+            unwrapped[w] = unwrapped.get(w, 0) + 1
         if p.kind == KIND_TCP:
             conn_packet(p)
         else:
@@ -118,4 +124,5 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
         facts=conns.facts,
         time_steps=conns.time_steps(),
         snaplen_cut=conns.snaplen_cut(),
+        unwrapped=unwrapped,
     )
