@@ -15,8 +15,8 @@ Cases (full; --quick divides every count by 10, a few minutes):
   syn 1M and 2M unanswered SYNs; sessions 200k, 400k and 2M short SMTP sessions (linearity);
   hash-xorshift, hash-modulo, hash-random: 100k IPv6 SYNs against a table's hash, and random;
   seqjump: the 1M relay with one segment 2^31 past the expected sequence number.
-A tool whose first run of a case takes more than --slow seconds runs that case once (said in the
-table); a run past --timeout is killed and reported; every child runs under a --mem-cap address
+A tool whose first run of a case takes more than --slow seconds (60) runs that case once (said in the
+table); a run past --timeout (600 s) is killed and reported; every child runs under a --mem-cap (8 GiB) address
 space limit so that a blow-up cannot take the shared machine down (reported as such).
 
 Never a unit test: timings belong here.
@@ -262,14 +262,15 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="run the cases whose name contains this (repeatable)")
     ap.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent / "out")
     ap.add_argument("--slow", type=float, default=60.0, help="a tool whose first run takes longer runs that case once")
-    ap.add_argument("--timeout", type=float, default=900.0, help="seconds before a run is killed")
-    ap.add_argument("--mem-cap", type=int, default=10 << 30, help="address-space limit of every child, bytes")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds before a run is killed")
+    ap.add_argument("--mem-cap", type=int, default=8 << 30, help="address-space limit of every child, bytes")
     ap.add_argument("--parallel", action="store_true", help="also two equal relay files, --jobs 2 against --jobs 1")
     a = ap.parse_args()
     scale = 10 if a.quick else 1
     todo = [c for c in cases(scale) if not a.only or any(o in c["name"] for o in a.only)]
     if not a.quick:
-        print("full run: about 30-45 minutes on 2 busy cores (generating ~4 GB of captures the first time adds ~10 min)")
+        print("full run: about 60 minutes on 2 busy cores with main's engine of 2026-12-01 (runs past --timeout are killed; "
+              "generating the ~5 GB of captures the first time adds ~5 min)")
     a.dir.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine(), "quick": a.quick, "runs": a.runs, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "cases": {}}
