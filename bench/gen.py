@@ -335,9 +335,13 @@ def _gzip(src: Path, dst: Path) -> None:
         shutil.copyfileobj(f, z, 1 << 20)
 
 
-def generate(path: Path, shape: str, count: int, fmt: str = "pcap", seed: int = 7) -> dict:
+def generate(path: Path, shape: str | int, count: int | None = None, fmt: str = "pcap", seed: int = 7) -> dict:
     """Write `path` (its directory holds the intermediate pcap a derived format needs) and return
-    what is in it: {"packets": n, ...}, also written beside it as PATH.json."""
+    what is in it: {"packets": n, ...}, also written beside it as PATH.json.
+    `generate(path, packets, seed=s)` (a number for the shape) is the relay, as before issue 14's
+    shapes (tests/test_parallel_crew.py makes its big capture that way)."""
+    if isinstance(shape, int):
+        shape, count = "relay", shape
     meta_path = path.with_name(path.name + ".json")
     if fmt in ("pcapng", "pcap.gz", "pcapng.gz"):
         base = path.with_name(file_name(shape, count, "pcapng" if fmt == "pcapng.gz" else "pcap"))
