@@ -2,7 +2,9 @@
 
 Reads: a raw frame tuple from capture/. Produces: a Packet holding only the fields the trackers use,
 an Anomaly (malformed ARP, truncated header) for the report, or None for frames that are neither
-TCP on a service port, ARP, nor neighbour discovery.
+TCP on a service port, ARP, nor neighbour discovery. A frame inside a wrapper Zeek decodes (MPLS,
+PPPoE, VXLAN, Geneve, Teredo: decode/tunnel.py) is decoded again from the wrapped packet on, and
+its Packet says which wrapper it came out of (`wrap`, for the capture note).
 Why one slotted class and no per-layer objects: this runs once per filtered packet.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from struct import Struct
 
+from dsrdiag.capture.frame import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from dsrdiag.decode.arp import decode_arp
 from dsrdiag.decode.ip import (
     FRAGMENT,
@@ -23,6 +26,7 @@ from dsrdiag.decode.ip import (
 from dsrdiag.decode.link import ETH_ARP, ETH_IPV4, ETH_IPV6, decode_link
 from dsrdiag.decode.ndp import decode_nd
 from dsrdiag.decode.tcp import decode_tcp
+from dsrdiag.decode.tunnel import ETHER, MAX_WRAPS, TUNNEL_UDP_PORTS, WRAPPED_ETHERTYPES, unwrap_link, unwrap_udp
 
 KIND_TCP, KIND_ARP, KIND_ND = 1, 2, 3
 
@@ -34,10 +38,11 @@ class Packet:
         "frame", "ts_ns", "kind", "src_mac", "dst_mac", "vlans",
         "src", "dst", "ttl", "ip_id",
         "sport", "dport", "seq", "ack", "flags", "win", "payload",
-        "op", "sha", "tha", "nd_flags", "tunnel", "cut",
+        "op", "sha", "tha", "nd_flags", "tunnel", "cut", "wrap",
     )
     # cut: TCP payload bytes the IP length declares but the capture did not keep (snaplen); the
     # tracker takes a segment's length from the IP length, as Zeek does (track/conn.py)
+    # wrap: the wrappers the packet came out of ("VXLAN VNI 42", "MPLS label 16, ..."), else None
 
     def __repr__(self) -> str:  # for test failure messages
         return f"Packet(frame={self.frame}, kind={self.kind}, sport={getattr(self, 'sport', None)}, dport={getattr(self, 'dport', None)})"
@@ -67,7 +72,24 @@ def _cut(etype: int, data: bytes, off: int) -> int:
     return end - len(data) if end > len(data) else 0
 
 
-def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
+IPPROTO_UDP = 17
+
+
+def _unwrapped(fr: tuple, kind: str, data: bytes, pos: int, end: int, ports, depth: int, label: str, l2) -> Packet | Anomaly | None:
+    """The packet inside a wrapper, decoded like any frame (an Ethernet frame, or raw IP that keeps
+    the outer frame's L2 path: MPLS, PPPoE and Teredo carry no MACs of their own)."""
+    frame, ts_ns, _lt, _data, wirelen = fr
+    p = decode((frame, ts_ns, LINKTYPE_ETHERNET if kind == ETHER else LINKTYPE_RAW, data[pos:end], wirelen), ports, depth + 1)
+    if p is None or type(p) is Anomaly:
+        return p
+    if kind != ETHER:
+        p.src_mac, p.dst_mac, p.vlans = l2
+    p.wrap = label if p.wrap is None else f"{label}, {p.wrap}"
+    return p
+
+
+def decode(fr: tuple, ports: frozenset[int], depth: int = 0) -> Packet | Anomaly | None:
+    """`depth`: how many wrappers this frame is already inside (decode/tunnel.py MAX_WRAPS)."""
     frame, ts_ns, linktype, data, _wirelen = fr
     if linktype == 1 and len(data) >= 54 and data[12] == 8 and data[13] == 0 and data[14] == 0x45 and data[23] == 6:
         # fast path: Ethernet / IPv4 (no options) / TCP, the same checks the general path makes
@@ -86,7 +108,7 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
                 p.src, p.dst, p.ttl, p.ip_id = src, dst, ttl, ip_id
                 p.sport, p.dport, p.seq, p.ack, p.flags, p.win = sport, dport, seq, ack, flags, win
                 p.payload = data[34 + hl : end]
-                p.tunnel = None
+                p.tunnel = p.wrap = None
                 p.cut = 14 + total - len(data) if total and 14 + total > len(data) else 0
                 return p
         # fragments and odd headers take the general path below
@@ -94,6 +116,13 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
     if link is None:
         return Anomaly(frame, ts_ns, "truncated-link-header")
     etype, off, src_mac, dst_mac, vlans = link
+    if etype in WRAPPED_ETHERTYPES and depth < MAX_WRAPS:  # MPLS, PPPoE session
+        u = unwrap_link(etype, data, off)
+        if u is None:
+            return None
+        if type(u) is str:
+            return Anomaly(frame, ts_ns, u)
+        return _unwrapped(fr, u[0], data, u[1], len(data), ports, depth, u[2], (src_mac, dst_mac, vlans))
     if etype == ETH_ARP:
         a = decode_arp(data, off)
         if isinstance(a, str):
@@ -101,6 +130,7 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
         p = Packet()
         p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, ts_ns, KIND_ARP, src_mac, dst_mac, vlans
         p.op, p.sha, p.src, p.tha, p.dst = a
+        p.wrap = None
         return p
     if etype == ETH_IPV4:
         ip = decode_ipv4(data, off)
@@ -130,7 +160,7 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
         p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, ts_ns, KIND_TCP, src_mac, dst_mac, vlans
         p.src, p.dst, p.ttl, p.ip_id = src, dst, ttl, ip_id
         p.sport, p.dport, p.seq, p.ack, p.flags, p.win, p.payload = t
-        p.tunnel = tunnel
+        p.tunnel, p.wrap = tunnel, None
         p.cut = 0 if tunnel is not None else _cut(etype, data, off)
         return p
     if proto == IPPROTO_ICMPV6:
@@ -141,5 +171,11 @@ def decode(fr: tuple, ports: frozenset[int]) -> Packet | Anomaly | None:
         p.frame, p.ts_ns, p.kind, p.src_mac, p.dst_mac, p.vlans = frame, ts_ns, KIND_ND, src_mac, dst_mac, vlans
         p.src, p.dst, p.ttl = src, dst, ttl
         p.op, p.tha, p.nd_flags, p.sha = nd  # op = 135/136, tha = target address, sha = lladdr option
+        p.wrap = None
         return p
+    if proto == IPPROTO_UDP and depth < MAX_WRAPS and end - l4 >= 8:  # VXLAN, Geneve, Teredo
+        if ((data[l4] << 8) | data[l4 + 1]) in TUNNEL_UDP_PORTS or ((data[l4 + 2] << 8) | data[l4 + 3]) in TUNNEL_UDP_PORTS:
+            u = unwrap_udp(data, l4, end)
+            if u is not None:
+                return _unwrapped(fr, u[0], data, u[1], end, ports, depth, u[2], (src_mac, dst_mac, vlans))
     return None

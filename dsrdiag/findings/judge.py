@@ -98,6 +98,11 @@ def limits(r: CaptureRecords, topology: Topology) -> list[str]:
     if getattr(r, "snaplen_cut", 0):
         out.append(f"{r.snaplen_cut} tracked packets were cut by the capture's snaplen: payload lengths come from "
                    "the IP header, their bytes count as missed (Zeek's missed_bytes), SMTP text in them is not read")
+    wrapped = getattr(r, "unwrapped", None)
+    if wrapped:
+        top = sorted(wrapped.items(), key=lambda kv: (-kv[1], kv[0]))
+        text = "; ".join(f"{k}: {n:,} frames" for k, n in top[:8]) + (f"; {len(top) - 8} more" if len(top) > 8 else "")
+        out.append(f"unwrapped ({text}): connections are the packets inside, by their inner addresses, as Zeek tracks them")
     for lt, n in sorted(r.skipped.items()):
         out.append(f"{n} frame{'' if n == 1 else 's'} on interfaces of unsupported link type {lt} {'was' if n == 1 else 'were'} skipped")
     return out

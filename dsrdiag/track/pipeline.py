@@ -22,6 +22,8 @@ SWEEP_EVERY = 16384
 with little state (track/_conntrack.c): between two sweeps a flood's new attempts are full-sized
 (~1.2 KB each), so the interval bounds that part of memory (16k frames: ~20 MB; a sweep costs a
 scan of the table, ~1 ms per 100k open connections)."""
+MAX_LABELS = 32
+"""Distinct wrapper labels (MPLS labels, VNIs) counted one by one for the capture note."""
 
 
 def _malloc_trim():
@@ -63,6 +65,7 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
     conn_packet, neigh_packet = conns.packet, neigh.packet
     anomalies: dict[str, int] = {}
     anomaly_frames: dict[str, int] = {}
+    unwrapped: dict[str, int] = {}
     first_ts = last_ts = first_frame = last_frame = None
     next_sweep = SWEEP_EVERY
     # with the C walker and tracker, most TCP frames never come here; from frame next_sweep on,
@@ -80,6 +83,9 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
             anomalies[p.name] = anomalies.get(p.name, 0) + 1
             anomaly_frames.setdefault(p.name, p.frame)
             continue
+        if p.wrap is not None:  # bounded: at most MAX_LABELS labels, the rest counted together
+            w = p.wrap if p.wrap in unwrapped or len(unwrapped) < MAX_LABELS else "other wrappers"
+            unwrapped[w] = unwrapped.get(w, 0) + 1
         if p.kind == KIND_TCP:
             conn_packet(p)
         else:
@@ -122,4 +128,5 @@ def _loop(path, vantage, cap, conns, neigh, progress) -> CaptureRecords:
         facts=conns.facts,
         time_steps=conns.time_steps(),
         snaplen_cut=conns.snaplen_cut(),
+        unwrapped=unwrapped,
     )

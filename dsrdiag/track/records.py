@@ -347,6 +347,9 @@ class CaptureRecords:
     snaplen_cut: int = 0
     """Tracked TCP packets whose payload the capture's snaplen cut (a headers-only capture): their
     lengths come from the IP header, their bytes count as content gaps (docs/conn-states.md)."""
+    unwrapped: dict[str, int] = field(default_factory=dict)
+    """Decoded packets that came out of a wrapper (MPLS, PPPoE, VXLAN, Geneve, Teredo), per wrapper
+    label ("VXLAN VNI 42"): decode/tunnel.py."""
 
 
 def flow_key(c) -> tuple:
