@@ -214,17 +214,8 @@ def analyze_cmd(
 
         # the bar's labels are rich markup: vantage names (file names) escaped for both
         progress = CaptureProgress([(escape(visible(v)), p) for v, p in sources], make_console(sys.stderr))
-    list_writer = None
-    from dsrdiag.track.spill import usable
-
-    if fmt == "json" and not sys.stdout.isatty() and html_out is None and usable():  # compact JSON only (see _emit):
-        # the lists are written while judging; an HTML page, a terminal or text output iterate them
-        from dsrdiag.report.jsondoc import ConnectionItems
-
-        list_writer = ConnectionItems.to_file
     try:
-        report = analyze(sources, given, jobs=jobs or None, on_progress=progress.update if progress else None,
-                         list_writer=list_writer)
+        report = analyze(sources, given, jobs=jobs or None, on_progress=progress.update if progress else None)
     finally:
         if progress:
             progress.close()

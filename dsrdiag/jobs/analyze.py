@@ -57,11 +57,11 @@ class CapturePart(NamedTuple):
     service: "ServiceTally"
 
 
-def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_writer=None) -> CapturePart:
+def conclude_part(r: CaptureRecords, topology: Topology, several: bool) -> CapturePart:
     """One capture's rules, back-end table and grouping keys, in judge's one pass over its records
     (the second per-capture step, the map: where the capture was read). Merged in capture order,
-    parts give what passes over every capture give. (`list_writer` is ignored: the connection
-    list is written from the capture's record store, track/spill.py.)"""
+    parts give what passes over every capture give. The connection list is not made
+    here: presenters stream it from the capture's record store (track/spill.py)."""
     tally = BackendTally(topology, several)
     service = ServiceTally(topology, several)
     keys: dict[str, tuple] = {}
@@ -87,12 +87,11 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool, list_wri
     return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), service)
 
 
-def conclude(records: list[CaptureRecords], given: Topology, list_writer=None, crew=None) -> Report:
+def conclude(records: list[CaptureRecords], given: Topology, crew=None) -> Report:
     """The reduce: topology from every capture's facts, then each capture's part (its rules and
     back-end tally: by the worker that read it when an executor, `crew`, read them), then what
     needs every capture (grouping across vantages, correlation). `crew`: the executor of the map
-    steps (jobs/crew.py's local Crew today; any object with owner, send_parts, parts and fetch).
-    (`list_writer` is ignored: presenters read connections from the record stores.)"""
+    steps (jobs/crew.py's local Crew today; any object with owner, send_parts, parts and fetch)."""
     several = len(records) > 1
     if crew is not None and _needs_records(records, given):
         records = crew.fetch(records)
@@ -484,23 +483,22 @@ def _needs_records(records: list[CaptureRecords], given: Topology) -> bool:
     return True
 
 
-def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None, on_progress=None,
-            list_writer=None) -> Report:
+def analyze(sources: list[tuple[str, str]], given: Topology, jobs: int | None = None, on_progress=None) -> Report:
     """Several captures with jobs > 1: read and judged by a Crew (jobs/crew.py) of jobs-1 worker
-    processes and this one. `list_writer`: see conclude()."""
+    processes and this one."""
     # Automatic collection paused for the whole analysis: records and their parts make no reference
     # cycles, and a full collection re-scans every record held (measured: 12 ms of a 0.45 s run);
     # tracking still collects the young generations at each sweep (track/pipeline.py).
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _analyze(sources, given, jobs or os.cpu_count() or 1, on_progress, list_writer)
+        return _analyze(sources, given, jobs or os.cpu_count() or 1, on_progress)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _analyze(sources, given: Topology, jobs: int, on_progress, list_writer) -> Report:
+def _analyze(sources, given: Topology, jobs: int, on_progress) -> Report:
     if jobs <= 1 or len(sources) <= 1:
         return conclude(track_all(sources, given.ports, on_progress), given)
     from multiprocessing import Manager

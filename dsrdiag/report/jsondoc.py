@@ -280,25 +280,12 @@ _SLOW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 class ConnectionItems:
     """The connection list's items as bytes, comma-separated, written as they come (add).
 
-    Why a class of its own: write() streams the list through it, and so does each capture's part
-    of a report (jobs/analyze.py conclude_part) while judging the capture, maybe in a worker
-    process, into a file that write() then copies: the same bytes either way."""
+    Why a class of its own: write() streams the list through it, an item at a time, as the record
+    stores give the connections: nothing of the list is held whole."""
 
     def __init__(self, emit):
         self.emit = emit
         self.first = True
-        self.path: str | None = None
-        self._file = None
-
-    @classmethod
-    def to_file(cls) -> "ConnectionItems":
-        from dsrdiag.track.spill import temp_file
-
-        fd, path = temp_file(".json")
-        f = os.fdopen(fd, "wb", buffering=1 << 20)
-        items = cls(f.write)
-        items.path, items._file = path, f
-        return items
 
     def add(self, c, b) -> None:
         data = _encode(_conn(c, b))
@@ -308,28 +295,9 @@ class ConnectionItems:
         else:
             self.emit(b"," + data)
 
-    def add_file(self, path: str) -> None:
-        """Items another ConnectionItems wrote to `path`."""
-        with open(path, "rb") as f:
-            block = f.read(1 << 20)
-            if not block:
-                return
-            if not self.first:
-                self.emit(b",")
-            self.first = False
-            while block:
-                self.emit(block)
-                block = f.read(1 << 20)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
 def write(r: Report, out, pretty: bool = False) -> None:
-    """Write the document to `out`, the connections one at a time (compact, in C), or copied from
-    the files the report's parts wrote them to (ConnectionsView.rendered).
+    """Write the document to `out`, the connections one at a time (compact, in C), read in record
+    order from each capture's record store.
 
     Why: the connection list is the conn.log of a day of mail; building it whole would make memory
     grow with the file. Everything else in the document is small. orjson writes the same bytes as
@@ -351,18 +319,8 @@ def write(r: Report, out, pretty: bool = False) -> None:
         def emit(data: bytes) -> None:
             out.write(decoder.decode(data))
     items = ConnectionItems(emit)
-    view = r.connections
-    rendered = getattr(view, "rendered", None)
-    if rendered is None:
-        for c, b in view:
-            items.add(c, b)
-    else:
-        for i, path in enumerate(rendered):
-            if path:
-                items.add_file(path)
-            else:
-                for c, b in view.of_capture(i):
-                    items.add(c, b)
+    for c, b in r.connections:  # streamed from each capture's record store (track/spill.py)
+        items.add(c, b)
     if buf is not None:
         buf.flush()
     out.write(head[cut:])
