@@ -168,25 +168,25 @@ def _write_conn_logs(report, tsv: Path | None, jsonl: Path | None) -> None:
 @app.command("analyze")
 def analyze_cmd(
     captures: List[str] = typer.Argument(..., metavar="[VANTAGE=]CAPTURE...", help="pcap, pcapng or .gz files, or folders; VANTAGE=path names the vantage point."),
-    vip: List[str] = typer.Option([], "--vip", help="The virtual IP (repeatable). Inferred from SYN destinations when absent."),
-    port: List[int] = typer.Option([], "--port", "-p", help="Service port (repeatable; default 25)."),
-    backend: List[str] = typer.Option([], "--backend", help="A back-end as NAME=IP[@MAC] (repeatable)."),
-    lb_mac: List[str] = typer.Option([], "--lb-mac", help="The load balancer's MAC (repeatable)."),
-    lb_ip: List[str] = typer.Option([], "--lb-ip", help="A load balancer's own address, the SNAT source (repeatable)."),
-    topology_file: Optional[Path] = typer.Option(None, "--topology", help="TOML topology file (docs/topology.md)."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
-    fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 when a finding has this severity or worse: error, warning, info, never."),
-    jobs: int = typer.Option(0, "--jobs", "-j", help="Captures read in parallel (default: one per core)."),
+    vip: List[str] = typer.Option([], "--vip", metavar="IP", help="The virtual IP (repeatable). Inferred from SYN destinations when absent."),
+    port: List[int] = typer.Option([], "--port", "-p", metavar="PORT", help="Service port (repeatable; default 25)."),
+    backend: List[str] = typer.Option([], "--backend", metavar="NAME=IP[@MAC]", help="A back-end as NAME=IP[@MAC] (repeatable)."),
+    lb_mac: List[str] = typer.Option([], "--lb-mac", metavar="MAC", help="The load balancer's MAC (repeatable)."),
+    lb_ip: List[str] = typer.Option([], "--lb-ip", metavar="IP", help="A load balancer's own address, the SNAT source (repeatable)."),
+    topology_file: Optional[Path] = typer.Option(None, "--topology", metavar="FILE", help="TOML topology file (docs/topology.md)."),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text or json."),
+    fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL", help="Exit 1 when a finding has this severity or worse: error, warning, info, never."),
+    jobs: int = typer.Option(0, "--jobs", "-j", metavar="N", help="Captures read in parallel (default: one per core)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every connection."),
-    ladder: Optional[str] = typer.Option(None, "--ladder", help="Draw one connection (client IP:port) vantage by vantage."),
-    html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (ladders as SVG) to this file."),
+    ladder: Optional[str] = typer.Option(None, "--ladder", metavar="IP:PORT", help="Draw one connection (client IP:port) vantage by vantage."),
+    html_out: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write a self-contained HTML report (ladders as SVG) to this file."),
     width: Optional[int] = _width_option(),
     explain: bool = _explain_option(),
     brief: bool = _brief_option(),
     tshark: bool = typer.Option(False, "--tshark", help="Instead of the report: per finding, the `tshark -r CAPTURE -Y FILTER` line that shows it (same exit code)."),
-    conn_log: Optional[Path] = typer.Option(None, "--conn-log", help="Also write the connections as a Zeek conn.log (TSV) to this file (docs/connlog.md)."),
-    conn_log_json: Optional[Path] = typer.Option(None, "--conn-log-json", help="Also write the connections as Zeek JSON log lines to this file."),
-    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report (one test case per check and back-end) to this file (docs/junit.md)."),
+    conn_log: Optional[Path] = typer.Option(None, "--conn-log", metavar="FILE", help="Also write the connections as a Zeek conn.log (TSV) to this file (docs/connlog.md)."),
+    conn_log_json: Optional[Path] = typer.Option(None, "--conn-log-json", metavar="FILE", help="Also write the connections as Zeek JSON log lines to this file."),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report (one test case per check and back-end) to this file (docs/junit.md)."),
 ):
     """Analyse captures for DSR faults; exit 0 healthy, 1 broken, 2 bad input, 3 damaged capture, 4 inconclusive."""
     gc.disable()  # to the end of the process: as in jobs/analyze.py's analyze(), nothing here makes cycles
@@ -226,22 +226,22 @@ def analyze_cmd(
 @app.command("probe")
 def probe_cmd(
     vip: str = typer.Argument(..., help="The virtual IP to probe (the only address probed)."),
-    port: int = typer.Option(25, "--port", "-p", help="The service port."),
-    count: int = typer.Option(6, "--count", "-n", help="Sessions to open (1-100)."),
-    rate: float = typer.Option(5.0, "--rate", help="Sessions started per second, at most (max 20)."),
-    timeout: float = typer.Option(5.0, "--timeout", help="Seconds per step (connect, banner, reply); max 30."),
-    iface: Optional[str] = typer.Option(None, "--iface", "-i", help="Interface to probe and capture on (default: the route to the VIP)."),
-    pcap: Optional[Path] = typer.Option(None, "--pcap", help="Keep the probe's capture in this file."),
+    port: int = typer.Option(25, "--port", "-p", metavar="PORT", help="The service port."),
+    count: int = typer.Option(6, "--count", "-n", metavar="N", help="Sessions to open (1-100)."),
+    rate: float = typer.Option(5.0, "--rate", metavar="PER_SECOND", help="Sessions started per second, at most (max 20)."),
+    timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", help="Seconds per step (connect, banner, reply); max 30."),
+    iface: Optional[str] = typer.Option(None, "--iface", "-i", metavar="IFACE", help="Interface to probe and capture on (default: the route to the VIP)."),
+    pcap: Optional[Path] = typer.Option(None, "--pcap", metavar="FILE", help="Keep the probe's capture in this file."),
     starttls: bool = typer.Option(False, "--starttls", help="Also complete the TLS handshake after STARTTLS."),
     syn_only: bool = typer.Option(False, "--syn-only", help="Half-open: raw SYNs only (scapy, root), no SMTP session."),
-    lb_mac: List[str] = typer.Option([], "--lb-mac", help="The load balancer's MAC: names the offender when several MACs answer ARP."),
-    backend: List[str] = typer.Option([], "--backend", help="A back-end as NAME=IP[@MAC] (repeatable)."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
-    fail_on: str = typer.Option("error", "--fail-on", help="error, warning, info or never."),
+    lb_mac: List[str] = typer.Option([], "--lb-mac", metavar="MAC", help="The load balancer's MAC: names the offender when several MACs answer ARP."),
+    backend: List[str] = typer.Option([], "--backend", metavar="NAME=IP[@MAC]", help="A back-end as NAME=IP[@MAC] (repeatable)."),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text or json."),
+    fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL", help="error, warning, info or never."),
     width: Optional[int] = _width_option(),
     explain: bool = _explain_option(),
     brief: bool = _brief_option(),
-    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report to this file (docs/junit.md)."),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report to this file (docs/junit.md)."),
 ):
     """Verify a live DSR SMTP service: ARP/NDP for the VIP, N real SMTP sessions, and what really came back."""
     from dsrdiag.jobs.probe import probe
@@ -258,16 +258,16 @@ def probe_cmd(
 
 @app.command("hostcheck")
 def hostcheck_cmd(
-    vip: str = typer.Option(..., "--vip", help="The virtual IP this back-end serves."),
-    port: int = typer.Option(25, "--port", "-p", help="The service port."),
-    from_files: List[Path] = typer.Option([], "--from", help="Saved Windows output (netsh, Get-NetIPInterface, Get-NetIPAddress, ipconfig /all); repeatable."),
-    gateway: Optional[str] = typer.Option(None, "--gateway", help="The firewall that forwards client requests: the return route must use it."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
-    fail_on: str = typer.Option("error", "--fail-on", help="error, warning, info or never."),
+    vip: str = typer.Option(..., "--vip", metavar="IP", help="The virtual IP this back-end serves."),
+    port: int = typer.Option(25, "--port", "-p", metavar="PORT", help="The service port."),
+    from_files: List[Path] = typer.Option([], "--from", metavar="FILE", help="Saved Windows output (netsh, Get-NetIPInterface, Get-NetIPAddress, ipconfig /all); repeatable."),
+    gateway: Optional[str] = typer.Option(None, "--gateway", metavar="IP", help="The firewall that forwards client requests: the return route must use it."),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text or json."),
+    fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL", help="error, warning, info or never."),
     width: Optional[int] = _width_option(),
     explain: bool = _explain_option(),
     brief: bool = _brief_option(),
-    junit_out: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report to this file (docs/junit.md)."),
+    junit_out: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report to this file (docs/junit.md)."),
 ):
     """Audit a back-end's own DSR configuration (Linux live; Windows live or from saved output)."""
     from dsrdiag.core.addr import parse_ip
