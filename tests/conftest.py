@@ -179,3 +179,28 @@ def rewrite_as_sll(src: Path, dst: Path, version: int = 1) -> int:
             out.write(data)
             n += 1
     return n
+
+
+def drain_pty(master: int, proc, limit: float = 60) -> tuple[int, bytes]:
+    """Read what a child writes to a pty until it closes its end or exits (at most `limit` s);
+    close `master` and return the child's exit code and the bytes read."""
+    import select
+    import time
+
+    out = b""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=30)
+    os.close(master)
+    return code, out

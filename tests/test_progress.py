@@ -8,12 +8,11 @@ import io
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 import time
 
-from tests.conftest import CAPTURES
+from tests.conftest import CAPTURES, drain_pty
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -24,22 +23,7 @@ def _run_on_pty(*args: str, delay: str = "0") -> tuple[int, bytes]:
     env = dict(os.environ, DSRDIAG_PROGRESS_DELAY=delay, COLUMNS="160")
     p = subprocess.Popen([sys.executable, "-m", "dsrdiag", *args], stdout=subprocess.DEVNULL, stderr=slave, env=env)
     os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([master], [], [], 0.5)
-        if r:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed its end
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif p.poll() is not None:
-            break
-    code = p.wait(timeout=30)
-    os.close(master)
+    code, out = drain_pty(master, p)
     return code, ANSI.sub(b"", out.replace(b"\r", b"\n"))
 
 

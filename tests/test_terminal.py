@@ -13,19 +13,17 @@ import json
 import os
 import pty
 import re
-import select
 import shutil
 import struct
 import subprocess
 import sys
 import termios
-import time
 import tomllib
 
 import pytest
 
 from dsrdiag.report.wireshark import frames_filter
-from tests.conftest import CAPTURES, ROOT
+from tests.conftest import CAPTURES, ROOT, drain_pty
 
 MANIFEST = tomllib.loads((CAPTURES / "MANIFEST.toml").read_text())
 CASES = [pytest.param([str(CAPTURES / c["file"]), *c["args"]], id=c["file"]) for c in MANIFEST["capture"]]
@@ -233,22 +231,7 @@ def _on_pty(args: list[str], cols: int) -> tuple[int, str]:
     p = subprocess.Popen([sys.executable, "-m", "dsrdiag", *args], stdout=slave, stderr=subprocess.DEVNULL,
                          stdin=subprocess.DEVNULL, env=_env(None))
     os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed its end
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif p.poll() is not None:
-            break
-    code = p.wait(timeout=30)
-    os.close(master)
+    code, out = drain_pty(master, p)
     return code, ANSI.sub("", out.decode("utf-8").replace("\r\n", "\n"))
 
 
