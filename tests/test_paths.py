@@ -199,3 +199,18 @@ def test_client_packets_inside_ipip_6in4_and_gre_are_analysed_with_the_encapsula
     assert p is not None and p.kind == KIND_TCP
     assert p.tunnel == bytes([192, 0, 2, 10]) and p.dport == 25 and p.seq == 1234
     assert p.src == (bytes(inner)[8:24] if outer == "6in4" else bytes([198, 51, 100, 7]))
+
+
+@pytest.mark.parametrize("name", [s["name"] for s in SETS])
+def test_each_connection_counts_once_in_the_back_end_table(results, name):
+    """The back-end table counts what the verdict counts: a connection seen at six vantages, or
+    proxied / NATed (a front leg to the VIP and a back leg to the back-end's own address), is one
+    connection of one back-end. The DSR sets, where every leg goes to the VIP, must not change."""
+    _, doc = results[name]
+    v = doc["verdict"]
+    served = sum(b["connections"] for b in doc["backends"])
+    done = sum(b["completed"] for b in doc["backends"])
+    assert served <= v["connections"], (name, served, v)
+    assert done <= v["completed"], (name, done, v)
+    if all(f["severity"] != "error" for f in doc["findings"]):  # every connection reached a back-end
+        assert served == v["connections"], (name, served, v)

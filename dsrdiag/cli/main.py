@@ -225,7 +225,7 @@ def analyze_cmd(
 
 @app.command("probe")
 def probe_cmd(
-    vip: str = typer.Argument(..., help="The virtual IP to probe (the only address probed)."),
+    vip: str = typer.Argument(..., metavar="VIP", help="The virtual IP to probe (the only address probed)."),
     port: int = typer.Option(25, "--port", "-p", metavar="PORT", help="The service port."),
     count: int = typer.Option(6, "--count", "-n", metavar="N", help="Sessions to open (1-100)."),
     rate: float = typer.Option(5.0, "--rate", metavar="PER_SECOND", help="Sessions started per second, at most (max 20)."),
@@ -256,7 +256,7 @@ def probe_cmd(
     _emit(report, fmt, fail_on, text=text, junit_path=junit_out, started=started)
 
 
-@app.command("hostcheck")
+@app.command("hostcheck", short_help="Audit a back-end's own DSR configuration (Linux live; Windows live or saved).")
 def hostcheck_cmd(
     vip: str = typer.Option(..., "--vip", metavar="IP", help="The virtual IP this back-end serves."),
     port: int = typer.Option(25, "--port", "-p", metavar="PORT", help="The service port."),

@@ -17,6 +17,11 @@ MAX_EVIDENCE = 12
 """Frames cited per finding; the connections list is complete, the frames are the clearest few."""
 
 
+def times(n: int) -> str:
+    """`once`, `twice`, `3 times`."""
+    return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
+
+
 def plural(n: int, word: str) -> str:
     """`3 connections`, `1 connection`: every summary counts things."""
     return f"{n} {word}{'' if n == 1 else 's'}"

@@ -73,6 +73,11 @@ class Verdict:
         return self.errors + self.warnings
 
 
+def _ports(ports) -> str:
+    """`port 25`, `ports 25 or 587`: a verdict names the ports it looked at."""
+    ps = [str(p) for p in ports]
+    return f"port {ps[0]}" if len(ps) == 1 else "ports " + ", ".join(ps[:-1]) + " or " + ps[-1]
+
 def _floor(fail_on: str) -> int:
     """What counts as a cause: findings at or above --fail-on (`never` judges at error and only
     keeps the exit code at 0)."""
@@ -105,7 +110,8 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
     counts = ""
     if j.service:
         counts = (f"{j.failed} of {plural(j.service, 'connection')} failed" if j.failed
-                  else "the connection completed" if j.service == 1 else f"all {j.service} connections completed")
+                  else "the connection completed" if j.service == 1 else "both connections completed" if j.service == 2
+                  else f"all {j.service} connections completed")
         if j.set_apart:
             counts += f"; {plural(j.set_apart, 'attempt')} of a SYN flood or scan set apart"
     if cs:
@@ -120,20 +126,18 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
         if j.packets == 0:
             why = "the captures hold no packets"
         elif j.analysed == 0:
-            why = (f"none of the {plural(j.packets, 'packet')} is TCP on port "
-                   + ", ".join(str(p) for p in j.ports) + ", ARP or NDP")
+            why = (("the one packet is not" if j.packets == 1 else f"none of the {plural(j.packets, 'packet')} is")
+                   + f" TCP on {_ports(j.ports)}, ARP or NDP")
         elif not j.vips and j.hints and j.hints[0].startswith("every connection to"):
             why = "no VIP could be determined"
         elif not j.vips:
-            why = ("no client connection on port " + ", ".join(str(p) for p in j.ports)
-                   + " was seen, so no VIP could be determined")
+            why = f"no client connection on {_ports(j.ports)} was seen, so no VIP could be determined"
         elif j.service == 0 and j.set_apart:
-            why = (f"only a SYN flood or scan reached " + ", ".join(j.vips) + " on port "
-                   + ", ".join(str(p) for p in j.ports) + f" ({plural(j.set_apart, 'attempt')}, set apart): "
+            why = (f"only a SYN flood or scan reached " + " or ".join(j.vips) + f" on {_ports(j.ports)}"
+                   + f" ({plural(j.set_apart, 'attempt')}, set apart): "
                    "no client connection to judge")
         elif j.service == 0:
-            why = ("no connection to " + ", ".join(j.vips) + " on port "
-                   + ", ".join(str(p) for p in j.ports) + " was seen")
+            why = "no connection to " + " or ".join(j.vips) + f" on {_ports(j.ports)} was seen"
         elif j.completed == 0:
             why = f"none of the {plural(j.service, 'connection')} to the service could be seen to complete"
         else:  # failures that no finding explains: not healthy, and no fault to name

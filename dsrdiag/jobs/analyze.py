@@ -381,13 +381,17 @@ class BackendTally:
     when several captures saw them, else the conn_state of the vantage that saw most).
 
     Fed every connection of every capture, in report order, by judge's shared pass (observer());
-    rows() once the correlation is known."""
+    rows() once the correlation is known. As in ServiceTally: behind SNAT or a proxy, a back-end's
+    back legs (from the LB's address to the back-end's own) are counted apart and used only for a
+    back-end no connection to the VIP was attributed to, so a proxied connection counts once."""
 
     def __init__(self, topology: Topology, several: bool):
         self.topology, self.several = topology, several
         names = {b.name for b in topology.backends}
         self.ok: dict[str, dict[tuple, bool]] = {n: {} for n in names}
         self.state: dict[str, dict[tuple, str]] = {n: {} for n in names}
+        self.back = {"ok": {n: {} for n in names}, "state": {n: {} for n in names}, "done_one": {n: 0 for n in names}}
+        """The back legs (to the back-end's own address), kept apart: see the class docstring."""
         self.banner_ms: dict[str, list[float]] = {n: [] for n in names}
         self.hosts: dict[str, set[str]] = {n: set() for n in names}
         self.refs: dict[str, BackendRef] = {}
@@ -396,19 +400,22 @@ class BackendTally:
     def observer(self, ctx: Context):
         """observe(c) for one capture's connections (the back-end is its Context's to say)."""
         vips, backend_of, several = self.topology.vip_ips, ctx.backend_of, self.several
-        ok, state, banner_ms, hosts, refs, done_one = self.ok, self.state, self.banner_ms, self.hosts, self.refs, self.done_one
+        front = (self.ok, self.state, self.done_one)
+        back = (self.back["ok"], self.back["state"], self.back["done_one"])
+        banner_ms, hosts, refs = self.banner_ms, self.hosts, self.refs
         claimed = getattr(ctx, "claimed", None)
 
         def observe(c) -> None:
             if claimed is not None and claimed(c):
                 return  # a flood's attempt: its finding counts them, no back-end served them
             ref = backend_of(c)
-            if ref is None or ref.name not in ok:
+            if ref is None or ref.name not in front[0]:
                 return
             b = ref.name
             refs.setdefault(b, ref)
             if vips and c.server_ip not in vips and c.server_ip != ref.ip:
                 return
+            ok, state, done_one = back if vips and c.server_ip not in vips else front
             if c.smtp and c.smtp.banner_ts_ns and c.saw_syn:
                 banner_ms[b].append((c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6)
             if c.smtp and c.smtp.banner_host:
@@ -439,6 +446,12 @@ class BackendTally:
             self.banner_ms[b] += later.banner_ms[b]
             self.hosts[b] |= later.hosts[b]
             self.done_one[b] += later.done_one[b]
+            back, lback = self.back, later.back
+            for k, done in lback["ok"][b].items():
+                back["ok"][b][k] = back["ok"][b].get(k, False) or done
+            for k, st in lback["state"][b].items():
+                back["state"][b].setdefault(k, st)
+            back["done_one"][b] += lback["done_one"][b]
 
     def rows(self, died: dict[tuple, tuple[str, str]] | None = None, caused: dict[tuple, tuple[str, str]] | None = None) -> list[BackendRow]:
         """`caused`: (client, port, service port) -> (finding kind, title) of the root cause that
@@ -446,7 +459,10 @@ class BackendTally:
         died, caused = died or {}, caused or {}
         rows = []
         for b in self.topology.backends:
-            by_key = self.ok[b.name]
+            legs = (self.ok, self.state, self.done_one)
+            if not self.ok[b.name] and not self.done_one[b.name]:  # only back legs reached it
+                legs = (self.back["ok"], self.back["state"], self.back["done_one"])
+            by_key, states, done_one = legs[0][b.name], legs[1][b.name], legs[2][b.name]
             failures: dict[tuple, int] = {}
             for k, done in by_key.items():
                 if done:
@@ -459,11 +475,11 @@ class BackendTally:
                     vantage, text = died[k]
                     f = ("lost_on_path", text, vantage, None)
                 else:
-                    st = self.state[b.name][k]
+                    st = states[k]
                     f = ("conn_state", STATE_WORDS.get(st, st), None, st)
                 failures[f] = failures.get(f, 0) + 1
-            n_done = sum(by_key.values()) + self.done_one[b.name]
-            n_all = len(by_key) + self.done_one[b.name]
+            n_done = sum(by_key.values()) + done_one
+            n_all = len(by_key) + done_one
             ms = self.banner_ms[b.name]
             rows.append(BackendRow(
                 backend=self.refs.get(b.name) or BackendRef(b.name, b.ip, b.mac, b.source),

@@ -384,7 +384,7 @@ def _backends(rows: list[dict]) -> list[str]:
 
 
 def _topology(t: dict) -> list[str]:
-    rows = [[e("VIP"), f"<span class=mono>{e(v['ip'])}</span> ports {e(', '.join(map(str, v['ports'])))}", e(v["source"])] for v in t["vips"]]
+    rows = [[e("VIP"), f"<span class=mono>{e(v['ip'])}</span> {'port' if len(v['ports']) == 1 else 'ports'} {e(', '.join(map(str, v['ports'])))}", e(v["source"])] for v in t["vips"]]
     rows += [[e("load balancer MAC"), f"<span class=mono>{e(m['mac'])}</span>", e(m["source"])] for m in t["load_balancer"]["macs"]]
     rows += [[e("load balancer address"), f"<span class=mono>{e(i['ip'])}</span>", e(i["source"])] for i in t["load_balancer"]["ips"]]
     rows += [[e("back-end"), f"{e(b['name'])} <span class=mono>{e(b['ip'] or '-')} {e(b['mac'] or '-')}</span>", e(b["source"])] for b in t["backends"]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from dsrdiag.findings.context import Context, claim_conflict
-from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, times
 from dsrdiag.findings.kind import Entry
 
 CLAIM_TEXT = {
@@ -102,7 +102,7 @@ def check(ctx: Context) -> Iterator[Finding]:
             count = nt.claim_counts.get((vip, mac), len(own))
             kinds = sorted({CLAIM_TEXT[c.kind] for c in own})
             role = "a back-end (it serves the VIP's connections)"
-            summary = f"{mac}, {role}, claimed VIP {vip} {plural(count, 'time')} ({', '.join(kinds)})."
+            summary = f"{mac}, {role}, claimed VIP {vip} {times(count)} ({', '.join(kinds)})."
             others = [m for m in macs if m != mac]
             if others:
                 summary += f" Also claiming it in this capture: {', '.join(others)}."

@@ -45,7 +45,7 @@ class CarriedCollector:
             summary = (
                 f"{plural(len(cs), 'connection')} from {', '.join(sorted({c.client_ip for c in cs}))}"
                 + (f" to {backend.name}" if backend else "")
-                + f" carry the original client ({self.carrier}): {shown}."
+                + (" carries" if len(cs) == 1 else " carry") + f" the original client ({self.carrier}): {shown}."
             )
             yield Finding(kind=self.kind, severity=INFO, vantages=(ctx.vantage,), summary=summary,
                           evidence=tuple(sorted(evidence)), connections=tuple(c.uid for c in cs), backend=backend)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from dsrdiag.findings.context import Context, claim_conflict
-from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
+from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, times
 from dsrdiag.findings.kind import Entry
 from dsrdiag.findings.kinds.arp_reply_for_vip_from_backend import claim_evidence
 
@@ -77,13 +77,13 @@ def check(ctx: Context) -> Iterator[Finding]:
         evidence = []
         for mac in macs:
             evidence += claim_evidence(ctx, vip, claims, mac)[: max(2, MAX_EVIDENCE // len(macs))]
-        counts = [f"{m} {plural(nt.claim_counts.get((vip, m), 0), 'time')}" if m in macs else f"{m} (given as the load balancer)"
+        counts = [f"{m} {times(nt.claim_counts.get((vip, m), 0))}" if m in macs else f"{m} (given as the load balancer)"
                   for m in holders]
         changes = nt.mac_changes.get(vip, 0)  # exact, whatever sample of the claims is kept
         roles = [f"{m} is the load balancer" if m in ctx.lb_macs else f"{m} is a back-end"
                  for m in holders if m in ctx.lb_macs or ctx.is_backend_mac(m)]
         summary = (f"VIP {vip} is claimed by {len(holders)} MACs: {', '.join(counts)}"
                    + (f"; {'; '.join(roles)}" if roles else "; none of them is seen serving the VIP's connections here")
-                   + (f". The VIP's MAC changed {plural(changes, 'time')}." if changes else "."))
+                   + (f". The VIP's MAC changed {times(changes)}." if changes else "."))
         yield Finding(kind=KIND, severity=ERROR, vantages=(ctx.vantage,), summary=summary,
                       evidence=tuple(sorted(evidence[:MAX_EVIDENCE])), subject=vip)
