@@ -1,0 +1,166 @@
+"""Lone SYNs: connections of one packet (a client's SYN, never answered, never retried), packed.
+
+Why a lane of their own: a SYN flood or a scan is millions of them, and each one's record is the
+same record but for a few numbers (client address and port, frame, time, sequence number). As
+Connection objects, made, pickled to the record store, read back, judged and listed one by one,
+they cost ~100 us each in Python (docs/performance.md); packed as fixed-size rows they are made in
+C (track/_conntrack.c) or here, stored, sorted and read as bytes, and the passes that see every
+connection (track/facts.py, findings/judge.py, report/jsondoc.py) take a block of rows at once.
+
+Exactness: a row is a lossless form of exactly one Connection. `row_of(c)` packs a record when (and
+only when) it is lone, `Block.connection(i)` gives the equal record back, and every consumer's
+block path gives what its per-record path gives on those records (tests/test_lone.py compares
+whole reports with the lane on and off, DSRDIAG_LONE=0). The C tracker packs the same rows from
+its own state; tests compare its rows with `row_of` of the reference tracker's records.
+
+A lone SYN's record: history `S`, conn_state `S0`, one originator packet (a SYN without ACK, no
+payload, not forwarded, not cut, not tunnelled), nothing from the responder; its one packet note
+is also its one SYN note, and its one L2 pair and TTL are that packet's.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from bisect import bisect_left
+
+from dsrdiag.track.intern import ip_text, l2_text
+from dsrdiag.track.records import Connection, NoteBlock, _NOTE
+
+ROW = struct.Struct("<QQqqq16s16sHHIIi6s6sBBBB")
+"""num, frame, first_ts_ns, last_ts_ns, the note's ts_ns, client address, server address (16 bytes,
+an IPv4 address in the first 4, the rest zero), client port, server port, seq, ack, ip_id (-1: none,
+IPv6), source MAC, destination MAC (zero when absent), ttl, TCP flags, address length (4 or 16),
+MACs present (bit 0 source, bit 1 destination). Little-endian, 104 bytes, no padding."""
+SIZE = ROW.size
+assert SIZE == 104
+KEY = struct.Struct("<QQq")
+"""The first fields of a row: num, frame, first_ts_ns (what ordering reads)."""
+SYN, ACK = 0x02, 0x10
+_ZERO6 = bytes(6)
+
+
+def enabled() -> bool:
+    """DSRDIAG_LONE=0 turns the lane off: every lone SYN is a Connection record like any other
+    (how tests prove that the lane changes nothing, and a way out if it ever does)."""
+    return os.environ.get("DSRDIAG_LONE", "1") != "0"
+
+
+def _raw_ip(text: str) -> bytes:
+    import ipaddress
+
+    return ipaddress.ip_address(text).packed
+
+
+def _raw_mac(text: str | None) -> bytes:
+    return bytes.fromhex(text.replace(":", "")) if text else _ZERO6
+
+
+def row_of(c: Connection) -> bytes | None:
+    """The row of a lone SYN's record, or None when `c` is not one (the definition, above)."""
+    if (c.history != "S" or c.conn_state != "S0" or c.orig_pkts != 1 or c.resp_pkts or c.orig_bytes or c.resp_bytes
+            or c.missed_bytes or c.orig_forwarded or c.resp_forwarded or len(c.orig_l2) != 1 or c.resp_l2
+            or c.orig_ttl is None or c.resp_ttl is not None or c.syn_seq is None or c.synack_ack is not None
+            or c.smtp is not None or c.tunneled_from is not None or c.forwarded_frames
+            or len(c.packets) != 1 or len(c.syn_frames) != 1):
+        return None
+    n = c.packets[0]
+    if (n != c.syn_frames[0] or n.direction != ">" or n.payload_len or n.text is not None or n.flags & (SYN | ACK) != SYN
+            or (n.src_mac, n.dst_mac) != c.orig_l2[0] or n.ttl != c.orig_ttl or n.seq != c.syn_seq):
+        return None
+    uid = c.uid
+    prefix = f"{c.vantage}:C"
+    if not uid.startswith(prefix) or not uid[len(prefix):].isdigit() or str(int(uid[len(prefix):])) != uid[len(prefix):]:
+        return None
+    alen = 4 if c.ip_version == 4 else 16
+    ci, si = _raw_ip(c.client_ip), _raw_ip(c.server_ip)
+    if len(ci) != alen or len(si) != alen:
+        return None
+    try:
+        return ROW.pack(int(uid[len(prefix):]), n.frame, c.first_ts_ns, c.last_ts_ns, n.ts_ns, ci, si, c.client_port,
+                        c.server_port, n.seq, n.ack, -1 if n.ip_id is None else n.ip_id, _raw_mac(n.src_mac),
+                        _raw_mac(n.dst_mac), n.ttl, n.flags, alen, (n.src_mac is not None) | (n.dst_mac is not None) << 1)
+    except struct.error:  # a value out of the row's range (a corrupt capture's timestamp): a record
+        return None
+
+
+def uid_key(num: int) -> str:
+    """What orders rows with the same first time like records: their uid's text after the vantage."""
+    return str(num)
+
+
+def sort_rows(rows: bytes) -> list[bytes]:
+    """Rows in record order: (first_ts_ns, uid) with uid compared as text, as records are sorted."""
+    out = [rows[i:i + SIZE] for i in range(0, len(rows), SIZE)]
+    if len(out) > 1:
+        out.sort(key=lambda r: (KEY.unpack_from(r)[2], str(KEY.unpack_from(r)[0])))
+    return out
+
+
+def row_key(row, vantage: str, at: int = 0) -> tuple[int, str]:
+    num, _frame, first = KEY.unpack_from(row, at)
+    return (first, f"{vantage}:C{num}")
+
+
+class Block:
+    """Consecutive rows of one capture, in record order: a slice of the lane (bytes, no copy of rows
+    made until asked). Iterating gives Connection records, equal to the ones the rows were made of."""
+
+    __slots__ = ("data", "capture", "vantage")
+
+    def __init__(self, data, capture: str, vantage: str):
+        self.data, self.capture, self.vantage = data, capture, vantage
+
+    def __len__(self) -> int:
+        return len(self.data) // SIZE
+
+    def __bool__(self) -> bool:
+        return len(self.data) >= SIZE
+
+    def key(self, i: int) -> tuple[int, str]:
+        return row_key(self.data, self.vantage, i * SIZE)
+
+    def bisect(self, key: tuple[int, str]) -> int:
+        """How many rows sort before `key` (a record's (first_ts_ns, uid))."""
+        lo, hi = 0, len(self)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.key(mid) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def cut(self, i: int) -> tuple["Block", "Block"]:
+        d = memoryview(self.data)
+        return Block(d[:i * SIZE], self.capture, self.vantage), Block(d[i * SIZE:], self.capture, self.vantage)
+
+    def rows(self):
+        """The rows as tuples, in ROW's field order."""
+        return ROW.iter_unpack(self.data)
+
+    def connection(self, t: tuple) -> Connection:
+        """The record of one row (a tuple from rows())."""
+        (num, frame, first, last, nts, ci, si, cport, sport, seq, ack, ipid, smac, dmac, ttl, flags, alen, has) = t
+        pairs = ((smac if has & 1 else None, dmac if has & 2 else None),)
+        l2 = l2_text(pairs)
+        s_txt, d_txt = l2[0]
+        strs = tuple(x for x in (s_txt, d_txt) if x is not None)
+        si_i = 0 if s_txt is not None else -1
+        di_i = (1 if s_txt is not None else 0) if d_txt is not None else -1
+        if s_txt is not None and d_txt == s_txt:
+            strs, di_i = (s_txt,), 0
+        note = NoteBlock(_NOTE.pack(frame, nts, 0, flags, 0, si_i, di_i, ttl, seq, ack, ipid, -1), strs)
+        return _new_tuple(Connection, (
+            f"{self.vantage}:C{num}", self.capture, self.vantage, ip_text(ci[:alen]), cport, ip_text(si[:alen]), sport,
+            4 if alen == 4 else 6, first, last, "S", "S0", 1, 0, 0, 0, 0, 0, 0, l2, (), ttl, None, seq, None,
+            note, note, _EMPTY, None, None,
+        ))
+
+    def __iter__(self):
+        conn = self.connection
+        return (conn(t) for t in ROW.iter_unpack(self.data))
+
+
+_new_tuple = tuple.__new__
+_EMPTY = NoteBlock()
