@@ -12,6 +12,7 @@ from dsrdiag.core.topology import Topology
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import Finding
 from dsrdiag.findings.kinds import CAPTURE_KINDS, PATH_KINDS
+from dsrdiag.track.lone import Block
 from dsrdiag.track.records import CaptureRecords
 
 
@@ -40,7 +41,16 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
             out.extend(kind.check(ctx))
     every_obs += riders(ctx) if riders is not None else []
     ports = ctx.ports
-    for c in r.connections:
+    parts = getattr(r.connections, "parts", None)
+    claim_row = getattr(claim, "row", None)
+    for c in parts() if parts is not None else r.connections:
+        if type(c) is Block:  # consecutive lone SYNs (track/lone.py)
+            if claim is None or claim_row is not None:
+                _judge_rows(c, claim_row, ports, service_obs, every_obs)
+                continue
+            for one in c:  # a claim that cannot read rows: each record, as below
+                _judge_one(one, claim, ports, service_obs, every_obs)
+            continue
         if c.server_port in ports and (claim is None or not claim(c)):  # ctx.service_conns(), inline
             for observe in service_obs:
                 observe(c)
@@ -50,6 +60,48 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
         out.extend(col.findings())
     out.sort(key=Finding.sort_key)
     return out
+
+
+def _judge_one(c, claim, ports, service_obs, every_obs) -> None:
+    if c.server_port in ports and (claim is None or not claim(c)):
+        for observe in service_obs:
+            observe(c)
+    for observe in every_obs:
+        observe(c)
+
+
+def _judge_rows(block: Block, claim_row, ports, service_obs, every_obs) -> None:
+    """judge's pass over a block of lone SYNs, with the same effect as over their records: runs of
+    rows a flood or scan claims go, as blocks, to the observers that take claimed rows at once
+    (`observe.claimed_rows(block)`); every other row is made a record and judged as one (a lone SYN
+    nobody claims is rare: a client whose one SYN the capture ended too soon after)."""
+    if claim_row is None:
+        claimed = [False] * len(block)
+    else:
+        claimed = [claim_row(t) for t in block.rows()]
+    i, n = 0, len(block)
+    while i < n:
+        j = i
+        while j < n and claimed[j] == claimed[i]:
+            j += 1
+        run = block if (i, j) == (0, n) else block.slice(i, j)
+        if claimed[i]:
+            for observe in every_obs:
+                # a function's own claimed_rows, or a Collector's beside its observe()
+                fast = getattr(observe, "claimed_rows", None) or getattr(getattr(observe, "__self__", None), "claimed_rows", None)
+                if fast is not None:
+                    fast(run)
+                else:
+                    for c in run:
+                        observe(c)
+        else:
+            for c in run:
+                if c.server_port in ports:
+                    for observe in service_obs:
+                        observe(c)
+                for observe in every_obs:
+                    observe(c)
+        i = j
 
 
 def judge_paths(corr) -> list[Finding]:
@@ -69,7 +121,16 @@ def limits(r: CaptureRecords, topology: Topology) -> list[str]:
         )
     any_conn = with_mac = with_banner = False
     ports = topology.ports
-    for c in r.connections:  # one pass: records may be streamed from disk
+    parts = getattr(r.connections, "parts", None)
+    for c in parts() if parts is not None else r.connections:  # one pass: records may be streamed from disk
+        if type(c) is Block:  # lone SYNs: no banner; a MAC when the row has its source MAC
+            for t in c.rows():
+                if t[8] in ports:
+                    any_conn = True
+                    if t[17] & 1:
+                        with_mac = True
+                        break
+            continue
         if c.server_port not in ports:
             continue
         any_conn = True

@@ -28,6 +28,7 @@ from dsrdiag.findings.judge import judge, judge_paths, limits
 from dsrdiag.findings.verdict import Judged, verdict
 from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Failure, Report
 from dsrdiag.track.pipeline import track_capture
+from dsrdiag.track.lone import Block
 from dsrdiag.track.records import CaptureRecords, flow_key
 
 
@@ -79,12 +80,17 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool) -> Captu
         def key_unclaimed(c) -> None:  # a flood's attempts are named by no finding: no key kept
             if not claimed(c):
                 keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
+        key_unclaimed.claimed_rows = _nothing  # judge's claimed lone SYNs (findings/judge.py)
         riding.append(key if claimed is None else key_unclaimed)
         return riding
 
     findings = judge(r, topology, riders)
     named = {u for f in findings for u in f.connections}
     return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), service)
+
+
+def _nothing(block) -> None:
+    """An observer's claimed_rows (findings/judge.py) when it does nothing with a claimed connection."""
 
 
 def conclude(records: list[CaptureRecords], given: Topology, crew=None) -> Report:
@@ -184,6 +190,22 @@ class ConnectionsView:
         for c in r.connections:
             yield c, backend_of(c)
 
+    def parts(self):
+        """As iterating, but a run of lone SYNs (track/lone.py) comes as (Block, backend_of): a
+        presenter that writes rows at once (report/jsondoc.py) looks their back-ends up by L2 path."""
+        for i, r in enumerate(self.records):
+            ctx = self._contexts.get(i)
+            if ctx is None:
+                ctx = self._contexts[i] = Context(r, self.topology)
+            backend_of = ctx.backend_of
+            parts = getattr(r.connections, "parts", None)
+            if parts is None:
+                for c in r.connections:
+                    yield c, backend_of(c)
+                continue
+            for c in parts():
+                yield (c, backend_of) if type(c) is Block else (c, backend_of(c))
+
     def __len__(self) -> int:
         return sum(len(r.connections) for r in self.records)
 
@@ -282,6 +304,11 @@ class ServiceTally:
                 self.front.add(c)
             elif c.server_ip in self.backend_ips:
                 self.back.add(c)
+
+        def claimed_rows(block) -> None:  # observe() of claimed lone SYNs (findings/judge.py)
+            ports, vips = self.ports, self.vips
+            self.set_apart += sum(1 for t, ip in zip(block.rows(), block.server_ips()) if t[8] in ports and ip in vips)
+        observe.claimed_rows = claimed_rows
         return observe
 
     def nothing_completes(self) -> None:
@@ -430,6 +457,7 @@ class BackendTally:
             k = flow_key(c)
             ok[b][k] = ok[b].get(k, False) or done
             state[b].setdefault(k, c.conn_state)
+        observe.claimed_rows = _nothing  # a flood's attempts: see above
         return observe
 
     def merge(self, later: "BackendTally") -> None:

@@ -22,6 +22,8 @@ from dsrdiag.core.safetext import json_bytes, json_text
 from dsrdiag.decode.tcp import flag_letters
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
+from dsrdiag.track.intern import ip_text
+from dsrdiag.track.lone import Block
 from dsrdiag.report.wireshark import conn_filter, frames_filter, per_capture
 
 
@@ -277,6 +279,71 @@ def _encode(d: dict) -> bytes:
 _SLOW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+def _num(x: float) -> bytes:
+    """A float as _encode writes it (orjson's shortest form; the stdlib's repr without orjson)."""
+    return orjson.dumps(x) if orjson is not None else _SLOW(x).encode()
+
+
+def _str(x: str) -> bytes:
+    """A JSON string as _encode writes it."""
+    return orjson.dumps(x) if orjson is not None else _SLOW(x).encode("utf-8", "surrogateescape")
+
+
+def lone_items(block, backend_of) -> bytes:
+    """The list items of a block of lone SYNs (track/lone.py), comma-separated: the bytes
+    `_encode(_conn(c, backend_of(c)))` gives for each of its records, made from the rows without the
+    records (a SYN flood's list is millions of them). What is the same for every row (the capture,
+    the vantage, the L2 path, the back-end) is encoded once per block or per L2 path."""
+    try:
+        vantage = _str(block.vantage)[:-1]  # without its closing quote: the uid goes on from there
+        capture = _str(block.capture)
+    except (TypeError, UnicodeEncodeError):  # a name orjson refuses (lone surrogates): per record
+        return b",".join(_encode(_conn(c, backend_of(c))) for c in block)
+    head = b'{"uid":' + _pct(vantage) + b':C%d","vantage":' + _pct(vantage) + b'","capture":' + _pct(capture) + b',"ts":"%s%sZ","ts_epoch":%s,"duration":%s'
+    groups: dict = {}
+    out = []
+    append = out.append
+    last_sec = None
+    for t in block.rows():
+        num, _frame, first, last, _nts, ci, si, cport, sport, _seq, _ack, _ipid, smac, dmac, ttl, _fl, alen, has = t
+        g = (si, sport, smac, dmac, has, alen)
+        fmt = groups.get(g)
+        if fmt is None:  # one template per L2 path: everything but the row's own numbers
+            c = block.connection(t)
+            src, dst = c.orig_l2[0]
+            sip = _pct(c.server_ip.encode())
+            fmt = groups[g] = head + (
+                b',"ip_version":' + (b"4" if alen == 4 else b"6") + b',"client":{"ip":"%s","port":%d,"mac":'
+                + _pct(_str_or_null(src)) + b',"packets":1,"bytes":0,"ttl":%d},"server":{"ip":"' + sip + b'","port":'
+                + b"%d" % sport + b',"mac":null,"packets":0,"bytes":0,"ttl":null},"l2_path":{"client_to_server":[{"src":'
+                + _pct(_str_or_null(src)) + b',"dst":' + _pct(_str_or_null(dst)) + b'}],"server_to_client":[],'
+                b'"forwarded_copies":0},"history":"S","conn_state":"S0","tunneled_from":null,"missed_bytes":0,'
+                b'"display_filter":"' + (b"ipv6.addr==" if alen == 16 else b"ip.addr==") + b'%s && tcp.port==%d && '
+                + (b"ipv6.addr==" if ":" in c.server_ip else b"ip.addr==") + sip + b" && tcp.port==" + b"%d" % sport
+                + b'","backend":' + _pct(_encode(_backend(backend_of(c)))) + b',"smtp":null}')
+        ip = ip_text(ci[:alen]).encode()
+        sec, ns = divmod(first, 1_000_000_000)
+        if sec != last_sec:
+            last_sec = sec
+            base = format_ts(sec * 1_000_000_000)[:-7].encode()  # "YYYY-mm-ddTHH:MM:SS."
+        frac = b"%09d" % ns
+        if frac.endswith(b"000"):
+            frac = frac[:6]
+        dur = last - first
+        append(fmt % (num, base, frac, _num(_epoch(first)), b"0.0" if dur == 0 else _num(round(dur / 1e9, 6)),
+                      ip, cport, ttl, ip, cport))
+    return json_bytes(b",".join(out))
+
+
+def _pct(b: bytes) -> bytes:
+    """Literal bytes inside a %-format."""
+    return b.replace(b"%", b"%%")
+
+
+def _str_or_null(x) -> bytes:
+    return b"null" if x is None else _str(x)
+
+
 class ConnectionItems:
     """The connection list's items as bytes, comma-separated, written as they come (add).
 
@@ -286,6 +353,17 @@ class ConnectionItems:
     def __init__(self, emit):
         self.emit = emit
         self.first = True
+
+    def add_rows(self, block, backend_of) -> None:
+        """A block of lone SYNs (track/lone.py), as add() of each of its records would."""
+        if not block:
+            return
+        data = lone_items(block, backend_of)
+        if self.first:
+            self.first = False
+            self.emit(data)
+        else:
+            self.emit(b"," + data)
 
     def add(self, c, b) -> None:
         data = _encode(_conn(c, b))
@@ -319,8 +397,12 @@ def write(r: Report, out, pretty: bool = False) -> None:
         def emit(data: bytes) -> None:
             out.write(decoder.decode(data))
     items = ConnectionItems(emit)
-    for c, b in r.connections:  # streamed from each capture's record store (track/spill.py)
-        items.add(c, b)
+    parts = getattr(r.connections, "parts", None)
+    for c, b in parts() if parts is not None else r.connections:  # streamed from each capture's record store
+        if type(c) is Block:  # lone SYNs: b is the capture's backend_of (track/lone.py)
+            items.add_rows(c, b)
+        else:
+            items.add(c, b)
     if buf is not None:
         buf.flush()
     out.write(head[cut:])

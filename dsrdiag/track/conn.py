@@ -21,6 +21,7 @@ import os
 from dsrdiag.core.addr import ip_text
 from dsrdiag.decode.proxyproto import parse_proxy
 from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
+from dsrdiag.track import lone
 from dsrdiag.track.facts import Facts
 from dsrdiag.track.intern import ip_text as shared_ip
 from dsrdiag.track.intern import l2_text, mac_text, shared
@@ -621,7 +622,11 @@ class ConnTracker:
         self.capture, self.vantage, self.ports = capture, vantage, ports
         self.table: dict[tuple, ConnState] = {}
         self.facts = Facts()
-        self.done = RecordSink(observe=self.facts.observe)
+        self.done = RecordSink(observe=self.facts.observe, observe_rows=self.facts.observe_rows, capture=capture,
+                               vantage=vantage)
+        self.lane = lone.enabled()
+        """Lone SYNs go to the record store as packed rows (track/lone.py), not as records."""
+        self._rows: list[bytes] = []  # the reference tracker's rows since the last sweep
         self.count = 0
         self.clock = self.held = None
         self.backwards = self.largest_back = self.outliers = self.largest_outlier = 0
@@ -637,6 +642,11 @@ class ConnTracker:
             self.native = _native.Tracker(ports, parse_proxy, MAX_CLOCK_STEP, TS_MAX)
             self.packet = self._native_packet
             self.sink = self.native.sink
+            if self.lane:
+                try:
+                    self.native.lane = 1
+                except AttributeError:  # an extension built before the lane: records only
+                    self.lane = False
 
     def _native_packet(self, p) -> None:
         self.native.packet(p.frame, p.ts_ns, p.src_mac, p.dst_mac, p.src, p.dst, p.sport, p.dport, p.seq, p.ack,
@@ -646,8 +656,13 @@ class ConnTracker:
         """Records of the C tracker's finished connections, TAKE at a time (finished: the first
         batch; the tracker hands the rest over with more()): a sweep that ends half a million
         attempts of a flood never holds them all as Python objects at once."""
-        while finished:
-            self._take_batch(finished)
+        while True:
+            if finished:
+                self._take_batch(finished)
+            if self.lane:
+                self.done.add_rows(self.native.lone())
+            if not finished:
+                break
             finished = self.native.more(TAKE)
 
     def _take_batch(self, finished: list) -> None:
@@ -738,7 +753,12 @@ class ConnTracker:
         c.process(p, key == c.orig_key, now)
 
     def _finish(self, c: ConnState) -> None:
-        self.done.add(c.record(self.capture, self.vantage))
+        rec = c.record(self.capture, self.vantage)
+        row = lone.row_of(rec) if self.lane else None
+        if row is not None:
+            self._rows.append(row)  # handed over with the sweep's, as the C tracker hands its rows
+        else:
+            self.done.add(rec)
         self.table.pop(c.orig_key, None)
         self.table.pop((c.s_ip, c.s_port, c.c_ip, c.c_port), None)
 
@@ -753,6 +773,12 @@ class ConnTracker:
         for c in {id(c): c for c in self.table.values()}.values():
             if c.removal_time() <= self.clock:
                 self._finish(c)
+        self._hand_rows()
+
+    def _hand_rows(self) -> None:
+        if self._rows:
+            rows, self._rows = b"".join(self._rows), []
+            self.done.add_rows(rows)
 
     def finish_all(self) -> RecordSeq:
         if self.native is not None:
@@ -762,4 +788,5 @@ class ConnTracker:
             self._track(held, self.clock)
         for c in {id(c): c for c in self.table.values()}.values():
             self._finish(c)
+        self._hand_rows()
         return self.done.records()

@@ -21,6 +21,7 @@ is also its one SYN note, and its one L2 pair and TTL are that packet's.
 from __future__ import annotations
 
 import os
+import socket
 import struct
 from bisect import bisect_left
 
@@ -47,9 +48,7 @@ def enabled() -> bool:
 
 
 def _raw_ip(text: str) -> bytes:
-    import ipaddress
-
-    return ipaddress.ip_address(text).packed
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
 def _raw_mac(text: str | None) -> bytes:
@@ -134,6 +133,13 @@ class Block:
     def cut(self, i: int) -> tuple["Block", "Block"]:
         d = memoryview(self.data)
         return Block(d[:i * SIZE], self.capture, self.vantage), Block(d[i * SIZE:], self.capture, self.vantage)
+
+    def slice(self, i: int, j: int) -> "Block":
+        return Block(memoryview(self.data)[i * SIZE:j * SIZE], self.capture, self.vantage)
+
+    def server_ips(self):
+        """The server address of each row (text), in order."""
+        return [ip_text(t[6][:t[16]]) for t in ROW.iter_unpack(self.data)]
 
     def rows(self):
         """The rows as tuples, in ROW's field order."""

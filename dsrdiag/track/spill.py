@@ -33,6 +33,13 @@ import tempfile
 import weakref
 
 from dsrdiag.core.errors import DsrdiagError
+from dsrdiag.track import lone
+
+LANE_MEMORY = 1 << 22
+"""Bytes of lone-SYN rows (track/lone.py, 104 bytes each: ~40k rows) held in memory per capture
+before they go to the lane's file."""
+LANE_READ = 2048
+"""Rows per block read back from a lane file."""
 
 SPILL_AT = 5000
 """Records held in memory per capture (the replacement-selection heap, about 1-3 KB each) before
@@ -153,8 +160,9 @@ class RecordSink:
     last packet), so a capture of any size is one run, written once; only a connection that outlives
     `spill_at` later ones starts another run. Cost: one heap step per record, O(n log spill_at)."""
 
-    def __init__(self, spill_at: int | None = None, observe=None):
-        """`observe(record)`, if given, sees each record as it is added (track/facts.py)."""
+    def __init__(self, spill_at: int | None = None, observe=None, observe_rows=None, capture: str = "", vantage: str = ""):
+        """`observe(record)`, if given, sees each record as it is added (track/facts.py);
+        `observe_rows(block)` each block of lone-SYN rows (track/lone.py) added to the lane."""
         # DSRDIAG_SPILL_AT: a tuning knob (and how the tests make small captures spill)
         self.observe = observe
         self.spill_at = spill_at or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
@@ -172,6 +180,34 @@ class RecordSink:
         # records() hands it to the RecordSeq
         self._handle: list = [None]  # the open store file, closed by the finalizer too
         self._finalizer = weakref.finalize(self, _close_remove, self.files, self._owned, self._handle)
+        self.lane = Lane(capture, vantage)
+        self.observe_rows = observe_rows
+
+    def add_rows(self, rows: bytes) -> None:
+        """Lone-SYN rows (track/lone.py), in any order: sorted, they join the lane, which is one
+        sorted run; a row that sorts before what the lane holds already (a connection that ended
+        out of turn: Zeek's timers end lone SYNs in the order they came, so this is rare) becomes a
+        record like any other. Either way iteration gives the same records in the same order."""
+        if not rows:
+            return
+        lane = self.lane
+        ordered = lone.sort_rows(rows)
+        late = 0
+        if lane.last is not None:
+            vantage = lane.vantage
+            while late < len(ordered) and lone.row_key(ordered[late], vantage) < lane.last:
+                late += 1
+        if late:
+            for rec in lone.Block(b"".join(ordered[:late]), lane.capture, lane.vantage):
+                self.add(rec)
+            ordered = ordered[late:]
+        if not ordered:
+            return
+        data = b"".join(ordered)
+        self.count += len(ordered)
+        if self.observe_rows is not None:
+            self.observe_rows(lone.Block(data, lane.capture, lane.vantage))
+        lane.append(data, lone.row_key(ordered[-1], lane.vantage))
 
     def add(self, rec) -> None:
         if self.observe is not None:
@@ -233,7 +269,8 @@ class RecordSink:
         if self._file is not None:
             self._file.close()
             self._file = self._handle[0] = None
-        seq = RecordSeq(memory, self.files[0] if self.files else None, tuple((a, b) for _, a, b in self.runs), self.count)
+        seq = RecordSeq(memory, self.files[0] if self.files else None, tuple((a, b) for _, a, b in self.runs), self.count,
+                        self.lane.close())
         self._owned[0] = False  # the store file is the RecordSeq's now
         self._finalizer.detach()
         return seq
@@ -248,6 +285,78 @@ def _close_remove(paths: list[str], owned: list[bool], handle: list) -> None:
     _remove(paths, owned)
 
 
+class Lane:
+    """A capture's lone-SYN rows (track/lone.py): one sorted run, in memory up to LANE_MEMORY bytes,
+    then appended to a file of its own, raw (rows are fixed-size bytes: nothing to pickle)."""
+
+    def __init__(self, capture: str, vantage: str):
+        self.capture, self.vantage = capture, vantage
+        self.last = None  # the key of the last row
+        self.tail = bytearray()
+        self.path: str | None = None
+        self.on_file = 0  # bytes
+        self.rows = 0
+        self._owned = [True]
+        self._finalizer = None
+
+    def append(self, data: bytes, last_key) -> None:
+        self.tail += data
+        self.rows += len(data) // lone.SIZE
+        self.last = last_key
+        if len(self.tail) >= LANE_MEMORY:
+            if self.path is None:
+                fd, self.path = temp_file(".lane")
+                os.close(fd)
+                self._finalizer = weakref.finalize(self, _remove, [self.path], self._owned)
+            with open(self.path, "ab") as f:
+                f.write(self.tail)
+            self.on_file += len(self.tail)
+            self.tail = bytearray()
+
+    def close(self) -> "LaneRows | None":
+        if not self.rows:
+            return None
+        self._owned[0] = False  # the file is the LaneRows' now
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        return LaneRows(self.capture, self.vantage, bytes(self.tail), self.path, self.on_file, self.rows)
+
+
+class LaneRows:
+    """A closed lane, read only: its rows as blocks (lone.Block) in record order."""
+
+    def __init__(self, capture, vantage, tail: bytes, path: str | None, on_file: int, rows: int):
+        self.capture, self.vantage, self.tail, self.path, self.on_file, self.rows = capture, vantage, tail, path, on_file, rows
+        self._owned = [True]
+        self._finalizer = weakref.finalize(self, _remove, [path], self._owned) if path else None
+
+    def blocks(self):
+        if self.path is not None:
+            step = LANE_READ * lone.SIZE
+            with open(self.path, "rb", buffering=0) as f:
+                left = self.on_file
+                while left > 0:
+                    data = f.read(min(step, left))
+                    if not data:
+                        break
+                    left -= len(data)
+                    yield lone.Block(data, self.capture, self.vantage)
+        if self.tail:
+            yield lone.Block(self.tail, self.capture, self.vantage)
+
+    def connections(self):
+        for b in self.blocks():
+            yield from b
+
+    def discard(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __reduce__(self):
+        self._owned[0] = False  # sent to another process: that one removes the file
+        return (LaneRows, (self.capture, self.vantage, self.tail, self.path, self.on_file, self.rows))
+
+
 class RecordSeq:
     """The records, read only: iterate them (as often as needed, in first-packet order), take len().
 
@@ -255,7 +364,9 @@ class RecordSeq:
     (heapq.merge: O(n log runs)); `path` and `runs` describe the store for another process (a
     worker hands its records over by naming them: nothing is copied)."""
 
-    def __init__(self, memory: tuple = (), path: str | None = None, runs: tuple = (), count: int | None = None):
+    def __init__(self, memory: tuple = (), path: str | None = None, runs: tuple = (), count: int | None = None,
+                 lane: LaneRows | None = None):
+        self._lane = lane
         self._memory = memory
         self._path = path
         self._runs = runs if path else ()
@@ -271,17 +382,52 @@ class RecordSeq:
         process): a worker that is done with its records ends without freeing them one by one."""
         if self._finalizer is not None:
             self._finalizer()
+        if self._lane is not None:
+            self._lane.discard()
 
     def __bool__(self) -> bool:
         return self._count > 0
 
-    def __iter__(self):
+    def _records(self):
+        """The records that are not lone-SYN rows, in order."""
         if not self._runs:
             return iter(self._memory)
         streams = [_read_run(self._path, a, b) for a, b in self._runs]
         if len(streams) == 1 and not self._memory:
             return streams[0]
         return heapq.merge(self._memory, *streams, key=_order)
+
+    def __iter__(self):
+        if self._lane is None:
+            return self._records()
+        return heapq.merge(self._records(), self._lane.connections(), key=_order)
+
+    def parts(self):
+        """The same records in the same order as iterating, but runs of consecutive lone SYNs come as
+        lone.Block objects (their rows): passes that see every connection take a block at once
+        (track/lone.py). Every other item is a Connection."""
+        records = self._records()
+        if self._lane is None:
+            yield from records
+            return
+        nxt = next(records, None)
+        for block in self._lane.blocks():
+            while block:
+                if nxt is None:
+                    yield block
+                    break
+                i = block.bisect((nxt.first_ts_ns, nxt.uid))
+                if i == len(block):
+                    yield block
+                    break
+                if i:
+                    head, block = block.cut(i)
+                    yield head
+                yield nxt
+                nxt = next(records, None)
+        if nxt is not None:
+            yield nxt
+            yield from records
 
     @property
     def runs(self) -> int:
@@ -298,11 +444,11 @@ class RecordSeq:
     def __reduce__(self):
         # sent to another process: that process now owns (and will remove) the store file
         self._owned[0] = False
-        return (_rebuild, (self._memory, self._path, self._runs, self._count))
+        return (_rebuild, (self._memory, self._path, self._runs, self._count, self._lane))
 
 
-def _rebuild(memory, path, runs, count) -> RecordSeq:
-    return RecordSeq(memory, path, runs, count)
+def _rebuild(memory, path, runs, count, lane=None) -> RecordSeq:
+    return RecordSeq(memory, path, runs, count, lane)
 
 
 def _write_batches(f, records) -> None:

@@ -62,6 +62,21 @@ class Collector:
         if side != "both" and c.server_port in self.ctx.ports and len(self.service) < 10_000:
             self.service.append(c)
 
+    def claimed_rows(self, block) -> None:
+        """observe() of a block of lone SYNs (findings/judge.py): one client SYN each, nothing more."""
+        n = len(block)
+        self.total += n
+        self.sides.add("client->server")
+        room = 10_000 - len(self.service)
+        if room > 0:
+            ports = self.ctx.ports
+            for c in block:
+                if room <= 0:
+                    break
+                if c.server_port in ports:
+                    self.service.append(c)
+                    room -= 1
+
     def findings(self) -> Iterator[Finding]:
         ctx = self.ctx
         nt = ctx.records.neighbours

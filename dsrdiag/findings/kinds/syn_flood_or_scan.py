@@ -33,6 +33,7 @@ from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import WARNING, Finding, plural
 from dsrdiag.findings.kind import Entry
 from dsrdiag.track.facts import DISTINCT_MAX, SCAN_SOURCES_MAX, handshake_done
+from dsrdiag.track.intern import ip_text
 
 FLOOD_MIN_ATTEMPTS = 1000
 """Lone failed attempts to one service before they are a flood."""
@@ -159,6 +160,13 @@ def claims(ctx: Context):
             return False
         last[1] = got = scan or (len(c.syn_frames) == 1 and "r" not in h)
         return got
+
+    def row(t) -> bool:
+        """claim() of a lone SYN's row (track/lone.py): one SYN, never refused, so claimed exactly
+        when its source scans or its service is flooded."""
+        alen = t[16]
+        return ip_text(t[5][:alen]) in sources or (ip_text(t[6][:alen]), t[8]) in victims
+    claim.row = row
     return claim
 
 
