@@ -12,6 +12,7 @@ from dsrdiag.core.topology import Topology
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import Finding
 from dsrdiag.findings.kinds import CAPTURE_KINDS, PATH_KINDS
+from dsrdiag.track.intern import ip_text
 from dsrdiag.track.lone import Block
 from dsrdiag.track.records import CaptureRecords
 
@@ -42,11 +43,11 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
     every_obs += riders(ctx) if riders is not None else []
     ports = ctx.ports
     parts = getattr(r.connections, "parts", None)
-    claim_row = getattr(claim, "row", None)
+    claim_lone = getattr(claim, "lone", None)
     for c in parts() if parts is not None else r.connections:
         if type(c) is Block:  # consecutive lone SYNs (track/lone.py)
-            if claim is None or claim_row is not None:
-                _judge_rows(c, claim_row, ports, service_obs, every_obs)
+            if claim is None or claim_lone is not None:
+                _judge_rows(c, claim_lone, ports, service_obs, every_obs)
                 continue
             for one in c:  # a claim that cannot read rows: each record, as below
                 _judge_one(one, claim, ports, service_obs, every_obs)
@@ -70,16 +71,22 @@ def _judge_one(c, claim, ports, service_obs, every_obs) -> None:
         observe(c)
 
 
-def _judge_rows(block: Block, claim_row, ports, service_obs, every_obs) -> None:
+def _judge_rows(block: Block, claim_lone, ports, service_obs, every_obs) -> None:
     """judge's pass over a block of lone SYNs, with the same effect as over their records: runs of
     rows a flood or scan claims go, as blocks, to the observers that take claimed rows at once
     (`observe.claimed_rows(block)`); every other row is made a record and judged as one (a lone SYN
     nobody claims is rare: a client whose one SYN the capture ended too soon after)."""
-    if claim_row is None:
-        claimed = [False] * len(block)
+    n = len(block)
+    if claim_lone is None:
+        claimed = None
     else:
-        claimed = [claim_row(t) for t in block.rows()]
-    i, n = 0, len(block)
+        d = block.digest()
+        servers = [(ip_text(g[0]), g[1]) for g in d.groups]
+        by_pair = [claim_lone(*servers[g], ip_text(ci)) for g, ci in d.pairs]
+        claimed = None if not any(by_pair) else True if all(by_pair) else [by_pair[p] for p in d.row_pair]
+    if claimed is None or claimed is True:  # the whole block one way (the usual case)
+        claimed = (claimed is True,) * n
+    i = 0
     while i < n:
         j = i
         while j < n and claimed[j] == claimed[i]:
@@ -124,12 +131,10 @@ def limits(r: CaptureRecords, topology: Topology) -> list[str]:
     parts = getattr(r.connections, "parts", None)
     for c in parts() if parts is not None else r.connections:  # one pass: records may be streamed from disk
         if type(c) is Block:  # lone SYNs: no banner; a MAC when the row has its source MAC
-            for t in c.rows():
-                if t[8] in ports:
+            for g in c.digest().groups:
+                if g[1] in ports:
                     any_conn = True
-                    if t[17] & 1:
-                        with_mac = True
-                        break
+                    with_mac = with_mac or bool(g[4] & 1)
             continue
         if c.server_port not in ports:
             continue

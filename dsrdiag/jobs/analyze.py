@@ -28,6 +28,7 @@ from dsrdiag.findings.judge import judge, judge_paths, limits
 from dsrdiag.findings.verdict import Judged, verdict
 from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Failure, Report
 from dsrdiag.track.pipeline import track_capture
+from dsrdiag.track.intern import ip_text
 from dsrdiag.track.lone import Block
 from dsrdiag.track.records import CaptureRecords, flow_key
 
@@ -307,7 +308,8 @@ class ServiceTally:
 
         def claimed_rows(block) -> None:  # observe() of claimed lone SYNs (findings/judge.py)
             ports, vips = self.ports, self.vips
-            self.set_apart += sum(1 for t, ip in zip(block.rows(), block.server_ips()) if t[8] in ports and ip in vips)
+            d = block.digest()
+            self.set_apart += sum(n for g, n in zip(d.groups, d.group_n) if g[1] in ports and ip_text(g[0]) in vips)
         observe.claimed_rows = claimed_rows
         return observe
 

@@ -24,6 +24,11 @@ from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
 from dsrdiag.track.intern import ip_text
 from dsrdiag.track.lone import Block
+
+try:  # the C peer of the lone-SYN item writer (report/_jsonrows.c), when built
+    from dsrdiag.report import _jsonrows
+except ImportError:  # pragma: no cover - no compiler: the loop does the same
+    _jsonrows = None
 from dsrdiag.report.wireshark import conn_filter, frames_filter, per_capture
 
 
@@ -292,36 +297,56 @@ def _str(x: str) -> bytes:
 def lone_items(block, backend_of) -> bytes:
     """The list items of a block of lone SYNs (track/lone.py), comma-separated: the bytes
     `_encode(_conn(c, backend_of(c)))` gives for each of its records, made from the rows without the
-    records (a SYN flood's list is millions of them). What is the same for every row (the capture,
-    the vantage, the L2 path, the back-end) is encoded once per block or per L2 path."""
+    records (a SYN flood's list is millions of them). What is the same for every row of a group (its
+    server, L2 path, TTL, back-end) is encoded once per group, a client's address once per pair
+    (lone.Digest); a row adds its numbers. _jsonrows.items is the C peer of the loop below."""
     try:
         vantage = _str(block.vantage)[:-1]  # without its closing quote: the uid goes on from there
         capture = _str(block.capture)
     except (TypeError, UnicodeEncodeError):  # a name orjson refuses (lone surrogates): per record
         return b",".join(_encode(_conn(c, backend_of(c))) for c in block)
-    head = b'{"uid":' + _pct(vantage) + b':C%d","vantage":' + _pct(vantage) + b'","capture":' + _pct(capture) + b',"ts":"%s%sZ","ts_epoch":%s,"duration":%s'
-    groups: dict = {}
+    d = block.digest()
+    head = (b'{"uid":' + vantage + b":C", b'","vantage":' + vantage + b'","capture":' + capture + b',"ts":"')
+    templates = [_template(block, d, g, backend_of) for g in range(len(d.groups))]
+    ips = [ip_text(ci).encode() for _g, ci in d.pairs]
+    if _jsonrows is not None and orjson is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
+        # DSRDIAG_TRACKER=python: the reference all the way (the tests' tracker fixture)
+        out = _jsonrows.items(block.data, head, templates, ips, d.row_group, d.row_pair)
+        if out is not None:  # None: a row the C writer does not format as orjson would (see there)
+            return json_bytes(out)
+    return json_bytes(b",".join(_lone_items_py(block, head, templates, ips, d)))
+
+
+def _template(block, d, g: int, backend_of) -> tuple[bytes, ...]:
+    """The six pieces of a group's items between a row's own values (ip, port, ttl, ip, port)."""
+    c = block.connection(block.row(d.group_first[g]))
+    src, dst = c.orig_l2[0]
+    sip = c.server_ip.encode()
+    sport = str(c.server_port).encode()
+    return (
+        b',"ip_version":' + (b"4" if c.ip_version == 4 else b"6") + b',"client":{"ip":"',
+        b'","port":',
+        b',"mac":' + _str_or_null(src) + b',"packets":1,"bytes":0,"ttl":',
+        b'},"server":{"ip":"' + sip + b'","port":' + sport + b',"mac":null,"packets":0,"bytes":0,"ttl":null},'
+        b'"l2_path":{"client_to_server":[{"src":' + _str_or_null(src) + b',"dst":' + _str_or_null(dst)
+        + b'}],"server_to_client":[],"forwarded_copies":0},"history":"S","conn_state":"S0","tunneled_from":null,'
+        b'"missed_bytes":0,"display_filter":"' + (b"ipv6.addr==" if ":" in c.client_ip else b"ip.addr=="),
+        b" && tcp.port==",
+        b" && " + (b"ipv6.addr==" if ":" in c.server_ip else b"ip.addr==") + sip + b" && tcp.port==" + sport
+        + b'","backend":' + _encode(_backend(backend_of(c))) + b',"smtp":null}',
+    )
+
+
+def _lone_items_py(block, head, templates, ips, d) -> list[bytes]:
     out = []
     append = out.append
     last_sec = None
-    for t in block.rows():
-        num, _frame, first, last, _nts, ci, si, cport, sport, _seq, _ack, _ipid, smac, dmac, ttl, _fl, alen, has = t
-        g = (si, sport, smac, dmac, has, alen)
-        fmt = groups.get(g)
-        if fmt is None:  # one template per L2 path: everything but the row's own numbers
-            c = block.connection(t)
-            src, dst = c.orig_l2[0]
-            sip = _pct(c.server_ip.encode())
-            fmt = groups[g] = head + (
-                b',"ip_version":' + (b"4" if alen == 4 else b"6") + b',"client":{"ip":"%s","port":%d,"mac":'
-                + _pct(_str_or_null(src)) + b',"packets":1,"bytes":0,"ttl":%d},"server":{"ip":"' + sip + b'","port":'
-                + b"%d" % sport + b',"mac":null,"packets":0,"bytes":0,"ttl":null},"l2_path":{"client_to_server":[{"src":'
-                + _pct(_str_or_null(src)) + b',"dst":' + _pct(_str_or_null(dst)) + b'}],"server_to_client":[],'
-                b'"forwarded_copies":0},"history":"S","conn_state":"S0","tunneled_from":null,"missed_bytes":0,'
-                b'"display_filter":"' + (b"ipv6.addr==" if alen == 16 else b"ip.addr==") + b'%s && tcp.port==%d && '
-                + (b"ipv6.addr==" if ":" in c.server_ip else b"ip.addr==") + sip + b" && tcp.port==" + b"%d" % sport
-                + b'","backend":' + _pct(_encode(_backend(backend_of(c)))) + b',"smtp":null}')
-        ip = ip_text(ci[:alen]).encode()
+    h0, h1 = head
+    row_group, row_pair = d.row_group, d.row_pair
+    for i, t in enumerate(block.rows()):
+        num, first, last, cport, ttl = t[0], t[2], t[3], t[7], t[14]
+        p0, p1, p2, p3, p4, p5 = templates[row_group[i]]
+        ip = ips[row_pair[i]]
         sec, ns = divmod(first, 1_000_000_000)
         if sec != last_sec:
             last_sec = sec
@@ -330,14 +355,11 @@ def lone_items(block, backend_of) -> bytes:
         if frac.endswith(b"000"):
             frac = frac[:6]
         dur = last - first
-        append(fmt % (num, base, frac, _num(_epoch(first)), b"0.0" if dur == 0 else _num(round(dur / 1e9, 6)),
-                      ip, cport, ttl, ip, cport))
-    return json_bytes(b",".join(out))
-
-
-def _pct(b: bytes) -> bytes:
-    """Literal bytes inside a %-format."""
-    return b.replace(b"%", b"%%")
+        p = str(cport).encode()
+        append(h0 + str(num).encode() + h1 + base + frac + b'Z","ts_epoch":' + _num(_epoch(first)) + b',"duration":'
+               + (b"0.0" if dur == 0 else _num(round(dur / 1e9, 6))) + p0 + ip + p1 + p + p2 + str(ttl).encode()
+               + p3 + ip + p4 + p + p5)
+    return out
 
 
 def _str_or_null(x) -> bytes:

@@ -250,9 +250,89 @@ class Facts:
         _seen(self.paths, (ip, o_l2, fw, c.resp_l2, c.resp_ttl in INITIAL_TTLS, s.banner_host if s else None), first)
 
     def observe_rows(self, block) -> None:
-        """observe() of every record of a block of lone SYNs (track/lone.py), in the block's order,
-        without making the records: what observe() notes of a lone SYN, row by row. Rows of one
-        block are in record order, so the first row of a group is its `first`."""
+        """observe() of every record of a block of lone SYNs (track/lone.py), without making the
+        records: from the block's digest, a step per group (server, MACs, TTL) and per client
+        within it, in order of first appearance (lone.Digest says why that is exact). Where the
+        digest cannot say what rows would (a stamp the capture clock overruled; a scanning source
+        already followed whose first attempt this block would move), row by row."""
+        d = block.digest()
+        if not d.same_ts or not self._digest_exact(d, block):
+            return self._observe_rows(block)
+        vantage = block.vantage
+        syn_src, attempts, targets = self.syn_src, self.attempts, self.targets
+        rows = block.rows
+        info = []  # per group: (server text, port, L2 text pair, hops, Attempts)
+        for g, (si, sport, smac, dmac, has, ttl, alen) in enumerate(d.groups):
+            ip = ip_text(si)
+            l2 = l2_text(((smac if has & 1 else None, dmac if has & 2 else None),))
+            v = attempts.get((ip, sport))
+            if v is None:
+                v = attempts[(ip, sport)] = Attempts()
+            info.append((ip, sport, l2, hops(ttl), v))
+            n = d.group_n[g]
+            first_row = block.row(d.group_first[g])
+            first = (first_row[2], f"{vantage}:C{first_row[0]}")
+            _seen_n(self.syn_dst, (ip, sport), first, n)
+            ports = self.syn_ports.get(ip)
+            if ports is None:
+                ports = self.syn_ports[ip] = set()
+            ports.add(sport)
+            _seen_n(self.sides, (ip, sport, hops(ttl), None), first, n)
+            _seen_n(self.paths, (ip, l2, (), (), False, None), first, n)
+            v.syns += n
+            v.lone += n
+            for i in (d.group_min[g], d.group_max[g]):
+                t = block.row(i)
+                ev = (t[4], t[1], f"{vantage}:C{t[0]}", ip_text(t[5][:t[16]]), t[7], sport)
+                if v.first is None or ev < v.first:
+                    v.first = ev
+                if v.last is None or ev > v.last:
+                    v.last = ev
+        for g, sec, n in d.secs:
+            per_second = info[g][4].per_second
+            per_second[sec] = per_second.get(sec, 0) + n
+        for p, (g, ci) in enumerate(d.pairs):
+            ip, sport, l2, h, v = info[g]
+            src = ip_text(ci)
+            n = d.pair_n[p]
+            key = (ip, sport, src, l2[0][0], l2[0][1], None, None, h)
+            t = None
+            if key in syn_src or len(syn_src) < SYN_SRC_MAX:
+                t = block.row(d.pair_first[p])
+                _seen_n(syn_src, key, (t[2], f"{vantage}:C{t[0]}"), n)
+            sources = v.sources
+            m = sources.get(src)
+            if m is not None:
+                sources[src] = m + n
+            elif len(sources) < ATTEMPT_SRC_MAX:
+                sources[src] = n
+            else:
+                v.other_sources += n
+            if len(v.distinct) < DISTINCT_MAX:
+                v.distinct.add(src)
+            tg = targets.get(src)
+            if tg is None:
+                if len(targets) >= SCAN_SOURCES_MAX:
+                    continue
+                t = t or block.row(d.pair_first[p])
+                tg = targets[src] = [set(), (t[4], t[1], f"{vantage}:C{t[0]}", src, t[7], sport, ip)]
+            if len(tg[0]) < SCAN_TARGETS_MAX:
+                tg[0].add((ip, sport))
+
+    def _digest_exact(self, d, block) -> bool:
+        """No source of the block is followed already with a first attempt later than its first row
+        here (observe() would move it: row by row, then)."""
+        targets = self.targets
+        if not targets:
+            return True
+        for p, (_g, ci) in enumerate(d.pairs):
+            tg = targets.get(ip_text(ci))
+            if tg is not None and tg[1] is not None and block.row(d.pair_first[p])[2] < tg[1][0]:
+                return False
+        return True
+
+    def _observe_rows(self, block) -> None:
+        """observe_rows, row by row: what observe() notes of each lone SYN."""
         vantage = block.vantage
         groups: dict = {}  # (server, port, MACs, TTL) -> [rows, first]
         syn_src, syn_dst, syn_ports, attempts, targets = self.syn_src, self.syn_dst, self.syn_ports, self.attempts, self.targets

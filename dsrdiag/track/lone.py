@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from bisect import bisect_left
+from array import array
+from typing import NamedTuple
 
 from dsrdiag.track.intern import ip_text, l2_text
 from dsrdiag.track.records import Connection, NoteBlock, _NOTE
@@ -83,17 +84,97 @@ def row_of(c: Connection) -> bytes | None:
         return None
 
 
-def uid_key(num: int) -> str:
-    """What orders rows with the same first time like records: their uid's text after the vantage."""
-    return str(num)
-
-
-def sort_rows(rows: bytes) -> list[bytes]:
-    """Rows in record order: (first_ts_ns, uid) with uid compared as text, as records are sorted."""
+def sort_rows_py(rows: bytes) -> bytes:
+    """Rows in record order: (first_ts_ns, uid) with uid compared as text, as records are sorted
+    (the reference; _lonerows.sort_rows is its C peer)."""
     out = [rows[i:i + SIZE] for i in range(0, len(rows), SIZE)]
     if len(out) > 1:
         out.sort(key=lambda r: (KEY.unpack_from(r)[2], str(KEY.unpack_from(r)[0])))
-    return out
+    return b"".join(out)
+
+
+class Digest(NamedTuple):
+    """What the passes over every connection need of a block of rows, with a row's repeated parts
+    (its server, MACs, TTL: its group; its client address within the group: its pair) counted once.
+
+    Everything is in order of first appearance in the block, which is what makes a pass over the
+    digest give what a pass over the rows gives, bounded tables included (a table that admits new
+    keys up to a bound admits the same keys whether it sees each row or each key's first row)."""
+
+    groups: list
+    """(server address bytes, server port, source MAC, destination MAC, MACs present, TTL, address length)"""
+    group_n: list
+    group_first: list
+    """row index of each group's first row"""
+    group_min: list
+    group_max: list
+    """row index of each group's smallest and largest (note time, frame)"""
+    pairs: list
+    """(group index, client address bytes)"""
+    pair_n: list
+    pair_first: list
+    row_group: "array"
+    row_pair: "array"
+    """per row: its group's index, its pair's index (array('I'))"""
+    secs: list
+    """(group index, second of first_ts_ns, rows): per group, per second, in order of first appearance"""
+    same_ts: bool
+    """every row's note time is its first_ts_ns (false only where the capture clock overruled a stamp)"""
+
+
+def digest_py(data) -> Digest:
+    """The reference digest of a block's rows (_lonerows.digest is its C peer)."""
+    groups: dict = {}
+    pairs: dict = {}
+    secs: dict = {}
+    g_n, g_first, g_min, g_max, g_minkey, g_maxkey = [], [], [], [], [], []
+    p_n, p_first = [], []
+    row_group, row_pair = array("I"), array("I")
+    same = True
+    for i, t in enumerate(ROW.iter_unpack(data)):
+        num, frame, first, _last, nts, ci, si, cport, sport, _seq, _ack, _ipid, smac, dmac, ttl, _fl, alen, has = t
+        gk = (si[:alen], sport, smac, dmac, has, ttl, alen)
+        g = groups.get(gk)
+        k = (nts, frame)
+        if g is None:
+            g = groups[gk] = len(g_n)
+            g_n.append(0), g_first.append(i), g_min.append(i), g_max.append(i), g_minkey.append(k), g_maxkey.append(k)
+        g_n[g] += 1
+        if k < g_minkey[g]:
+            g_min[g], g_minkey[g] = i, k
+        if k > g_maxkey[g]:
+            g_max[g], g_maxkey[g] = i, k
+        pk = (g, ci[:alen])
+        p = pairs.get(pk)
+        if p is None:
+            p = pairs[pk] = len(p_n)
+            p_n.append(0), p_first.append(i)
+        p_n[p] += 1
+        sk = (g, first // 1_000_000_000)
+        secs[sk] = secs.get(sk, 0) + 1
+        row_group.append(g), row_pair.append(p)
+        if nts != first:
+            same = False
+    return Digest(list(groups), g_n, g_first, g_min, g_max, list(pairs), p_n, p_first, row_group, row_pair,
+                  [(g, sec, n) for (g, sec), n in secs.items()], same)
+
+
+try:  # the C peers (track/_lonerows.c), when built
+    from dsrdiag.track import _lonerows as _native
+except ImportError:  # pragma: no cover - no compiler: the reference does the same
+    _native = None
+
+
+def sort_rows(rows) -> bytes:
+    if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
+        return _native.sort_rows(rows)
+    return sort_rows_py(rows)
+
+
+def digest(data) -> Digest:
+    if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
+        return Digest(*_native.digest(data))
+    return digest_py(data)
 
 
 def row_key(row, vantage: str, at: int = 0) -> tuple[int, str]:
@@ -105,10 +186,20 @@ class Block:
     """Consecutive rows of one capture, in record order: a slice of the lane (bytes, no copy of rows
     made until asked). Iterating gives Connection records, equal to the ones the rows were made of."""
 
-    __slots__ = ("data", "capture", "vantage")
+    __slots__ = ("data", "capture", "vantage", "_digest")
 
     def __init__(self, data, capture: str, vantage: str):
         self.data, self.capture, self.vantage = data, capture, vantage
+        self._digest = None
+
+    def digest(self) -> Digest:
+        """The block's digest, made once."""
+        if self._digest is None:
+            self._digest = digest(self.data)
+        return self._digest
+
+    def row(self, i: int) -> tuple:
+        return ROW.unpack_from(self.data, i * SIZE)
 
     def __len__(self) -> int:
         return len(self.data) // SIZE

@@ -191,23 +191,19 @@ class RecordSink:
         if not rows:
             return
         lane = self.lane
-        ordered = lone.sort_rows(rows)
-        late = 0
-        if lane.last is not None:
-            vantage = lane.vantage
-            while late < len(ordered) and lone.row_key(ordered[late], vantage) < lane.last:
-                late += 1
-        if late:
-            for rec in lone.Block(b"".join(ordered[:late]), lane.capture, lane.vantage):
+        block = lone.Block(lone.sort_rows(rows), lane.capture, lane.vantage)
+        if lane.last is not None and block.key(0) < lane.last:
+            late = block.bisect(lane.last)
+            head, block = block.cut(late)
+            for rec in head:
                 self.add(rec)
-            ordered = ordered[late:]
-        if not ordered:
-            return
-        data = b"".join(ordered)
-        self.count += len(ordered)
+            if not block:
+                return
+        n = len(block)
+        self.count += n
         if self.observe_rows is not None:
-            self.observe_rows(lone.Block(data, lane.capture, lane.vantage))
-        lane.append(data, lone.row_key(ordered[-1], lane.vantage))
+            self.observe_rows(block)
+        lane.append(bytes(block.data), block.key(n - 1))
 
     def add(self, rec) -> None:
         if self.observe is not None:

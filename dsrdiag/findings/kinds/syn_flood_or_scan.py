@@ -33,7 +33,6 @@ from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import WARNING, Finding, plural
 from dsrdiag.findings.kind import Entry
 from dsrdiag.track.facts import DISTINCT_MAX, SCAN_SOURCES_MAX, handshake_done
-from dsrdiag.track.intern import ip_text
 
 FLOOD_MIN_ATTEMPTS = 1000
 """Lone failed attempts to one service before they are a flood."""
@@ -161,12 +160,11 @@ def claims(ctx: Context):
         last[1] = got = scan or (len(c.syn_frames) == 1 and "r" not in h)
         return got
 
-    def row(t) -> bool:
-        """claim() of a lone SYN's row (track/lone.py): one SYN, never refused, so claimed exactly
-        when its source scans or its service is flooded."""
-        alen = t[16]
-        return ip_text(t[5][:alen]) in sources or (ip_text(t[6][:alen]), t[8]) in victims
-    claim.row = row
+    def lone(server_ip: str, server_port: int, client_ip: str) -> bool:
+        """claim() of a lone SYN (track/lone.py): one SYN, never refused, so claimed exactly when
+        its source scans or its service is flooded."""
+        return client_ip in sources or (server_ip, server_port) in victims
+    claim.lone = lone
     return claim
 
 
