@@ -114,8 +114,8 @@ class Collector:
             if to_gw and from_gw and to_gw != from_gw and hops(c.resp_ttl):
                 # both directions routed here, through different routers: the reply path is another one
                 self.groups[(OTHER_ROUTER, ctx.backend_of(c))].append(c)
-            elif len(c.syn_frames) == 1 and _synacks(c) > 1 and "A" not in c.history.split("h", 1)[-1] \
-                    and "D" not in c.history and ctx.not_retried(c):
+            elif "D" not in c.history and "A" not in c.history.split("h", 1)[-1] and len(c.syn_frames) == 1 \
+                    and ctx.not_retried(c) and _synacks(c) > 1:  # the notes are read last: a completed one stops first
                 # the server repeats its SYN-ACK, the client never repeats its SYN: the client got it,
                 # and its ACK never reaches the server: the request path drops what the reply path began
                 self.groups[(ACK_MISSING, ctx.backend_of(c))].append(c)

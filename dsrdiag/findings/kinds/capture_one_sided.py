@@ -49,6 +49,9 @@ class Collector:
         self.progressed = 0
         self.sides: set[str] = set()
         self.service: list = []
+        """the first MAX_EVIDENCE service connections seen one-sided (the evidence)"""
+        self.uids: list[str] = []
+        """the uids of the first 10,000 (the finding names them)"""
 
     def observe(self, c) -> None:
         self.total += 1
@@ -59,22 +62,26 @@ class Collector:
         # only then did the other direction exist; SYNs alone, retransmitted, were simply not answered
         if ("A" in h or "D" in h) if side == "client->server" else ("d" in h or "a" in h):
             self.progressed += 1
-        if side != "both" and c.server_port in self.ctx.ports and len(self.service) < 10_000:
-            self.service.append(c)
+        if side != "both" and c.server_port in self.ctx.ports and len(self.uids) < 10_000:
+            self.uids.append(c.uid)
+            if len(self.service) < MAX_EVIDENCE:
+                self.service.append(c)
 
     def claimed_rows(self, block) -> None:
         """observe() of a block of lone SYNs (findings/judge.py): one client SYN each, nothing more."""
         n = len(block)
         self.total += n
         self.sides.add("client->server")
-        room = 10_000 - len(self.service)
+        room = 10_000 - len(self.uids)
         if room > 0:
-            ports = self.ctx.ports
-            for c in block:
+            ports, vantage = self.ctx.ports, block.vantage
+            for t in block.rows():  # the first rows' uids; records only for the evidence
                 if room <= 0:
                     break
-                if c.server_port in ports:
-                    self.service.append(c)
+                if t[8] in ports:
+                    self.uids.append(f"{vantage}:C{t[0]}")
+                    if len(self.service) < MAX_EVIDENCE:
+                        self.service.append(block.connection(t))
                     room -= 1
 
     def findings(self) -> Iterator[Finding]:
@@ -98,5 +105,5 @@ class Collector:
             kind=KIND, severity=WARNING, vantages=(ctx.vantage,),
             summary=(f"all {plural(self.total, 'TCP connection')} in this capture are seen {side} only, and no other "
                      "traffic shows the other direction: the capture point mirrors one direction; replies cannot be judged here."),
-            evidence=tuple(sorted(evidence)), connections=tuple(c.uid for c in self.service), subject=side,
+            evidence=tuple(sorted(evidence)), connections=tuple(self.uids), subject=side,
         )
