@@ -147,3 +147,21 @@ def test_c_tracker_agrees_with_python_on_corrupted_relay_captures(tmp_path, monk
         assert list(fast.connections) == list(slow.connections)
         assert (fast.frames, fast.passed, fast.damage) == (slow.frames, slow.passed, None)
         assert fast.frames > 20_000
+
+
+@pytest.mark.parametrize("case", ["wrong_source.pcap", "syn_unanswered.pcap", "paths/wrong_source", "paths/asym"])
+def test_grouping_keys_beyond_the_bound_are_looked_up_and_give_the_same_report(case, monkeypatch):
+    """A day of mail keeps at most KEYS_KEPT grouping keys during the pass (memory flat in the
+    connections); the connections findings name beyond them are found afterwards: same report."""
+    from dsrdiag.core.topology import Topology
+    from dsrdiag.jobs import analyze as job
+    from dsrdiag.report import jsondoc
+
+    path = CAPTURES / case
+    sources = ([(v, str(path / f"{v}.pcap")) for v in ("client", "fw-out", "fw-in", "lb", "be1", "be2")]
+               if path.is_dir() else [("lan", str(path))])
+    full = jsondoc.render(job.analyze(sources, Topology(), jobs=1))
+    monkeypatch.setattr(job, "KEYS_KEPT", 1)
+    bounded = jsondoc.render(job.analyze(sources, Topology(), jobs=1))
+    assert bounded == full
+    assert '"connections":["' in full  # some finding names connections: the lookup had work to do

@@ -76,18 +76,36 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool) -> Captu
         claimed = getattr(ctx, "claimed", None)
 
         def key(c) -> None:  # findings name connections by uid; causes link them by flow
-            keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
+            if len(keys) < KEYS_KEPT:
+                keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
+            else:
+                over[0] = True
 
         def key_unclaimed(c) -> None:  # a flood's attempts are named by no finding: no key kept
             if not claimed(c):
-                keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
+                key(c)
         key_unclaimed.claimed_rows = _nothing  # judge's claimed lone SYNs (findings/judge.py)
         riding.append(key if claimed is None else key_unclaimed)
         return riding
 
+    over = [False]
     findings = judge(r, topology, riders)
     named = {u for f in findings for u in f.connections}
-    return CapturePart(findings, tally, {u: k for u, k in keys.items() if u in named}, limits(r, topology), service)
+    got = {u: k for u, k in keys.items() if u in named}
+    missing = named - got.keys() if over[0] else ()
+    if missing:  # beyond the keys kept: one more pass, for the connections findings name only
+        for c in r.connections:
+            if c.uid in missing:
+                got[c.uid] = (c.client_ip, c.client_port, c.server_port)
+                missing.discard(c.uid)
+                if not missing:
+                    break
+    return CapturePart(findings, tally, got, limits(r, topology), service)
+
+
+KEYS_KEPT = 50_000
+"""Grouping keys kept per capture during the pass (each ~250 bytes): a day of healthy mail must not
+grow memory with its connections; beyond, the few that findings name are looked up afterwards."""
 
 
 def _nothing(block) -> None:
