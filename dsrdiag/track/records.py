@@ -267,6 +267,26 @@ class Connection(NamedTuple):
         return self.resp_pkts > 0
 
 
+_new = tuple.__new__
+
+
+def flatten(c: Connection) -> tuple:
+    """A record as plain values (its note blocks as their bytes and strings, its dialogue as a
+    tuple): what the record store pickles. Why: a NamedTuple pickles through its __reduce__, a
+    Python call per object (the record, three note blocks, a dialogue); plain tuples of bytes, str
+    and int pickle and unpickle in C: measured 2x faster both ways on 20k SMTP sessions."""
+    s = c.smtp
+    p, y, f = c.packets, c.syn_frames, c.forwarded_frames
+    return c[:25] + (p._data, p._strs, y._data, y._strs, f._data, f._strs, None if s is None else tuple(s), c.tunneled_from)
+
+
+def unflatten(t: tuple) -> Connection:
+    """flatten's inverse: the equal record."""
+    s = t[31]
+    return _new(Connection, t[:25] + (NoteBlock(t[25], t[26]), NoteBlock(t[27], t[28]), NoteBlock(t[29], t[30]),
+                                      None if s is None else _new(SmtpDialogue, s), t[32]))
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A MAC claiming an IP: an ARP reply, a gratuitous ARP, an ND advertisement or DAD probe."""

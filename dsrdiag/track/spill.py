@@ -34,6 +34,7 @@ import weakref
 
 from dsrdiag.core.errors import DsrdiagError
 from dsrdiag.track import lone
+from dsrdiag.track.records import Connection, flatten, unflatten
 
 LANE_MEMORY = 1 << 22
 """Bytes of lone-SYN rows (track/lone.py, 104 bytes each: ~40k rows) held in memory per capture
@@ -235,7 +236,7 @@ class RecordSink:
         batch = self._batch
         batch.append(item[2])
         if len(batch) >= BATCH:
-            pickle.dump(batch, self._file, pickle.HIGHEST_PROTOCOL)
+            _dump(batch, self._file)
             batch.clear()
 
     def _end_run(self) -> None:
@@ -243,7 +244,7 @@ class RecordSink:
         if f is None or self._last is None:
             return
         if self._batch:
-            pickle.dump(self._batch, f, pickle.HIGHEST_PROTOCOL)
+            _dump(self._batch, f)
             self._batch = []
         end = f.tell()
         self.runs.append((0, self._run_start, end))
@@ -447,18 +448,26 @@ def _rebuild(memory, path, runs, count, lane=None) -> RecordSeq:
     return RecordSeq(memory, path, runs, count, lane)
 
 
+def _dump(batch: list, f) -> None:
+    """One pickle of a batch: Connection records flattened to plain values (records.flatten says
+    why), anything else (the tests' records) as it is."""
+    if all(type(r) is Connection for r in batch):
+        pickle.dump((1, [flatten(r) for r in batch]), f, pickle.HIGHEST_PROTOCOL)
+    else:
+        pickle.dump((0, batch), f, pickle.HIGHEST_PROTOCOL)
+
+
 def _write_batches(f, records) -> None:
     # pickles of BATCH records: each loads alone (nothing remembered between them), and a list
     # loads at ~10 us a record where one pickle per record costs ~25 us
     batch = []
-    dump = pickle.dump
     for r in records:
         batch.append(r)
         if len(batch) == BATCH:
-            dump(batch, f, pickle.HIGHEST_PROTOCOL)
+            _dump(batch, f)
             batch = []
     if batch:
-        dump(batch, f, pickle.HIGHEST_PROTOCOL)
+        _dump(batch, f)
 
 
 def _read_run(path: str, start: int, end: int):
@@ -466,4 +475,8 @@ def _read_run(path: str, start: int, end: int):
         f.seek(start)
         load, tell = pickle.load, f.tell
         while tell() < end:
-            yield from load(f)
+            flat, batch = load(f)
+            if flat:
+                yield from map(unflatten, batch)
+            else:
+                yield from batch
