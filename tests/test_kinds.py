@@ -130,6 +130,23 @@ def test_a_real_address_synack_that_acks_another_isn_is_not_matched(tmp_path):
     assert "return_source_not_vip" not in _kinds(doc)
 
 
+def test_a_wrong_source_reply_repeated_after_its_record_ended_is_still_one_connection(tmp_path):
+    rng = _rng()
+    r = B.Renderer("lan")
+    conn = _wrong_source(rng)
+    sa = next(s for s in conn.segs if s.flags == "SA")
+    late = B.Seg(sa.t + 20.0, sa.d, sa.flags, sa.seq, sa.ack, src=sa.src)  # after Zeek's timers ended the reply's record
+    conn.segs.append(late)
+    frames = B.arp_reply(B.T0, B.VIP4, B.LB) + r.frames(B.tcp_session(rng, B.CLIENTS4[0], 41000, B.VIP4, B.BE1, B.T0 + 0.5))
+    frames += r.frames(conn) + _keep_alive(sa.t + 30.0)
+    _, doc = _analyze(tmp_path, frames)
+    f = next(f for f in doc["findings"] if f["kind"] == "return_source_not_vip")
+    replies = [c for c in doc["connections"] if c["server"]["ip"] == B.BE2.ip4 and c["client"]["port"] == 41001]
+    assert len(replies) >= 2  # the late SYN-ACK is a record of its own ...
+    assert f["summary"].startswith("1 connection to VIP 192.0.2.25 answered from 192.0.2.12")  # ... of the one connection
+    assert "1 matched to the client's SYN" in f["summary"]
+
+
 # ---- ARP/NDP ------------------------------------------------------------------------------------
 
 def test_a_backend_claiming_the_vip_is_named_without_lb_mac(tmp_path):

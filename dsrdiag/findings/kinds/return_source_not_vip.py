@@ -102,9 +102,12 @@ def check(ctx: Context) -> Iterator[Finding]:
             if rst and len(evidence) < MAX_EVIDENCE:
                 evidence.append(ctx.ref(rst, r, f"client resets the unknown connection from {r.server_ip}"))
         vip = next((v.server_ip for v, _ in pairs if v is not None), None)
-        matched = sum(1 for v, _ in pairs if v is not None)
+        # one connection, however many records its replies made (a reply the timers split off, a
+        # retried SYN-ACK): a matched one is its SYN's record, an unmatched one its flow and ISN
+        flows = {v.uid if v is not None else (r.client_ip, r.client_port, r.server_port, r.synack_ack) for v, r in pairs}
+        matched = len({v.uid for v, _ in pairs if v is not None})
         summary = (
-            f"{plural(len(pairs), 'connection')} to VIP {vip or '?'} answered from {ip}"
+            f"{plural(len(flows), 'connection')} to VIP {vip or '?'} answered from {ip}"
             + (f" (MAC {mac})" if mac else "")
             + (f"; {matched} matched to the client's SYN by sequence number" if matched else "; the client's SYN to the VIP is not in this capture")
             + "."
