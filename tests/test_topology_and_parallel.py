@@ -46,3 +46,14 @@ def test_findings_are_identical_alone_in_parallel_and_with_one_job(cli):
         alone += _kinds(cli("analyze", f, "-f", "json").json())
     assert sorted(alone) == _kinds(together_par)
     assert together_par["connections"] == together_one["connections"]
+
+
+@pytest.mark.parametrize("name, how", [
+    ("healthy.pcap", "2 back-ends inferred from the MACs the VIP traffic was delivered to or answered from"),
+    ("healthy-client.pcapng", "2 back-ends inferred from the hosts their SMTP banner names"),
+    ("snat_proxy.pcap", "1 back-end inferred from the MAC the VIP traffic was delivered to or answered from"),
+])
+def test_the_inferred_back_ends_note_says_what_they_were_found_by(cli, name, how):
+    doc = cli("analyze", str(CAPTURES / name), "--format", "json").json()
+    notes = [n for n in doc["topology"]["notes"] if "inferred from" in n and "back-end" in n]
+    assert len(notes) == 1 and notes[0].startswith(how)

@@ -356,7 +356,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
             name = f"{name} ({b['mac'] or b['ip']})"
         backends.append(Backend(name=name, ip=b["ip"], mac=b["mac"], source=INFERRED))
     if found and not given.backends:
-        notes.append(f"{plural(len(found), 'back-end')} inferred from the MACs the VIP traffic was delivered to or answered from")
+        notes.append(_inferred_note(list(found.values())))
 
     all_ports = list(given.ports)
     for v in vips:
@@ -370,3 +370,23 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         vantages=given.vantages,
         notes=tuple(notes),
     )
+
+
+def _inferred_note(found: list[dict]) -> str:
+    """`2 back-ends inferred from ...`: said for what each one was really found by (its MAC, its own
+    address, or only the host its SMTP banner names), so that a user knows how far to trust it."""
+    by_mac = sum(1 for b in found if b["mac"])
+    by_ip = sum(1 for b in found if not b["mac"] and b["ip"])
+    by_banner = len(found) - by_mac - by_ip
+    ways = []
+    if by_mac:
+        ways.append((by_mac, "the MAC" + ("s" if by_mac > 1 else "") + " the VIP traffic was delivered to or answered from"))
+    if by_ip:
+        ways.append((by_ip, ("their own addresses" if by_ip > 1 else "its own address")
+                     + " (a reply from it, or the load balancer connecting to it)"))
+    if by_banner:
+        ways.append((by_banner, ("the hosts their" if by_banner > 1 else "the host its")
+                     + " SMTP banner names (seen only through a router: no MAC or address of theirs here)"))
+    if len(ways) == 1:
+        return f"{plural(len(found), 'back-end')} inferred from {ways[0][1]}"
+    return f"{plural(len(found), 'back-end')} inferred: " + "; ".join(f"{n} from {w}" for n, w in ways)
