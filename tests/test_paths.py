@@ -214,3 +214,15 @@ def test_each_connection_counts_once_in_the_back_end_table(results, name):
     assert done <= v["completed"], (name, done, v)
     if all(f["severity"] != "error" for f in doc["findings"]):  # every connection reached a back-end
         assert served == v["connections"], (name, served, v)
+
+
+@pytest.mark.parametrize("folder, says", [
+    ("nat", "HEALTHY - the service works, but not by DSR: the load balancer NATs the connections"),
+    ("proxy", "HEALTHY - the service works, but not by DSR: the load balancer opens the connections to the back-ends from its own address"),
+    ("healthy", "HEALTHY - no DSR problem found"),
+])
+def test_a_healthy_verdict_says_when_the_load_balancer_does_not_do_dsr(folder, says, cli):
+    caps = [f"{v}={CAPTURES / 'paths' / folder / (v + '.pcap')}" for v in ("client", "fw-out", "fw-in", "lb", "be1", "be2")
+            if (CAPTURES / "paths" / folder / (v + ".pcap")).exists()]
+    v = cli("analyze", *caps, "--format", "json", check_code=0).json()["verdict"]
+    assert v["state"] == "healthy" and v["text"].startswith(says)

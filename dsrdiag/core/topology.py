@@ -49,6 +49,11 @@ class Topology:
     fw, fw-in, lb, be. Vantages not listed get their role from their name (correlate/paths.py)."""
     notes: tuple[str, ...] = field(default=())
     """What inference did, in words, for the report."""
+    lb_mode: str = ""
+    """"nat" when the load balancer was seen rewriting the clients' connections to the back-ends'
+    own addresses and never forwarding a frame unchanged (DSR): the site works another way, and a
+    healthy verdict says so; "proxy" when it also opens those connections from an address of its own
+    (SNAT or a full proxy). "" otherwise (DSR, or not known)."""
 
     @property
     def vip_ips(self) -> frozenset[str]:

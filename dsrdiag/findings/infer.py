@@ -132,6 +132,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
     """From every capture's Facts (track/facts.py, gathered while tracking): no pass over the
     records, except one to match wrong-source replies with their SYNs when there are any."""
     notes: list[str] = []
+    lb_mode = ""
     facts = [r.facts for r in records]
     ports = set(given.ports)
 
@@ -237,6 +238,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         elif rewriters:
             mac = rewriters.most_common(1)[0][0]
             lb_macs = [(mac, INFERRED)]
+            lb_mode = "nat"
             notes.append(f"load balancer MAC {mac} inferred: it sends the clients' connections to the VIP on to "
                          f"back-ends' own addresses ({plural(rewriters[mac], 'connection')}; NAT)")
         elif relay:
@@ -276,6 +278,8 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         known.add(ip)
         notes.append(f"load balancer address {ip} inferred: the load balancer opens its own connections to the "
                      "back-ends from it (SNAT or a proxy)")
+    if lb_mode == "nat" and lb_sources - vip_ips:
+        lb_mode = "proxy"  # it opens connections of its own to the back-ends: SNAT or a full proxy
     if lb_set:
         for r in records:
             for ip, cls in r.neighbours.claims.items():
@@ -369,6 +373,7 @@ def infer(records: list[CaptureRecords], given: Topology) -> Topology:
         ports=tuple(all_ports),
         vantages=given.vantages,
         notes=tuple(notes),
+        lb_mode=lb_mode or given.lb_mode,
     )
 
 

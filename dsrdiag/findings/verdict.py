@@ -43,6 +43,8 @@ class Judged:
     set_apart: int = 0
     """Attempts of a SYN flood or scan to a VIP (findings/kinds/syn_flood_or_scan.py): not clients,
     left out of `service` (its finding counts them)."""
+    lb_mode: str = ""
+    """Topology.lb_mode: "nat" or "proxy" when the load balancer was seen rewriting, never forwarding (no DSR at all)."""
 
     @property
     def failed(self) -> int:
@@ -149,7 +151,14 @@ def verdict(findings: list[Finding], judged: Judged | None = None, fail_on: str 
             text += ": " + "; ".join(extra)
     else:
         state = HEALTHY
-        text = "HEALTHY - no DSR problem found"
+        if j.lb_mode == "nat":  # it works, but it is not what the user set out to prove
+            text = ("HEALTHY - the service works, but not by DSR: the load balancer NATs the connections to the "
+                    "back-ends' own addresses and their replies return through it")
+        elif j.lb_mode == "proxy":
+            text = ("HEALTHY - the service works, but not by DSR: the load balancer opens the connections to the "
+                    "back-ends from its own address (SNAT or a proxy) and their replies return through it")
+        else:
+            text = "HEALTHY - no DSR problem found"
         if counts:
             text += f" ({counts})"
         below = errors + warnings

@@ -159,7 +159,8 @@ def conclude(records: list[CaptureRecords], given: Topology, crew=None) -> Repor
                 conn_key.update(v)
             findings = sorted(findings + _new(path_findings, findings, conn_key), key=Finding.sort_key)
     findings = link(findings, conn_key)
-    judged = service.judged(records, any(f.kind == "capture_one_sided" for f in findings))
+    judged = replace(service.judged(records, any(f.kind == "capture_one_sided" for f in findings)),
+                     lb_mode=topology.lb_mode)
     unsure = tuple(n.removeprefix("VIP unsure: ") for n in topology.notes if n.startswith("VIP unsure: "))
     if unsure and not judged.vips:
         judged = replace(judged, hints=unsure + judged.hints)
