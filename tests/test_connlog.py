@@ -267,10 +267,11 @@ def _zeek_conn_baselines():
 
 
 @pytest.mark.parametrize("b", _zeek_conn_baselines(), ids=str)
-def test_our_conn_log_agrees_with_zeeks_conn_log_baseline_through_the_same_reader(b):
+def test_our_conn_log_agrees_with_zeeks_conn_log_baseline_through_the_same_reader(b, tracker):
     """Both files read by read_zeek_tsv; matched by 4-tuple and rank (Zeek's baselines mask ts and
-    uid); history, conn_state, packets per side and missed bytes compared; the differences are
-    exactly tests/test_zeek_traces.py's EXPECTED ones for this trace."""
+    uid); history, conn_state, packets per side, missed bytes and the duration (to the microsecond:
+    Zeek's last_time stops once both sides closed) compared; the differences are exactly
+    tests/test_zeek_traces.py's EXPECTED ones for this trace. On both trackers."""
     import io
 
     from dsrdiag.track.pipeline import track_capture
@@ -308,6 +309,9 @@ def test_our_conn_log_agrees_with_zeeks_conn_log_baseline_through_the_same_reade
                 seen["lasted" if lasted_z else "instant"] += 1
                 if lasted_z != lasted_m or (m["orig_bytes"] is None) != (not lasted_m):
                     got.add((f"{name}#{i + 1}", "duration set"))
+                elif lasted_z and z["duration"] != m["duration"]:
+                    got.add((f"{name}#{i + 1}", "duration"))
+                    seen["differ"] = seen.get("differ", 0) + 1
     want = {(key, f) for (t, key, f) in EXPECTED if t == b.trace}
     assert got == want, f"{b.trace}: unexpected {got - want}, no longer different {want - got}"
 

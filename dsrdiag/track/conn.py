@@ -205,7 +205,8 @@ class ConnState:
         syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
         if now is None:
             now = p.ts_ns
-        self.last_ts = now
+        if not (self.orig.did_close and self.resp.did_close):
+            self.last_ts = now  # Zeek's last_time: not moved once both sides closed (TCPSessionAdapter)
         pair = (p.src_mac, p.dst_mac)
         if pair not in ep.l2 and len(ep.l2) < MAX_L2:
             ep.l2.append(pair)
