@@ -656,15 +656,21 @@ class ConnTracker:
     def _take(self, finished: list) -> None:
         """Records of the C tracker's finished connections, TAKE at a time (finished: the first
         batch; the tracker hands the rest over with more()): a sweep that ends half a million
-        attempts of a flood never holds them all as Python objects at once."""
+        attempts of a flood never holds them all as Python objects at once. Its lone SYNs come as
+        rows (104 bytes each, track/lone.py), handed to the store together: a sweep ends them in
+        table order, and only the whole sweep's rows, sorted, follow the rows before them."""
+        rows = []  # every drain's rows of this sweep: the lane takes them sorted together (RecordSink.add_rows)
         while True:
             if finished:
                 self._take_batch(finished)
-            if self.lane:
-                self.done.add_rows(self.native.lone())
-            if not finished:
+            got = self.native.lone() if self.lane else b""
+            if got:
+                rows.append(got)
+            if not finished and not got:  # a drain also stops when its rows fill the C buffer
                 break
             finished = self.native.more(TAKE)
+        if rows:
+            self.done.add_rows(b"".join(rows))
 
     def _take_batch(self, finished: list) -> None:
         capture, vantage, add = self.capture, self.vantage, self.done.add
