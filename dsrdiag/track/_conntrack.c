@@ -9,6 +9,8 @@
  * only for the record (track/conn.py connection_record) when a connection ends, and for a PROXY
  * header at the start of a stream (decode/proxyproto.py); the SMTP follower is in C as well
  * (track/_smtpfollow.c, track/smtp.py's rules). Comments name the Python function each part mirrors.
+ * With `lane` set to 1, a finished lone SYN (track/lone.py) leaves as a 104-byte row, not a tuple
+ * (drain(), lone()): a SYN flood's millions of one-packet attempts never become Python objects.
  */
 #include "_conntrack.h"
 #include "_smtpfollow.h"
@@ -122,6 +124,9 @@ typedef struct {
     ct_pkt held;               /* its pointers point into the buffers below */
     uint8_t held_smac[6], held_dmac[6], held_src[16], held_dst[16], held_tunnel[16];
     uint8_t *held_payload;
+    int lane;                  /* 1: lone SYNs leave drain() as rows (track/lone.py ROW), not tuples */
+    uint8_t *lone;             /* those rows, in drain order, until lone() takes them */
+    size_t nlone, caplone;
 } Tracker;
 
 /* A connection the sweep found still open with little state (no SMTP, no buffered segments, a few
@@ -1096,32 +1101,139 @@ static PyObject *conn_tuple(const conn_t *c) {
                          c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);
 }
 
+/* ---- the lone-SYN lane (track/lone.py) ----------------------------------------------------------
+   A SYN flood is millions of connections of one packet; as tuples, then Connection records, each
+   costs ~100 us in Python. With `lane` 1, drain() writes such a connection as one fixed-size row
+   (track/lone.py ROW: 104 bytes, little-endian) into the tracker's row buffer instead, and lone()
+   hands the rows to Python as one bytes object. Exactness: is_lone() is lone.row_of's definition
+   applied to the values conn_tuple() would have handed over (track/conn.py connection_record), and
+   a row holds what row_of(record) packs: tests/test_lone_native.py checks rows == [row_of(c) ...] of
+   the lane-0 records, capture by capture. When in doubt, a tuple: a non-row is always correct. */
+#define ROW_SIZE 104
+#define LONE_MAX ((size_t)4 << 20)
+/* The bound: a drain stops (returning the tuples made so far, maybe none) once the row buffer
+   holds LONE_MAX bytes (~40k rows) or more. So Python, after each sweep()/finish_all()/more(),
+   takes lone() and calls more() again while the list OR lone() was not empty (`pending` says how
+   many finished connections are still to come): the buffer never outgrows LONE_MAX + one row. */
+
+/* two notes the record shows alike (records.PacketNote equality: every field, the MACs and text) */
+static int note_eq(const note_t *a, const note_t *b) {
+    if (a->frame != b->frame || a->ts != b->ts || a->dir != b->dir || a->flags != b->flags || a->plen != b->plen
+        || a->ttl != b->ttl || a->seq != b->seq || a->ack != b->ack || (a->ip_id < 0 ? -1 : a->ip_id) != (b->ip_id < 0 ? -1 : b->ip_id)
+        || !pair_eq(&a->pair, &b->pair) || a->has_peek != b->has_peek || a->npeek != b->npeek)
+        return 0;
+    return !a->has_peek || memcmp(a->peek, b->peek, a->npeek) == 0;
+}
+
+/* the record's orig_bytes/resp_bytes (side()) */
+static long long side_bytes(const ep_t *ep, const ep_t *peer) { return ep->state != INACTIVE ? ep_size(ep, peer) : 0; }
+
+/* lone.row_of(record) is not None, on the values conn_tuple(c) hands to connection_record */
+static int is_lone(const conn_t *c) {
+    const ep_t *o = &c->e[0], *r = &c->e[1];
+    if (c->hlen != 1 || c->hist[0] != 'S' || strcmp(conn_state(c), "S0") != 0) return 0;      /* history, conn_state */
+    if (o->pkts != 1 || r->pkts != 0 || side_bytes(o, r) != 0 || side_bytes(r, o) != 0) return 0;
+    if (o->missed || r->missed || o->copies || r->copies) return 0;                            /* missed, forwarded */
+    if (o->npairs != 1 || r->npairs != 0 || !o->has_ttl || r->has_ttl) return 0;                /* L2 pairs, TTLs */
+    if (!c->has_syn_seq || c->has_synack_ack || c->tlen || c->fwd.n) return 0;
+    if (c->smtp && (c->smtp->has_banner || c->smtp->ncmds || c->smtp->proxy)) return 0;         /* dialogue() is not None */
+    if (c->notes.n != 1 || c->syns.n != 1 || !note_eq(&c->notes.v[0], &c->syns.v[0])) return 0;
+    const note_t *n = &c->notes.v[0];
+    if (n->dir != 0 || n->plen || n->has_peek || (n->flags & (F_SYN | F_ACK)) != F_SYN) return 0;
+    if (!pair_eq(&n->pair, &o->pairs[0]) || n->ttl != o->ttl || n->seq != c->syn_seq) return 0;
+    return c->alen == 4 || c->alen == 16;
+}
+
+/* c's row (lone.ROW) onto the row buffer; -1 out of memory (an error set) */
+static int lone_put(Tracker *t, const conn_t *c) {
+    if (t->nlone + ROW_SIZE > t->caplone) {
+        size_t cap = t->caplone ? t->caplone * 2 : (size_t)ROW_SIZE * 1024;
+        if (cap > LONE_MAX + ROW_SIZE) cap = LONE_MAX + ROW_SIZE;
+        if (cap < t->nlone + ROW_SIZE) cap = t->nlone + ROW_SIZE;
+        uint8_t *b = PyMem_Realloc(t->lone, cap);
+        if (!b) { PyErr_NoMemory(); return -1; }
+        t->lone = b;
+        t->caplone = cap;
+    }
+    const note_t *n = &c->notes.v[0];
+    uint8_t *o = t->lone + t->nlone;
+    memset(o, 0, ROW_SIZE);
+    put_le(o, c->num, 8); put_le(o + 8, n->frame, 8); put_le(o + 16, (uint64_t)c->first_ts, 8);
+    put_le(o + 24, (uint64_t)c->last_ts, 8); put_le(o + 32, (uint64_t)n->ts, 8);
+    memcpy(o + 40, c->c_ip, c->alen); memcpy(o + 56, c->s_ip, c->alen);
+    put_le(o + 72, c->c_port, 2); put_le(o + 74, c->s_port, 2); put_le(o + 76, n->seq, 4); put_le(o + 80, n->ack, 4);
+    put_le(o + 84, (uint32_t)(n->ip_id < 0 ? -1 : n->ip_id), 4);
+    if (n->pair.hs) memcpy(o + 88, n->pair.s, 6);
+    if (n->pair.hd) memcpy(o + 94, n->pair.d, 6);
+    o[100] = n->ttl; o[101] = n->flags; o[102] = c->alen; o[103] = (uint8_t)(n->pair.hs | n->pair.hd << 1);
+    t->nlone += ROW_SIZE;
+    return 0;
+}
+
+/* a frozen attempt's row without thawing it (no allocation: its fields decoded onto the stack): 1
+   written, 0 not a lone SYN as it stands (thaw it and decide as for any other), -1 out of memory */
+static int lone_frozen(Tracker *t, const frozen_t *f) {
+    if (!f->same) return 0;
+    conn_t c;
+    note_t note;
+    char h;
+    memcpy(&c, f, offsetof(conn_t, frozen));
+    c.frozen = 0;
+    size_t off = offsetof(conn_t, frozen) + 1;
+    const uint8_t *in = f->data;
+    in += zdec((uint8_t *)&c + off, sizeof c - off, in);        /* its pointers were NULL when frozen */
+    if (c.hlen != 1 || c.notes.n != 1 || c.syns.n != 1 || c.smtp || c.fwd.n || c.e[0].ooo || c.e[1].ooo) return 0;
+    h = (char)*in++;
+    zdec((uint8_t *)&note, sizeof note, in);
+    c.hist = &h;
+    c.notes.v = c.syns.v = &note;
+    c.fwd.v = NULL;
+    if (!is_lone(&c)) return 0;
+    return lone_put(t, &c) < 0 ? -1 : 1;
+}
+
 /* up to `limit` finished connections as tuples (0: all), oldest first; the rest stay for more():
    Python takes them in batches, so that a sweep that ends half a million attempts of a flood
-   never holds half a million tuples at once */
+   never holds half a million tuples at once. With `lane` 1, lone SYNs become rows instead (not
+   counted in `limit`), and the batch also ends at LONE_MAX bytes of rows (the bound, above). */
 static PyObject *drain(Tracker *t, size_t limit) {
-    size_t left = t->ndone - t->donehead, n = limit && limit < left ? limit : left;
-    PyObject *out = PyList_New((Py_ssize_t)n);
+    PyObject *out = PyList_New(0);
     if (!out) return NULL;
-    for (size_t i = 0; i < n; i++) {
+    size_t made = 0;
+    while (t->donehead < t->ndone && (!limit || made < limit)) {
+        if (t->lane && t->nlone >= LONE_MAX) break;
         conn_t *c = t->done[t->donehead];
+        if (t->lane && c->frozen) {
+            int r = lone_frozen(t, (const frozen_t *)c);
+            if (r < 0) goto fail;
+            if (r) { PyMem_Free(c); t->donehead++; continue; }
+        }
         if (c->frozen) {
             conn_t *full = thaw((const frozen_t *)c);
-            if (full) { PyMem_Free(c); c = t->done[t->donehead] = full; }
+            if (!full) goto fail;
+            PyMem_Free(c);
+            c = t->done[t->donehead] = full;
         }
-        PyObject *item = c->frozen ? NULL : conn_tuple(c);
-        if (!item) {
-            for (size_t j = t->donehead; j < t->ndone; j++) entry_free(t->done[j]);
-            t->ndone = t->donehead = 0;
-            Py_DECREF(out);
-            return NULL;
+        if (t->lane && is_lone(c)) {
+            if (lone_put(t, c) < 0) goto fail;
+        } else {
+            PyObject *item = conn_tuple(c);
+            if (!item) goto fail;
+            int rc = PyList_Append(out, item);
+            Py_DECREF(item);
+            if (rc < 0) goto fail;
+            made++;
         }
-        PyList_SET_ITEM(out, (Py_ssize_t)i, item);
         conn_free(c);
         t->donehead++;
     }
     if (t->donehead == t->ndone) t->ndone = t->donehead = 0;
     return out;
+fail:
+    for (size_t j = t->donehead; j < t->ndone; j++) entry_free(t->done[j]);
+    t->ndone = t->donehead = 0;
+    Py_DECREF(out);
+    return NULL;
 }
 
 static int batch_arg(PyObject *args, Py_ssize_t *limit) {
@@ -1178,6 +1290,7 @@ static void Tracker_dealloc(Tracker *self) {
     PyMem_Free(self->slots);
     PyMem_Free(self->done);
     PyMem_Free(self->held_payload);
+    PyMem_Free(self->lone);
     Py_XDECREF(self->parse_proxy);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1258,6 +1371,25 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *args) {
     return drain(self, (size_t)limit);
 }
 
+/* lone() -> the rows (track/lone.py ROW) drain() wrote since the last call, as one bytes object
+   (b"" when none); the buffer is emptied */
+static PyObject *Tracker_lone(Tracker *self, PyObject *unused) {
+    PyObject *rows = PyBytes_FromStringAndSize((const char *)self->lone, (Py_ssize_t)self->nlone);
+    if (rows) self->nlone = 0;
+    return rows;
+}
+
+static PyObject *get_lane(Tracker *s, void *x) { return PyLong_FromLong(s->lane); }
+static int set_lane(Tracker *s, PyObject *v, void *x) {
+    if (!v) { PyErr_SetString(PyExc_TypeError, "lane cannot be deleted"); return -1; }
+    long lane = PyLong_AsLong(v);
+    if (lane == -1 && PyErr_Occurred()) return -1;
+    if (lane != 0 && lane != 1) { PyErr_SetString(PyExc_ValueError, "lane must be 0 or 1"); return -1; }
+    s->lane = (int)lane;
+    return 0;
+}
+static PyObject *get_pending(Tracker *s, void *x) { return PyLong_FromSize_t(s->ndone - s->donehead); }
+
 static PyObject *get_packets(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->packets); }
 static PyObject *get_first(Tracker *s, void *x) {
     if (!s->first_frame) Py_RETURN_NONE;
@@ -1294,6 +1426,8 @@ static PyObject *get_sink(Tracker *self, void *x) {
 }
 
 static PyGetSetDef Tracker_getset[] = {
+    {"lane", (getter)get_lane, (setter)set_lane, "1: lone SYNs leave sweep()/more()/finish_all() as rows, taken with lone() (0: as tuples, the default)", NULL},
+    {"pending", (getter)get_pending, NULL, "finished connections not handed over yet (more() takes them)", NULL},
     {"sink", (getter)get_sink, NULL, "a capsule (capture/_sink.h) through which a capture walker feeds this tracker in C", NULL},
     {"snaplen_cut", (getter)get_snaplen_cut, NULL, "packets whose payload the snaplen cut", NULL},
     {"frozen", (getter)get_frozen, NULL, "table entries kept frozen now (connections open across a sweep with little state)", NULL},
@@ -1309,6 +1443,7 @@ static PyMethodDef Tracker_methods[] = {
     {"sweep", (PyCFunction)Tracker_sweep, METH_VARARGS, "sweep([limit]): the connections Zeek's timers have ended (the first limit; more() the rest)"},
     {"finish_all", (PyCFunction)Tracker_finish_all, METH_VARARGS, "finish_all([limit]): every connection left (the first limit; more() the rest)"},
     {"more", (PyCFunction)Tracker_more, METH_VARARGS, "more([limit]): the next finished connections sweep() or finish_all() left"},
+    {"lone", (PyCFunction)Tracker_lone, METH_NOARGS, "lone(): the lone-SYN rows (track/lone.py ROW) written since the last call, as bytes"},
     {NULL}
 };
 
