@@ -731,7 +731,7 @@ static int process(Tracker *t, conn_t *c, const ct_pkt *p, int is_orig, int64_t 
     uint8_t flags = p->flags;
     uint32_t seq = p->seq, ack = p->ack, cut = p->cut, plen = p->plen + p->cut;   /* the IP length's */
     int syn = flags & F_SYN, fin = flags & F_FIN, rst = flags & F_RST, ackf = flags & F_ACK;
-    c->last_ts = now;
+    if (!(c->e[0].did_close && c->e[1].did_close)) c->last_ts = now;   /* Zeek's last_time: not moved once both closed */
     pair_t pair;
     memset(&pair, 0, sizeof pair);
     if (p->smac) { pair.hs = 1; memcpy(pair.s, p->smac, 6); }
