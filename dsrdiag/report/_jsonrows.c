@@ -87,7 +87,7 @@ static int epoch_exact(uint64_t first, char *out) {
     int k = 52 - L;
     u128 M = (u128)first << k;
     uint64_t m = (uint64_t)(M / NS_U), r = (uint64_t)(M % NS_U);
-    if (2 * r > NS_U || (2 * r == NS_U && (m & 1))) m++;
+    if (2 * r > NS_U || (2 * r == NS_U && (m & 1))) m++; /* (a tie cannot happen for k > 9: kept general) */
     if (m <= (1ULL << 52) || m >= (1ULL << 53)) return 0; /* at a power of two: the general path */
     int s = k + 1;                                          /* x * 1e9 = X / 2^s */
     u128 X = (u128)(2 * m) * NS_U, lo = X - NS_U, hi = X + NS_U;
@@ -102,7 +102,8 @@ static int epoch_exact(uint64_t first, char *out) {
     for (int d = 0; d <= 9; d++) {
         uint64_t u = POW10[9 - d], a = xn - rem[9 - d], b = a + u;
         u128 A = (u128)a << s, B = (u128)b << s;
-        if (A == lo || A == hi || B == lo || B == hi) return 0;
+        if (A == lo || A == hi || B == lo || B == hi) return 0; /* (cannot happen, s > 9: 2^s does not divide
+                                                                    an edge, odd x 10^9; kept as a guard) */
         int ina = A > lo && A < hi, inb = B > lo && B < hi;
         if (!ina && !inb) continue;
         uint64_t c;
