@@ -74,6 +74,20 @@ static int64_t ld_i64(const uint8_t *p) {
 static const uint64_t POW10[10] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
                                    100000000ULL, 1000000000ULL};
 
+static const uint64_t POW10_20[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL, 1000000000ULL,
+    10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL, 100000000000000ULL,
+    1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL, 1000000000000000000ULL,
+    10000000000000000000ULL,
+};
+
+/* The decimal digit count of v */
+static size_t digits(uint64_t v) {
+    size_t n = 1;
+    while (n < 20 && v >= POW10_20[n]) n++;
+    return n;
+}
+
 static size_t put_u64(char *o, uint64_t v);
 
 #if defined(__SIZEOF_INT128__)
@@ -99,8 +113,10 @@ static int epoch_exact(uint64_t first, char *out) {
         rem[j] = rem[j - 1] + (f9 % 10) * POW10[j - 1];
         f9 /= 10;
     }
+    uint64_t wn = (uint64_t)(NS_U >> s) + 1; /* >= the interval's half-width in ns */
     for (int d = 0; d <= 9; d++) {
-        uint64_t u = POW10[9 - d], a = xn - rem[9 - d], b = a + u;
+        uint64_t u = POW10[9 - d], rr = rem[9 - d], a = xn - rr, b = a + u;
+        if (rr > wn && u - rr > wn + 1) continue; /* neither a nor b is near enough: no 128-bit test */
         u128 A = (u128)a << s, B = (u128)b << s;
         if (A == lo || A == hi || B == lo || B == hi) return 0; /* (cannot happen, s > 9: 2^s does not divide
                                                                     an edge, odd x 10^9; kept as a guard) */
@@ -177,20 +193,18 @@ static const char DIGIT_PAIRS[201] =
     "8081828384858687888990919293949596979899";
 
 static size_t put_u64(char *o, uint64_t v) {
-    char d[20];
-    size_t i = 20;
+    size_t n = digits(v), i = n;
     while (v >= 100 && i >= 2) {
         unsigned r = (unsigned)(v % 100);
         v /= 100;
-        d[--i] = DIGIT_PAIRS[2 * r + 1];
-        d[--i] = DIGIT_PAIRS[2 * r];
+        o[--i] = DIGIT_PAIRS[2 * r + 1];
+        o[--i] = DIGIT_PAIRS[2 * r];
     }
-    if (v >= 10) {
-        d[--i] = DIGIT_PAIRS[2 * v + 1];
-        d[--i] = DIGIT_PAIRS[2 * v];
-    } else d[--i] = (char)('0' + v);
-    memcpy(o, d + i, 20 - i);
-    return 20 - i;
+    if (v >= 10 && i >= 2) {
+        o[--i] = DIGIT_PAIRS[2 * v + 1];
+        o[--i] = DIGIT_PAIRS[2 * v];
+    } else if (i >= 1) o[--i] = (char)('0' + v);
+    return n;
 }
 
 #define PUT(o, s, len) do { memcpy((o), (s), (size_t)(len)); (o) += (len); } while (0)
@@ -200,11 +214,6 @@ static size_t put_u64(char *o, uint64_t v) {
 #define ITEM_DURATION ",\"duration\":0.0"
 #define EPS 40 /* room for one ts_epoch text (repr of a double < 1e16: at most 17 digits and a dot) */
 
-static size_t digits(uint64_t v) {
-    size_t n = 1;
-    while (v >= 10 && n < 20) { v /= 10; n++; }
-    return n;
-}
 
 static PyObject *items(PyObject *self, PyObject *args) {
     (void)self;
