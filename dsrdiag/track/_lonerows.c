@@ -13,8 +13,12 @@ Safety: the rows come from a capture, so from whoever sent the packets. Hash tab
 (SipHash-1-3 under a key drawn per call: nobody outside can choose rows that collide), open
 addressing with linear probing, grown by doubling at half load (bounded by the row count); keys are
 compared as bytes, not only by hash. Every loop is bounded by the row count or a table's capacity.
-Fields are read byte by byte as little-endian (no unaligned loads, any host byte order). A buffer
-whose length is not a whole number of rows is a ValueError. */
+Fields are read as little-endian through memcpy (no unaligned loads; byte by byte on a big-endian
+host). A buffer whose length is not a whole number of rows is a ValueError; a block of more than
+2^31 - 1 rows too (row indexes are uint32).
+
+sort_rows returns its argument itself when that is a bytes object already in order (bytes are
+immutable: the same value, no copy; the lane's rows almost always are). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -363,7 +367,7 @@ static uint32_t ld_u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1
 static size_t addr_len(unsigned alen) { return alen < 16 ? alen : 16; } /* si[:alen] of a 16-byte field */
 
 /* Rows whose group fields are the same bytes (the whole 16-byte server field, server port, MACs,
-   TTL, address length, MACs present) are in the same group (the converse need not hold: bytes past
+   TTL (the 13 bytes from the source MAC), address length, MACs present) are in the same group (the converse need not hold: bytes past
    the address length do not count; such rows take the table). */
 static int same_group_bytes(const uint8_t *r, const uint8_t *q) {
     return !memcmp(r + OFF_SI, q + OFF_SI, 16) && r[OFF_SPORT] == q[OFF_SPORT] && r[OFF_SPORT + 1] == q[OFF_SPORT + 1]
@@ -437,14 +441,14 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
         Py_ssize_t g;
         if (last_r && same_group_bytes(r, last_r)) g = last_g; /* a flood's rows: mostly one group */
         else {
-        memset(gk, 0, sizeof gk);
-        memcpy(gk + GK_SI, r + OFF_SI, al);
-        memcpy(gk + GK_SPORT, r + OFF_SPORT, 2);
-        memcpy(gk + GK_SMAC, r + OFF_SMAC, 6);
-        memcpy(gk + GK_DMAC, r + OFF_DMAC, 6);
-        gk[GK_HAS] = r[OFF_HAS];
-        gk[GK_TTL] = r[OFF_TTL];
-        gk[GK_ALEN] = r[OFF_ALEN];
+            memset(gk, 0, sizeof gk);
+            memcpy(gk + GK_SI, r + OFF_SI, al);
+            memcpy(gk + GK_SPORT, r + OFF_SPORT, 2);
+            memcpy(gk + GK_SMAC, r + OFF_SMAC, 6);
+            memcpy(gk + GK_DMAC, r + OFF_DMAC, 6);
+            gk[GK_HAS] = r[OFF_HAS];
+            gk[GK_TTL] = r[OFF_TTL];
+            gk[GK_ALEN] = r[OFF_ALEN];
             g = table_get(&gt, gk, GKLEN, &added);
             if (g < 0) { PyErr_NoMemory(); goto done; }
             if (added) {
