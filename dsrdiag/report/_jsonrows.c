@@ -3,14 +3,16 @@
 Why in C: a SYN flood's connection list is millions of items; jsondoc.lone_items already encodes
 what a group of rows shares once (its six template pieces) and a client address once per pair, so
 what is left per row is its numbers (uid, times, client port, TTL) and the gluing. In Python that is
-~5 us a row; here a small fraction of that.
+~5 us a row; here ~0.2 us (about half of it the epoch's shortest decimal; the output's own pages
+are the floor for a large block).
 
 Exactness: the bytes are b",".join(_lone_items_py(...)) for the same arguments (the specification;
 tests/test_lone_kernels.py compares them). The ISO time is strftime of the UTC second (cached per
 second) and the nanoseconds cut to microseconds when they end in 000, as core/evidence.format_ts
-does. ts_epoch is what orjson.dumps(float(f"{sec}.{ns:09d}")) writes: the double is made from that
-exact decimal text (PyOS_string_to_double, Python's float()) and written as Python's repr
-(PyOS_double_to_string 'r'); repr and orjson agree for 1.0 <= x < 1e16. Where this writer would not
+does. ts_epoch is what orjson.dumps(float(f"{sec}.{ns:09d}")) writes, i.e. Python's repr of that
+double (repr and orjson agree for 1.0 <= x < 1e16): made and written in integers where that is plain
+(epoch_exact, below: >99% of times), else by PyOS_string_to_double of that exact decimal text
+(Python's float()) and PyOS_double_to_string 'r' (Python's repr). Where this writer would not
 give orjson's bytes, it gives None for the whole block and the caller runs the Python loop: a second
 <= 0 (before 1970-01-01T00:00:01, x < 1.0), a year outside 1..9999, x outside [1, 1e16), a row whose
 last_ts_ns differs from its first_ts_ns (duration: Python's round() of a double, left to Python).
