@@ -69,47 +69,55 @@ def _first(rng: random.Random, kind: str) -> int:
     return sec * NS + ns
 
 
-def _addr(rng: random.Random, alen: int, pool: list) -> bytes:
-    if pool and rng.random() < 0.8:
-        return rng.choice(pool)
-    a = bytes(rng.getrandbits(8) for _ in range(alen))
-    pool.append(a)
-    return a
-
-
 def random_rows(seed: int, n: int, v6: float = 0.3, wild: float = 0.0, odd: bool = False, clean: bool = False) -> bytes:
-    """n rows: a few servers, MAC pairs and TTLs (groups that repeat), more clients (pairs that
-    repeat), times mostly shared by many rows. `wild`: the share of times at int64's and 1970's
-    edges; `odd`: some rows with bytes past the address length and address lengths other than 4
-    and 16 (the reference reads si[:alen]: so must the peer); `clean`: rows as trackers make them
-    (last == first, note time == first, a time after 1970), for items()."""
+    """n rows: a few servers, MAC pairs, ports and TTLs (groups that repeat, often in runs, as a
+    flood's rows do), a few hundred clients (pairs that repeat), times mostly shared by many rows.
+    `wild`: the share of times at int64's and 1970's edges; `odd`: some rows with bytes past the
+    address length and address lengths other than 4 and 16 (the reference reads si[:alen]: so must
+    the peer); `clean`: rows as trackers make them (last == first, note time == first, a time after
+    1970), for items()."""
     rng = random.Random(seed)
-    servers4, servers6, clients4, clients6 = [], [], [], []
+
+    def pool(alen, k):
+        return [bytes(rng.getrandbits(8) for _ in range(alen)) for _ in range(k)]
+    servers = {4: pool(4, 6), 16: pool(16, 6)}
+    clients = {4: pool(4, 60), 16: pool(16, 60)}
     macs = [bytes(rng.getrandbits(8) for _ in range(6)) for _ in range(3)] + [bytes(6)]
     times = [_first(rng, "cap") for _ in range(max(1, n // 20))]
     out = []
+    prev = None
+    known: list = []  # groups seen: most rows are of one of them
     for i in range(n):
-        alen = 16 if rng.random() < v6 else 4
-        if odd and rng.random() < 0.05:
-            alen = rng.choice([0, 1, 7, 17, 200, 255])
+        if prev is not None and rng.random() < 0.5:
+            alen, si, sport, smac, dmac, has, ttl = prev  # a run of one group
+        elif len(known) >= 8 and rng.random() < 0.9:
+            prev = rng.choice(known)
+            alen, si, sport, smac, dmac, has, ttl = prev
+        else:
+            alen = 16 if rng.random() < v6 else 4
+            if odd and rng.random() < 0.05:
+                alen = rng.choice([0, 1, 7, 17, 200, 255])
+            si = rng.choice(servers[16 if alen > 4 else 4])[:alen].ljust(16, b"\0")
+            if odd and rng.random() < 0.1:  # junk past the address: not part of the key
+                si = si[:min(alen, 16)] + bytes(rng.getrandbits(8) for _ in range(16 - min(alen, 16)))
+            has = rng.randrange(4)
+            smac = rng.choice(macs) if has & 1 else bytes(6)
+            dmac = rng.choice(macs) if has & 2 else bytes(6)
+            if odd and not has and rng.random() < 0.3:
+                smac = rng.choice(macs)  # MAC bytes without the present bit: still the key's bytes
+            ttl = rng.choice([64, 128, 255, 0, 64, 128, rng.randrange(256)])
+            sport = rng.choice([25, 25, 25, 587, rng.randrange(65536)])
+            prev = (alen, si, sport, smac, dmac, has, ttl)
+            known.append(prev)
         al = min(alen, 16)
-        si = _addr(rng, al, servers6 if alen > 4 else servers4).ljust(16, b"\0")
-        ci = _addr(rng, al, clients6 if alen > 4 else clients4).ljust(16, b"\0")
-        if odd and rng.random() < 0.1:  # junk past the address: not part of the key
-            si = si[:al] + bytes(rng.getrandbits(8) for _ in range(16 - al))
+        ci = rng.choice(clients[16 if alen > 4 else 4])[:al].ljust(16, b"\0")
+        if odd and rng.random() < 0.1:
             ci = ci[:al] + bytes(rng.getrandbits(8) for _ in range(16 - al))
         first = rng.choice(times) if rng.random() < 0.7 else _first(rng, "cap")
         if not clean and rng.random() < wild:
             first = _first(rng, "wild")
         last = first if clean or rng.random() < 0.9 else max(first, min(2**63 - 1, first + rng.randrange(1, 10 * NS)))
         nts = first if clean or rng.random() < 0.8 else max(-2**63, min(2**63 - 1, first + rng.randrange(-NS, NS)))
-        has = rng.randrange(4)
-        smac = rng.choice(macs) if has & 1 else bytes(6)
-        dmac = rng.choice(macs) if has & 2 else bytes(6)
-        if odd and not has and rng.random() < 0.3:
-            smac = rng.choice(macs)  # MAC bytes without the present bit: still the key's bytes
-        ttl = rng.choice([64, 128, 255, 0, rng.randrange(256)])
-        sport = rng.choice([25, 25, 25, 587, rng.randrange(65536)])
         out.append(lone.ROW.pack(_num(rng) if not clean else i * 7 + rng.choice([0, 1, 10**6, 10**12]),
                                  rng.getrandbits(64), first, last, nts, ci, si, rng.randrange(65536), sport,
                                  rng.getrandbits(32), 0, rng.choice([-1, rng.randrange(65536)]), smac, dmac, ttl,
@@ -188,7 +196,9 @@ def test_sort_rows_keeps_rows_of_equal_keys_in_their_order(rows_c):
 def test_digest_equals_the_reference_on_random_rows(rows_c, seed, v6, wild, odd):
     data = random_rows(seed, 4000, v6=v6, wild=wild, odd=odd)
     ref = lone.digest_py(data)
-    assert len(ref.groups) > 5 and len(ref.pairs) > 50 and len(ref.secs) > 5  # repeats and news: both paths run
+    # keys seen again and new ones, more than the tables' first sizes: every table path runs
+    assert 16 < len(ref.groups) < len(data) // 104 // 4 and 16 < len(ref.pairs) < len(data) // 104 * 9 // 10
+    assert 16 < len(ref.secs) and sum(ref.group_n) == sum(ref.pair_n) == len(data) // 104
     _same_digest(rows_c.digest(data), ref)
     _same_digest(rows_c.digest(memoryview(data)[104 * 7:]), lone.digest_py(memoryview(data)[104 * 7:]))
 
