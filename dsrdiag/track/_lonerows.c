@@ -10,7 +10,7 @@ bytes, digest the same tuple (lone.Digest's fields, in its order, with the same 
 tests/test_lone_kernels.py compares them on random and real rows.
 
 Safety: the rows come from a capture, so from whoever sent the packets. Hash tables are keyed
-(SipHash-1-3 under a key drawn per call: nobody outside can choose rows that collide), open
+(SipHash-1-3 under a key drawn once per process: nobody outside can choose rows that collide), open
 addressing with linear probing, grown by doubling at half load (bounded by the row count); keys are
 compared as bytes, not only by hash. Every loop is bounded by the row count or a table's capacity.
 Fields are read as little-endian through memcpy (no unaligned loads; byte by byte on a big-endian
@@ -240,9 +240,9 @@ static int table_init(table *t, size_t klen, size_t esize, uint64_t k0, uint64_t
     t->k0 = k0;
     t->k1 = k1;
     t->cap_ents = 16;
-    while (t->cap_ents < hint && t->cap_ents < 4096) t->cap_ents *= 2;
+    while (t->cap_ents < hint && t->cap_ents < 1024) t->cap_ents *= 2;
     t->cap_slots = 2 * t->cap_ents;
-    t->ents = PyMem_Calloc(t->cap_ents, esize);
+    t->ents = PyMem_Malloc(t->cap_ents * esize); /* an entry is zeroed when added */
     t->hashes = PyMem_Malloc(t->cap_ents * sizeof *t->hashes);
     t->slots = PyMem_Calloc(t->cap_slots, sizeof *t->slots);
     return t->ents && t->hashes && t->slots ? 0 : -1;
@@ -313,7 +313,17 @@ static Py_ssize_t table_get(table *t, const uint8_t *key, size_t hlen, int *adde
     return (Py_ssize_t)e;
 }
 
+/* The hash key: drawn once per process, at the first digest (a secret of this process, as Python's
+   own hash key is) */
+static uint64_t key0, key1;
+static int key_drawn;
+
 static void random_key(uint64_t *k0, uint64_t *k1) {
+    if (key_drawn) {
+        *k0 = key0;
+        *k1 = key1;
+        return;
+    }
     uint64_t k[2] = {0, 0};
     if (getrandom(k, sizeof k, 0) != (ssize_t)sizeof k) { /* no getrandom: still differs per run */
         struct timespec ts;
@@ -321,8 +331,9 @@ static void random_key(uint64_t *k0, uint64_t *k1) {
         k[0] ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)k;
         k[1] ^= (uint64_t)ts.tv_sec * 0xc4ceb9fe1a85ec53ULL ^ (uint64_t)getpid();
     }
-    *k0 = k[0];
-    *k1 = k[1];
+    key0 = *k0 = k[0];
+    key1 = *k1 = k[1];
+    key_drawn = 1;
 }
 
 /* ---- digest ------------------------------------------------------------------------------- */
@@ -402,6 +413,8 @@ static PyObject *int_list(const table *t, size_t off, int u32) {
     }
     return l;
 }
+
+static PyObject *array_cls; /* array.array */
 
 static PyObject *digest(PyObject *self, PyObject *arg) {
     (void)self;
@@ -533,8 +546,12 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
         if (!t) goto done;
         PyList_SET_ITEM(secs, (Py_ssize_t)i, t);
     }
-    if (!(array_mod = PyImport_ImportModule("array")) || !(array_type = PyObject_GetAttrString(array_mod, "array")))
-        goto done;
+    if (!array_cls) { /* array.array, looked up at the first digest and kept */
+        if (!(array_mod = PyImport_ImportModule("array")) || !(array_cls = PyObject_GetAttrString(array_mod, "array")))
+            goto done;
+    }
+    array_type = array_cls;
+    Py_INCREF(array_type);
     if (!(a_rg = u32_array(array_type, rg, n)) || !(a_rp = u32_array(array_type, rp, n))) goto done;
     result = PyTuple_Pack(12, groups, g_n, g_first, g_min, g_max, pairs, p_n, p_first, a_rg, a_rp, secs,
                           same ? Py_True : Py_False);
