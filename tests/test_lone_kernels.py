@@ -411,7 +411,7 @@ def _epoch_times(rng: random.Random, n: int):
 def test_ts_epoch_is_what_orjson_writes_on_both_paths(items_c):
     """The exact integer path (items()' own) and the general path (Python's float() and repr),
     each compared with orjson on random times and on the edges (powers of two, second boundaries,
-    2^33 where the exact path hands over); the exact path answers for almost every time."""
+    int64's last second); the exact path answers for almost every time."""
     rng = random.Random(9)
     exact = total = 0
     for first in _epoch_times(rng, 60000):

@@ -62,7 +62,7 @@ static int64_t ld_i64(const uint8_t *p) {
    1 <= x < 1e16), written to out (at least 40 bytes); its length, 0 where this writer declines (x
    outside [1, 1e16)), -1 on error (exception set).
 
-   The exact path, for the common case (1 s <= time < 2^33 s, a compiler with 128-bit integers):
+   The exact path, for every time from 1 s on (int64 ns end before 2^34 s; a compiler with 128-bit integers):
    the double is m / 2^k with m the correctly rounded (to nearest, ties to even) 53-bit quotient of
    first_ns * 2^k / 10^9, in integers; its repr is the shortest decimal strictly inside its rounding
    interval (m +- 1/2) / 2^k, the one nearest to x where two are that short. A decimal of at most 9
@@ -96,7 +96,7 @@ static size_t put_u64(char *o, uint64_t v);
 typedef unsigned __int128 u128;
 static int epoch_exact(uint64_t first, char *out) {
     uint64_t sec = first / NS_U;
-    if (sec < 1 || sec >= (1ULL << 33)) return 0;
+    if (sec < 1 || sec >= (1ULL << 34)) return 0; /* (int64 ns: always below 2^34 s) */
     int L = 0; /* 2^L <= sec < 2^(L+1), so 2^L <= x < 2^(L+1): a binary search of sec's top bit */
     for (int step = 32; step; step /= 2)
         if (sec >> (L + step)) L += step;
@@ -359,10 +359,18 @@ static PyObject *items(PyObject *self, PyObject *args) {
         o += put_u64(o, num);
         PUT(o, h[1].p, h[1].n);
         PUT(o, base, base_n);
-        char frac[9];
-        int64_t f = ns;
-        for (int k = 8; k >= 0; k--) { frac[k] = (char)('0' + f % 10); f /= 10; }
-        PUT(o, frac, ns % 1000 ? 9 : 6);
+        char frac[9]; /* ns's nine digits: one, then four pairs */
+        uint32_t f = (uint32_t)ns;
+        frac[8] = (char)('0' + f % 10);
+        f /= 10;
+        for (int k = 6; k >= 0; k -= 2) {
+            unsigned q = f % 100;
+            f /= 100;
+            frac[k] = DIGIT_PAIRS[2 * q];
+            frac[k + 1] = DIGIT_PAIRS[2 * q + 1];
+        }
+        if (ns % 1000) PUT(o, frac, 9);
+        else PUT(o, frac, 6);
         LIT(o, ITEM_EPOCH);
         PUT(o, eps + (size_t)i * EPS, epn[i]);
         LIT(o, ITEM_DURATION);
