@@ -262,3 +262,33 @@ def test_a_record_that_is_not_a_lone_syn_has_no_row(change):
         bad = c._replace(forwarded_frames=NoteBlock(None, (n,)))
     assert bad != c
     assert lone.row_of(bad) is None
+
+
+@pytest.mark.parametrize("skew", [False, True])
+def test_facts_from_blocks_are_the_facts_of_their_records_in_any_block_order(tmp_path, skew):
+    """Facts.observe_rows (a step per group and pair of a block's digest, or row by row where the
+    digest cannot say) notes what observe() notes of the same records, whatever order blocks come in:
+    a scanning source seen first in a later block, and (skew) note times the capture clock overruled."""
+    from dsrdiag.track import lone
+    from dsrdiag.track.facts import Facts
+    from dsrdiag.track.pipeline import track_capture
+
+    p, rng = Pcap(tmp_path / "f.pcap"), random.Random(9)
+    flood(p, rng, 3000, T0, 3000.0, n_sources=40)
+    scan(p, rng, 30, T0 + 0.2)
+    p.close()
+    rows = [lone.row_of(c) for c in track_capture(str(tmp_path / "f.pcap"), "v", (25,)).connections]
+    rows = [r for r in rows if r is not None]
+    assert len(rows) > 3000
+    if skew:  # every 7th row's packet stamped 1 us after the time the clock gave the connection
+        rows = [r[:32] + (lone.ROW.unpack(r)[4] + 1000 * (i % 7 == 0)).to_bytes(8, "little", signed=True) + r[40:]
+                for i, r in enumerate(rows)]
+    third = len(rows) // 3
+    blocks = [lone.Block(b"".join(rows[i:j]), "f.pcap", "v") for i, j in ((0, third), (third, 2 * third), (2 * third, len(rows)))]
+    by_rows, by_records = Facts(), Facts()
+    for b in (blocks[2], blocks[0], blocks[1]):
+        by_rows.observe_rows(b)
+        for c in b:
+            by_records.observe(c)
+    assert _facts(by_rows) == _facts(by_records)
+    assert by_rows.targets and by_rows.attempts
