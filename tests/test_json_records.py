@@ -220,6 +220,7 @@ def _exact_cases():
     yield "client ipv6", _set(client_ip="2001:db8:51::7", ip_version=6)
     yield "server ipv6", _set(server_ip="2001:db8:25::25")
     yield "both ipv6", _set(client_ip="2001:db8:51::7", server_ip="2001:db8:25::25", ip_version=6)
+    yield "ipv6 from its first character", _set(client_ip="::1", server_ip="::ffff:192.0.2.25", ip_version=6)
     yield "an address with a quote", _set(client_ip='198.51.100."7\n', server_ip="\u00e9:x")
     yield "ports None and str", _set(client_port=None, server_port="smtp")
     yield "ports bool", _set(client_port=True, server_port=False)
@@ -254,7 +255,7 @@ def _exact_cases():
     yield "banner time, empty history", lambda c: _smtp(c._replace(history=""), banner_ts_ns=c.first_ts_ns + 5)
     yield "no banner time, history not str", lambda c: _smtp(c._replace(history=None), banner_ts_ns=None)
     # stamps: nanoseconds, 1970's first second, far future, the last int64 nanosecond
-    for d in (1, 999, 1000, 123_456_789):
+    for d in (1, 100, 500, 999, 1000, 10_000, 123_456_789):
         yield f"first +{d} ns", lambda c, d=d: c._replace(first_ts_ns=c.first_ts_ns + d, last_ts_ns=c.first_ts_ns + d)
     for first in (NS, NS + 1, 2 * NS - 1, 4_102_444_800 * NS + 5, 2**62, 2**63 - 1):
         yield f"first {first}", _set(first_ts_ns=first, last_ts_ns=first)

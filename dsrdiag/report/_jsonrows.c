@@ -494,8 +494,7 @@ typedef struct {
     int heap;
 } obuf;
 
-static int grow(obuf *o, size_t need) {
-    if (need <= o->cap - o->n) return OK;
+static int grow_slow(obuf *o, size_t need) {
     if (need > (size_t)PY_SSIZE_T_MAX / 2 - o->n) { PyErr_NoMemory(); return ERR; }
     size_t cap = o->cap * 2;
     if (cap < o->n + need) cap = o->n + need;
@@ -508,7 +507,12 @@ static int grow(obuf *o, size_t need) {
     return OK;
 }
 
-static int w_raw(obuf *o, const char *s, size_t n) {
+/* Room for need more bytes */
+static inline int grow(obuf *o, size_t need) {
+    return need <= o->cap - o->n ? OK : grow_slow(o, need);
+}
+
+static inline int w_raw(obuf *o, const char *s, size_t n) {
     if (grow(o, n)) return ERR;
     memcpy(o->p + o->n, s, n);
     o->n += n;
@@ -527,7 +531,14 @@ static int w_str_body(obuf *o, PyObject *u) {
     char *q = o->p + o->n;
     int kind = PyUnicode_KIND(u);
     const void *data = PyUnicode_DATA(u);
-    for (Py_ssize_t i = 0; i < len; i++) {
+    Py_ssize_t i = 0;
+    if (PyUnicode_IS_ASCII(u)) { /* the common case: the plain head copied whole, the rest (if any) below */
+        const unsigned char *a = data;
+        while (i < len && a[i] >= 0x20 && a[i] != '"' && a[i] != '\\') i++;
+        memcpy(q, a, (size_t)i);
+        q += i;
+    }
+    for (; i < len; i++) {
         Py_UCS4 ch = PyUnicode_READ(kind, data, i);
         if (ch < 0x80) {
             if (ch >= 0x20 && ch != '"' && ch != '\\') { *q++ = (char)ch; continue; }
@@ -914,10 +925,13 @@ static int put_connection(obuf *o, PyObject *c, PyObject *backend) {
 
 #define OBUF_STACK 4096
 
-static PyObject *connection(PyObject *self, PyObject *args) {
+static PyObject *connection(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    PyObject *c, *backend;
-    if (!PyArg_ParseTuple(args, "OO:connection", &c, &backend)) return NULL;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "connection() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *c = args[0], *backend = args[1];
     if (!PyBytes_Check(backend)) {
         PyErr_Format(PyExc_TypeError, "backend must be bytes (the encoded back-end), not %.100s", Py_TYPE(backend)->tp_name);
         return NULL;
@@ -963,7 +977,7 @@ static PyObject *fmt_rounded(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"_ts_epoch", ts_epoch, METH_VARARGS,
      "_ts_epoch(first_ns, path=0) -> bytes | None: items()' ts_epoch text; path 1 general, 2 exact (the tests' hook)"},
-    {"connection", connection, METH_VARARGS,
+    {"connection", (PyCFunction)(void (*)(void))connection, METH_FASTCALL,
      "connection(c, backend) -> bytes | None: orjson.dumps(jsondoc._conn(c, b)) with backend the encoded "
      "back-end item, or None where the Python path must write this record"},
     {"_double", fmt_double, METH_O, "_double(x) -> bytes | None: a float as connection() writes it (the tests' hook)"},
