@@ -1,4 +1,8 @@
-/* The C peer of report/jsondoc.py's _lone_items_py: the JSON list items of a block of lone SYNs.
+/* The C peers of report/jsondoc.py's connection list items: items(), of a block of lone SYNs
+(_lone_items_py), and connection(), of one ordinary record (orjson.dumps(_conn(c, b)); see its own
+comment below, before CONN_FIELDS).
+
+items():
 
 Why in C: a SYN flood's connection list is millions of items; jsondoc.lone_items already encodes
 what a group of rows shares once (its six template pieces) and a client address once per pair, so
@@ -990,7 +994,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_jsonrows",
-    "C peer of report/jsondoc.py's _lone_items_py (the JSON items of a block of lone SYNs).", -1, methods,
+    "C peers of report/jsondoc.py's connection list items: items() of a block of lone SYNs (_lone_items_py), "
+    "connection() of one ordinary record (orjson.dumps(_conn(c, b)))", -1, methods,
     NULL, NULL, NULL, NULL};
 
 /* The field names connection() reads by position, in order: the caller checks them against
