@@ -10,6 +10,7 @@ or orjson is absent (then jsondoc never calls it)."""
 from __future__ import annotations
 
 import enum
+import io
 import math
 import random
 import struct
@@ -167,6 +168,29 @@ def test_every_record_of_the_flood_generators_shapes_is_orjsons_bytes(jr, tmp_pa
     n, declined = _check_all(jr, pairs)
     assert n > 500 and declined == 0
     assert {c.conn_state for c, _ in pairs} >= {"S0", "SF"}
+
+
+def _document(r) -> bytes:
+    buf = io.BytesIO()
+    out = io.TextIOWrapper(buf, encoding="utf-8", newline="")
+    jsondoc.write(r, out)
+    out.flush()
+    return buf.getvalue()
+
+
+def test_the_document_written_through_the_c_writer_is_the_python_paths(jr, tmp_path, monkeypatch):
+    """Once jsondoc.ConnectionItems calls connection() (its `writer`): the whole JSON document of
+    real and hostile captures is the same bytes with it and without it (jsondoc._record_writer
+    giving None: every record through _encode(_conn(c, b)))."""
+    if getattr(jsondoc.ConnectionItems(lambda data: None), "writer", None) is not jr.connection:
+        pytest.skip("jsondoc does not call _jsonrows.connection (not wired in this tree)")
+    sources = [("be1", str(_gen(tmp_path / "s.pcap", "sessions", 300))), ("lan", str(CAPTURES / "hostile_text.pcap")),
+               ("lan2", str(CAPTURES / "hostile_banner.pcap")), ("snat", str(CAPTURES / "snat_proxy.pcap"))]
+    r = analyze(sources, Topology(), jobs=1)
+    with_c = _document(r)
+    monkeypatch.setattr(jsondoc, "_record_writer", lambda: None)
+    assert _document(r) == with_c
+    assert with_c.count(b'"uid":') >= 300
 
 
 # ---- crafted records: every branch -------------------------------------------------------------
