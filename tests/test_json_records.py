@@ -241,6 +241,8 @@ def _exact_cases():
         yield f"{field} wild text", _dialogue(**{field: WILD})
         yield f"{field} quotes and controls", _dialogue(**{field: '"\\\b\f\n\r\t\x00\x1f\x7f"'})
         yield f"{field} None", _dialogue(**{field: None})
+    yield "texts past the stack buffer", _dialogue(banner_text="x" * 9000 + "\n\"" + "\u00e9" * 3000, helo="\U0001f600" * 2000,
+                                                   xclient="a" * 20_000)
     yield "client ipv6", _set(client_ip="2001:db8:51::7", ip_version=6)
     yield "server ipv6", _set(server_ip="2001:db8:25::25")
     yield "both ipv6", _set(client_ip="2001:db8:51::7", server_ip="2001:db8:25::25", ip_version=6)

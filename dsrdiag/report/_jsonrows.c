@@ -531,17 +531,19 @@ static int w_str_body(obuf *o, PyObject *u) {
     if (PyUnicode_READY(u) < 0) return ERR;
     Py_ssize_t len = PyUnicode_GET_LENGTH(u);
     if ((size_t)len > ((size_t)PY_SSIZE_T_MAX - 8) / 6) { PyErr_NoMemory(); return ERR; }
-    if (grow(o, (size_t)len * 6)) return ERR; /* the most a character takes: \u00xx, or 4 UTF-8 bytes */
-    char *q = o->p + o->n;
     int kind = PyUnicode_KIND(u);
     const void *data = PyUnicode_DATA(u);
     Py_ssize_t i = 0;
     if (PyUnicode_IS_ASCII(u)) { /* the common case: the plain head copied whole, the rest (if any) below */
+        if (grow(o, (size_t)len)) return ERR;
         const unsigned char *a = data;
         while (i < len && a[i] >= 0x20 && a[i] != '"' && a[i] != '\\') i++;
-        memcpy(q, a, (size_t)i);
-        q += i;
+        memcpy(o->p + o->n, a, (size_t)i);
+        o->n += (size_t)i;
+        if (i == len) return OK;
     }
+    if (grow(o, (size_t)(len - i) * 6)) return ERR; /* the most a character takes: \u00xx, or 4 UTF-8 bytes */
+    char *q = o->p + o->n;
     for (; i < len; i++) {
         Py_UCS4 ch = PyUnicode_READ(kind, data, i);
         if (ch < 0x80) {
@@ -586,6 +588,13 @@ static int w_i64(obuf *o, int64_t v) {
     q += put_u64(q, a);
     o->n = (size_t)(q - o->p);
     return OK;
+}
+
+/* a - b into *out, or 1 where it leaves int64 (no compiler builtin: any C99) */
+static int sub_i64(int64_t a, int64_t b, int64_t *out) {
+    if ((b < 0 && a > INT64_MAX + b) || (b > 0 && a < INT64_MIN + b)) return 1;
+    *out = a - b;
+    return 0;
 }
 
 /* An exact int within int64 as its value; DECLINE for any other object (a bool included) */
@@ -853,7 +862,7 @@ static int put_smtp(obuf *o, PyObject *s, int64_t first, PyObject *history) {
     }
     if (syn) {
         int64_t d;
-        if (__builtin_sub_overflow(banner, first, &d)) return DECLINE;
+        if (sub_i64(banner, first, &d)) return DECLINE;
         T(put_rounded(o, d, 1e6, 3));
     } else L("null");
     L(",\"helo\":"); V(SF(S_HELO));
@@ -888,7 +897,7 @@ static int put_connection(obuf *o, PyObject *c, PyObject *backend) {
     int64_t first, last, dur;
     T(as_i64(F(C_FIRST), &first));
     T(as_i64(F(C_LAST), &last));
-    if (first < NS || __builtin_sub_overflow(last, first, &dur)) return DECLINE;
+    if (first < NS || sub_i64(last, first, &dur)) return DECLINE;
     PyObject *cip = F(C_CLIENT_IP), *sip = F(C_SERVER_IP);
     if (!PyUnicode_CheckExact(cip) || !PyUnicode_CheckExact(sip)) return DECLINE; /* conn_filter's `":" in ip` */
     L("{\"uid\":"); V(F(C_UID));
