@@ -1,4 +1,8 @@
-/* The C peer of report/jsondoc.py's _lone_items_py: the JSON list items of a block of lone SYNs.
+/* The C peers of report/jsondoc.py's connection list items: items(), of a block of lone SYNs
+(_lone_items_py), and connection(), of one ordinary record (orjson.dumps(_conn(c, b)); see its own
+comment below, before CONN_FIELDS).
+
+items():
 
 Why in C: a SYN flood's connection list is millions of items; jsondoc.lone_items already encodes
 what a group of rows shares once (its six template pieces) and a client address once per pair, so
@@ -28,6 +32,7 @@ count or a piece's length. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #include <time.h>
 
 #define ROW 104
@@ -438,9 +443,559 @@ static PyObject *ts_epoch(PyObject *self, PyObject *args) {
     return PyBytes_FromStringAndSize(rep, n);
 }
 
+/* ---- connection(): one ordinary record's item ----------------------------------------------------
+
+The C peer of orjson.dumps(jsondoc._conn(c, b)) for one Connection c (a NamedTuple: its fields are
+read by position, in CONN_FIELDS' order, which tests/test_json_records.py holds against
+Connection._fields) with the back-end's item already encoded by the caller (once per back-end).
+Why: on short SMTP sessions the Python dict, orjson, the display filter and the times cost ~25 us a
+record, a quarter of a run; here a record is its fields copied and escaped once.
+
+Exactness, or None: the bytes are orjson's for the same record, or the answer is None and the
+caller runs the Python path (which then does whatever it does: raises for a record it cannot
+write). Declined: a record that is not a 30-field tuple subclass (its dialogue not a 16-field one);
+a value that is not None, True/False, an exact int within int64 or an exact str where the document
+has a plain value; a str with a lone surrogate (orjson refuses it); an L2 path that is not a tuple
+or list of 2-tuples or 2-lists; reply codes not a tuple or list; a first_ts_ns before
+1970-01-01T00:00:01 (ts_epoch < 1.0, where repr and orjson part, as in items()); a duration or
+banner delay whose difference leaves int64.
+
+Strings: orjson's escaping (\" \\ \b \t \n \f \r, \u00xx lowercase for the other controls below
+0x20, nothing else: DEL and non-ASCII are written as UTF-8; json_bytes, after, is the caller's).
+Numbers: ints as decimal; ts_epoch by epoch() above; duration = round((last-first)/1e9, 6) and
+syn_to_banner_ms = round((banner-first)/1e6, 3) are, for a difference D of ns with |D| < 2^53 and D
+mod 1000 != 500, the double nearest to N/10^6 (resp. N/10^3) with N = D/1000 rounded to nearest:
+the double nearest to D/10^9 is within half an ulp (< 1 ns there) of D/10^9, which is at least 1 ns
+from a rounding boundary, so Python's correctly rounded round() lands on N too; N has at most 13
+digits, so N's digits without their trailing zeros are that double's shortest decimal, written in
+orjson's (ryu's) layout (put_digits). Other differences: Python's round() of the same double
+((double)D / 1e9, as Python's int / float), its repr's digits re-laid in orjson's layout. */
+
+enum { C_UID, C_CAPTURE, C_VANTAGE, C_CLIENT_IP, C_CLIENT_PORT, C_SERVER_IP, C_SERVER_PORT, C_IP_VERSION,
+       C_FIRST, C_LAST, C_HISTORY, C_CONN_STATE, C_ORIG_PKTS, C_RESP_PKTS, C_ORIG_BYTES, C_RESP_BYTES,
+       C_MISSED, C_ORIG_FWD, C_RESP_FWD, C_ORIG_L2, C_RESP_L2, C_ORIG_TTL, C_RESP_TTL, C_SYN_SEQ,
+       C_SYNACK_ACK, C_PACKETS, C_SYN_FRAMES, C_FWD_FRAMES, C_SMTP, C_TUNNELED, C_NFIELDS };
+static const char *const CONN_FIELDS[C_NFIELDS] = {
+    "uid", "capture", "vantage", "client_ip", "client_port", "server_ip", "server_port", "ip_version",
+    "first_ts_ns", "last_ts_ns", "history", "conn_state", "orig_pkts", "resp_pkts", "orig_bytes", "resp_bytes",
+    "missed_bytes", "orig_forwarded", "resp_forwarded", "orig_l2", "resp_l2", "orig_ttl", "resp_ttl", "syn_seq",
+    "synack_ack", "packets", "syn_frames", "forwarded_frames", "smtp", "tunneled_from"};
+enum { S_CODE, S_TEXT, S_HOST, S_FRAME, S_TS, S_HELO, S_REPLIES, S_COMMANDS, S_TLS_OFFERED, S_TLS_STARTED,
+       S_XCLIENT_OFFERED, S_XCLIENT, S_XCLIENT_FRAME, S_XCLIENT_TS, S_PROXY, S_LAST_REPLY, S_NFIELDS };
+static const char *const SMTP_FIELDS[S_NFIELDS] = {
+    "banner_code", "banner_text", "banner_host", "banner_frame", "banner_ts_ns", "helo", "reply_codes", "commands",
+    "starttls_offered", "starttls_started", "xclient_offered", "xclient", "xclient_frame", "xclient_ts_ns", "proxy",
+    "last_reply"};
+
+#define OK 0
+#define DECLINE 1
+#define ERR (-1)
+
+/* The output: a stack buffer first (a record's item is ~1 KiB), the heap past it */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int heap;
+} obuf;
+
+static int grow_slow(obuf *o, size_t need) {
+    if (need > (size_t)PY_SSIZE_T_MAX / 2 - o->n) { PyErr_NoMemory(); return ERR; }
+    size_t cap = o->cap * 2;
+    if (cap < o->n + need) cap = o->n + need;
+    char *q = o->heap ? PyMem_Realloc(o->p, cap) : PyMem_Malloc(cap);
+    if (!q) { PyErr_NoMemory(); return ERR; }
+    if (!o->heap) memcpy(q, o->p, o->n);
+    o->p = q;
+    o->cap = cap;
+    o->heap = 1;
+    return OK;
+}
+
+/* Room for need more bytes */
+static inline int grow(obuf *o, size_t need) {
+    return need <= o->cap - o->n ? OK : grow_slow(o, need);
+}
+
+static inline int w_raw(obuf *o, const char *s, size_t n) {
+    if (grow(o, n)) return ERR;
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+    return OK;
+}
+#define W_LIT(o, s) w_raw((o), (s), sizeof(s) - 1)
+
+static const char HEX[] = "0123456789abcdef";
+
+/* A str's characters JSON-escaped as orjson does, without quotes; DECLINE for a lone surrogate */
+static int w_str_body(obuf *o, PyObject *u) {
+    if (PyUnicode_READY(u) < 0) return ERR;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(u);
+    if ((size_t)len > ((size_t)PY_SSIZE_T_MAX - 8) / 6) { PyErr_NoMemory(); return ERR; }
+    int kind = PyUnicode_KIND(u);
+    const void *data = PyUnicode_DATA(u);
+    Py_ssize_t i = 0;
+    if (PyUnicode_IS_ASCII(u)) { /* the common case: the plain head copied whole, the rest (if any) below */
+        if (grow(o, (size_t)len)) return ERR;
+        const unsigned char *a = data;
+        while (i < len && a[i] >= 0x20 && a[i] != '"' && a[i] != '\\') i++;
+        memcpy(o->p + o->n, a, (size_t)i);
+        o->n += (size_t)i;
+        if (i == len) return OK;
+    }
+    if (grow(o, (size_t)(len - i) * 6)) return ERR; /* the most a character takes: \u00xx, or 4 UTF-8 bytes */
+    char *q = o->p + o->n;
+    for (; i < len; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch < 0x80) {
+            if (ch >= 0x20 && ch != '"' && ch != '\\') { *q++ = (char)ch; continue; }
+            *q++ = '\\';
+            switch (ch) {
+            case '"': *q++ = '"'; break;
+            case '\\': *q++ = '\\'; break;
+            case '\b': *q++ = 'b'; break;
+            case '\t': *q++ = 't'; break;
+            case '\n': *q++ = 'n'; break;
+            case '\f': *q++ = 'f'; break;
+            case '\r': *q++ = 'r'; break;
+            default:
+                *q++ = 'u'; *q++ = '0'; *q++ = '0';
+                *q++ = HEX[ch >> 4]; *q++ = HEX[ch & 15];
+            }
+        } else if (ch < 0x800) {
+            *q++ = (char)(0xC0 | (ch >> 6));
+            *q++ = (char)(0x80 | (ch & 0x3F));
+        } else if (ch < 0x10000) {
+            if (ch >= 0xD800 && ch <= 0xDFFF) return DECLINE; /* orjson: "str is not valid UTF-8" */
+            *q++ = (char)(0xE0 | (ch >> 12));
+            *q++ = (char)(0x80 | ((ch >> 6) & 0x3F));
+            *q++ = (char)(0x80 | (ch & 0x3F));
+        } else {
+            *q++ = (char)(0xF0 | (ch >> 18));
+            *q++ = (char)(0x80 | ((ch >> 12) & 0x3F));
+            *q++ = (char)(0x80 | ((ch >> 6) & 0x3F));
+            *q++ = (char)(0x80 | (ch & 0x3F));
+        }
+    }
+    o->n = (size_t)(q - o->p);
+    return OK;
+}
+
+static int w_i64(obuf *o, int64_t v) {
+    if (grow(o, 21)) return ERR;
+    char *q = o->p + o->n;
+    uint64_t a = (uint64_t)v;
+    if (v < 0) { *q++ = '-'; a = 0 - a; }
+    q += put_u64(q, a);
+    o->n = (size_t)(q - o->p);
+    return OK;
+}
+
+/* a - b into *out, or 1 where it leaves int64 (no compiler builtin: any C99) */
+static int sub_i64(int64_t a, int64_t b, int64_t *out) {
+    if ((b < 0 && a > INT64_MAX + b) || (b > 0 && a < INT64_MIN + b)) return 1;
+    *out = a - b;
+    return 0;
+}
+
+/* An exact int within int64 as its value; DECLINE for any other object (a bool included) */
+static int as_i64(PyObject *v, int64_t *out) {
+    if (!PyLong_CheckExact(v)) return DECLINE;
+    int ovf = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &ovf);
+    if (ovf) return DECLINE;
+    if (x == -1 && PyErr_Occurred()) return ERR;
+    *out = (int64_t)x;
+    return OK;
+}
+
+/* A plain value as orjson writes it: null, true, false, an int, a str */
+static int w_val(obuf *o, PyObject *v) {
+    if (v == Py_None) return W_LIT(o, "null");
+    if (v == Py_True) return W_LIT(o, "true");
+    if (v == Py_False) return W_LIT(o, "false");
+    if (PyUnicode_CheckExact(v)) {
+        if (W_LIT(o, "\"")) return ERR;
+        int r = w_str_body(o, v);
+        if (r) return r;
+        return W_LIT(o, "\"");
+    }
+    int64_t x;
+    int r = as_i64(v, &x);
+    if (r) return r;
+    return w_i64(o, x);
+}
+
+/* The decimal sign * dig[0..len) * 10^exp (len >= 1, dig without leading or trailing zeros) in
+   orjson's layout: ryu's "pretty" format64 (1234e7 -> 12340000000.0, 1234e-2 -> 12.34, 1234e-6 ->
+   0.001234, 1e30, 1.234e33, 5e-6: a value below 1e-5 or from 1e16 on takes an exponent). */
+static int put_digits(obuf *o, int neg, const char *dig, int len, int exp) {
+    if (grow(o, (size_t)len + 32)) return ERR;
+    char *q = o->p + o->n;
+    int kk = len + exp; /* 10^(kk-1) <= value < 10^kk */
+    if (neg) *q++ = '-';
+    if (exp >= 0 && kk <= 16) {
+        memcpy(q, dig, (size_t)len); q += len;
+        for (int i = len; i < kk; i++) *q++ = '0';
+        *q++ = '.'; *q++ = '0';
+    } else if (kk > 0 && kk <= 16) {
+        memcpy(q, dig, (size_t)kk); q += kk;
+        *q++ = '.';
+        memcpy(q, dig + kk, (size_t)(len - kk)); q += len - kk;
+    } else if (kk > -5 && kk <= 0) {
+        *q++ = '0'; *q++ = '.';
+        for (int i = 0; i < -kk; i++) *q++ = '0';
+        memcpy(q, dig, (size_t)len); q += len;
+    } else {
+        *q++ = dig[0];
+        if (len > 1) {
+            *q++ = '.';
+            memcpy(q, dig + 1, (size_t)(len - 1)); q += len - 1;
+        }
+        *q++ = 'e';
+        int e = kk - 1;
+        if (e < 0) { *q++ = '-'; e = -e; }
+        q += put_u64(q, (uint64_t)e);
+    }
+    o->n = (size_t)(q - o->p);
+    return OK;
+}
+
+/* sign * n * 10^exp, n's trailing zeros dropped; n == 0 is 0.0 or -0.0 */
+static int put_scaled(obuf *o, int neg, uint64_t n, int exp) {
+    if (n == 0) return neg ? W_LIT(o, "-0.0") : W_LIT(o, "0.0");
+    while (n % 10 == 0) { n /= 10; exp++; }
+    char dig[24];
+    int len = (int)put_u64(dig, n);
+    return put_digits(o, neg, dig, len, exp);
+}
+
+/* Any double as orjson writes it, from Python's repr of it (the same shortest digits: Gay's and
+   ryu's shortest round-trip, the nearer where two are as short): its digits and exponent re-laid.
+   DECLINE for nan and infinities (orjson's null; round() cannot give them here) */
+static int put_double(obuf *o, double x) {
+    if (x != x || x > 1.7976931348623157e308 || x < -1.7976931348623157e308) return DECLINE;
+    if (x == 0.0) return signbit(x) ? W_LIT(o, "-0.0") : W_LIT(o, "0.0");
+    char *rep = PyOS_double_to_string(x, 'r', 0, 0, NULL);
+    if (!rep) return ERR;
+    char dig[40];
+    int len = 0, frac = 0, seen_dot = 0, neg = 0, exp = 0, bad = 0;
+    const char *s = rep;
+    if (*s == '-') { neg = 1; s++; }
+    for (; *s && *s != 'e'; s++) {
+        if (*s == '.') { seen_dot = 1; continue; }
+        if (*s < '0' || *s > '9' || len >= 39) { bad = 1; break; }
+        if (len == 0 && *s == '0') { if (seen_dot) frac++; continue; } /* leading zeros */
+        dig[len++] = *s;
+        if (seen_dot) frac++;
+    }
+    if (!bad && *s == 'e') {
+        s++;
+        int eneg = 0, e = 0;
+        if (*s == '+' || *s == '-') eneg = *s++ == '-';
+        if (!*s) bad = 1;
+        for (; *s; s++) {
+            if (*s < '0' || *s > '9' || e > 10000) { bad = 1; break; }
+            e = e * 10 + (*s - '0');
+        }
+        exp = eneg ? -e : e;
+    }
+    PyMem_Free(rep);
+    if (bad || len == 0) return DECLINE;
+    exp -= frac;
+    while (len > 1 && dig[len - 1] == '0') { len--; exp++; }
+    return put_digits(o, neg, dig, len, exp);
+}
+
+static PyObject *ROUND_NAME; /* "__round__" */
+
+/* round(D / div, nd) as Python computes it (D an int of ns, div 1e9 or 1e6, nd 6 or 3: a result
+   in units of 1000 ns either way), written as orjson writes that float */
+static int put_rounded(obuf *o, int64_t D, double div, int nd) {
+    uint64_t a = D < 0 ? 0 - (uint64_t)D : (uint64_t)D;
+    if (a < (1ULL << 53) && a % 1000 != 500) return put_scaled(o, D < 0, a / 1000 + (a % 1000 > 500), -nd);
+    PyObject *x = PyFloat_FromDouble((double)D / div); /* Python's int / float: the int's nearest double, divided */
+    if (!x) return ERR;
+    PyObject *n = PyLong_FromLong(nd);
+    PyObject *r = n ? PyObject_CallMethodOneArg(x, ROUND_NAME, n) : NULL;
+    Py_DECREF(x);
+    Py_XDECREF(n);
+    if (!r) return ERR;
+    double y = PyFloat_AsDouble(r);
+    Py_DECREF(r);
+    if (y == -1.0 && PyErr_Occurred()) return ERR;
+    return put_double(o, y);
+}
+
+/* format_ts: "YYYY-mm-ddTHH:MM:SS.ffffff[fff]Z" (quoted), strftime cached per second as there */
+static int64_t ts_last_sec = INT64_MIN;
+static char ts_base[24];
+
+static int put_ts(obuf *o, int64_t first) {
+    int64_t sec = first / NS, ns = first % NS; /* first >= NS: no floor correction */
+    if (sec != ts_last_sec) {
+        struct tm tm;
+        time_t tt = (time_t)sec;
+        if ((int64_t)tt != sec || !gmtime_r(&tt, &tm)) return DECLINE;
+        if (strftime(ts_base, sizeof ts_base, "%Y-%m-%dT%H:%M:%S", &tm) != 19) return DECLINE;
+        ts_last_sec = sec;
+    }
+    if (grow(o, 32)) return ERR;
+    char *q = o->p + o->n;
+    *q++ = '"';
+    memcpy(q, ts_base, 19); q += 19;
+    *q++ = '.';
+    char frac[9];
+    uint32_t f = (uint32_t)ns;
+    for (int k = 8; k >= 0; k--) { frac[k] = (char)('0' + f % 10); f /= 10; }
+    size_t fn = ns % 1000 ? 9 : 6;
+    memcpy(q, frac, fn); q += fn;
+    *q++ = 'Z'; *q++ = '"';
+    o->n = (size_t)(q - o->p);
+    return OK;
+}
+
+/* What an f-string writes of a port in conn_filter (f"{p}"): a str as itself, an int as decimal,
+   None and bools by name; escaped (the filter is one JSON string) */
+static int put_fmt(obuf *o, PyObject *v) {
+    if (v == Py_None) return W_LIT(o, "None");
+    if (v == Py_True) return W_LIT(o, "True");
+    if (v == Py_False) return W_LIT(o, "False");
+    if (PyUnicode_CheckExact(v)) return w_str_body(o, v);
+    int64_t x;
+    int r = as_i64(v, &x);
+    if (r) return r;
+    return w_i64(o, x);
+}
+
+/* wireshark.conn_filter's address field: ipv6.addr when the text holds ':' */
+static int put_addr_field(obuf *o, PyObject *ip) {
+    Py_ssize_t at = PyUnicode_FindChar(ip, ':', 0, PyUnicode_GET_LENGTH(ip), 1);
+    if (at == -2) return ERR;
+    return at >= 0 ? W_LIT(o, "ipv6.addr==") : W_LIT(o, "ip.addr==");
+}
+
+/* A list or tuple's length and items (a borrowed array), or DECLINE */
+static int as_seq(PyObject *v, Py_ssize_t *n, PyObject ***items) {
+    if (PyTuple_CheckExact(v)) { *n = PyTuple_GET_SIZE(v); *items = &PyTuple_GET_ITEM(v, 0); return OK; }
+    if (PyList_CheckExact(v)) { *n = PyList_GET_SIZE(v); *items = PyList_GET_SIZE(v) ? &PyList_GET_ITEM(v, 0) : NULL; return OK; }
+    return DECLINE;
+}
+
+/* An L2 path: [{"src":s,"dst":d},...] of 2-tuples (or 2-lists) */
+static int put_l2(obuf *o, PyObject *v) {
+    Py_ssize_t n;
+    PyObject **it;
+    int r = as_seq(v, &n, &it);
+    if (r) return r;
+    if (W_LIT(o, "[")) return ERR;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t m;
+        PyObject **pair;
+        if ((r = as_seq(it[i], &m, &pair))) return r;
+        if (m != 2) return DECLINE;
+        if (i && W_LIT(o, ",")) return ERR;
+        if (W_LIT(o, "{\"src\":") || (r = w_val(o, pair[0])) || W_LIT(o, ",\"dst\":") || (r = w_val(o, pair[1]))
+                || W_LIT(o, "}"))
+            return r ? r : ERR;
+    }
+    return W_LIT(o, "]");
+}
+
+/* c.orig_l2[0][0] if c.orig_l2 else None: the first pair's source MAC */
+static int put_first_mac(obuf *o, PyObject *v) {
+    Py_ssize_t n, m;
+    PyObject **it, **pair;
+    int r = as_seq(v, &n, &it);
+    if (r) return r;
+    if (n == 0) return W_LIT(o, "null");
+    if ((r = as_seq(it[0], &m, &pair))) return r;
+    if (m < 1) return DECLINE;
+    return w_val(o, pair[0]);
+}
+
+/* An attribute of the proxy header as a plain value; DECLINE where it has none */
+static int put_attr(obuf *o, PyObject *obj, const char *name) {
+    PyObject *v = PyObject_GetAttrString(obj, name);
+    if (!v) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) { PyErr_Clear(); return DECLINE; }
+        return ERR;
+    }
+    int r = w_val(o, v);
+    Py_DECREF(v);
+    return r;
+}
+
+#define T(x) do { int r_ = (x); if (r_) return r_; } while (0)
+#define L(s) T(W_LIT(o, s))
+#define V(x) T(w_val(o, (x)))
+
+/* One side of the connection: {"ip":..,"port":..,"mac":..,"packets":..,"bytes":..,"ttl":..} */
+static int put_side(obuf *o, PyObject *ip, PyObject *port, PyObject *l2, PyObject *pkts, PyObject *bytes, PyObject *ttl) {
+    L("{\"ip\":"); V(ip);
+    L(",\"port\":"); V(port);
+    L(",\"mac\":"); T(put_first_mac(o, l2));
+    L(",\"packets\":"); V(pkts);
+    L(",\"bytes\":"); V(bytes);
+    L(",\"ttl\":"); V(ttl);
+    L("}");
+    return OK;
+}
+
+static int put_smtp(obuf *o, PyObject *s, int64_t first, PyObject *history) {
+    if (s == Py_None) { L("null"); return OK; }
+    if (!PyTuple_Check(s) || PyTuple_CheckExact(s) || PyTuple_GET_SIZE(s) != S_NFIELDS) return DECLINE;
+#define SF(i) PyTuple_GET_ITEM(s, (i))
+    L("{\"banner_code\":"); V(SF(S_CODE));
+    L(",\"banner\":"); V(SF(S_TEXT));
+    L(",\"banner_host\":"); V(SF(S_HOST));
+    L(",\"banner_frame\":"); V(SF(S_FRAME));
+    L(",\"syn_to_banner_ms\":");
+    PyObject *bts = SF(S_TS);
+    int64_t banner = 0;
+    if (bts != Py_None) T(as_i64(bts, &banner));
+    int syn = 0;
+    if (banner) { /* `s.banner_ts_ns and c.saw_syn`: saw_syn only asked for a banner time */
+        if (!PyUnicode_CheckExact(history)) return DECLINE;
+        Py_ssize_t at = PyUnicode_FindChar(history, 'S', 0, PyUnicode_GET_LENGTH(history), 1);
+        if (at == -2) return ERR;
+        syn = at >= 0;
+    }
+    if (syn) {
+        int64_t d;
+        if (sub_i64(banner, first, &d)) return DECLINE;
+        T(put_rounded(o, d, 1e6, 3));
+    } else L("null");
+    L(",\"helo\":"); V(SF(S_HELO));
+    L(",\"reply_codes\":[");
+    Py_ssize_t n;
+    PyObject **it;
+    T(as_seq(SF(S_REPLIES), &n, &it));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i) L(",");
+        V(it[i]);
+    }
+    L("],\"starttls_offered\":"); V(SF(S_TLS_OFFERED));
+    L(",\"starttls_started\":"); V(SF(S_TLS_STARTED));
+    L(",\"xclient\":"); V(SF(S_XCLIENT));
+    L(",\"proxy_protocol\":");
+    PyObject *p = SF(S_PROXY);
+    if (p == Py_None) L("null");
+    else {
+        L("{\"version\":"); T(put_attr(o, p, "version"));
+        L(",\"client_ip\":"); T(put_attr(o, p, "client_ip"));
+        L(",\"client_port\":"); T(put_attr(o, p, "client_port"));
+        L("}");
+    }
+    L("}");
+#undef SF
+    return OK;
+}
+
+static int put_connection(obuf *o, PyObject *c, PyObject *backend) {
+    if (!PyTuple_Check(c) || PyTuple_CheckExact(c) || PyTuple_GET_SIZE(c) != C_NFIELDS) return DECLINE;
+#define F(i) PyTuple_GET_ITEM(c, (i))
+    int64_t first, last, dur;
+    T(as_i64(F(C_FIRST), &first));
+    T(as_i64(F(C_LAST), &last));
+    if (first < NS || sub_i64(last, first, &dur)) return DECLINE;
+    PyObject *cip = F(C_CLIENT_IP), *sip = F(C_SERVER_IP);
+    if (!PyUnicode_CheckExact(cip) || !PyUnicode_CheckExact(sip)) return DECLINE; /* conn_filter's `":" in ip` */
+    L("{\"uid\":"); V(F(C_UID));
+    L(",\"vantage\":"); V(F(C_VANTAGE));
+    L(",\"capture\":"); V(F(C_CAPTURE));
+    L(",\"ts\":"); T(put_ts(o, first));
+    L(",\"ts_epoch\":");
+    T(grow(o, EPS));
+    int en = epoch(first, o->p + o->n);
+    if (en < 0) return ERR;
+    if (en == 0) return DECLINE;
+    o->n += (size_t)en;
+    L(",\"duration\":"); T(put_rounded(o, dur, 1e9, 6));
+    L(",\"ip_version\":"); V(F(C_IP_VERSION));
+    L(",\"client\":");
+    T(put_side(o, cip, F(C_CLIENT_PORT), F(C_ORIG_L2), F(C_ORIG_PKTS), F(C_ORIG_BYTES), F(C_ORIG_TTL)));
+    L(",\"server\":");
+    T(put_side(o, sip, F(C_SERVER_PORT), F(C_RESP_L2), F(C_RESP_PKTS), F(C_RESP_BYTES), F(C_RESP_TTL)));
+    L(",\"l2_path\":{\"client_to_server\":"); T(put_l2(o, F(C_ORIG_L2)));
+    L(",\"server_to_client\":"); T(put_l2(o, F(C_RESP_L2)));
+    L(",\"forwarded_copies\":"); V(F(C_ORIG_FWD));
+    L("},\"history\":"); V(F(C_HISTORY));
+    L(",\"conn_state\":"); V(F(C_CONN_STATE));
+    L(",\"tunneled_from\":"); V(F(C_TUNNELED));
+    L(",\"missed_bytes\":"); V(F(C_MISSED));
+    L(",\"display_filter\":\"");
+    T(put_addr_field(o, cip)); T(w_str_body(o, cip));
+    L(" && tcp.port=="); T(put_fmt(o, F(C_CLIENT_PORT)));
+    L(" && "); T(put_addr_field(o, sip)); T(w_str_body(o, sip));
+    L(" && tcp.port=="); T(put_fmt(o, F(C_SERVER_PORT)));
+    L("\",\"backend\":");
+    T(w_raw(o, PyBytes_AS_STRING(backend), (size_t)PyBytes_GET_SIZE(backend)));
+    L(",\"smtp\":"); T(put_smtp(o, F(C_SMTP), first, F(C_HISTORY)));
+    L("}");
+#undef F
+    return OK;
+}
+
+#define OBUF_STACK 4096
+
+static PyObject *connection(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "connection() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *c = args[0], *backend = args[1];
+    if (!PyBytes_Check(backend)) {
+        PyErr_Format(PyExc_TypeError, "backend must be bytes (the encoded back-end), not %.100s", Py_TYPE(backend)->tp_name);
+        return NULL;
+    }
+    char stack[OBUF_STACK];
+    obuf o = {stack, 0, sizeof stack, 0};
+    int r = put_connection(&o, c, backend);
+    PyObject *out = NULL;
+    if (r == OK) out = PyBytes_FromStringAndSize(o.p, (Py_ssize_t)o.n);
+    else if (r == DECLINE) { out = Py_None; Py_INCREF(out); }
+    if (o.heap) PyMem_Free(o.p);
+    return out;
+}
+
+/* The tests' hooks: a double as connection() writes it (put_double), and round(D/div, nd) */
+static PyObject *fmt_double(PyObject *self, PyObject *arg) {
+    (void)self;
+    double x = PyFloat_AsDouble(arg);
+    if (x == -1.0 && PyErr_Occurred()) return NULL;
+    char stack[128];
+    obuf o = {stack, 0, sizeof stack, 0};
+    int r = put_double(&o, x);
+    PyObject *out = r == OK ? PyBytes_FromStringAndSize(o.p, (Py_ssize_t)o.n) : NULL;
+    if (r == DECLINE) { out = Py_None; Py_INCREF(out); }
+    if (o.heap) PyMem_Free(o.p);
+    return out;
+}
+
+static PyObject *fmt_rounded(PyObject *self, PyObject *args) {
+    (void)self;
+    long long d;
+    int ms = 0;
+    if (!PyArg_ParseTuple(args, "L|p:_rounded", &d, &ms)) return NULL;
+    char stack[128];
+    obuf o = {stack, 0, sizeof stack, 0};
+    int r = put_rounded(&o, (int64_t)d, ms ? 1e6 : 1e9, ms ? 3 : 6);
+    PyObject *out = r == OK ? PyBytes_FromStringAndSize(o.p, (Py_ssize_t)o.n) : NULL;
+    if (r == DECLINE) { out = Py_None; Py_INCREF(out); }
+    if (o.heap) PyMem_Free(o.p);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"_ts_epoch", ts_epoch, METH_VARARGS,
      "_ts_epoch(first_ns, path=0) -> bytes | None: items()' ts_epoch text; path 1 general, 2 exact (the tests' hook)"},
+    {"connection", (PyCFunction)(void (*)(void))connection, METH_FASTCALL,
+     "connection(c, backend) -> bytes | None: orjson.dumps(jsondoc._conn(c, b)) with backend the encoded "
+     "back-end item, or None where the Python path must write this record"},
+    {"_double", fmt_double, METH_O, "_double(x) -> bytes | None: a float as connection() writes it (the tests' hook)"},
+    {"_rounded", fmt_rounded, METH_VARARGS,
+     "_rounded(d_ns, ms=False) -> bytes | None: round(d/1e9, 6) (ms: round(d/1e6, 3)) as connection() writes it"},
     {"items", items, METH_VARARGS,
      "items(rows, head, templates, ips, row_group, row_pair) -> bytes | None: "
      "b','.join(jsondoc._lone_items_py(...)), or None where the Python loop must write the block"},
@@ -448,7 +1003,33 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_jsonrows",
-    "C peer of report/jsondoc.py's _lone_items_py (the JSON items of a block of lone SYNs).", -1, methods,
+    "C peers of report/jsondoc.py's connection list items: items() of a block of lone SYNs (_lone_items_py), "
+    "connection() of one ordinary record (orjson.dumps(_conn(c, b)))", -1, methods,
     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__jsonrows(void) { return PyModule_Create(&module); }
+/* The field names connection() reads by position, in order: the caller checks them against
+   Connection._fields and SmtpDialogue._fields (a record type that changed is never misread) */
+static PyObject *names(const char *const *v, int n) {
+    PyObject *t = PyTuple_New(n);
+    if (!t) return NULL;
+    for (int i = 0; i < n; i++) {
+        PyObject *s = PyUnicode_FromString(v[i]);
+        if (!s) { Py_DECREF(t); return NULL; }
+        PyTuple_SET_ITEM(t, i, s);
+    }
+    return t;
+}
+
+PyMODINIT_FUNC PyInit__jsonrows(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    if (!ROUND_NAME && !(ROUND_NAME = PyUnicode_InternFromString("__round__"))) goto fail;
+    PyObject *cf = names(CONN_FIELDS, C_NFIELDS);
+    if (!cf || PyModule_AddObject(m, "CONNECTION_FIELDS", cf) < 0) { Py_XDECREF(cf); goto fail; }
+    PyObject *sf = names(SMTP_FIELDS, S_NFIELDS);
+    if (!sf || PyModule_AddObject(m, "SMTP_FIELDS", sf) < 0) { Py_XDECREF(sf); goto fail; }
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
