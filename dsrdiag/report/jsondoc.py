@@ -24,12 +24,26 @@ from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
 from dsrdiag.track.intern import ip_text
 from dsrdiag.track.lone import Block
+from dsrdiag.track.records import Connection, SmtpDialogue
 
 try:  # the C peer of the lone-SYN item writer (report/_jsonrows.c), when built
     from dsrdiag.report import _jsonrows
 except ImportError:  # pragma: no cover - no compiler: the loop does the same
     _jsonrows = None
 from dsrdiag.report.wireshark import conn_filter, frames_filter, per_capture
+
+
+def _record_writer():
+    """_jsonrows.connection, the C peer of _encode(_conn(c, b)) for one record (before json_bytes),
+    where it is built and reads the record types as they are (it reads their fields by position);
+    None under DSRDIAG_TRACKER=python (the reference all the way, as lone_items)."""
+    if _jsonrows is None or orjson is None or not hasattr(_jsonrows, "connection"):
+        return None
+    if _jsonrows.CONNECTION_FIELDS != Connection._fields or _jsonrows.SMTP_FIELDS != SmtpDialogue._fields:
+        return None
+    if os.environ.get("DSRDIAG_TRACKER", "c") == "python":
+        return None
+    return _jsonrows.connection
 
 
 def _ts(ns):
@@ -375,6 +389,21 @@ class ConnectionItems:
     def __init__(self, emit):
         self.emit = emit
         self.first = True
+        self.writer = _record_writer()
+        self.backends: dict[int, tuple] = {}  # id(back-end) -> (it, orjson's bytes of its item or None)
+
+    def _backend_item(self, b) -> bytes | None:
+        """The back-end's item, encoded once per back-end object (records share a few)."""
+        hit = self.backends.get(id(b))
+        if hit is None or hit[0] is not b:
+            try:
+                item = orjson.dumps(_backend(b))
+            except TypeError:  # a name orjson refuses (lone surrogates): such records take the Python path
+                item = None
+            if len(self.backends) >= 4096:  # bounded, whatever the back-end lookup hands out
+                self.backends.clear()
+            hit = self.backends[id(b)] = (b, item)
+        return hit[1]
 
     def add_rows(self, block, backend_of) -> None:
         """A block of lone SYNs (track/lone.py), as add() of each of its records would."""
@@ -388,7 +417,12 @@ class ConnectionItems:
             self.emit(b"," + data)
 
     def add(self, c, b) -> None:
-        data = _encode(_conn(c, b))
+        data = None
+        if self.writer is not None:
+            item = self._backend_item(b)
+            if item is not None:
+                data = self.writer(c, item)  # None: a record the C writer leaves to Python (see there)
+        data = _encode(_conn(c, b)) if data is None else json_bytes(data)
         if self.first:
             self.first = False
             self.emit(data)
