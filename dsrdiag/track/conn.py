@@ -659,18 +659,18 @@ class ConnTracker:
         attempts of a flood never holds them all as Python objects at once. Its lone SYNs come as
         rows (104 bytes each, track/lone.py), handed to the store together: a sweep ends them in
         table order, and only the whole sweep's rows, sorted, follow the rows before them."""
-        rows = []  # every drain's rows of this sweep: the lane takes them sorted together (RecordSink.add_rows)
+        rows = bytearray()  # every drain's rows of this sweep: the lane takes them sorted together (RecordSink.add_rows)
         while True:
             if finished:
                 self._take_batch(finished)
             got = self.native.lone() if self.lane else b""
             if got:
-                rows.append(got)
+                rows += got
             if not finished and not got:  # a drain also stops when its rows fill the C buffer
                 break
             finished = self.native.more(TAKE)
         if rows:
-            self.done.add_rows(b"".join(rows))
+            self.done.add_rows(rows)
 
     def _take_batch(self, finished: list) -> None:
         capture, vantage, add = self.capture, self.vantage, self.done.add

@@ -205,7 +205,7 @@ class RecordSink:
         self.count += n
         if self.observe_rows is not None:
             self.observe_rows(block)
-        lane.append(bytes(block.data), block.key(n - 1))
+        lane.append(block.data, block.key(n - 1))
 
     def add(self, rec) -> None:
         if self.observe is not None:
@@ -297,19 +297,23 @@ class Lane:
         self._owned = [True]
         self._finalizer = None
 
-    def append(self, data: bytes, last_key) -> None:
-        self.tail += data
+    def append(self, data, last_key) -> None:
+        """`data`: sorted rows (bytes-like), after every row held. Beyond LANE_MEMORY they go to the
+        file as they are (a flood's last sweep hands half a million rows at once: not copied again)."""
         self.rows += len(data) // lone.SIZE
         self.last = last_key
-        if len(self.tail) >= LANE_MEMORY:
-            if self.path is None:
-                fd, self.path = temp_file(".lane")
-                os.close(fd)
-                self._finalizer = weakref.finalize(self, _remove, [self.path], self._owned)
-            with open(self.path, "ab") as f:
-                f.write(self.tail)
-            self.on_file += len(self.tail)
-            self.tail = bytearray()
+        if len(self.tail) + len(data) < LANE_MEMORY:
+            self.tail += data
+            return
+        if self.path is None:
+            fd, self.path = temp_file(".lane")
+            os.close(fd)
+            self._finalizer = weakref.finalize(self, _remove, [self.path], self._owned)
+        with open(self.path, "ab") as f:
+            f.write(self.tail)
+            f.write(data)
+        self.on_file += len(self.tail) + len(data)
+        self.tail = bytearray()
 
     def close(self) -> "LaneRows | None":
         if not self.rows:
