@@ -13,7 +13,7 @@ from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import Finding
 from dsrdiag.findings.kinds import CAPTURE_KINDS, PATH_KINDS
 from dsrdiag.track.intern import ip_text
-from dsrdiag.track.lone import Block
+from dsrdiag.track.lone import Block, address
 from dsrdiag.track.records import CaptureRecords
 
 
@@ -44,10 +44,11 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
     ports = ctx.ports
     parts = getattr(r.connections, "parts", None)
     claim_lone = getattr(claim, "lone", None)
+    any_source = getattr(claim, "any_source", True)  # False: lone SYNs are claimed by their service alone
     for c in parts() if parts is not None else r.connections:
         if type(c) is Block:  # consecutive lone SYNs (track/lone.py)
             if claim is None or claim_lone is not None:
-                _judge_rows(c, claim_lone, ports, service_obs, every_obs)
+                _judge_rows(c, claim_lone, ports, service_obs, every_obs, any_source)
                 continue
             for one in c:  # a claim that cannot read rows: each record, as below
                 _judge_one(one, claim, ports, service_obs, every_obs)
@@ -71,7 +72,7 @@ def _judge_one(c, claim, ports, service_obs, every_obs) -> None:
         observe(c)
 
 
-def _judge_rows(block: Block, claim_lone, ports, service_obs, every_obs) -> None:
+def _judge_rows(block: Block, claim_lone, ports, service_obs, every_obs, any_source: bool = True) -> None:
     """judge's pass over a block of lone SYNs, with the same effect as over their records: runs of
     rows a flood or scan claims go, as blocks, to the observers that take claimed rows at once
     (`observe.claimed_rows(block)`); every other row is made a record and judged as one (a lone SYN
@@ -82,8 +83,13 @@ def _judge_rows(block: Block, claim_lone, ports, service_obs, every_obs) -> None
     else:
         d = block.digest()
         servers = [(ip_text(g[0]), g[1]) for g in d.groups]
-        by_pair = [claim_lone(*servers[g], ip_text(ci)) for g, ci in d.pairs]
-        claimed = None if not any(by_pair) else True if all(by_pair) else [by_pair[p] for p in d.row_pair]
+        if not any_source:  # the service decides: once per group, not per client address
+            by_group = [claim_lone(ip, port, None) for ip, port in servers]
+            claimed = (None if not any(by_group) else True if all(by_group)
+                       else [by_group[g] for g in d.row_group])
+        else:
+            by_pair = [claim_lone(*servers[g], address(ci)) for g, ci in d.pairs]
+            claimed = None if not any(by_pair) else True if all(by_pair) else [by_pair[p] for p in d.row_pair]
     if claimed is None or claimed is True:  # the whole block one way (the usual case)
         claimed = (claimed is True,) * n
     i = 0

@@ -22,8 +22,7 @@ from dsrdiag.core.safetext import json_bytes, json_text
 from dsrdiag.decode.tcp import flag_letters
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
-from dsrdiag.track.intern import ip_text
-from dsrdiag.track.lone import Block
+from dsrdiag.track.lone import Block, address
 from dsrdiag.track.records import Connection, SmtpDialogue
 
 try:  # the C peer of the lone-SYN item writer (report/_jsonrows.c), when built
@@ -322,7 +321,7 @@ def lone_items(block, backend_of) -> bytes:
     d = block.digest()
     head = (b'{"uid":' + vantage + b":C", b'","vantage":' + vantage + b'","capture":' + capture + b',"ts":"')
     templates = [_template(block, d, g, backend_of) for g in range(len(d.groups))]
-    ips = [ip_text(ci).encode() for _g, ci in d.pairs]
+    ips = [address(ci).encode() for _g, ci in d.pairs]
     if _jsonrows is not None and orjson is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
         # DSRDIAG_TRACKER=python: the reference all the way (the tests' tracker fixture)
         out = _jsonrows.items(block.data, head, templates, ips, d.row_group, d.row_pair)

@@ -17,6 +17,7 @@ showed it; infer() replays the facts in that order and concludes exactly what th
 from __future__ import annotations
 
 from dsrdiag.track.intern import ip_text, l2_text
+from dsrdiag.track.lone import address
 
 INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
 """TTLs a host starts with: a reply arriving with one was sent on this segment, not routed."""
@@ -283,7 +284,7 @@ class Facts:
             v.lone += n
             for i in (d.group_min[g], d.group_max[g]):
                 t = block.row(i)
-                ev = (t[4], t[1], f"{vantage}:C{t[0]}", ip_text(t[5][:t[16]]), t[7], sport)
+                ev = (t[4], t[1], f"{vantage}:C{t[0]}", address(t[5][:t[16]]), t[7], sport)
                 if v.first is None or ev < v.first:
                     v.first = ev
                 if v.last is None or ev > v.last:
@@ -293,7 +294,7 @@ class Facts:
             per_second[sec] = per_second.get(sec, 0) + n
         for p, (g, ci) in enumerate(d.pairs):
             ip, sport, l2, h, v = info[g]
-            src = ip_text(ci)
+            src = address(ci)
             n = d.pair_n[p]
             key = (ip, sport, src, l2[0][0], l2[0][1], None, None, h)
             t = None
@@ -326,7 +327,7 @@ class Facts:
         if not targets:
             return True
         for p, (_g, ci) in enumerate(d.pairs):
-            tg = targets.get(ip_text(ci))
+            tg = targets.get(address(ci))
             if tg is not None and tg[1] is not None and block.row(d.pair_first[p])[2] < tg[1][0]:
                 return False
         return True

@@ -177,6 +177,12 @@ def digest(data) -> Digest:
     return digest_py(data)
 
 
+def address(raw: bytes) -> str:
+    """A row's address as text (core/addr.ip_text's spelling: inet_ntop), not interned: a spoofed
+    flood has as many client addresses as attempts, and interning them would only churn the table."""
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
 def row_key(row, vantage: str, at: int = 0) -> tuple[int, str]:
     num, _frame, first = KEY.unpack_from(row, at)
     return (first, f"{vantage}:C{num}")

@@ -165,6 +165,8 @@ def claims(ctx: Context):
         its source scans or its service is flooded."""
         return client_ip in sources or (server_ip, server_port) in victims
     claim.lone = lone
+    claim.any_source = bool(sources)
+    """False: no scanner, so a lone SYN's claim depends on its service only (judge asks once per group)"""
     return claim
 
 
