@@ -1635,6 +1635,21 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *args) {
     return drain(self, (size_t)limit);
 }
 
+/* slots() -> the open connections' numbers in table-slot order: the order a sweep hands over the
+   ones it ends (tests/test_sweep_native.py checks it) */
+static PyObject *Tracker_slots(Tracker *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (size_t i = 0; i < self->cap; i++) {
+        conn_t *c = self->slots[i];
+        if (!c || c == TOMB) continue;
+        PyObject *n = PyLong_FromUnsignedLongLong(c->num);
+        if (!n || PyList_Append(out, n) < 0) { Py_XDECREF(n); Py_DECREF(out); return NULL; }
+        Py_DECREF(n);
+    }
+    return out;
+}
+
 /* lone() -> the rows (track/lone.py ROW) drain() wrote since the last call, as one bytes object
    (b"" when none); the buffer is emptied */
 static PyObject *Tracker_lone(Tracker *self, PyObject *unused) {
@@ -1714,6 +1729,7 @@ static PyMethodDef Tracker_methods[] = {
     {"sweep", (PyCFunction)Tracker_sweep, METH_VARARGS, "sweep([limit]): the connections Zeek's timers have ended (the first limit; more() the rest)"},
     {"finish_all", (PyCFunction)Tracker_finish_all, METH_VARARGS, "finish_all([limit]): every connection left (the first limit; more() the rest)"},
     {"more", (PyCFunction)Tracker_more, METH_VARARGS, "more([limit]): the next finished connections sweep() or finish_all() left"},
+    {"slots", (PyCFunction)Tracker_slots, METH_NOARGS, "slots(): the open connections' numbers in table-slot order (the order a sweep ends them in)"},
     {"lone", (PyCFunction)Tracker_lone, METH_NOARGS, "lone(): the lone-SYN rows (track/lone.py ROW) written since the last call, as bytes"},
     {NULL}
 };
