@@ -239,17 +239,19 @@ def test_timestamps_stepping_back_and_jumping_ahead_give_the_python_records(tmp_
 
 
 # ---- the C side: hand-over order, the lean frozen form -------------------------------------------
-def _drive(path: Path, every: int, lane: int, at_sweep):
-    """The C tracker fed as track/pipeline.py's _loop feeds it; at_sweep(native) runs at each sweep
-    frame and gets the sweep's hand-over (lane 0: every ended connection's tuple, in order)."""
+def _drive(path: Path, every: int, lane: int, at_sweep, tracker: str = "c"):
+    """A tracker fed as track/pipeline.py's _loop feeds it; at the sweep frames, at_sweep(native)
+    (the C Tracker, which at_sweep sweeps: lane 0 hands every ended connection over as a tuple, in
+    order) or, with tracker "python", at_sweep(conns) (the ConnTracker)."""
     from dsrdiag.capture.pcapfile import Capture
     from dsrdiag.decode.packet import KIND_TCP, Anomaly, decode
     from dsrdiag.track.conn import ConnTracker
 
     cap = Capture(str(path), (25,))
-    conns = ConnTracker(str(path), "v", frozenset((25,)), "c")
-    native = conns.native
-    native.lane = lane
+    conns = ConnTracker(str(path), "v", frozenset((25,)), tracker)
+    native = conns.native if tracker == "c" else conns
+    if tracker == "c":
+        native.lane = lane
     nxt = every
     for fr in cap.frames(conns.sink, nxt):
         p = decode(fr, conns.ports)
@@ -292,6 +294,31 @@ def test_one_sweep_hands_its_ended_connections_over_in_table_slot_order(tmp_path
 
     _drive(path, 40, 0, at_sweep)
     assert seen.ended >= 1000 and seen.multi >= 20, seen
+
+
+@pytest.mark.parametrize("every", [1, 9, 100])
+def test_each_sweep_ends_exactly_the_connections_the_python_sweep_ends(every, tmp_path):
+    """Records alone cannot show it (a packet of a connection whose timer has passed ends it anyway,
+    and finish_all() ends the rest): the open connections after every sweep, both trackers."""
+    path = _mixed(tmp_path / "mixed.pcap")
+    c_open: list = []
+    py_open: list = []
+
+    def c_sweep(native):
+        native.sweep(0)
+        native.lone()
+        c_open.append(frozenset(native.slots()))
+
+    def py_sweep(conns):
+        conns.sweep()
+        py_open.append(frozenset(int(c.uid.rsplit("C", 1)[1]) for c in conns.table.values()))
+
+    _drive(path, every, 1, c_sweep)
+    _drive(path, every, 1, py_sweep, tracker="python")
+    assert len(c_open) == len(py_open) >= 10
+    assert c_open == py_open
+    assert max(len(o) for o in c_open) >= 1000                        # a flood's attempts, open
+    assert sum(len(a - b) for a, b in zip(c_open, c_open[1:])) >= 1000  # and ended by sweeps
 
 
 def _lone_flood(path: Path, n: int = 4000) -> Path:
