@@ -34,10 +34,16 @@ RST = 0x04
 
 
 def _facts(facts) -> tuple:
-    """A capture's Facts as plain values (Attempts compared by their fields), as tests/test_lone.py."""
+    """A capture's Facts as plain values (Attempts compared by their fields), as tests/test_lone.py,
+    but `replies` as a sorted list: it is appended in hand-over order, which within one sweep is the
+    table's order (the C table's slots, random per run by its SipHash key; the Python dict's
+    insertion order), and every reader is order-free (findings/infer.py sorts it by `first`, the
+    finding kinds and context take any() and a frozenset of it)."""
     state = list(facts.__getstate__())
     i = facts.__slots__.index("attempts")
     state[i] = {k: a.__getstate__() for k, a in state[i].items()}
+    j = facts.__slots__.index("replies")
+    state[j] = sorted(state[j])
     return tuple(state)
 
 

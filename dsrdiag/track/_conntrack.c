@@ -164,15 +164,16 @@ typedef struct {
 enum { FROZE_ZRUN = 1, FROZE_LONE = 2 };
 typedef struct {
     ENTRY_HEAD
-    int64_t removal;           /* removal_time() when frozen: nothing changes it until it thaws */
-    uint32_t len;
+    uint32_t len;              /* of data (its removal time is the heap's: no packet changes it until it thaws) */
     uint8_t data[];
 } frozen_t;
 
+/* a frozen entry's allocation: its head, then its data (not sizeof: the padding after len is data) */
+#define FROZEN_SIZE(e) (offsetof(frozen_t, data) + ((const frozen_t *)(e))->len)
 #define BODY offsetof(conn_t, key)     /* where a conn_t's own fields start, after ENTRY_HEAD */
 _Static_assert(offsetof(frozen_t, ckey) == offsetof(conn_t, ckey) && offsetof(frozen_t, frozen) == offsetof(conn_t, frozen)
                && offsetof(frozen_t, hix) == offsetof(conn_t, hix) && offsetof(frozen_t, dix) == offsetof(conn_t, dix)
-               && offsetof(frozen_t, removal) == BODY,
+               && offsetof(frozen_t, len) == BODY,
                "frozen_t and conn_t must share their first fields");
 
 #define FREEZE_NOTES 4
@@ -238,8 +239,6 @@ static size_t zdec(uint8_t *out, size_t n, const uint8_t *in) {
     }
     return i;
 }
-
-static int64_t removal_time(const conn_t *c);
 
 /* c as freeze() encodes it: its pointers NULL and its capacities 0 (thaw() makes them anew) */
 static void bare(conn_t *out, const conn_t *c) {
@@ -319,13 +318,12 @@ static conn_t *freeze(conn_t *c) {
         if (c->notes.n) o += zenc(buf + o, (const uint8_t *)c->notes.v, (size_t)c->notes.n * sizeof(note_t));
         if (c->syns.n && !same) o += zenc(buf + o, (const uint8_t *)c->syns.v, (size_t)c->syns.n * sizeof(note_t));
     }
-    frozen_t *f = PyMem_Malloc(sizeof(frozen_t) + o);
+    frozen_t *f = PyMem_Malloc(offsetof(frozen_t, data) + o);
     if (!f) return NULL;
     memcpy(f, c, BODY);                       /* the head: num, ckey, hix, dix */
     f->frozen = kind;
     f->same = same;
     f->flip = kind == FROZE_LONE ? flip : 0;
-    f->removal = removal_time(c);
     f->len = (uint32_t)o;
     memcpy(f->data, buf, o);
     PyMem_Free(c->hist);
@@ -514,7 +512,7 @@ static conn_t *thaw_at(Tracker *t, size_t i) {
     t->slots[i] = full;
     if (full->hix != NOWHERE) t->heap[full->hix].c = full;
     t->nfrozen--;
-    t->frozen_bytes -= sizeof(frozen_t) + ((const frozen_t *)c)->len;
+    t->frozen_bytes -= FROZEN_SIZE(c);
     PyMem_Free(c);
     return full;
 }
@@ -616,7 +614,7 @@ static int finish_at(Tracker *t, conn_t *c, size_t i) {
     t->tombs++;
     if (c->hix != NOWHERE) heap_del(t, c);
     if (c->dix != NOWHERE) { t->dirty[c->dix] = NULL; c->dix = NOWHERE; }
-    if (c->frozen) { t->nfrozen--; t->frozen_bytes -= sizeof(frozen_t) + ((const frozen_t *)c)->len; }
+    if (c->frozen) { t->nfrozen--; t->frozen_bytes -= FROZEN_SIZE(c); }
     t->done[t->ndone++] = c;
     return 0;
 }
@@ -1589,7 +1587,7 @@ static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
                     self->slots[i] = f;
                     self->heap[f->hix].c = f;
                     self->nfrozen++;
-                    self->frozen_bytes += sizeof(frozen_t) + ((const frozen_t *)f)->len;
+                    self->frozen_bytes += FROZEN_SIZE(f);
                 }
             }
         }
@@ -1687,7 +1685,7 @@ static PyObject *get_frozen(Tracker *s, void *x) { return PyLong_FromSize_t(s->n
 static PyObject *get_frozen_bytes(Tracker *s, void *x) { return PyLong_FromSize_t(s->frozen_bytes); }
 static PyObject *get_sizes(Tracker *s, void *x) {
     return Py_BuildValue("{s:n,s:n,s:n}", "conn", (Py_ssize_t)sizeof(conn_t), "note", (Py_ssize_t)sizeof(note_t),
-                         "frozen_head", (Py_ssize_t)sizeof(frozen_t));
+                         "frozen_head", (Py_ssize_t)offsetof(frozen_t, data));
 }
 static PyObject *get_snaplen_cut(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->cut_packets); }
 
