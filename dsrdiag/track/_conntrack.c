@@ -470,13 +470,13 @@ static conn_t *lookup(Tracker *t, const uint8_t *k) {
 
 static int insert(Tracker *t, conn_t *c);
 
-/* A new table of at least three slots an entry, so that a rehash leaves room for cap/6 inserts
-   (or tombstones) before the next: amortised O(1). At two an entry, a table whose entry count
-   hovers near half its size (a flood's ~500k open attempts, 16k ending at each sweep as 16k come)
-   was rehashed whole every few thousand packets: 15M rehashed entries for a 1M-SYN flood. */
 static int grow(Tracker *t) {
     conn_t **old = t->slots;
     size_t oldcap = t->cap, cap = t->cap ? t->cap : 1024;
+    /* at most a third full after the rehash: insert() rehashes once live entries and tombstones pass
+       half, so at least a sixth of the table is inserted or removed between two rehashes (amortised
+       O(1)). With `* 2` here, a table holding just under half its size live (a flood's 500k open
+       attempts) was rehashed at the same size every few inserts: 20% of a 1M flood's time in key_hash */
     while ((t->used + 1) * 3 > cap) cap *= 2;
     t->slots = PyMem_Calloc(cap, sizeof(conn_t *));
     if (!t->slots) { t->slots = old; PyErr_NoMemory(); return -1; }
