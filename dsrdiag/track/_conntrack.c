@@ -1630,6 +1630,12 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *args) {
         conn_t *c = self->slots[i];
         if (c && c != TOMB && finish_at(self, c, i) < 0) return NULL;
     }
+    /* the table is empty now: its slots (2M for a flood's 500k open attempts: 16 MB), the heap and
+       the lists go before the drain turns every attempt into a row (the run's peak of memory) */
+    PyMem_Free(self->slots); self->slots = NULL; self->cap = self->used = self->tombs = 0;
+    PyMem_Free(self->heap); self->heap = NULL; self->nheap = self->capheap = 0;
+    PyMem_Free(self->dirty); self->dirty = NULL; self->ndirty = self->capdirty = 0;
+    PyMem_Free(self->exp); self->exp = NULL; self->capexp = 0;
     return drain(self, (size_t)limit);
 }
 
