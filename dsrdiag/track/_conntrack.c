@@ -11,6 +11,10 @@
  * (track/_smtpfollow.c, track/smtp.py's rules). Comments name the Python function each part mirrors.
  * With `lane` set to 1, a finished lone SYN (track/lone.py) leaves as a 104-byte row, not a tuple
  * (drain(), lone()): a SYN flood's millions of one-packet attempts never become Python objects.
+ * sweep() does not scan the table: entries a packet touched since the last sweep (the dirty list)
+ * are computed anew, the others wait in a min-heap under their removal time (Zeek's timers, kept
+ * lazily), and one sweep's ended entries are handed over in slot order, as a scan met them
+ * (tests/test_sweep_native.py). A lone SYN attempt open across a sweep is frozen as ~100 bytes.
  */
 #include "_conntrack.h"
 #include "_smtpfollow.h"
