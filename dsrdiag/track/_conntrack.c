@@ -11,6 +11,10 @@
  * (track/_smtpfollow.c, track/smtp.py's rules). Comments name the Python function each part mirrors.
  * With `lane` set to 1, a finished lone SYN (track/lone.py) leaves as a 104-byte row, not a tuple
  * (drain(), lone()): a SYN flood's millions of one-packet attempts never become Python objects.
+ * sweep() does not scan the table: entries a packet touched since the last sweep (the dirty list)
+ * are computed anew, the others wait in a min-heap under their removal time (Zeek's timers, kept
+ * lazily), and one sweep's ended entries are handed over in slot order, as a scan met them
+ * (tests/test_sweep_native.py). A lone SYN attempt open across a sweep is frozen as ~100 bytes.
  */
 #include "_conntrack.h"
 #include "_smtpfollow.h"
@@ -82,11 +86,21 @@ typedef struct {
     int n, cap;
 } notes_t;
 
+/* The fields every table entry starts with, full (conn_t) or frozen (frozen_t): what the table's
+   lookup reads (ckey, frozen) and what the sweep's timer heap and dirty list keep (hix, dix). */
+#define NOWHERE UINT32_MAX
+#define ENTRY_HEAD \
+    unsigned long long num;    /* the n-th connection of the capture: uid "<vantage>:C<num>" */ \
+    uint8_t ckey[KEYLEN];      /* the table's key: the 4-tuple with the lower endpoint first */ \
+    uint8_t frozen;            /* 0 in a conn_t; FROZE_ZRUN or FROZE_LONE in a frozen_t */ \
+    uint8_t same;              /* frozen_t FROZE_ZRUN: the SYN notes are the packet notes, stored once */ \
+    uint8_t flip;              /* frozen_t FROZE_LONE: the originator's key is ckey's halves swapped */ \
+    uint32_t hix;              /* its place in the timer heap (Tracker.heap), NOWHERE when not filed */ \
+    uint32_t dix;              /* its place on the dirty list (Tracker.dirty), NOWHERE when not on it */
+
 typedef struct {
-    unsigned long long num;    /* the n-th connection of the capture: uid "<vantage>:C<num>" */
+    ENTRY_HEAD
     uint8_t key[KEYLEN];       /* originator's 4-tuple */
-    uint8_t ckey[KEYLEN];      /* the table's key: the 4-tuple with the lower endpoint first */
-    uint8_t frozen;            /* 0 here; 1 in a frozen_t (the same first fields) */
     uint8_t alen, c_ip[16], s_ip[16];
     uint16_t c_port, s_port;
     ep_t e[2];                 /* 0: originator, 1: responder */
@@ -127,26 +141,43 @@ typedef struct {
     int lane;                  /* 1: lone SYNs leave drain() as rows (track/lone.py ROW), not tuples */
     uint8_t *lone;             /* those rows, in drain order, until lone() takes them */
     size_t nlone, caplone;
+    /* Zeek's timers, lazily (sweep()): every entry the sweep has seen is filed in a min-heap under
+       its removal_time() as computed then; an entry a packet touched since is on the dirty list and
+       is computed anew at the next sweep. So a sweep visits the dirty entries and the heap's expired
+       top, never the whole table. */
+    struct tmr { int64_t due; conn_t *c; } *heap;
+    size_t nheap, capheap;
+    conn_t **dirty;            /* NULL where one left the table since */
+    size_t ndirty, capdirty;
+    struct expired { size_t slot; conn_t *c; } *exp;   /* one sweep's ended entries, to sort by slot */
+    size_t capexp;
+    size_t frozen_bytes;       /* the allocated size of the frozen entries in the table */
 } Tracker;
 
 /* A connection the sweep found still open with little state (no SMTP, no buffered segments, a few
    notes: a flood's attempt waiting out Zeek's 5 s attempt timer, a client retrying its SYN) is
-   kept frozen: its conn_t and notes with their runs of zero bytes squeezed out (~1.2 KB -> ~0.3 KB).
-   It thaws, bytes for bytes, when its next packet comes or its timer ends it: freezing changes
-   memory, never a record. The table holds either kind; `frozen` (after the shared key fields)
-   tells them apart. */
+   kept frozen, in one of two forms:
+   - FROZE_LONE, a lone SYN attempt (one note that is also its one SYN note, history "S"): the note,
+     and the conn_t's difference from the conn_t that one SYN makes (lone_template()), its runs of
+     zero bytes squeezed out: for the flood's attempt the difference is all zeros, ~8 bytes;
+   - FROZE_ZRUN, any other: its conn_t and notes with their runs of zero bytes squeezed out
+     (~1.2 KB -> ~0.3 KB).
+   It thaws, bytes for bytes (its pointers and capacities excepted), when its next packet comes or
+   its timer ends it: freezing changes memory, never a record. The table holds either kind;
+   `frozen` (in the shared ENTRY_HEAD) tells them apart. */
+enum { FROZE_ZRUN = 1, FROZE_LONE = 2 };
 typedef struct {
-    unsigned long long num;
-    uint8_t key[KEYLEN];
-    uint8_t ckey[KEYLEN];
-    uint8_t frozen;            /* 1 */
-    uint8_t same;              /* the SYN notes are the packet notes (a lone SYN): stored once */
-    int64_t removal;           /* removal_time() when frozen: nothing changes it until it thaws */
-    uint32_t len;
+    ENTRY_HEAD
+    uint32_t len;              /* of data (its removal time is the heap's: no packet changes it until it thaws) */
     uint8_t data[];
 } frozen_t;
 
-_Static_assert(offsetof(frozen_t, ckey) == offsetof(conn_t, ckey) && offsetof(frozen_t, frozen) == offsetof(conn_t, frozen),
+/* a frozen entry's allocation: its head, then its data (not sizeof: the padding after len is data) */
+#define FROZEN_SIZE(e) (offsetof(frozen_t, data) + ((const frozen_t *)(e))->len)
+#define BODY offsetof(conn_t, key)     /* where a conn_t's own fields start, after ENTRY_HEAD */
+_Static_assert(offsetof(frozen_t, ckey) == offsetof(conn_t, ckey) && offsetof(frozen_t, frozen) == offsetof(conn_t, frozen)
+               && offsetof(frozen_t, hix) == offsetof(conn_t, hix) && offsetof(frozen_t, dix) == offsetof(conn_t, dix)
+               && offsetof(frozen_t, len) == BODY,
                "frozen_t and conn_t must share their first fields");
 
 #define FREEZE_NOTES 4
@@ -213,32 +244,90 @@ static size_t zdec(uint8_t *out, size_t n, const uint8_t *in) {
     return i;
 }
 
-static int64_t removal_time(const conn_t *c);
+/* c as freeze() encodes it: its pointers NULL and its capacities 0 (thaw() makes them anew) */
+static void bare(conn_t *out, const conn_t *c) {
+    memcpy(out, c, sizeof *out);
+    out->hist = NULL; out->hcap = 0;
+    out->notes.v = out->syns.v = out->fwd.v = NULL;
+    out->notes.cap = out->syns.cap = out->fwd.cap = 0;
+}
+
+/* The conn_t (bare()) that track_one() and process() make of one SYN, its note `n`, opening the
+   connection with the entry head `h` (num, ckey, flip): what a flood's attempt is, field for field.
+   A FROZE_LONE entry stores only its difference from this, so the template needs to be right only
+   for the common attempt to be small: any field it misses is in the difference, never lost. */
+static void lone_template(conn_t *c, const frozen_t *h, const note_t *n) {
+    memset(c, 0, sizeof *c);
+    c->num = h->num;
+    memcpy(c->ckey, h->ckey, KEYLEN);
+    if (h->flip) { c->key[0] = h->ckey[0]; memcpy(c->key + 1, h->ckey + 19, 18); memcpy(c->key + 19, h->ckey + 1, 18); }
+    else memcpy(c->key, h->ckey, KEYLEN);
+    c->alen = c->key[0] <= 16 ? c->key[0] : 16;
+    memcpy(c->c_ip, c->key + 1, c->alen); c->c_port = (uint16_t)(c->key[17] << 8 | c->key[18]);
+    memcpy(c->s_ip, c->key + 19, c->alen); c->s_port = (uint16_t)(c->key[35] << 8 | c->key[36]);
+    for (int i = 0; i < 2; i++) c->e[i].rxmit_thr = c->e[i].zw_thr = c->e[i].gap_thr = 1;
+    ep_t *o = &c->e[0];
+    o->state = SYN_SENT; o->seen = SEEN_S; o->has_ttl = 1; o->ttl = n->ttl; o->npairs = 1; o->pairs[0] = n->pair;
+    o->start_seq = o->ack_seq = n->seq; o->last_seq = n->seq + 1; o->pkts = 1;
+    o->has_sig = 1; o->sig_seq = n->seq; o->sig_ack = n->ack; o->sig_flags = n->flags; o->sig_plen = n->plen;
+    o->sig_idw = n->ip_id >= 0 ? (uint32_t)n->ip_id : 0; o->sig_ts = n->ts; o->sig_pair = n->pair;
+    c->hlen = 1;
+    c->first_ts = c->last_ts = c->zlast = n->ts;
+    c->notes.n = c->syns.n = 1;
+    c->has_syn_seq = 1; c->syn_seq = n->seq;
+    c->attempt_at = add_ns(n->ts, TCP_ATTEMPT_DELAY);
+    c->delete_at = NO_TIME;
+    c->chains[0] = add_ns(n->ts, TCP_SYN_TIMEOUT);
+    c->nchains = 1;
+}
+
+/* a lone SYN attempt as it stands: the FROZE_LONE form fits it */
+static int lone_shaped(const conn_t *c) {
+    return c->hlen == 1 && c->hist[0] == 'S' && c->notes.n == 1 && c->syns.n == 1
+           && !memcmp(c->notes.v, c->syns.v, sizeof(note_t));
+}
 
 /* the frozen form of c (c freed), or NULL when c does not qualify or memory is short (c kept) */
+static int freezable(const conn_t *c) {
+    return !(c->frozen || c->smtp || c->fwd.n || c->e[0].ooo || c->e[1].ooo || c->notes.n > FREEZE_NOTES
+             || c->syns.n > FREEZE_NOTES || c->hlen > FREEZE_HIST);
+}
+
 static conn_t *freeze(conn_t *c) {
-    if (c->frozen || c->smtp || c->fwd.n || c->e[0].ooo || c->e[1].ooo || c->notes.n > FREEZE_NOTES
-        || c->syns.n > FREEZE_NOTES || c->hlen > FREEZE_HIST) return NULL;
+    if (!freezable(c)) return NULL;
     static uint8_t buf[2 * sizeof(conn_t) + 4 * FREEZE_NOTES * sizeof(note_t) + FREEZE_HIST + 64];
     conn_t tmp;
-    memcpy(&tmp, c, sizeof tmp);
-    tmp.hist = NULL; tmp.hcap = 0;
-    tmp.notes.v = tmp.syns.v = tmp.fwd.v = NULL;
-    tmp.notes.cap = tmp.syns.cap = tmp.fwd.cap = 0;
-    size_t off = offsetof(conn_t, frozen) + 1, o;
-    o = zenc(buf, (const uint8_t *)&tmp + off, sizeof tmp - off);
-    if (c->hlen) { memcpy(buf + o, c->hist, c->hlen); o += c->hlen; }
-    int same = c->notes.n == c->syns.n && c->notes.n && !memcmp(c->notes.v, c->syns.v, (size_t)c->notes.n * sizeof(note_t));
-    if (c->notes.n) o += zenc(buf + o, (const uint8_t *)c->notes.v, (size_t)c->notes.n * sizeof(note_t));
-    if (c->syns.n && !same) o += zenc(buf + o, (const uint8_t *)c->syns.v, (size_t)c->syns.n * sizeof(note_t));
-    frozen_t *f = PyMem_Malloc(sizeof(frozen_t) + o);
+    bare(&tmp, c);
+    size_t o;
+    uint8_t kind, same = 0, flip = memcmp(c->key, c->ckey, KEYLEN) != 0;
+    if (lone_shaped(c)) {
+        kind = FROZE_LONE;
+        conn_t want;
+        frozen_t h;
+        h.num = c->num; memcpy(h.ckey, c->ckey, KEYLEN); h.flip = flip;
+        lone_template(&want, &h, c->notes.v);
+        o = zenc(buf, (const uint8_t *)c->notes.v, sizeof(note_t));
+        uint8_t *w = (uint8_t *)&want, *x = (uint8_t *)&tmp;
+        if (!memcmp(w + BODY, x + BODY, sizeof tmp - BODY)) buf[o++] = 0;       /* the template, exactly */
+        else {
+            for (size_t i = BODY; i < sizeof tmp; i++) w[i] ^= x[i];
+            buf[o++] = 1;
+            o += zenc(buf + o, w + BODY, sizeof tmp - BODY);
+        }
+    } else {
+        kind = FROZE_ZRUN;
+        o = zenc(buf, (const uint8_t *)&tmp + BODY, sizeof tmp - BODY);
+        if (c->hlen) { memcpy(buf + o, c->hist, c->hlen); o += c->hlen; }
+        same = c->notes.n == c->syns.n && c->notes.n && !memcmp(c->notes.v, c->syns.v, (size_t)c->notes.n * sizeof(note_t));
+        if (c->notes.n) o += zenc(buf + o, (const uint8_t *)c->notes.v, (size_t)c->notes.n * sizeof(note_t));
+        if (c->syns.n && !same) o += zenc(buf + o, (const uint8_t *)c->syns.v, (size_t)c->syns.n * sizeof(note_t));
+    }
+    frozen_t *f = PyMem_Malloc(offsetof(frozen_t, data) + o);
     if (!f) return NULL;
-    f->num = c->num;
-    memcpy(f->key, c->key, KEYLEN);
-    memcpy(f->ckey, c->ckey, KEYLEN);
-    f->frozen = 1;
-    f->same = (uint8_t)same;
-    f->removal = removal_time(c);
+    memcpy(f, c, BODY);                       /* the head: num, ckey, hix, dix */
+    f->frozen = kind;
+    f->same = same;
+    f->flip = kind == FROZE_LONE ? flip : 0;
     f->len = (uint32_t)o;
     memcpy(f->data, buf, o);
     PyMem_Free(c->hist);
@@ -249,15 +338,45 @@ static conn_t *freeze(conn_t *c) {
     return (conn_t *)f;
 }
 
+/* a FROZE_LONE entry's conn_t (bare(): no pointers) into c and its one note into n */
+static void lone_decode(const frozen_t *f, conn_t *c, note_t *n) {
+    const uint8_t *in = f->data;
+    in += zdec((uint8_t *)n, sizeof *n, in);
+    lone_template(c, f, n);
+    if (*in++) {
+        uint8_t x[sizeof(conn_t)];
+        zdec(x + BODY, sizeof x - BODY, in);
+        uint8_t *w = (uint8_t *)c;
+        for (size_t i = BODY; i < sizeof x; i++) w[i] ^= x[i];
+    }
+    memcpy(c, f, BODY);
+    c->frozen = c->same = c->flip = 0;
+}
+
 /* the connection a frozen_t holds, as it was (NULL, an error set, when out of memory) */
 static conn_t *thaw(const frozen_t *f) {
     conn_t *c = PyMem_Malloc(sizeof(conn_t));
     if (!c) { PyErr_NoMemory(); return NULL; }
-    memcpy(c, f, offsetof(conn_t, frozen));
-    c->frozen = 0;
-    size_t off = offsetof(conn_t, frozen) + 1;
+    if (f->frozen == FROZE_LONE) {
+        note_t n;
+        lone_decode(f, c, &n);
+        c->hist = PyMem_Malloc(1);
+        c->notes.v = PyMem_Malloc(sizeof(note_t));
+        c->syns.v = PyMem_Malloc(sizeof(note_t));
+        if (!c->hist || !c->notes.v || !c->syns.v) {
+            PyMem_Free(c->hist); PyMem_Free(c->notes.v); PyMem_Free(c->syns.v); PyMem_Free(c);
+            PyErr_NoMemory();
+            return NULL;
+        }
+        c->hist[0] = 'S'; c->hcap = 1;
+        *c->notes.v = *c->syns.v = n;
+        c->notes.cap = c->syns.cap = 1;
+        return c;
+    }
+    memcpy(c, f, BODY);
+    c->frozen = c->same = c->flip = 0;
     const uint8_t *in = f->data;
-    in += zdec((uint8_t *)c + off, sizeof(conn_t) - off, in);
+    in += zdec((uint8_t *)c + BODY, sizeof(conn_t) - BODY, in);
     if (c->hlen) {
         c->hist = PyMem_Malloc(c->hlen);
         if (!c->hist) goto oom;
@@ -395,7 +514,9 @@ static conn_t *thaw_at(Tracker *t, size_t i) {
     conn_t *full = thaw((const frozen_t *)c);
     if (!full) return NULL;
     t->slots[i] = full;
+    if (full->hix != NOWHERE) t->heap[full->hix].c = full;
     t->nfrozen--;
+    t->frozen_bytes -= FROZEN_SIZE(c);
     PyMem_Free(c);
     return full;
 }
@@ -406,14 +527,85 @@ static size_t slot_of(Tracker *t, const conn_t *c) {
     return i;
 }
 
-/* ConnTracker._finish: out of the table, onto the list sweep() hands to Python */
-static int finish(Tracker *t, conn_t *c) {
-    size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
-    while (t->slots[i] != c) i = (i + 1) & m;
-    t->slots[i] = TOMB;
-    t->used--;
-    t->tombs++;
-    if (c->frozen) t->nfrozen--;
+/* ---- the timer heap and the dirty list (sweep()) ------------------------------------------- */
+static void heap_put(Tracker *t, size_t k, struct tmr e) { t->heap[k] = e; e.c->hix = (uint32_t)k; }
+
+static void heap_up(Tracker *t, size_t k) {
+    struct tmr e = t->heap[k];
+    while (k) {
+        size_t up = (k - 1) / 2;
+        if (t->heap[up].due <= e.due) break;
+        heap_put(t, k, t->heap[up]);
+        k = up;
+    }
+    heap_put(t, k, e);
+}
+
+static void heap_down(Tracker *t, size_t k) {
+    struct tmr e = t->heap[k];
+    for (;;) {
+        size_t l = 2 * k + 1, m;
+        if (l >= t->nheap) break;
+        m = l + 1 < t->nheap && t->heap[l + 1].due < t->heap[l].due ? l + 1 : l;
+        if (t->heap[m].due >= e.due) break;
+        heap_put(t, k, t->heap[m]);
+        k = m;
+    }
+    heap_put(t, k, e);
+}
+
+/* file c under `due` (moving it if filed already); -1 out of memory (an error set) */
+static int heap_file(Tracker *t, conn_t *c, int64_t due) {
+    if (c->hix != NOWHERE) {
+        size_t k = c->hix;
+        int64_t old = t->heap[k].due;
+        t->heap[k].due = due;
+        if (due < old) heap_up(t, k);
+        else heap_down(t, k);
+        return 0;
+    }
+    if (t->nheap == t->capheap) {
+        size_t cap = t->capheap ? t->capheap * 2 : 1024;
+        struct tmr *h = PyMem_Realloc(t->heap, cap * sizeof *h);
+        if (!h) { PyErr_NoMemory(); return -1; }
+        t->heap = h;
+        t->capheap = cap;
+    }
+    t->heap[t->nheap].due = due;
+    t->heap[t->nheap].c = c;
+    c->hix = (uint32_t)t->nheap++;
+    heap_up(t, c->hix);
+    return 0;
+}
+
+static void heap_del(Tracker *t, conn_t *c) {
+    size_t k = c->hix;
+    c->hix = NOWHERE;
+    if (--t->nheap == k) return;
+    struct tmr last = t->heap[t->nheap];
+    int64_t old = t->heap[k].due;
+    heap_put(t, k, last);
+    if (last.due < old) heap_up(t, k);
+    else heap_down(t, k);
+}
+
+/* c was touched by a packet: the next sweep computes its removal time anew */
+static int dirty_mark(Tracker *t, conn_t *c) {
+    if (c->dix != NOWHERE) return 0;
+    if (t->ndirty == t->capdirty) {
+        size_t cap = t->capdirty ? t->capdirty * 2 : 1024;
+        conn_t **d = PyMem_Realloc(t->dirty, cap * sizeof *d);
+        if (!d) { PyErr_NoMemory(); return -1; }
+        t->dirty = d;
+        t->capdirty = cap;
+    }
+    c->dix = (uint32_t)t->ndirty;
+    t->dirty[t->ndirty++] = c;
+    return 0;
+}
+
+/* ConnTracker._finish: out of the table (slot i), onto the list sweep() hands to Python */
+static int finish_at(Tracker *t, conn_t *c, size_t i) {
     if (t->ndone == t->capdone) {
         size_t cap = t->capdone ? t->capdone * 2 : 256;
         conn_t **d = PyMem_Realloc(t->done, cap * sizeof(conn_t *));
@@ -421,9 +613,17 @@ static int finish(Tracker *t, conn_t *c) {
         t->done = d;
         t->capdone = cap;
     }
+    t->slots[i] = TOMB;
+    t->used--;
+    t->tombs++;
+    if (c->hix != NOWHERE) heap_del(t, c);
+    if (c->dix != NOWHERE) { t->dirty[c->dix] = NULL; c->dix = NOWHERE; }
+    if (c->frozen) { t->nfrozen--; t->frozen_bytes -= FROZEN_SIZE(c); }
     t->done[t->ndone++] = c;
     return 0;
 }
+
+static int finish(Tracker *t, conn_t *c) { return finish_at(t, c, slot_of(t, c)); }
 
 /* ---- history (ConnState._check, _add, _scaled) -------------------------------------------- */
 static uint8_t seen_bit(char code) {
@@ -720,7 +920,10 @@ static int is_reuse(const conn_t *c, const ct_pkt *p) {
     return 1;
 }
 
+/* every byte of a note is set (its unused peek and its padding zero): a frozen note compresses to
+   its fields, and thaws to the same bytes it was */
 static void fill_note(note_t *n, const ct_pkt *p, int dir, const pair_t *pair, int peek) {
+    memset(n, 0, sizeof *n);
     n->frame = p->frame; n->ts = p->ts; n->seq = p->seq; n->ack = p->ack; n->plen = p->plen + p->cut;
     n->ip_id = p->ip_id; n->dir = (uint8_t)dir; n->flags = p->flags; n->ttl = p->ttl; n->pair = *pair;
     n->has_peek = peek && p->plen;
@@ -938,8 +1141,10 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
         c->attempt_at = c->delete_at = NO_TIME;
         c->chains[0] = add_ns(now, TCP_SYN_TIMEOUT);
         c->nchains = 1;
+        c->hix = c->dix = NOWHERE;
         if ((flipped && hist_add(c, '^') < 0) || insert(t, c) < 0) { conn_free(c); return -1; }
     }
+    if (dirty_mark(t, c) < 0) return -1;
     return process(t, c, p, memcmp(fwd, c->key, KEYLEN) == 0, now);
 }
 
@@ -1176,18 +1381,20 @@ static int lone_put(Tracker *t, const conn_t *c) {
 /* a frozen attempt's row without thawing it (no allocation: its fields decoded onto the stack): 1
    written, 0 not a lone SYN as it stands (thaw it and decide as for any other), -1 out of memory */
 static int lone_frozen(Tracker *t, const frozen_t *f) {
-    if (!f->same) return 0;
     conn_t c;
     note_t note;
-    char h;
-    memcpy(&c, f, offsetof(conn_t, frozen));
-    c.frozen = 0;
-    size_t off = offsetof(conn_t, frozen) + 1;
-    const uint8_t *in = f->data;
-    in += zdec((uint8_t *)&c + off, sizeof c - off, in);        /* its pointers were NULL when frozen */
-    if (c.hlen != 1 || c.notes.n != 1 || c.syns.n != 1 || c.smtp || c.fwd.n || c.e[0].ooo || c.e[1].ooo) return 0;
-    h = (char)*in++;
-    zdec((uint8_t *)&note, sizeof note, in);
+    char h = 'S';
+    if (f->frozen == FROZE_LONE) lone_decode(f, &c, &note);
+    else {
+        if (!f->same) return 0;
+        memcpy(&c, f, BODY);
+        c.frozen = c.same = c.flip = 0;
+        const uint8_t *in = f->data;
+        in += zdec((uint8_t *)&c + BODY, sizeof c - BODY, in);        /* its pointers were NULL when frozen */
+        if (c.hlen != 1 || c.notes.n != 1 || c.syns.n != 1 || c.smtp || c.fwd.n || c.e[0].ooo || c.e[1].ooo) return 0;
+        h = (char)*in++;
+        zdec((uint8_t *)&note, sizeof note, in);
+    }
     c.hist = &h;
     c.notes.v = c.syns.v = &note;
     c.fwd.v = NULL;
@@ -1294,6 +1501,9 @@ static void Tracker_dealloc(Tracker *self) {
     PyMem_Free(self->done);
     PyMem_Free(self->held_payload);
     PyMem_Free(self->lone);
+    PyMem_Free(self->heap);
+    PyMem_Free(self->dirty);
+    PyMem_Free(self->exp);
     Py_XDECREF(self->parse_proxy);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1334,21 +1544,69 @@ out:
     return res;
 }
 
-/* sweep() -> [connections Zeek's timers have ended by the capture clock] (ConnTracker.sweep) */
+static int by_slot(const void *a, const void *b) {
+    size_t x = ((const struct expired *)a)->slot, y = ((const struct expired *)b)->slot;
+    return x < y ? -1 : x > y;
+}
+
+static int exp_room(Tracker *t, size_t n) {
+    if (n <= t->capexp) return 0;
+    size_t cap = t->capexp ? t->capexp : 1024;
+    while (cap < n) cap *= 2;
+    struct expired *e = PyMem_Realloc(t->exp, cap * sizeof *e);
+    if (!e) { PyErr_NoMemory(); return -1; }
+    t->exp = e;
+    t->capexp = cap;
+    return 0;
+}
+
+/* sweep() -> [connections Zeek's timers have ended by the capture clock] (ConnTracker.sweep).
+   The same connections as a scan of the whole table would end, in the same (slot) order, and the
+   same ones frozen: the entries touched since the last sweep (the dirty list: the only ones not
+   frozen already, but for those too big to freeze, whose fields and so whose removal time no
+   packet has changed since) are computed anew, ended or filed and frozen; then the heap gives the
+   filed ones whose time has come. One sweep's ended entries are sorted by slot, as the scan met
+   them: track/facts.py sees records in that order. */
 static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
     Py_ssize_t limit;
     if (batch_arg(args, &limit) < 0) return NULL;
-    if (self->has_clock)
-        for (size_t i = 0; i < self->cap; i++) {
-            conn_t *c = self->slots[i];
-            if (!c || c == TOMB) continue;
-            if ((c->frozen ? ((const frozen_t *)c)->removal : removal_time(c)) <= self->clock) {
-                if (finish(self, c) < 0) return NULL;      /* a frozen one thaws in drain(), a batch at a time */
-            } else if (!c->frozen) {
+    if (self->has_clock) {
+        size_t nexp = 0;
+        for (size_t k = 0; k < self->ndirty; k++) {
+            conn_t *c = self->dirty[k];
+            if (!c) continue;
+            c->dix = NOWHERE;
+            int64_t r = removal_time(c);
+            if (r <= self->clock) {
+                if (c->hix != NOWHERE) heap_del(self, c);
+                if (exp_room(self, nexp + 1) < 0) return NULL;
+                self->exp[nexp++].c = c;
+                continue;
+            }
+            if (heap_file(self, c, r) < 0) return NULL;
+            if (freezable(c)) {
+                size_t i = slot_of(self, c);
                 conn_t *f = freeze(c);      /* still open across a sweep: kept small */
-                if (f) { self->slots[i] = f; self->nfrozen++; }
+                if (f) {
+                    self->slots[i] = f;
+                    self->heap[f->hix].c = f;
+                    self->nfrozen++;
+                    self->frozen_bytes += FROZEN_SIZE(f);
+                }
             }
         }
+        self->ndirty = 0;
+        while (self->nheap && self->heap[0].due <= self->clock) {
+            conn_t *c = self->heap[0].c;
+            heap_del(self, c);
+            if (exp_room(self, nexp + 1) < 0) return NULL;
+            self->exp[nexp++].c = c;
+        }
+        for (size_t k = 0; k < nexp; k++) self->exp[k].slot = slot_of(self, self->exp[k].c);
+        if (nexp > 1) qsort(self->exp, nexp, sizeof *self->exp, by_slot);
+        for (size_t k = 0; k < nexp; k++)
+            if (finish_at(self, self->exp[k].c, self->exp[k].slot) < 0) return NULL;   /* a frozen one thaws in drain() */
+    }
     return drain(self, (size_t)limit);
 }
 
@@ -1367,11 +1625,37 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *args) {
         self->clock = self->held.ts < self->ts_max ? self->held.ts : self->ts_max;
         if (release_held(self) < 0) return NULL;
     }
+    for (size_t k = 0; k < self->nheap; k++) self->heap[k].c->hix = NOWHERE;   /* every timer ends now */
+    self->nheap = 0;
+    for (size_t k = 0; k < self->ndirty; k++)
+        if (self->dirty[k]) self->dirty[k]->dix = NOWHERE;
+    self->ndirty = 0;
     for (size_t i = 0; i < self->cap; i++) {
         conn_t *c = self->slots[i];
-        if (c && c != TOMB && finish(self, c) < 0) return NULL;
+        if (c && c != TOMB && finish_at(self, c, i) < 0) return NULL;
     }
+    /* the table is empty now: its slots (2M for a flood's 500k open attempts: 16 MB), the heap and
+       the lists go before the drain turns every attempt into a row (the run's peak of memory) */
+    PyMem_Free(self->slots); self->slots = NULL; self->cap = self->used = self->tombs = 0;
+    PyMem_Free(self->heap); self->heap = NULL; self->nheap = self->capheap = 0;
+    PyMem_Free(self->dirty); self->dirty = NULL; self->ndirty = self->capdirty = 0;
+    PyMem_Free(self->exp); self->exp = NULL; self->capexp = 0;
     return drain(self, (size_t)limit);
+}
+
+/* slots() -> the open connections' numbers in table-slot order: the order a sweep hands over the
+   ones it ends (tests/test_sweep_native.py checks it) */
+static PyObject *Tracker_slots(Tracker *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (size_t i = 0; i < self->cap; i++) {
+        conn_t *c = self->slots[i];
+        if (!c || c == TOMB) continue;
+        PyObject *n = PyLong_FromUnsignedLongLong(c->num);
+        if (!n || PyList_Append(out, n) < 0) { Py_XDECREF(n); Py_DECREF(out); return NULL; }
+        Py_DECREF(n);
+    }
+    return out;
 }
 
 /* lone() -> the rows (track/lone.py ROW) drain() wrote since the last call, as one bytes object
@@ -1408,6 +1692,11 @@ static PyObject *get_time_steps(Tracker *s, void *x) {
 }
 
 static PyObject *get_frozen(Tracker *s, void *x) { return PyLong_FromSize_t(s->nfrozen); }
+static PyObject *get_frozen_bytes(Tracker *s, void *x) { return PyLong_FromSize_t(s->frozen_bytes); }
+static PyObject *get_sizes(Tracker *s, void *x) {
+    return Py_BuildValue("{s:n,s:n,s:n}", "conn", (Py_ssize_t)sizeof(conn_t), "note", (Py_ssize_t)sizeof(note_t),
+                         "frozen_head", (Py_ssize_t)offsetof(frozen_t, data));
+}
 static PyObject *get_snaplen_cut(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->cut_packets); }
 
 /* the sink the capture walker feeds (capture/_sink.h): this tracker's two entry points; the
@@ -1434,6 +1723,8 @@ static PyGetSetDef Tracker_getset[] = {
     {"sink", (getter)get_sink, NULL, "a capsule (capture/_sink.h) through which a capture walker feeds this tracker in C", NULL},
     {"snaplen_cut", (getter)get_snaplen_cut, NULL, "packets whose payload the snaplen cut", NULL},
     {"frozen", (getter)get_frozen, NULL, "table entries kept frozen now (connections open across a sweep with little state)", NULL},
+    {"frozen_bytes", (getter)get_frozen_bytes, NULL, "bytes the frozen table entries hold (their allocations' requested sizes)", NULL},
+    {"sizes", (getter)get_sizes, NULL, "sizeof of the C structures: conn_t, note_t, and a frozen entry's fixed part", NULL},
     {"time_steps", (getter)get_time_steps, NULL, "(backwards, largest back ns, outliers, largest outlier ns)", NULL},
     {"packets", (getter)get_packets, NULL, "TCP packets tracked", NULL},
     {"first", (getter)get_first, NULL, "(frame, ts_ns) of the first packet tracked, or None", NULL},
@@ -1446,6 +1737,7 @@ static PyMethodDef Tracker_methods[] = {
     {"sweep", (PyCFunction)Tracker_sweep, METH_VARARGS, "sweep([limit]): the connections Zeek's timers have ended (the first limit; more() the rest)"},
     {"finish_all", (PyCFunction)Tracker_finish_all, METH_VARARGS, "finish_all([limit]): every connection left (the first limit; more() the rest)"},
     {"more", (PyCFunction)Tracker_more, METH_VARARGS, "more([limit]): the next finished connections sweep() or finish_all() left"},
+    {"slots", (PyCFunction)Tracker_slots, METH_NOARGS, "slots(): the open connections' numbers in table-slot order (the order a sweep ends them in)"},
     {"lone", (PyCFunction)Tracker_lone, METH_NOARGS, "lone(): the lone-SYN rows (track/lone.py ROW) written since the last call, as bytes"},
     {NULL}
 };
