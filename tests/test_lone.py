@@ -292,3 +292,14 @@ def test_facts_from_blocks_are_the_facts_of_their_records_in_any_block_order(tmp
             by_records.observe(c)
     assert _facts(by_rows) == _facts(by_records)
     assert by_rows.targets and by_rows.attempts
+
+
+def test_a_flood_whose_names_hold_unsafe_characters_is_listed_as_its_records_would_be(tmp_path):
+    """The rows' JSON items escape what the records' items escape (a bidi override in the capture's
+    name, a zero-width space in the vantage's): the same bytes with the lane on and off."""
+    cap = tmp_path / "fl\u202eood.pcap"
+    p, rng = Pcap(cap), random.Random(4)
+    flood(p, rng, 1500, T0, 2000.0, n_sources=20)
+    p.close()
+    out = _same_both_ways([f"v\u200bx={cap}", "--format", "json"], tmp_path)
+    assert b"\\u202e" in out and b"\\u200b" in out and "\u202e".encode() not in out

@@ -322,12 +322,17 @@ def lone_items(block, backend_of) -> bytes:
     head = (b'{"uid":' + vantage + b":C", b'","vantage":' + vantage + b'","capture":' + capture + b',"ts":"')
     templates = [_template(block, d, g, backend_of) for g in range(len(d.groups))]
     ips = [address(ci).encode() for _g, ci in d.pairs]
+    # a row adds only numbers and addresses (ASCII) to these pieces: when json_bytes leaves every
+    # piece as it is, it leaves the items as they are (it escapes character by character), and the
+    # scans of a flood's hundreds of megabytes for bytes that cannot be there are skipped
+    clean = all(json_bytes(x) is x for x in head) and all(json_bytes(x) is x for t in templates for x in t)
     if _jsonrows is not None and orjson is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
         # DSRDIAG_TRACKER=python: the reference all the way (the tests' tracker fixture)
         out = _jsonrows.items(block.data, head, templates, ips, d.row_group, d.row_pair)
         if out is not None:  # None: a row the C writer does not format as orjson would (see there)
-            return json_bytes(out)
-    return json_bytes(b",".join(_lone_items_py(block, head, templates, ips, d)))
+            return out if clean else json_bytes(out)
+    out = b",".join(_lone_items_py(block, head, templates, ips, d))
+    return out if clean else json_bytes(out)
 
 
 def _template(block, d, g: int, backend_of) -> tuple[bytes, ...]:
