@@ -245,10 +245,6 @@ class Block:
     def slice(self, i: int, j: int) -> "Block":
         return Block(memoryview(self.data)[i * SIZE:j * SIZE], self.capture, self.vantage)
 
-    def server_ips(self):
-        """The server address of each row (text), in order."""
-        return [ip_text(t[6][:t[16]]) for t in ROW.iter_unpack(self.data)]
-
     def rows(self):
         """The rows as tuples, in ROW's field order."""
         return ROW.iter_unpack(self.data)
