@@ -248,7 +248,7 @@ def test_timestamps_stepping_back_and_jumping_ahead_give_the_python_records(tmp_
 def _drive(path: Path, every: int, lane: int, at_sweep, tracker: str = "c"):
     """A tracker fed as track/pipeline.py's _loop feeds it; at the sweep frames, at_sweep(native)
     (the C Tracker, which at_sweep sweeps: lane 0 hands every ended connection over as a tuple, in
-    order) or, with tracker "python", at_sweep(conns) (the ConnTracker)."""
+    order: no record kit) or, with tracker "python", at_sweep(conns) (the ConnTracker)."""
     from dsrdiag.capture.pcapfile import Capture
     from dsrdiag.decode.packet import KIND_TCP, Anomaly, decode
     from dsrdiag.track.conn import ConnTracker
@@ -258,6 +258,7 @@ def _drive(path: Path, every: int, lane: int, at_sweep, tracker: str = "c"):
     native = conns.native if tracker == "c" else conns
     if tracker == "c":
         native.lane = lane
+        native.kit = None  # tuples: (num, ...) as the tests read them
     nxt = every
     for fr in cap.frames(conns.sink, nxt):
         p = decode(fr, conns.ports)

@@ -17,6 +17,7 @@
  * (tests/test_sweep_native.py). A lone SYN attempt open across a sweep is frozen as ~100 bytes.
  */
 #include "_conntrack.h"
+#include "structmember.h"          /* PyMemberDef: NoteBlock's slots by offset */
 #include "_smtpfollow.h"
 #include <stddef.h>
 #include <string.h>
@@ -152,6 +153,8 @@ typedef struct {
     struct expired { size_t slot; conn_t *c; } *exp;   /* one sweep's ended entries, to sort by slot */
     size_t capexp;
     size_t frozen_bytes;       /* the allocated size of the frozen entries in the table */
+    PyObject *kit;             /* conn.py record_kit(): with it, drain() hands over Connection records
+                                  made here (conn_record), not tuples; NULL: tuples (conn_tuple) */
 } Tracker;
 
 /* A connection the sweep found still open with little state (no SMTP, no buffered segments, a few
@@ -1309,6 +1312,224 @@ static PyObject *conn_tuple(const conn_t *c) {
                          c->tlen ? (const char *)c->tunnel : NULL, (Py_ssize_t)c->tlen);
 }
 
+/* ---- records made here: conn.py connection_record's peer --------------------------------------
+   With `kit` set (conn.py record_kit(): the record types, the capture and vantage, and the intern
+   tables with the Python functions that fill them), drain() makes each Connection itself, with
+   exactly the values connection_record would give for conn_tuple()'s tuple: the Python steps per
+   record (the intern lookups, three NoteBlocks, the SmtpDialogue) were ~8 us of a short session's
+   ~80. Every text comes from a table lookup here or, on a miss, from the same Python function the
+   reference calls (which fills the table): one definition of each text. A dialogue with a PROXY
+   header (rare) is made by smtp.dialogue itself. tests/test_record_kit.py compares the records
+   with connection_record's, field by field, on real captures. */
+static long long side_bytes(const ep_t *ep, const ep_t *peer) { return ep->state != INACTIVE ? ep_size(ep, peer) : 0; }
+
+enum { K_CONN, K_NB, K_DLG, K_CAPTURE, K_VANTAGE, K_IPC, K_IPF, K_SHC, K_SHF, K_L2C, K_L2F, K_BNC, K_BNF,
+       K_DLGF, K_TUNF, K_N };
+#define KIT(t, i) PyTuple_GET_ITEM((t)->kit, (i))
+
+/* cache[key], else fn(key) (which fills the cache): a new reference; steals `key` */
+static PyObject *cached(PyObject *cache, PyObject *fn, PyObject *key) {
+    if (!key) return NULL;
+    PyObject *v = PyDict_GetItemWithError(cache, key);
+    if (v) { Py_INCREF(v); Py_DECREF(key); return v; }
+    if (PyErr_Occurred()) { Py_DECREF(key); return NULL; }
+    v = PyObject_CallOneArg(fn, key);
+    Py_DECREF(key);
+    return v;
+}
+
+static PyObject *shared_of(Tracker *t, PyObject *v) { return cached(KIT(t, K_SHC), KIT(t, K_SHF), v); }
+
+static PyObject *s_data, *s_strs;   /* "_data", "_strs": NoteBlock's slots */
+
+/* NoteBlock's two slots, by offset (the member descriptors __slots__ made), for the type last seen;
+   -1: not plain slots, set by attribute */
+static PyTypeObject *nb_seen;
+static Py_ssize_t nb_off[2] = {-1, -1};
+
+static void nb_offsets(PyTypeObject *tp) {
+    PyObject *names[2] = {s_data, s_strs};
+    nb_seen = tp;
+    for (int i = 0; i < 2; i++) {
+        nb_off[i] = -1;
+        PyObject *d = PyObject_GetAttr((PyObject *)tp, names[i]);
+        if (!d) { PyErr_Clear(); continue; }
+        if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & READONLY)) nb_off[i] = m->offset;
+        }
+        Py_DECREF(d);
+    }
+}
+
+/* a NoteBlock's slot i (0 _data, 1 _strs): a new reference */
+static PyObject *nb_get(PyObject *b, int i) {
+    if (Py_TYPE(b) != nb_seen) nb_offsets(Py_TYPE(b));
+    if (nb_off[i] >= 0) {
+        PyObject *v = *(PyObject **)((char *)b + nb_off[i]);
+        if (v) { Py_INCREF(v); return v; }
+    }
+    return PyObject_GetAttr(b, i ? s_strs : s_data);
+}
+
+/* records.NoteBlock(data, strs) (borrowed), without running __init__ */
+static PyObject *note_block_of(PyTypeObject *tp, PyObject *data, PyObject *strs) {
+    if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) return NULL;
+    if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) return NULL;
+    if (tp != nb_seen) nb_offsets(tp);
+    PyObject *o = tp->tp_alloc(tp, 0);
+    if (!o) return NULL;
+    PyObject *vals[2] = {data, strs}, *names[2] = {s_data, s_strs};
+    for (int i = 0; i < 2; i++) {
+        if (nb_off[i] >= 0) {
+            PyObject **slot = (PyObject **)((char *)o + nb_off[i]);
+            Py_INCREF(vals[i]);
+            Py_XSETREF(*slot, vals[i]);
+        } else if (PyObject_SetAttr(o, names[i], vals[i]) < 0) {
+            Py_DECREF(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* the same from pack_notes' pair (stolen) */
+static PyObject *note_block(Tracker *t, PyObject *pair) {
+    if (!pair) return NULL;
+    PyObject *o = note_block_of((PyTypeObject *)KIT(t, K_NB), PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+    Py_DECREF(pair);
+    return o;
+}
+
+static PyObject *none_ref(void) { Py_RETURN_NONE; }
+static PyObject *bool_ref(int v) { return PyBool_FromLong(v); }
+
+/* smtp.dialogue(*smtp_state(s)), made here */
+static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
+    if (s->proxy) {                                   /* rare: smtp.dialogue makes its ProxyHeader */
+        PyObject *state = smtp_state(s);
+        if (!state) return NULL;
+        PyObject *r = PyObject_Call(KIT(t, K_DLGF), state, NULL);
+        Py_DECREF(state);
+        return r;
+    }
+    if (!s->has_banner && !s->ncmds) Py_RETURN_NONE;
+    PyTypeObject *tp = (PyTypeObject *)KIT(t, K_DLG);
+    PyObject *d = tp->tp_alloc(tp, 16);
+    if (!d) return NULL;
+    PyObject *v[16] = {0};
+    if (s->has_banner) {
+        PyObject *parts = cached(KIT(t, K_BNC), KIT(t, K_BNF), smtp_text(&s->banner, 1));  /* (text[:200], host) */
+        if (!parts) goto fail;
+        if (!PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != 2) { Py_DECREF(parts); PyErr_SetString(PyExc_TypeError, "banner_parts"); goto fail; }
+        v[0] = PyLong_FromLong(s->banner_code);
+        v[1] = PyTuple_GET_ITEM(parts, 0); Py_INCREF(v[1]);
+        v[2] = s->banner_code == 220 && s->banner.len ? PyTuple_GET_ITEM(parts, 1) : Py_None; Py_INCREF(v[2]);
+        Py_DECREF(parts);
+        v[3] = PyLong_FromUnsignedLongLong(s->banner_frame);
+        v[4] = PyLong_FromLongLong(s->banner_ts);
+    } else {
+        for (int i = 0; i < 5; i++) v[i] = none_ref();
+    }
+    v[5] = s->has_helo ? shared_of(t, smtp_text(&s->helo, 1)) : none_ref();
+    PyObject *codes = PyTuple_New(s->ncodes), *cmds = PyTuple_New(s->ncmds);
+    if (codes) for (int i = 0; i < s->ncodes; i++) {
+        PyObject *c = PyLong_FromLong(s->codes[i]);
+        if (!c) { Py_CLEAR(codes); break; }
+        PyTuple_SET_ITEM(codes, i, c);
+    }
+    const char *w = (const char *)s->cmds.p;
+    if (cmds) for (int i = 0; i < s->ncmds; i++, w += strlen(w) + 1) {
+        PyObject *u = PyUnicode_InternFromString(w);
+        if (!u) { Py_CLEAR(cmds); break; }
+        PyTuple_SET_ITEM(cmds, i, u);
+    }
+    if (!codes || !cmds) { Py_XDECREF(codes); Py_XDECREF(cmds); goto fail; }
+    v[6] = shared_of(t, codes);
+    v[7] = shared_of(t, cmds);
+    v[8] = bool_ref(s->st_offered); v[9] = bool_ref(s->st_started); v[10] = bool_ref(s->xc_offered);
+    v[11] = smtp_text(&s->xclient, s->has_xclient);
+    v[12] = s->has_xclient ? PyLong_FromUnsignedLongLong(s->xc_frame) : none_ref();
+    v[13] = s->has_xclient ? PyLong_FromLongLong(s->xc_ts) : none_ref();
+    v[14] = none_ref();
+    v[15] = smtp_text(&s->last, s->has_last);
+    for (int i = 0; i < 16; i++) {
+        if (!v[i]) goto fail;
+        PyTuple_SET_ITEM(d, i, v[i]);
+        v[i] = NULL;
+    }
+    return d;
+fail:
+    for (int i = 0; i < 16; i++) Py_XDECREF(v[i]);
+    Py_DECREF(d);
+    return NULL;
+}
+
+static PyObject *l2_of(Tracker *t, const ep_t *ep) {
+    PyObject *key = PyTuple_New(ep->npairs);
+    if (!key) return NULL;
+    for (int i = 0; i < ep->npairs; i++) {
+        PyObject *pr = Py_BuildValue("(NN)", mac_or_none(ep->pairs[i].s, ep->pairs[i].hs), mac_or_none(ep->pairs[i].d, ep->pairs[i].hd));
+        if (!pr) { Py_DECREF(key); return NULL; }
+        PyTuple_SET_ITEM(key, i, pr);
+    }
+    return cached(KIT(t, K_L2C), KIT(t, K_L2F), key);
+}
+
+static PyObject *ip_of(Tracker *t, const uint8_t *a, int alen) {
+    return cached(KIT(t, K_IPC), KIT(t, K_IPF), PyBytes_FromStringAndSize((const char *)a, alen));
+}
+
+/* connection_record(capture, vantage, uid, *conn_tuple(c)) */
+static PyObject *conn_record(Tracker *t, const conn_t *c) {
+    static smtp_t none;
+    if (!none.start) smtp_init(&none);
+    PyTypeObject *tp = (PyTypeObject *)KIT(t, K_CONN);
+    PyObject *r = tp->tp_alloc(tp, 30);
+    if (!r) return NULL;
+    const ep_t *o = &c->e[0], *p = &c->e[1];
+    PyObject *v[30] = {0};
+    v[0] = PyUnicode_FromFormat("%U:C%llu", KIT(t, K_VANTAGE), c->num);
+    v[1] = KIT(t, K_CAPTURE); Py_INCREF(v[1]);
+    v[2] = KIT(t, K_VANTAGE); Py_INCREF(v[2]);
+    v[3] = ip_of(t, c->c_ip, c->alen);
+    v[4] = PyLong_FromLong(c->c_port);
+    v[5] = ip_of(t, c->s_ip, c->alen);
+    v[6] = PyLong_FromLong(c->s_port);
+    v[7] = PyLong_FromLong(c->alen == 4 ? 4 : 6);
+    v[8] = PyLong_FromLongLong(c->first_ts);
+    v[9] = PyLong_FromLongLong(c->last_ts);
+    v[10] = shared_of(t, PyUnicode_FromStringAndSize(c->hist ? c->hist : "", (Py_ssize_t)c->hlen));
+    v[11] = PyUnicode_InternFromString(conn_state(c));
+    v[12] = PyLong_FromUnsignedLongLong(o->pkts);
+    v[13] = PyLong_FromUnsignedLongLong(p->pkts);
+    v[14] = PyLong_FromLongLong(side_bytes(o, p));
+    v[15] = PyLong_FromLongLong(side_bytes(p, o));
+    v[16] = PyLong_FromUnsignedLongLong(o->missed + p->missed);
+    v[17] = PyLong_FromUnsignedLongLong(o->copies);
+    v[18] = PyLong_FromUnsignedLongLong(p->copies);
+    v[19] = l2_of(t, o);
+    v[20] = l2_of(t, p);
+    v[21] = o->has_ttl ? PyLong_FromLong(o->ttl) : none_ref();
+    v[22] = p->has_ttl ? PyLong_FromLong(p->ttl) : none_ref();
+    v[23] = opt_u32(c->has_syn_seq, c->syn_seq);
+    v[24] = opt_u32(c->has_synack_ack, c->synack_ack);
+    v[25] = note_block(t, pack_notes(&c->notes));
+    v[26] = note_block(t, pack_notes(&c->syns));
+    v[27] = note_block(t, pack_notes(&c->fwd));
+    v[28] = conn_dialogue(t, c->smtp ? c->smtp : &none);
+    v[29] = c->tlen ? PyObject_CallFunction(KIT(t, K_TUNF), "y#", (const char *)c->tunnel, (Py_ssize_t)c->tlen) : none_ref();
+    for (int i = 0; i < 30; i++) {
+        if (!v[i]) {
+            for (int j = i; j < 30; j++) Py_XDECREF(v[j]);
+            Py_DECREF(r);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(r, i, v[i]);
+    }
+    return r;
+}
+
 /* ---- the lone-SYN lane (track/lone.py) ----------------------------------------------------------
    A SYN flood is millions of connections of one packet; as tuples, then Connection records, each
    costs ~100 us in Python. With `lane` 1, drain() writes such a connection as one fixed-size row
@@ -1334,7 +1555,6 @@ static int note_eq(const note_t *a, const note_t *b) {
 }
 
 /* the record's orig_bytes/resp_bytes (side()) */
-static long long side_bytes(const ep_t *ep, const ep_t *peer) { return ep->state != INACTIVE ? ep_size(ep, peer) : 0; }
 
 /* lone.row_of(record) is not None, on the values conn_tuple(c) hands to connection_record */
 static int is_lone(const conn_t *c) {
@@ -1427,7 +1647,7 @@ static PyObject *drain(Tracker *t, size_t limit) {
         if (t->lane && is_lone(c)) {
             if (lone_put(t, c) < 0) goto fail;
         } else {
-            PyObject *item = conn_tuple(c);
+            PyObject *item = t->kit ? conn_record(t, c) : conn_tuple(c);
             if (!item) goto fail;
             int rc = PyList_Append(out, item);
             Py_DECREF(item);
@@ -1505,6 +1725,7 @@ static void Tracker_dealloc(Tracker *self) {
     PyMem_Free(self->dirty);
     PyMem_Free(self->exp);
     Py_XDECREF(self->parse_proxy);
+    Py_XDECREF(self->kit);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1675,6 +1896,25 @@ static int set_lane(Tracker *s, PyObject *v, void *x) {
     s->lane = (int)lane;
     return 0;
 }
+static PyObject *get_kit(Tracker *s, void *x) { return s->kit ? (Py_INCREF(s->kit), s->kit) : none_ref(); }
+static int set_kit(Tracker *s, PyObject *v, void *x) {
+    if (v == Py_None) v = NULL;
+    if (v) {
+        if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) != K_N) { PyErr_Format(PyExc_TypeError, "kit must be a tuple of %d (conn.py record_kit)", K_N); return -1; }
+        for (int i = K_CONN; i <= K_DLG; i++)
+            if (!PyType_Check(PyTuple_GET_ITEM(v, i))) { PyErr_SetString(PyExc_TypeError, "kit: the record types first"); return -1; }
+        if (!PyTuple_GET_ITEM(v, K_CONN) || !PyType_IsSubtype((PyTypeObject *)PyTuple_GET_ITEM(v, K_CONN), &PyTuple_Type)
+            || !PyType_IsSubtype((PyTypeObject *)PyTuple_GET_ITEM(v, K_DLG), &PyTuple_Type)) {
+            PyErr_SetString(PyExc_TypeError, "kit: Connection and SmtpDialogue are tuples"); return -1;
+        }
+        for (int i = K_IPC; i <= K_BNC; i += 2)
+            if (!PyDict_Check(PyTuple_GET_ITEM(v, i))) { PyErr_SetString(PyExc_TypeError, "kit: the intern tables are dicts"); return -1; }
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(v, K_VANTAGE))) { PyErr_SetString(PyExc_TypeError, "kit: the vantage is a str"); return -1; }
+        Py_INCREF(v);
+    }
+    Py_XSETREF(s->kit, v);
+    return 0;
+}
 static PyObject *get_pending(Tracker *s, void *x) { return PyLong_FromSize_t(s->ndone - s->donehead); }
 
 static PyObject *get_packets(Tracker *s, void *x) { return PyLong_FromUnsignedLongLong(s->packets); }
@@ -1719,6 +1959,7 @@ static PyObject *get_sink(Tracker *self, void *x) {
 
 static PyGetSetDef Tracker_getset[] = {
     {"lane", (getter)get_lane, (setter)set_lane, "1: lone SYNs leave sweep()/more()/finish_all() as rows, taken with lone() (0: as tuples, the default)", NULL},
+    {"kit", (getter)get_kit, (setter)set_kit, "conn.py record_kit(): drain() then hands over Connection records made in C (None: tuples)", NULL},
     {"pending", (getter)get_pending, NULL, "finished connections not handed over yet (more() takes them)", NULL},
     {"sink", (getter)get_sink, NULL, "a capsule (capture/_sink.h) through which a capture walker feeds this tracker in C", NULL},
     {"snaplen_cut", (getter)get_snaplen_cut, NULL, "packets whose payload the snaplen cut", NULL},
@@ -1781,7 +2022,107 @@ done:
     return out;
 }
 
+/* ---- records.flatten / unflatten, a batch at a time ------------------------------------------
+   The record store pickles each record flattened (records.py flatten says why) and rebuilds it on
+   every pass over the store: in Python, ~2 us and ~2.5 us a record, the three NoteBlocks' __init__
+   most of it. These are the peers of records.flatten_all_py / unflatten_all_py (tests/test_record_kit.py
+   compares them); `types` is (Connection, NoteBlock, SmtpDialogue). */
+#define FLAT_N 33
+static int record_types(PyObject *types, PyTypeObject **conn, PyTypeObject **nb, PyTypeObject **dlg) {
+    if (!PyTuple_Check(types) || PyTuple_GET_SIZE(types) != 3 || !PyType_Check(PyTuple_GET_ITEM(types, 0))
+        || !PyType_Check(PyTuple_GET_ITEM(types, 1)) || !PyType_Check(PyTuple_GET_ITEM(types, 2))) {
+        PyErr_SetString(PyExc_TypeError, "types: (Connection, NoteBlock, SmtpDialogue)");
+        return -1;
+    }
+    *conn = (PyTypeObject *)PyTuple_GET_ITEM(types, 0);
+    *nb = (PyTypeObject *)PyTuple_GET_ITEM(types, 1);
+    *dlg = (PyTypeObject *)PyTuple_GET_ITEM(types, 2);
+    if (!PyType_IsSubtype(*conn, &PyTuple_Type) || !PyType_IsSubtype(*dlg, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "types: Connection and SmtpDialogue are tuples");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *ct_flatten_all(PyObject *mod, PyObject *args) {
+    PyObject *batch, *types;
+    PyTypeObject *conn, *nb, *dlg;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &batch, &types) || record_types(types, &conn, &nb, &dlg) < 0) return NULL;
+    if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) return NULL;
+    if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PyList_GET_ITEM(batch, i);
+        if (Py_TYPE(c) != conn || PyTuple_GET_SIZE(c) != 30) { PyErr_SetString(PyExc_TypeError, "flatten_all: Connection records only"); goto fail; }
+        PyObject *f = PyTuple_New(FLAT_N);
+        if (!f) goto fail;
+        PyList_SET_ITEM(out, i, f);
+        for (int k = 0; k < 25; k++) { PyObject *v = PyTuple_GET_ITEM(c, k); Py_INCREF(v); PyTuple_SET_ITEM(f, k, v); }
+        for (int k = 0; k < 3; k++) {
+            PyObject *b = PyTuple_GET_ITEM(c, 25 + k);
+            if (Py_TYPE(b) != nb) { PyErr_SetString(PyExc_TypeError, "flatten_all: notes are NoteBlocks"); goto fail; }
+            PyObject *d = nb_get(b, 0), *st = d ? nb_get(b, 1) : NULL;
+            if (!st) { Py_XDECREF(d); goto fail; }
+            PyTuple_SET_ITEM(f, 25 + 2 * k, d);
+            PyTuple_SET_ITEM(f, 26 + 2 * k, st);
+        }
+        PyObject *sm = PyTuple_GET_ITEM(c, 28), *plain;
+        if (sm == Py_None) plain = (Py_INCREF(Py_None), Py_None);
+        else if (!(plain = PyTuple_GetSlice(sm, 0, PY_SSIZE_T_MAX))) goto fail;   /* a plain tuple of its values */
+        PyTuple_SET_ITEM(f, 31, plain);
+        PyObject *tun = PyTuple_GET_ITEM(c, 29);
+        Py_INCREF(tun);
+        PyTuple_SET_ITEM(f, 32, tun);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *ct_unflatten_all(PyObject *mod, PyObject *args) {
+    PyObject *batch, *types;
+    PyTypeObject *conn, *nb, *dlg;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &batch, &types) || record_types(types, &conn, &nb, &dlg) < 0) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = PyList_GET_ITEM(batch, i);
+        if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != FLAT_N) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a flattened record has 33 values"); goto fail; }
+        PyObject *c = conn->tp_alloc(conn, 30);
+        if (!c) goto fail;
+        PyList_SET_ITEM(out, i, c);
+        for (int k = 0; k < 25; k++) { PyObject *v = PyTuple_GET_ITEM(f, k); Py_INCREF(v); PyTuple_SET_ITEM(c, k, v); }
+        for (int k = 0; k < 3; k++) {
+            PyObject *b = note_block_of(nb, PyTuple_GET_ITEM(f, 25 + 2 * k), PyTuple_GET_ITEM(f, 26 + 2 * k));
+            if (!b) goto fail;
+            PyTuple_SET_ITEM(c, 25 + k, b);
+        }
+        PyObject *sm = PyTuple_GET_ITEM(f, 31), *d;
+        if (sm == Py_None) d = (Py_INCREF(Py_None), Py_None);
+        else {
+            if (!PyTuple_Check(sm)) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a dialogue is a tuple"); goto fail; }
+            Py_ssize_t m = PyTuple_GET_SIZE(sm);
+            if (!(d = dlg->tp_alloc(dlg, m))) goto fail;
+            for (Py_ssize_t k = 0; k < m; k++) { PyObject *v = PyTuple_GET_ITEM(sm, k); Py_INCREF(v); PyTuple_SET_ITEM(d, k, v); }
+        }
+        PyTuple_SET_ITEM(c, 28, d);
+        PyObject *tun = PyTuple_GET_ITEM(f, 32);
+        Py_INCREF(tun);
+        PyTuple_SET_ITEM(c, 29, tun);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
+    {"flatten_all", ct_flatten_all, METH_VARARGS, "flatten_all(records, (Connection, NoteBlock, SmtpDialogue)): records.flatten of each"},
+    {"unflatten_all", ct_unflatten_all, METH_VARARGS, "unflatten_all(flat, (Connection, NoteBlock, SmtpDialogue)): records.unflatten of each"},
     {"follow", ct_follow, METH_VARARGS, "follow(chunks, parse_proxy): the C SMTP follower's state after these chunks (tests)"},
     {NULL}
 };

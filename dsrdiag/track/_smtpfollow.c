@@ -296,14 +296,14 @@ int smtp_data(smtp_t *s, int is_orig, const uint8_t *data, uint32_t len, unsigne
     return 0;
 }
 
-static PyObject *text_or_none(const sbuf_t *b, int has) {
+PyObject *smtp_text(const sbuf_t *b, int has) {
     if (!has) Py_RETURN_NONE;
     return PyUnicode_DecodeLatin1((const char *)b->p, b->len, NULL);
 }
 
 PyObject *smtp_state(const smtp_t *s) {
     PyObject *banner = s->has_banner
-        ? Py_BuildValue("(iNKL)", s->banner_code, text_or_none(&s->banner, 1), s->banner_frame, (long long)s->banner_ts)
+        ? Py_BuildValue("(iNKL)", s->banner_code, smtp_text(&s->banner, 1), s->banner_frame, (long long)s->banner_ts)
         : (Py_INCREF(Py_None), Py_None);
     PyObject *codes = PyTuple_New(s->ncodes);
     PyObject *cmds = PyTuple_New(s->ncmds);
@@ -317,8 +317,8 @@ PyObject *smtp_state(const smtp_t *s) {
         v += strlen(v) + 1;
     }
     PyObject *xc_at = s->has_xclient ? Py_BuildValue("(KL)", s->xc_frame, (long long)s->xc_ts) : (Py_INCREF(Py_None), Py_None);
-    return Py_BuildValue("(NNNNOOONNON)", banner, text_or_none(&s->helo, s->has_helo), codes, cmds,
+    return Py_BuildValue("(NNNNOOONNON)", banner, smtp_text(&s->helo, s->has_helo), codes, cmds,
                          s->st_offered ? Py_True : Py_False, s->st_started ? Py_True : Py_False,
-                         s->xc_offered ? Py_True : Py_False, text_or_none(&s->xclient, s->has_xclient), xc_at,
-                         s->proxy ? s->proxy : Py_None, text_or_none(&s->last, s->has_last));
+                         s->xc_offered ? Py_True : Py_False, smtp_text(&s->xclient, s->has_xclient), xc_at,
+                         s->proxy ? s->proxy : Py_None, smtp_text(&s->last, s->has_last));
 }

@@ -32,5 +32,7 @@ void smtp_gap(smtp_t *s, int is_orig);
 /* what track/smtp.py's dialogue() takes: (banner or None, helo, codes, commands, starttls_offered,
    starttls_started, xclient_offered, xclient, xclient_at, proxy, last_reply) */
 PyObject *smtp_state(const smtp_t *s);
+/* a buffer's text (latin-1), or None when !has */
+PyObject *smtp_text(const sbuf_t *b, int has);
 
 #endif

@@ -24,9 +24,9 @@ from dsrdiag.decode.tcp import ACK, FIN, RST, SYN
 from dsrdiag.track import lone
 from dsrdiag.track.facts import Facts
 from dsrdiag.track.intern import ip_text as shared_ip
-from dsrdiag.track.intern import l2_text, mac_text, shared
-from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote, TimeSteps
-from dsrdiag.track.smtp import SmtpFollower, dialogue
+from dsrdiag.track.intern import l2_text, mac_text, shared, tables
+from dsrdiag.track.records import ORIG, RESP, Connection, NoteBlock, PacketNote, SmtpDialogue, TimeSteps
+from dsrdiag.track.smtp import BANNERS, SmtpFollower, banner_parts, dialogue
 from dsrdiag.track.spill import RecordSeq, RecordSink
 
 try:
@@ -594,6 +594,16 @@ assert Connection._fields == (
     "packets", "syn_frames", "forwarded_frames", "smtp", "tunneled_from"), "connection_record's field order"
 
 
+def record_kit(capture: str, vantage: str) -> tuple:
+    """What the C tracker needs to make the records connection_record makes (its peer,
+    _conntrack.c conn_record): the record types, the capture and vantage, and each intern table
+    beside the function that fills it (the C code looks a value up, and calls the function on a
+    miss). Order: _conntrack.c's K_* indices."""
+    ips, values, paths = tables()
+    return (Connection, NoteBlock, SmtpDialogue, capture, vantage, ips, shared_ip, values, shared, paths, l2_text,
+            BANNERS, banner_parts, dialogue, ip_text)
+
+
 def _notes(raw: list[tuple]) -> NoteBlock:
     return NoteBlock.pack_raw(raw, mac_text, payload_text)
 
@@ -643,6 +653,8 @@ class ConnTracker:
             self.native = _native.Tracker(ports, parse_proxy, MAX_CLOCK_STEP, TS_MAX)
             self.packet = self._native_packet
             self.sink = self.native.sink
+            if os.environ.get("DSRDIAG_RECORD_KIT", "1") != "0":  # 0: tuples, records made in Python (tests compare)
+                self.native.kit = record_kit(capture, vantage)
             if self.lane:
                 try:
                     self.native.lane = 1
@@ -673,7 +685,12 @@ class ConnTracker:
             self.done.add_rows(rows)
 
     def _take_batch(self, finished: list) -> None:
-        capture, vantage, add = self.capture, self.vantage, self.done.add
+        add = self.done.add
+        if self.native.kit is not None:  # records made in C (record_kit)
+            for rec in finished:
+                add(rec)
+            return
+        capture, vantage = self.capture, self.vantage
         for (num, c_ip, c_port, s_ip, s_port, first, last, history, state, o, r, syn_seq, synack_ack,
              notes, syns, fwd, smtp, tunnel) in finished:
             add(connection_record(capture, vantage, f"{vantage}:C{num}", c_ip, c_port, s_ip, s_port, first, last, history,

@@ -57,3 +57,10 @@ def l2_text(raw_pairs) -> tuple:
             _L2_TEXT.clear()
         got = _L2_TEXT[key] = shared(tuple((mac_text(a), mac_text(b)) for a, b in key))
     return got
+
+
+def tables() -> tuple:
+    """(addresses, shared values, L2 paths): the tables themselves, for the C tracker, which looks
+    values up in them and calls ip_text, shared and l2_text on a miss (track/_conntrack.c
+    conn_record): one table, one policy, whichever tracker asks."""
+    return _IP_TEXT, _SHARED, _L2_TEXT

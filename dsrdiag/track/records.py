@@ -9,6 +9,7 @@ carries none (raw IP) or only the sender (Linux cooked capture).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import os
 import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
@@ -285,6 +286,41 @@ def unflatten(t: tuple) -> Connection:
     s = t[31]
     return _new(Connection, t[:25] + (NoteBlock(t[25], t[26]), NoteBlock(t[27], t[28]), NoteBlock(t[29], t[30]),
                                       None if s is None else _new(SmtpDialogue, s), t[32]))
+
+
+def flatten_all(batch: list) -> list:
+    """flatten() of each record of a batch (Connection records only): in C when built
+    (_conntrack.flatten_all, its peer), else flatten_all_py; DSRDIAG_TRACKER=python runs the reference."""
+    native = _record_native()
+    return flatten_all_py(batch) if native is None else native.flatten_all(batch, _TYPES)
+
+
+def unflatten_all(batch: list) -> list:
+    """unflatten() of each flattened record of a batch: in C when built (_conntrack.unflatten_all)."""
+    native = _record_native()
+    return unflatten_all_py(batch) if native is None else native.unflatten_all(batch, _TYPES)
+
+
+def flatten_all_py(batch: list) -> list:
+    return [flatten(r) for r in batch]
+
+
+def unflatten_all_py(batch: list) -> list:
+    return list(map(unflatten, batch))
+
+
+_TYPES = (Connection, NoteBlock, SmtpDialogue)
+
+
+def _record_native():
+    """The C peers, unless DSRDIAG_TRACKER=python asks for the references (read per batch)."""
+    if os.environ.get("DSRDIAG_TRACKER", "c") == "python":
+        return None
+    try:
+        from dsrdiag.track import _conntrack
+    except ImportError:  # not built: the references
+        return None
+    return _conntrack
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,12 +178,31 @@ def dialogue(banner, helo, codes, commands, starttls_offered, starttls_started, 
     if proxy is not None and not isinstance(proxy, ProxyHeader):
         proxy = ProxyHeader(*proxy)
     code, text, frame, ts = banner if banner else (None, None, None, None)
+    host = None
+    if text:
+        text, host = banner_parts(text)
     # positional, through tuple.__new__ (once per connection; field order checked below)
     return _new_tuple(SmtpDialogue, (
-        code, text[:200] if text else text, banner_host(text) if text and code == 220 else None, frame, ts,
+        code, text, host if code == 220 else None, frame, ts,
         shared(helo), shared(codes), shared(commands), starttls_offered, starttls_started, xclient_offered, xclient,
         xclient_at[0] if xclient_at else None, xclient_at[1] if xclient_at else None, proxy, last_reply,
     ))
+
+
+BANNERS: dict = {}
+"""banner text -> banner_parts(text): a server greets every client alike (the C tracker reads it too)."""
+MAX_BANNERS = 4096
+
+
+def banner_parts(text: str) -> tuple:
+    """(the banner as a record keeps it: its first 200 characters, the host it names or None);
+    once per distinct banner, bounded: the table is emptied when full (values stay the same)."""
+    got = BANNERS.get(text)
+    if got is None:
+        if len(BANNERS) >= MAX_BANNERS:
+            BANNERS.clear()
+        got = BANNERS[text] = (text[:200], banner_host(text) if text else None)
+    return got
 
 
 _new_tuple = tuple.__new__

@@ -1,0 +1,184 @@
+"""The C tracker makes Connection records itself (track/_conntrack.c conn_record, given
+conn.record_kit()), the peer of connection_record: the records must be the ones connection_record
+makes from the tracker's tuples (DSRDIAG_RECORD_KIT=0), field for field, on every sample capture
+(PROXY headers, XCLIENT, tunnels, hostile banners and text among them) and on the shared real
+captures; texts come from the same intern tables (one shared object per repeated value); a wrong
+kit is refused with an error, never a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CAPTURES, REAL
+
+_native = pytest.importorskip("dsrdiag.track._conntrack", reason="the C extension was not built (no compiler)")
+
+SAMPLES = sorted(p for p in CAPTURES.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz"))
+REAL_CAPTURES = sorted(p for p in REAL.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) if REAL.is_dir() else []
+
+
+def _records(path: Path, kit: str, monkeypatch) -> list:
+    from dsrdiag.track.pipeline import track_capture
+
+    monkeypatch.delenv("DSRDIAG_TRACKER", raising=False)
+    monkeypatch.setenv("DSRDIAG_RECORD_KIT", kit)
+    return list(track_capture(str(path), "v", (25, 587, 465, 80, 443, 22)).connections)
+
+
+def _assert_same_records(path, monkeypatch):
+    made_in_c, made_in_python = _records(path, "1", monkeypatch), _records(path, "0", monkeypatch)
+    assert len(made_in_c) == len(made_in_python)
+    for a, b in zip(made_in_c, made_in_python):
+        assert type(a) is type(b)
+        assert tuple(a) == tuple(b), f"{a.uid}: conn_record and connection_record disagree"
+        assert type(a.smtp) is type(b.smtp) and type(a.packets) is type(b.packets)
+    return made_in_c
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: str(p.relative_to(CAPTURES)))
+def test_records_made_in_c_are_the_records_connection_record_makes_on_every_sample(path, monkeypatch):
+    _assert_same_records(path, monkeypatch)
+
+
+@pytest.mark.skipif(not REAL_CAPTURES, reason="../shared/captures-real is absent")
+def test_records_made_in_c_are_the_records_connection_record_makes_on_real_captures(monkeypatch):
+    total = 0
+    for path in REAL_CAPTURES:
+        total += len(_assert_same_records(path, monkeypatch))
+    assert total > 100  # the comparison saw connections, not only empty captures
+
+
+def test_the_samples_reach_every_branch_of_the_c_record_maker(monkeypatch):
+    """PROXY headers (made by smtp.dialogue), XCLIENT, banners, tunnels: each seen at least once,
+    so the comparisons above cover every path of conn_record."""
+    seen = {"proxy": 0, "xclient": 0, "banner": 0, "no dialogue": 0, "tunnel": 0, "not 220": 0}
+    for path in SAMPLES:
+        for c in _records(path, "1", monkeypatch):
+            s = c.smtp
+            seen["no dialogue"] += s is None
+            seen["tunnel"] += c.tunneled_from is not None
+            if s is not None:
+                seen["proxy"] += s.proxy is not None
+                seen["xclient"] += s.xclient is not None
+                seen["banner"] += s.banner_code == 220
+                seen["not 220"] += s.banner_code not in (None, 220)
+    missing = [k for k, n in seen.items() if not n and k != "not 220"]
+    assert not missing, f"no sample record exercises: {missing}"
+
+
+def test_repeated_texts_are_one_shared_object_per_value(monkeypatch):
+    recs = _records(CAPTURES / "healthy.pcap", "1", monkeypatch)
+    by_server: dict = {}
+    for c in recs:
+        first = by_server.setdefault(c.server_ip, c)
+        assert c.server_ip is first.server_ip
+        if c.history == first.history:
+            assert c.history is first.history
+        if c.orig_l2 == first.orig_l2:
+            assert c.orig_l2 is first.orig_l2
+    assert len(recs) > len(by_server)  # several connections to one server: sharing was tested
+
+
+def test_a_banner_longer_than_200_characters_is_cut_and_names_its_host_the_same_both_ways():
+    from dsrdiag.track.smtp import banner_parts, dialogue
+
+    long = "mx9.example.net ESMTP " + "x" * 300
+    text, host = banner_parts(long)
+    assert (len(text), host) == (200, "mx9.example.net")
+    d = dialogue((220, long, 4, 5), None, (220,), (), False, False, False, None, None, None, None)
+    assert (d.banner_text, d.banner_host) == (long[:200], "mx9.example.net")
+    not_greeting = dialogue((554, long, 4, 5), None, (554,), (), False, False, False, None, None, None, None)
+    assert not_greeting.banner_host is None  # only a 220 names the server's host
+
+
+@pytest.mark.parametrize("kit", [(), ("a",) * 15, (1,) * 15, "not a tuple"])
+def test_a_wrong_kit_is_refused_with_an_error_not_a_crash(kit):
+    from dsrdiag.decode.proxyproto import parse_proxy
+
+    t = _native.Tracker(frozenset({25}), parse_proxy)
+    with pytest.raises(TypeError):
+        t.kit = kit
+    assert t.kit is None  # the tracker still hands over tuples
+
+
+def test_a_kit_from_record_kit_is_taken_and_can_be_removed():
+    from dsrdiag.decode.proxyproto import parse_proxy
+    from dsrdiag.track.conn import record_kit
+
+    t = _native.Tracker(frozenset({25}), parse_proxy)
+    kit = record_kit("cap", "v")
+    t.kit = kit
+    assert t.kit is kit
+    t.kit = None
+    assert t.kit is None
+
+
+def _all_sample_records(monkeypatch) -> list:
+    out = []
+    for path in SAMPLES:
+        out += _records(path, "1", monkeypatch)
+    for path in REAL_CAPTURES[:40]:
+        out += _records(path, "1", monkeypatch)
+    return out
+
+
+def test_flatten_and_unflatten_in_c_give_what_the_references_give_on_real_records(monkeypatch):
+    from dsrdiag.track import records
+
+    recs = _all_sample_records(monkeypatch)
+    assert any(c.smtp is not None for c in recs) and any(c.smtp is None for c in recs)
+    flat_c, flat_py = _native.flatten_all(recs, records._TYPES), records.flatten_all_py(recs)
+    assert flat_c == flat_py
+    assert all(type(f) is tuple and (f[31] is None or type(f[31]) is tuple) for f in flat_c)  # plain values only
+    back_c, back_py = _native.unflatten_all(flat_py, records._TYPES), records.unflatten_all_py(flat_py)
+    assert back_c == back_py == recs
+    for a, b in zip(back_c, back_py):
+        assert type(a) is type(b) and type(a.packets) is type(b.packets) and type(a.smtp) is type(b.smtp)
+        assert list(a.packets) == list(b.packets) and list(a.forwarded_frames) == list(b.forwarded_frames)
+
+
+def test_flatten_keeps_notes_that_could_not_be_packed_as_they_are():
+    """A corrupt capture's absurd timestamp leaves a NoteBlock unpacked (data None, the notes as
+    objects): both ways keep it so."""
+    from dsrdiag.track import records
+    from dsrdiag.track.records import NoteBlock, PacketNote
+
+    note = PacketNote(1, 2**70, records.ORIG, 2, 0, None, None, 64, 1, 0, None, None)
+    unpacked = NoteBlock.pack_raw([(1, 2**70, records.ORIG, 2, 0, None, None, 64, 1, 0, None, b"")], lambda m: m, lambda p: None)
+    assert unpacked._data is None and list(unpacked) == [note]
+    rec = records.Connection(*(["u", "c", "v", "192.0.2.1", 1, "192.0.2.2", 25, 4, 0, 0, "S", "S0"] + [0] * 7
+                              + [(), (), None, None, None, None, unpacked, NoteBlock(), NoteBlock(), None, None]))
+    flat = _native.flatten_all([rec], records._TYPES)
+    assert flat == records.flatten_all_py([rec])
+    back = _native.unflatten_all(flat, records._TYPES)[0]
+    assert back == rec and back.packets._data is None
+
+
+@pytest.mark.parametrize("batch,error", [
+    ([("not", "a", "record")], TypeError),
+    ([None], TypeError),
+])
+def test_flatten_all_refuses_anything_but_connection_records(batch, error):
+    from dsrdiag.track import records
+
+    with pytest.raises(error):
+        _native.flatten_all(batch, records._TYPES)
+
+
+@pytest.mark.parametrize("batch", [[(1, 2, 3)], [None], [tuple(range(34))]])
+def test_unflatten_all_refuses_what_is_not_a_flattened_record(batch):
+    from dsrdiag.track import records
+
+    with pytest.raises(ValueError):
+        _native.unflatten_all(batch, records._TYPES)
+
+
+def test_the_python_tracker_setting_runs_the_reference_flatten(monkeypatch):
+    from dsrdiag.track import records
+
+    monkeypatch.setenv("DSRDIAG_TRACKER", "python")
+    assert records._record_native() is None
+    monkeypatch.setenv("DSRDIAG_TRACKER", "c")
+    assert records._record_native() is _native
