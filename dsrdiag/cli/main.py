@@ -5,8 +5,6 @@ documented exit code (docs/exit-codes.md); an unexpected exception is reported t
 exit 2 and a request to report the bug, never as a traceback (set DSRDIAG_DEBUG=1 to see it).
 """
 
-from __future__ import annotations
-
 import gc
 import os
 import sys
@@ -17,13 +15,14 @@ from typing import List, Optional
 import typer
 
 from dsrdiag import __version__
-from dsrdiag.capture.sources import parse_sources
 from dsrdiag.cli.shutdown import Stopped, ignore_signals, stdout_errors, stop_on_signals
-from dsrdiag.core import topology as topo
 from dsrdiag.core.errors import DsrdiagError, UsageError
 from dsrdiag.core.exitcodes import ExitCode
-from dsrdiag.findings.verdict import FAIL_ON_CHOICES
-from dsrdiag.jobs.analyze import analyze
+
+# What a command needs is imported when it runs (`dsrdiag --help` or `probe` never loads the
+# analysis, `analyze --format json` never loads rich), and the annotations here are objects, not
+# strings (no `from __future__ import annotations`): typer would compile and evaluate each string
+# to build the command line, on every run.
 
 app = typer.Typer(
     add_completion=False,  # added by run() (_command): `--show-completion bash` names its shell
@@ -57,7 +56,9 @@ def _register_lab() -> None:
 _register_lab()
 
 
-def _check_output(fmt: str, fail_on: str, text: dict | None = None) -> None:
+def _check_output(fmt: str, fail_on: str, text: Optional[dict] = None) -> None:
+    from dsrdiag.findings.verdict import FAIL_ON_CHOICES
+
     if fmt not in ("text", "json"):
         raise UsageError(f"--format {fmt!r}: use text or json")
     if fail_on not in FAIL_ON_CHOICES:
@@ -83,14 +84,14 @@ def _brief_option():
     return typer.Option(False, "--brief", help="At most 8 lines to paste into a ticket: verdict, cause, back-end, frames, fix.")
 
 
-def _text(width: int | None, explain: bool, brief: bool) -> dict:
+def _text(width: Optional[int], explain: bool, brief: bool) -> dict:
     return {"width": width, "explain": explain, "brief": brief}
 
 
 @stdout_errors
-def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
-          html_path: Path | None = None, text: dict | None = None, tshark: bool = False,
-          junit_path: Path | None = None, started: float | None = None) -> None:
+def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: Optional[str] = None,
+          html_path: Optional[Path] = None, text: Optional[dict] = None, tshark: bool = False,
+          junit_path: Optional[Path] = None, started: Optional[float] = None) -> None:
     """Print the report (and write the HTML page) and end with the exit code the findings (and
     damage) call for: the verdict is decided again for this --fail-on (what counts as a cause)."""
     from dataclasses import replace
@@ -150,18 +151,18 @@ def _write_output(path: Path, option: str, write) -> None:
         raise UsageError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
 
 
-def _not_an_input(sources, option: str, path: Path | None) -> None:
+def _not_an_input(sources, option: str, path: Optional[Path]) -> None:
     if path is not None and any(Path(p).resolve() == path.resolve() for _, p in sources):
         raise UsageError(f"{option} {str(path)!r} is one of the input files: input files are never overwritten")
 
 
-def _write_conn_logs(report, tsv: Path | None, jsonl: Path | None) -> None:
+def _write_conn_logs(report, tsv: Optional[Path], jsonl: Optional[Path]) -> None:
     """--conn-log / --conn-log-json: the report's connection records as Zeek's conn.log
-    (report/connlog.py). The one place the records are handed to it."""
-    from dsrdiag.report import connlog
-
+    (report/connlog.py). The one place the records are handed to it (imported only when asked for)."""
     for path, form, option in ((tsv, "tsv", "--conn-log"), (jsonl, "json", "--conn-log-json")):
         if path is not None:
+            from dsrdiag.report import connlog
+
             _write_output(path, option, lambda p, form=form: connlog.write_file(p, report.connections, form=form))
 
 
@@ -191,6 +192,10 @@ def analyze_cmd(
     """Analyse captures for DSR faults; exit 0 healthy, 1 broken, 2 bad input, 3 damaged capture, 4 inconclusive."""
     gc.disable()  # to the end of the process: as in jobs/analyze.py's analyze(), nothing here makes cycles
     started = time.time()
+    from dsrdiag.capture.sources import parse_sources
+    from dsrdiag.core import topology as topo
+    from dsrdiag.jobs.analyze import analyze
+
     text = _text(width, explain, brief)
     _check_output(fmt, fail_on, text)
     if tshark and fmt == "json":
@@ -244,6 +249,7 @@ def probe_cmd(
     junit_out: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report to this file (docs/junit.md)."),
 ):
     """Verify a live DSR SMTP service: ARP/NDP for the VIP, N real SMTP sessions, and what really came back."""
+    from dsrdiag.core import topology as topo
     from dsrdiag.jobs.probe import probe
     from dsrdiag.probe.plan import make_plan
 
@@ -270,6 +276,7 @@ def hostcheck_cmd(
     junit_out: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report to this file (docs/junit.md)."),
 ):
     """Audit a back-end's own DSR configuration (Linux live; Windows live or from saved output)."""
+    from dsrdiag.core import topology as topo
     from dsrdiag.core.addr import parse_ip
     from dsrdiag.jobs.audit import hostcheck
 
