@@ -1,5 +1,6 @@
 """The report options (--format, --fail-on, --width, --explain, --brief, --junit): one definition,
-the same on every command that prints a report (cli/main.py's Output)."""
+the same on every command that prints a report (cli/main.py's Output), and --width lays out every
+line of text the run shows, the progress bar's too (docs/terminal.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import CAPTURES, ROOT, run_cli
+from tests.test_progress import _run_on_pty
 
 REPORT_OPTIONS = ("--format", "--fail-on", "--width", "--explain", "--brief", "--junit")
 WINDOWS_GOOD = ROOT / "tests" / "data" / "windows" / "exch1-good.txt"
@@ -54,3 +56,24 @@ def test_width_and_format_are_checked_alike_on_every_command_before_it_does_anyt
 def test_hostcheck_brief_at_a_given_width_is_the_brief_report():
     r = run_cli("hostcheck", "--vip", "192.0.2.25", "--from", str(WINDOWS_GOOD), "--brief", "--width", "60")
     assert r.code == 0 and r.out.startswith("VERDICT: ") and len(r.out.splitlines()) <= 8, r.out
+
+
+def _bar_lines(*extra: str) -> list[str]:
+    """The progress bar's lines for two sample captures, on a 160-column pseudo-terminal."""
+    code, tty = _run_on_pty("analyze", str(CAPTURES / "healthy.pcap"), str(CAPTURES / "vip_missing.pcap"), "--jobs", "2", *extra)
+    assert code in (0, 1)
+    lines = [line for line in tty.decode("utf-8", "replace").splitlines() if "packets" in line and "kB" in line]
+    assert any(line.startswith("vip_missing ") for line in lines), lines  # the bar was drawn, each capture named
+    return lines
+
+
+def test_the_progress_bar_is_laid_out_for_the_width_asked_for():
+    lines = _bar_lines("--width", "60")
+    assert max(len(line) for line in lines) <= 60, lines
+
+
+def test_without_width_the_progress_bar_takes_the_terminals_columns_not_less():
+    """Where the rule must not cut: COLUMNS=160 and no --width, the bar keeps its full length (wider
+    than the 60 columns above)."""
+    lines = _bar_lines()
+    assert max(len(line) for line in lines) > 60, lines

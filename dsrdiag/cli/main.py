@@ -202,7 +202,8 @@ def _write_conn_logs(report, tsv: Optional[Path], jsonl: Optional[Path]) -> None
 
 
 def _progress(sources, out: Output):
-    """The progress bar (report/progress.py) when it is wanted: text output, stderr a terminal."""
+    """The progress bar (report/progress.py) when it is wanted: text output, stderr a terminal. At
+    the report's width (--width, docs/terminal.md), as every line of text the run shows."""
     if out.fmt != "text" or not sys.stderr.isatty():
         return None
     from rich.markup import escape
@@ -212,7 +213,7 @@ def _progress(sources, out: Output):
     from dsrdiag.report.progress import CaptureProgress
 
     # the bar's labels are rich markup: vantage names (file names) escaped for both
-    return CaptureProgress([(escape(visible(v)), p) for v, p in sources], make_console(sys.stderr))
+    return CaptureProgress([(escape(visible(v)), p) for v, p in sources], make_console(sys.stderr, width=out.width))
 
 
 def _backend_option():
