@@ -1,5 +1,5 @@
 """The report options (--format, --fail-on, --width, --explain, --brief, --junit): one definition,
-the same on every command that prints a report (cli/main.py's Output), and --width lays out every
+the same on every command that prints a report (cli/commands.py's Output), and --width lays out every
 line of text the run shows, the progress bar's too (docs/terminal.md)."""
 
 from __future__ import annotations
