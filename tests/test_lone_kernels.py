@@ -510,44 +510,12 @@ def test_items_equal_the_reference_on_real_rows(items_c, rows_c, real_blocks):
 
 
 # ---- the kernels under AddressSanitizer and UndefinedBehaviorSanitizer ----------------------------
-_SANITIZED_RUN = """
-import sys
-sys.path.insert(0, sys.argv[1])
-import _lonerows, _jsonrows  # the sanitized builds, standing in for the in-place ones
-sys.modules["dsrdiag.track._lonerows"] = _lonerows
-sys.modules["dsrdiag.report._jsonrows"] = _jsonrows
-print("kernels:", _lonerows.__file__, _jsonrows.__file__)
-import pytest
-sys.exit(pytest.main(["-p", "no:cacheprovider", "-q", "-x", sys.argv[2], "-k", "not sanitizer",
-                      "--basetemp", sys.argv[3]]))
-"""
-
-
 def test_the_kernels_built_with_asan_and_ubsan_pass_these_tests_under_the_sanitizer(tmp_path, rows_c, items_c):
     """Both files rebuilt with -fsanitize=address,undefined into a temporary directory and loaded by
     a separate interpreter (LD_PRELOAD of the sanitizer runtimes), which runs every other test of
     this module against them: all pass, and no sanitizer report."""
-    import shutil
-    import sysconfig
+    from tests import _asan
 
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("no gcc: the sanitized build needs it")
-    runtimes = [subprocess.run([gcc, f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
-                for lib in ("libasan.so", "libubsan.so")]
-    if not all(Path(r).is_absolute() and Path(r).exists() for r in runtimes):
-        pytest.skip("gcc has no ASan/UBSan runtime here")
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    for name, source in (("_lonerows", "dsrdiag/track/_lonerows.c"), ("_jsonrows", "dsrdiag/report/_jsonrows.c")):
-        build = subprocess.run([gcc, "-shared", "-fPIC", "-std=c99", "-O1", "-g", "-fno-omit-frame-pointer",
-                                "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-                                f"-I{sysconfig.get_paths()['include']}", str(ROOT / source),
-                                "-o", str(tmp_path / (name + suffix))], capture_output=True, text=True, timeout=300)
-        if build.returncode != 0:
-            pytest.skip(f"the sanitized build failed: {build.stderr[-300:]}")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LD_PRELOAD": ":".join(runtimes),
-           "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
-    p = subprocess.run([sys.executable, "-c", _SANITIZED_RUN, str(tmp_path), str(Path(__file__)), str(tmp_path / "t")],
-                       capture_output=True, text=True, timeout=900, env=env, cwd=str(ROOT))
-    assert p.returncode == 0 and " passed" in p.stdout and str(tmp_path) in p.stdout, (p.stdout[-2000:], p.stderr[-3000:])
-    assert "runtime error" not in p.stderr + p.stdout and "AddressSanitizer" not in p.stderr, p.stderr[-3000:]
+    sanitized = _asan.build(tmp_path, {"dsrdiag.track._lonerows": ["dsrdiag/track/_lonerows.c"],
+                                       "dsrdiag.report._jsonrows": ["dsrdiag/report/_jsonrows.c"]})
+    _asan.run_module_tests(sanitized, str(Path(__file__)), tmp_path / "t", timeout=900)

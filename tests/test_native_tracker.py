@@ -482,13 +482,8 @@ def test_headers_only_capture_takes_payload_length_from_the_ip_length(tmp_path):
 
 # ---- the C extension under AddressSanitizer and UndefinedBehaviorSanitizer -------------------------
 _SANITIZED_RUN = """
-import sys
-sys.path.insert(0, sys.argv[1])
-import _fastpcap, _conntrack  # the sanitized builds, standing in for the installed extensions
-sys.modules["dsrdiag.capture._fastpcap"] = _fastpcap
-sys.modules["dsrdiag.track._conntrack"] = _conntrack
 from dsrdiag.track.pipeline import track_capture
-for path in sys.argv[2:]:
+for path in sys.argv[1:]:
     track_capture(path, "v", (25, 22, 80, 110, 143, 389), tracker="c")
 from tests.test_native_tracker import (test_c_and_python_trackers_agree_on_sequence_arithmetic_edges,
                                       test_c_and_python_trackers_agree_on_timer_and_clock_edges)
@@ -503,30 +498,13 @@ def test_c_tracker_built_with_asan_and_ubsan_runs_hostile_and_real_captures_clea
     a separate interpreter (LD_PRELOAD of the sanitizer runtimes), on the 2^31 capture, reordered and
     lost segments, the sample captures, Zeek's traces and the sequence-edge fuzz: no report. (This
     build reports the original 2^31 bug as 'negation of -2147483648 cannot be represented'.)"""
-    import shutil
-    import subprocess
-    import sys
-    import sysconfig
-
     from scapy.all import wrpcap
 
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("no gcc: the sanitized build needs it")
-    runtimes = [subprocess.run([gcc, f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
-                for lib in ("libasan.so", "libubsan.so")]
-    if not all(Path(r).is_absolute() and Path(r).exists() for r in runtimes):
-        pytest.skip("gcc has no ASan/UBSan runtime here")
-    root = Path(__file__).resolve().parent.parent
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    for name, sources in (("_fastpcap", ["dsrdiag/capture/_fastpcap.c"]),
-                          ("_conntrack", ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c"])):
-        build = subprocess.run([gcc, "-shared", "-fPIC", "-std=c99", "-O1", "-g", "-fno-omit-frame-pointer",
-                                "-fsanitize=address,undefined", f"-I{sysconfig.get_paths()['include']}",
-                                *(str(root / s) for s in sources), "-o", str(tmp_path / (name + suffix))],
-                               capture_output=True, text=True, timeout=300)
-        if build.returncode != 0:
-            pytest.skip(f"the sanitized build failed: {build.stderr[-300:]}")
+    from tests import _asan
+
+    sanitized = _asan.build(tmp_path, {"dsrdiag.capture._fastpcap": ["dsrdiag/capture/_fastpcap.c"],
+                                       "dsrdiag.track._conntrack": ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c"]})
+    root = _asan.ROOT
     wrpcap(str(tmp_path / "seq-2-31.pcap"), _smtp_2_31_packets())
     rng = random.Random(7)
     packets = [p for i in range(20) for p in _dialogue_packets(rng, 41000 + i, v6=i % 3 == 0)]
@@ -544,12 +522,9 @@ def test_c_tracker_built_with_asan_and_ubsan_runs_hostile_and_real_captures_clea
     (tmp_path / "cut.pcapng").write_bytes(mixed[: len(mixed) * 2 // 3 + 1])
     files = [tmp_path / n for n in ("seq-2-31.pcap", "reordered.pcap", "sll.pcap", "sll2.pcap", "mixed.pcapng", "cut.pcapng")] + SAMPLES
     files += sorted(p for p in zeek.glob("*") if p.suffix in (".pcap", ".pcapng")) if zeek.is_dir() else []
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "LD_PRELOAD": ":".join(runtimes),
-           "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
-    p = subprocess.run([sys.executable, "-c", _SANITIZED_RUN, str(tmp_path), *map(str, files)], capture_output=True, text=True,
-                       timeout=900, env=env, cwd=str(root))
-    assert p.returncode == 0 and "clean" in p.stdout, p.stderr[-3000:]
-    assert "runtime error" not in p.stderr and "AddressSanitizer" not in p.stderr, p.stderr[-3000:]
+    p = _asan.run(sanitized, _SANITIZED_RUN, *map(str, files), timeout=900)
+    _asan.assert_clean(sanitized, p)
+    assert "clean" in p.stdout, p.stdout[-2000:]
 
 
 def test_c_and_python_trackers_agree_on_timer_and_clock_edges():

@@ -1,12 +1,8 @@
 """`dsrdiag lab ...`: build a real DSR site in network namespaces, healthy or broken (Linux, root)."""
 
-from __future__ import annotations
-
-import json
 from pathlib import Path
 
 import typer
-
 
 
 def _runner():
@@ -15,6 +11,7 @@ def _runner():
     from dsrdiag.lab import runner
 
     return runner
+
 
 def _scenario(name: str):
     from dsrdiag.lab.scenarios import get  # the lab's modules load when a lab command runs
@@ -54,6 +51,8 @@ def down_cmd():
 @lab_app.command("status")
 def status_cmd():
     """Show whether a lab is up, with which scenario, namespaces and processes."""
+    import json
+
     print(json.dumps(_runner().status(), indent=2))
 
 

@@ -1,328 +1,40 @@
-"""The dsrdiag command line (typer). Thin commands over jobs/; one error handler.
+"""The dsrdiag entry point: argv -> the command (cli/commands.py) -> an exit code; one error handler.
 
 Why one handler: every DsrdiagError becomes `dsrdiag: error: <one line>` on stderr and its
 documented exit code (docs/exit-codes.md); an unexpected exception is reported the same way with
 exit 2 and a request to report the bug, never as a traceback (set DSRDIAG_DEBUG=1 to see it).
-"""
 
-from __future__ import annotations
+Why this module holds nothing else: it is what the console script and `python -m dsrdiag` import
+first, so that run() can start before the command line is loaded (see run()).
+"""
 
 import gc
 import os
 import sys
-import time
-from pathlib import Path
-from typing import List, Optional
 
-import typer
-
-from dsrdiag import __version__
-from dsrdiag.capture.sources import parse_sources
-from dsrdiag.cli.shutdown import Stopped, ignore_signals, stdout_errors, stop_on_signals
-from dsrdiag.core import topology as topo
-from dsrdiag.core.errors import DsrdiagError, UsageError
+from dsrdiag.cli.shutdown import Stopped, ignore_signals, stop_on_signals
+from dsrdiag.core.errors import DsrdiagError
 from dsrdiag.core.exitcodes import ExitCode
-from dsrdiag.findings.verdict import FAIL_ON_CHOICES
-from dsrdiag.jobs.analyze import analyze
-
-app = typer.Typer(
-    add_completion=False,  # added by run() (_command): `--show-completion bash` names its shell
-    rich_markup_mode=None,  # plain help: `NAME=IP[@MAC]` is not markup, and the help is printed once
-    no_args_is_help=True,
-    help="Prove that a DSR load-balanced SMTP service works, and find out exactly why it does not.",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool):
-    if value:
-        print(f"dsrdiag {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def main(
-    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
-):
-    """dsrdiag: DSR diagnostics for SMTP behind a load balancer."""
-
-
-def _register_lab() -> None:
-    from dsrdiag.cli.lab import lab_app
-
-    lab_app.rich_markup_mode = None  # plain help, as the app's
-    app.add_typer(lab_app, name="lab")
-
-
-_register_lab()
-
-
-def _check_output(fmt: str, fail_on: str, text: dict | None = None) -> None:
-    if fmt not in ("text", "json"):
-        raise UsageError(f"--format {fmt!r}: use text or json")
-    if fail_on not in FAIL_ON_CHOICES:
-        raise UsageError(f"--fail-on {fail_on!r}: use one of {', '.join(FAIL_ON_CHOICES)}")
-    text = text or {}
-    MIN_WIDTH = 40  # cli/console.py's (rich is imported only when there is text to show)
-    if text.get("width") is not None and text["width"] < MIN_WIDTH:
-        raise UsageError(f"--width {text['width']}: use {MIN_WIDTH} columns or more")
-    if fmt == "json" and (text.get("brief") or text.get("explain")):
-        raise UsageError(f"{'--brief' if text.get('brief') else '--explain'} is a form of the text report: not with --format json")
-
-
-# The text report's options, the same on every command that prints one (docs/terminal.md).
-def _width_option():
-    return typer.Option(None, "--width", metavar="N", help="Lay the text out for N columns (default: COLUMNS, the terminal's width, or 120 in a pipe).")
-
-
-def _explain_option():
-    return typer.Option(False, "--explain", help="Also print what each kind of finding means and its fixes (Windows, Linux, load balancer).")
-
-
-def _brief_option():
-    return typer.Option(False, "--brief", help="At most 8 lines to paste into a ticket: verdict, cause, back-end, frames, fix.")
-
-
-def _text(width: int | None, explain: bool, brief: bool) -> dict:
-    return {"width": width, "explain": explain, "brief": brief}
-
-
-@stdout_errors
-def _emit(report, fmt: str, fail_on: str, verbose: bool = False, ladder: str | None = None,
-          html_path: Path | None = None, text: dict | None = None, tshark: bool = False,
-          junit_path: Path | None = None, started: float | None = None) -> None:
-    """Print the report (and write the HTML page) and end with the exit code the findings (and
-    damage) call for: the verdict is decided again for this --fail-on (what counts as a cause)."""
-    from dataclasses import replace
-
-    from dsrdiag.findings.catalog import title
-    from dsrdiag.findings.verdict import verdict
-
-    report = replace(report, verdict=verdict(list(report.findings), report.judged, fail_on, title))
-    if html_path is not None:
-        from dsrdiag.report import html
-
-        try:
-            html_path.write_text(html.render(report), encoding="utf-8")
-        except OSError as e:
-            raise UsageError(f"--html {str(html_path)!r} cannot be written: {e.strerror}") from None
-    if junit_path is not None:  # after the verdict for this --fail-on: its failures are the exit code's
-        from dsrdiag.report import junit
-
-        _write_output(junit_path, "--junit", lambda p: junit.write_file(
-            p, report, fail_on, started=started, elapsed=None if started is None else time.time() - started))
-    if tshark:  # instead of the report: one paste-ready command per finding and capture (docs/display-filters.md)
-        from dsrdiag.core.safetext import terminal as visible
-        from dsrdiag.report.wireshark import tshark_script
-
-        sys.stdout.write(tshark_script(report.findings, visible(report.verdict.text)))
-    elif fmt == "json":
-        from dsrdiag.report import jsondoc
-
-        jsondoc.write(report, sys.stdout, pretty=sys.stdout.isatty())
-    else:
-        from dsrdiag.cli.console import make_console  # rich: imported when there is text to show
-        from dsrdiag.report import terminal
-
-        text = text or {}
-        terminal.render(report, make_console(width=text.get("width")), verbose=verbose, ladder=ladder,
-                        explain=bool(text.get("explain")), brief=bool(text.get("brief")))
-    if fail_on != "never" and report.verdict.state == "broken":
-        raise typer.Exit(int(ExitCode.FINDINGS))
-    if report.verdict.state == "inconclusive":
-        raise typer.Exit(int(ExitCode.INCONCLUSIVE))
-    if report.damaged:
-        raise typer.Exit(int(ExitCode.DAMAGED))
-    raise typer.Exit(int(ExitCode.OK))
-
-
-def _write_output(path: Path, option: str, write) -> None:
-    """Write an output file (`write(path)`); one line and exit 2 when it cannot be, and no
-    half-written file left behind."""
-    try:
-        write(str(path))
-    except OSError as e:
-        try:
-            if path.is_file():
-                path.unlink()
-        except OSError:
-            pass
-        raise UsageError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
-
-
-def _not_an_input(sources, option: str, path: Path | None) -> None:
-    if path is not None and any(Path(p).resolve() == path.resolve() for _, p in sources):
-        raise UsageError(f"{option} {str(path)!r} is one of the input files: input files are never overwritten")
-
-
-def _write_conn_logs(report, tsv: Path | None, jsonl: Path | None) -> None:
-    """--conn-log / --conn-log-json: the report's connection records as Zeek's conn.log
-    (report/connlog.py). The one place the records are handed to it."""
-    from dsrdiag.report import connlog
-
-    for path, form, option in ((tsv, "tsv", "--conn-log"), (jsonl, "json", "--conn-log-json")):
-        if path is not None:
-            _write_output(path, option, lambda p, form=form: connlog.write_file(p, report.connections, form=form))
-
-
-@app.command("analyze")
-def analyze_cmd(
-    captures: List[str] = typer.Argument(..., metavar="[VANTAGE=]CAPTURE...", help="pcap, pcapng or .gz files, or folders; VANTAGE=path names the vantage point."),
-    vip: List[str] = typer.Option([], "--vip", metavar="IP", help="The virtual IP (repeatable). Inferred from SYN destinations when absent."),
-    port: List[int] = typer.Option([], "--port", "-p", metavar="PORT", help="Service port (repeatable; default 25)."),
-    backend: List[str] = typer.Option([], "--backend", metavar="NAME=IP[@MAC]", help="A back-end as NAME=IP[@MAC] (repeatable)."),
-    lb_mac: List[str] = typer.Option([], "--lb-mac", metavar="MAC", help="The load balancer's MAC (repeatable)."),
-    lb_ip: List[str] = typer.Option([], "--lb-ip", metavar="IP", help="A load balancer's own address, the SNAT source (repeatable)."),
-    topology_file: Optional[Path] = typer.Option(None, "--topology", metavar="FILE", help="TOML topology file (docs/topology.md)."),
-    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text or json."),
-    fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL", help="Exit 1 when a finding has this severity or worse: error, warning, info, never."),
-    jobs: int = typer.Option(0, "--jobs", "-j", metavar="N", help="Captures read in parallel (default: one per core)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list every connection."),
-    ladder: Optional[str] = typer.Option(None, "--ladder", metavar="IP:PORT", help="Draw one connection (client IP:port) vantage by vantage."),
-    html_out: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write a self-contained HTML report (ladders as SVG) to this file."),
-    width: Optional[int] = _width_option(),
-    explain: bool = _explain_option(),
-    brief: bool = _brief_option(),
-    tshark: bool = typer.Option(False, "--tshark", help="Instead of the report: per finding, the `tshark -r CAPTURE -Y FILTER` line that shows it (same exit code)."),
-    conn_log: Optional[Path] = typer.Option(None, "--conn-log", metavar="FILE", help="Also write the connections as a Zeek conn.log (TSV) to this file (docs/connlog.md)."),
-    conn_log_json: Optional[Path] = typer.Option(None, "--conn-log-json", metavar="FILE", help="Also write the connections as Zeek JSON log lines to this file."),
-    junit_out: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report (one test case per check and back-end) to this file (docs/junit.md)."),
-):
-    """Analyse captures for DSR faults; exit 0 healthy, 1 broken, 2 bad input, 3 damaged capture, 4 inconclusive."""
-    gc.disable()  # to the end of the process: as in jobs/analyze.py's analyze(), nothing here makes cycles
-    started = time.time()
-    text = _text(width, explain, brief)
-    _check_output(fmt, fail_on, text)
-    if tshark and fmt == "json":
-        raise UsageError("--tshark prints commands instead of the report: use it without --format json")
-    if jobs < 0:
-        raise UsageError("--jobs must be 0 (one per core) or more")
-    given = topo.build(vips=vip, ports=port, backends=backend, lb_macs=lb_mac, lb_ips=lb_ip, topology_file=topology_file)
-    sources = parse_sources(captures)
-    if html_out is not None and any(Path(p).resolve() == html_out.resolve() for _, p in sources):
-        raise UsageError(f"--html {str(html_out)!r} is one of the input captures: input files are never overwritten")
-    for option, path in (("--conn-log", conn_log), ("--conn-log-json", conn_log_json), ("--junit", junit_out)):
-        _not_an_input(sources, option, path)
-    progress = None
-    if fmt == "text" and sys.stderr.isatty():
-        from dsrdiag.cli.console import make_console
-        from dsrdiag.report.progress import CaptureProgress
-
-        from rich.markup import escape
-
-        from dsrdiag.core.safetext import terminal as visible
-
-        # the bar's labels are rich markup: vantage names (file names) escaped for both
-        progress = CaptureProgress([(escape(visible(v)), p) for v, p in sources], make_console(sys.stderr))
-    try:
-        report = analyze(sources, given, jobs=jobs or None, on_progress=progress.update if progress else None)
-    finally:
-        if progress:
-            progress.close()
-    _write_conn_logs(report, conn_log, conn_log_json)
-    _emit(report, fmt, fail_on, verbose, ladder, html_out, text=text, tshark=tshark, junit_path=junit_out, started=started)
-
-
-@app.command("probe")
-def probe_cmd(
-    vip: str = typer.Argument(..., metavar="VIP", help="The virtual IP to probe (the only address probed)."),
-    port: int = typer.Option(25, "--port", "-p", metavar="PORT", help="The service port."),
-    count: int = typer.Option(6, "--count", "-n", metavar="N", help="Sessions to open (1-100)."),
-    rate: float = typer.Option(5.0, "--rate", metavar="PER_SECOND", help="Sessions started per second, at most (max 20)."),
-    timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", help="Seconds per step (connect, banner, reply); max 30."),
-    iface: Optional[str] = typer.Option(None, "--iface", "-i", metavar="IFACE", help="Interface to probe and capture on (default: the route to the VIP)."),
-    pcap: Optional[Path] = typer.Option(None, "--pcap", metavar="FILE", help="Keep the probe's capture in this file."),
-    starttls: bool = typer.Option(False, "--starttls", help="Also complete the TLS handshake after STARTTLS."),
-    syn_only: bool = typer.Option(False, "--syn-only", help="Half-open: raw SYNs only (scapy, root), no SMTP session."),
-    lb_mac: List[str] = typer.Option([], "--lb-mac", metavar="MAC", help="The load balancer's MAC: names the offender when several MACs answer ARP."),
-    backend: List[str] = typer.Option([], "--backend", metavar="NAME=IP[@MAC]", help="A back-end as NAME=IP[@MAC] (repeatable)."),
-    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text or json."),
-    fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL", help="error, warning, info or never."),
-    width: Optional[int] = _width_option(),
-    explain: bool = _explain_option(),
-    brief: bool = _brief_option(),
-    junit_out: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report to this file (docs/junit.md)."),
-):
-    """Verify a live DSR SMTP service: ARP/NDP for the VIP, N real SMTP sessions, and what really came back."""
-    from dsrdiag.jobs.probe import probe
-    from dsrdiag.probe.plan import make_plan
-
-    text = _text(width, explain, brief)
-    _check_output(fmt, fail_on, text)
-    plan = make_plan(vip, port, count, rate, timeout, iface, starttls, syn_only)
-    given = topo.build(vips=[plan.vip], ports=[port], lb_macs=lb_mac, backends=backend)
-    started = time.time()
-    report = probe(plan, given, pcap)
-    _emit(report, fmt, fail_on, text=text, junit_path=junit_out, started=started)
-
-
-@app.command("hostcheck", short_help="Audit a back-end's own DSR configuration (Linux live; Windows live or saved).")
-def hostcheck_cmd(
-    vip: str = typer.Option(..., "--vip", metavar="IP", help="The virtual IP this back-end serves."),
-    port: int = typer.Option(25, "--port", "-p", metavar="PORT", help="The service port."),
-    from_files: List[Path] = typer.Option([], "--from", metavar="FILE", help="Saved Windows output (netsh, Get-NetIPInterface, Get-NetIPAddress, ipconfig /all); repeatable."),
-    gateway: Optional[str] = typer.Option(None, "--gateway", metavar="IP", help="The firewall that forwards client requests: the return route must use it."),
-    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text or json."),
-    fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL", help="error, warning, info or never."),
-    width: Optional[int] = _width_option(),
-    explain: bool = _explain_option(),
-    brief: bool = _brief_option(),
-    junit_out: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report to this file (docs/junit.md)."),
-):
-    """Audit a back-end's own DSR configuration (Linux live; Windows live or from saved output)."""
-    from dsrdiag.core.addr import parse_ip
-    from dsrdiag.jobs.audit import hostcheck
-
-    text = _text(width, explain, brief)
-    _check_output(fmt, fail_on, text)
-    _not_an_input([("", str(f)) for f in from_files], "--junit", junit_out)
-    given = topo.build(vips=[vip], ports=[port])
-    started = time.time()
-    report = hostcheck(given, list(from_files), gateway=parse_ip(gateway, "--gateway") if gateway else None)
-    _emit(report, fmt, fail_on, text=text, junit_path=junit_out, started=started)
-
-
-SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
-
-
-def _completion_option(name: str, action):
-    """`--show-completion SHELL`, `--install-completion SHELL`: typer's own scripts, for the shell
-    named (typer's add_completion offers bare flags that guess the shell, and cannot name one)."""
-    from typer.core import TyperOption
-
-    def callback(ctx, param, value):
-        if value is None or ctx.resilient_parsing:
-            return
-        if value not in SHELLS:
-            raise UsageError(f"{name} {value!r}: use one of {', '.join(SHELLS)}")
-        action(ctx, param, value)
-
-    verb = "Print" if "show" in name else "Install"
-    return TyperOption(param_decls=[name], metavar="SHELL", default=None, expose_value=False, is_eager=True,
-                       callback=callback, help=f"{verb} the shell completion script for SHELL: {', '.join(SHELLS)}.")
-
-
-def _command():
-    """The click command of `app`, with the shell-completion options (typer's add_completion
-    offers them as bare flags that cannot name a shell)."""
-    from typer import completion
-    from typer.main import get_command
-
-    cmd = get_command(app)
-    completion.completion_init()  # `_DSRDIAG_COMPLETE=complete_bash dsrdiag`: typer's completion classes
-    cmd.params += [_completion_option("--install-completion", completion.install_callback),
-                   _completion_option("--show-completion", completion.show_callback)]
-    return cmd
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Console-script entry: run the app and map every error to one line and an exit code."""
+    """Console-script entry: run the app and map every error to one line and an exit code.
+
+    The garbage collector is off while the command line and its modules load (the group's callback
+    turns it back on, cli/commands.py): the start-up makes no garbage cycles, and each pass over
+    the thousands of objects that loading creates is time spent on nothing, ~2% of a run on a small
+    capture. In-process callers (argv given) get the collector back as it was."""
+    collecting = gc.isenabled()
+    gc.disable()
+    import typer
+
+    from dsrdiag.cli.commands import command
     from dsrdiag.core.safetext import terminal as visible
 
     if argv is None:
         stop_on_signals()
     try:
-        rv = _command().main(args=argv, prog_name="dsrdiag", standalone_mode=False)
+        rv = command().main(args=argv, prog_name="dsrdiag", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0  # click returns typer.Exit's code in this mode
         return _exit(code, argv)
     except typer.Exit as e:
@@ -352,6 +64,9 @@ def run(argv: list[str] | None = None) -> int:
         code = int(ExitCode.USAGE)
     else:
         code = 0
+    finally:
+        if argv is not None and collecting:
+            gc.enable()
     return _exit(code, argv)
 
 
