@@ -512,7 +512,7 @@ class IntBag:
     def __init__(self, tail=(), path: str | None = None, chunks: int = 0, low=None, high=None):
         self._tail = array("q", tail)
         self._path, self._chunks = path, chunks
-        self._low, self._high = low, high  # the smallest and largest value held (None: empty)
+        self._low, self._high = low, high  # the smallest and largest value on file (None: none)
         self._owned = [True]
         self._finalizer = weakref.finalize(self, _remove, [path], self._owned) if path else None
 
@@ -520,12 +520,6 @@ class IntBag:
         return self._chunks * BAG_CHUNK + len(self._tail)
 
     def add(self, v: int) -> None:
-        if self._low is None:
-            self._low = self._high = v
-        elif v < self._low:
-            self._low = v
-        elif v > self._high:
-            self._high = v
         tail = self._tail
         tail.append(v)
         if len(tail) >= BAG_CHUNK:
@@ -534,12 +528,6 @@ class IntBag:
     def update(self, other: "IntBag") -> None:
         """Add every value of another bag (a later capture's tally)."""
         for chunk in other._sorted_chunks():
-            if not chunk:
-                continue
-            if self._low is None:
-                self._low, self._high = chunk[0], chunk[-1]
-            else:
-                self._low, self._high = min(self._low, chunk[0]), max(self._high, chunk[-1])
             tail = self._tail
             tail.extend(chunk)
             while len(tail) >= BAG_CHUNK:
@@ -553,9 +541,13 @@ class IntBag:
             fd, self._path = temp_file(".ints")
             os.close(fd)
             self._finalizer = weakref.finalize(self, _remove, [self._path], self._owned)
+        chunk = array("q", sorted(self._tail))
         with open(self._path, "ab") as f:
-            array("q", sorted(self._tail)).tofile(f)
+            chunk.tofile(f)
         self._chunks += 1
+        low, high = chunk[0], chunk[-1]
+        self._low = low if self._low is None or low < self._low else self._low
+        self._high = high if self._high is None or high > self._high else self._high
         self._tail = array("q")
 
     def _sorted_chunks(self):
@@ -576,7 +568,8 @@ class IntBag:
             raise IndexError("IntBag.select: rank out of range")
         if self._path is None:
             return next(self._sorted_chunks())[k]
-        lo, hi = self._low, self._high
+        tail = self._tail
+        lo, hi = min(self._low, min(tail, default=self._low)), max(self._high, max(tail, default=self._high))
         # invariant: fewer than k+1 values are below lo, at least k+1 are at most hi
         for _ in range(8):  # bounded: 2**64 / BAG_GRID**7 < 1, so lo == hi by the 7th pass
             if lo == hi:
