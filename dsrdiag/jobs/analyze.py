@@ -16,7 +16,6 @@ from dataclasses import replace
 import os
 from typing import NamedTuple
 
-from dsrdiag.core.stats import median
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.catalog import title
 from dsrdiag.findings.causes import link
@@ -31,6 +30,7 @@ from dsrdiag.track.pipeline import track_capture
 from dsrdiag.track.intern import ip_text
 from dsrdiag.track.lone import Block
 from dsrdiag.track.records import CaptureRecords, flow_key
+from dsrdiag.track.spill import IntBag
 
 
 def track_one(vantage: str, path: str, ports: tuple[int, ...], progress=None) -> CaptureRecords:
@@ -440,7 +440,9 @@ class BackendTally:
         self.state: dict[str, dict[tuple, str]] = {n: {} for n in names}
         self.back = {"ok": {n: {} for n in names}, "state": {n: {} for n in names}, "done_one": {n: 0 for n in names}}
         """The back legs (to the back-end's own address), kept apart: see the class docstring."""
-        self.banner_ms: dict[str, list[float]] = {n: [] for n in names}
+        self.banner_ns: dict[str, IntBag] = {n: IntBag() for n in names}
+        """SYN->banner times (ns) for the median: an IntBag (track/spill.py), whose memory is
+        bounded whatever the number of connections (a list grew 32 bytes a connection)."""
         self.hosts: dict[str, set[str]] = {n: set() for n in names}
         self.refs: dict[str, BackendRef] = {}
         self.done_one: dict[str, int] = {n: 0 for n in names}
@@ -450,7 +452,7 @@ class BackendTally:
         vips, backend_of, several = self.topology.vip_ips, ctx.backend_of, self.several
         front = (self.ok, self.state, self.done_one)
         back = (self.back["ok"], self.back["state"], self.back["done_one"])
-        banner_ms, hosts, refs = self.banner_ms, self.hosts, self.refs
+        banner_ns, hosts, refs = self.banner_ns, self.hosts, self.refs
         claimed = getattr(ctx, "claimed", None)
 
         def observe(c) -> None:
@@ -465,7 +467,7 @@ class BackendTally:
                 return
             ok, state, done_one = back if vips and c.server_ip not in vips else front
             if c.smtp and c.smtp.banner_ts_ns and c.saw_syn:
-                banner_ms[b].append((c.smtp.banner_ts_ns - c.first_ts_ns) / 1e6)
+                banner_ns[b].add(c.smtp.banner_ts_ns - c.first_ts_ns)
             if c.smtp and c.smtp.banner_host:
                 hosts[b].add(c.smtp.banner_host)
             # one connection seen at several vantages (or as a SYN and a reply from a wrong address)
@@ -492,7 +494,7 @@ class BackendTally:
             state = self.state[b]
             for k, st in later.state[b].items():
                 state.setdefault(k, st)
-            self.banner_ms[b] += later.banner_ms[b]
+            self.banner_ns[b].update(later.banner_ns[b])
             self.hosts[b] |= later.hosts[b]
             self.done_one[b] += later.done_one[b]
             back, lback = self.back, later.back
@@ -529,16 +531,29 @@ class BackendTally:
                 failures[f] = failures.get(f, 0) + 1
             n_done = sum(by_key.values()) + done_one
             n_all = len(by_key) + done_one
-            ms = self.banner_ms[b.name]
+            ns = self.banner_ns[b.name]
             rows.append(BackendRow(
                 backend=self.refs.get(b.name) or BackendRef(b.name, b.ip, b.mac, b.source),
                 connections=n_all, completed=n_done, failed=n_all - n_done,
                 banner_hosts=tuple(sorted(self.hosts[b.name])),
-                median_banner_ms=round(median(ms), 3) if ms else None,
+                median_banner_ms=round(median_ms(ns), 3) if len(ns) else None,
                 failures=tuple(Failure(kind, text, n, vantage, st) for (kind, text, vantage, st), n
                                in sorted(failures.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1]))),
             ))
         return rows
+
+
+def median_ms(ns: IntBag) -> float:
+    """The median of a bag of nanosecond times, in ms: core/stats.median's value over the times as
+    ms (the middle one, or the mean of the two middle ones), which the table gave when it kept them
+    as a list of floats (dividing by 1e6 keeps their order, so the middle ones are the same)."""
+    n = len(ns)
+    if n % 2:
+        return ns.select(n // 2) / 1e6
+    a = ns.select(n // 2 - 1)
+    upto, nxt = ns.after(a)
+    b = a if upto > n // 2 else nxt
+    return (a / 1e6 + b / 1e6) / 2
 
 
 def _needs_records(records: list[CaptureRecords], given: Topology) -> bool:

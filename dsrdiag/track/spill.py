@@ -25,6 +25,8 @@ file is really needed (a capture with more than SPILL_AT connections).
 from __future__ import annotations
 
 import atexit
+from array import array
+from bisect import bisect_left
 import heapq
 import os
 import pickle
@@ -485,3 +487,117 @@ def _read_run(path: str, start: int, end: int):
                 yield from map(unflatten, batch)
             else:
                 yield from batch
+
+
+BAG_CHUNK = 1 << 15
+"""Values per chunk of an IntBag (256 KiB): what one bag holds in memory, and reads at a time."""
+BAG_GRID = 1024
+"""Cells a selection pass splits the remaining range of values into: each pass reads the bag once
+and divides that range by this much, so 64-bit values need at most 7 passes."""
+
+
+class IntBag:
+    """A multiset of 64-bit integers with bounded memory: add values, take len(), select the k-th.
+
+    Why: a statistic over every connection (the back-end table's median SYN->banner time,
+    jobs/analyze.py) must be exact, and an exact median needs every value; held in a list, they
+    grew memory by 32 bytes a connection (64 MiB on 2M sessions). Here at most BAG_CHUNK values are
+    in memory; each full chunk is sorted and appended to a file in the run's folder (8 bytes a
+    value, removed with the bag or at exit like a record store). select(k) finds the exact k-th
+    smallest by narrowing a range of values: each pass reads the chunks once and counts, by
+    bisection in each sorted chunk, the values below BAG_GRID evenly spaced pivots; the cell that
+    holds rank k is the next range (a pass costs chunks x BAG_GRID bisections, not a step per value).
+    Pickling hands the file to the process that unpickles the bag (a worker's CapturePart)."""
+
+    def __init__(self, tail=(), path: str | None = None, chunks: int = 0, low=None, high=None):
+        self._tail = array("q", tail)
+        self._path, self._chunks = path, chunks
+        self._low, self._high = low, high  # the smallest and largest value on file (None: none)
+        self._owned = [True]
+        self._finalizer = weakref.finalize(self, _remove, [path], self._owned) if path else None
+
+    def __len__(self) -> int:
+        return self._chunks * BAG_CHUNK + len(self._tail)
+
+    def add(self, v: int) -> None:
+        tail = self._tail
+        tail.append(v)
+        if len(tail) >= BAG_CHUNK:
+            self._flush()
+
+    def update(self, other: "IntBag") -> None:
+        """Add every value of another bag (a later capture's tally)."""
+        for chunk in other._sorted_chunks():
+            tail = self._tail
+            tail.extend(chunk)
+            while len(tail) >= BAG_CHUNK:
+                rest = tail[BAG_CHUNK:]
+                del tail[BAG_CHUNK:]
+                self._flush()
+                tail = self._tail = rest
+
+    def _flush(self) -> None:
+        if self._path is None:
+            fd, self._path = temp_file(".ints")
+            os.close(fd)
+            self._finalizer = weakref.finalize(self, _remove, [self._path], self._owned)
+        chunk = array("q", sorted(self._tail))
+        with open(self._path, "ab") as f:
+            chunk.tofile(f)
+        self._chunks += 1
+        low, high = chunk[0], chunk[-1]
+        self._low = low if self._low is None or low < self._low else self._low
+        self._high = high if self._high is None or high > self._high else self._high
+        self._tail = array("q")
+
+    def _sorted_chunks(self):
+        """Every value, as sorted arrays: the file's chunks, then the values in memory."""
+        if self._path is not None:
+            with open(self._path, "rb") as f:
+                for _ in range(self._chunks):
+                    chunk = array("q")
+                    chunk.fromfile(f, BAG_CHUNK)
+                    yield chunk
+        if self._tail:
+            self._tail = array("q", sorted(self._tail))  # a multiset: its order is not kept
+            yield self._tail
+
+    def select(self, k: int) -> int:
+        """The k-th smallest value (0-based; the same as sorted(values)[k])."""
+        if not 0 <= k < len(self):
+            raise IndexError("IntBag.select: rank out of range")
+        if self._path is None:
+            return next(self._sorted_chunks())[k]
+        tail = self._tail
+        lo, hi = min(self._low, min(tail, default=self._low)), max(self._high, max(tail, default=self._high))
+        # invariant: fewer than k+1 values are below lo, at least k+1 are at most hi
+        for _ in range(8):  # bounded: 2**64 / BAG_GRID**7 < 1, so lo == hi by the 7th pass
+            if lo == hi:
+                return lo
+            step = -(-(hi - lo + 1) // BAG_GRID)  # cells of `step` values: BAG_GRID of them cover lo..hi
+            pivots = range(lo + step, hi + 1, step)
+            below = [0] * len(pivots)  # values below each pivot
+            for chunk in self._sorted_chunks():
+                for i, p in enumerate(pivots):
+                    below[i] += bisect_left(chunk, p)
+            i = next((i for i, n in enumerate(below) if n > k), len(pivots))  # the cell that holds rank k
+            lo, hi = lo + i * step, min(hi, lo + (i + 1) * step - 1)
+        raise AssertionError("IntBag.select did not converge")  # pragma: no cover - see the bound above
+
+    def after(self, v: int) -> tuple[int, int | None]:
+        """(how many values are at most v, the smallest value above v or None): one pass."""
+        n, nxt = 0, None
+        for chunk in self._sorted_chunks():
+            i = bisect_left(chunk, v + 1)
+            n += i
+            if i < len(chunk) and (nxt is None or chunk[i] < nxt):
+                nxt = chunk[i]
+        return n, nxt
+
+    def discard(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __reduce__(self):
+        self._owned[0] = False  # sent to another process: that one removes the file
+        return (IntBag, (self._tail, self._path, self._chunks, self._low, self._high))
