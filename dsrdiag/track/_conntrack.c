@@ -139,6 +139,7 @@ typedef struct {
     ct_pkt held;               /* its pointers point into the buffers below */
     uint8_t held_smac[6], held_dmac[6], held_src[16], held_dst[16], held_tunnel[16];
     uint8_t *held_payload;
+    int draining;              /* in drain(): kit callbacks run Python; re-entry refused */
     int lane;                  /* 1: lone SYNs leave drain() as rows (track/lone.py ROW), not tuples */
     uint8_t *lone;             /* those rows, in drain order, until lone() takes them */
     size_t nlone, caplone;
@@ -153,6 +154,7 @@ typedef struct {
     struct expired { size_t slot; conn_t *c; } *exp;   /* one sweep's ended entries, to sort by slot */
     size_t capexp;
     size_t frozen_bytes;       /* the allocated size of the frozen entries in the table */
+    PyObject *kit_held;        /* drain()'s own reference to kit, for the batch */
     PyObject *kit;             /* conn.py record_kit(): with it, drain() hands over Connection records
                                   made here (conn_record), not tuples; NULL: tuples (conn_tuple) */
 } Tracker;
@@ -1325,11 +1327,12 @@ static long long side_bytes(const ep_t *ep, const ep_t *peer) { return ep->state
 
 enum { K_CONN, K_NB, K_DLG, K_CAPTURE, K_VANTAGE, K_IPC, K_IPF, K_SHC, K_SHF, K_L2C, K_L2F, K_BNC, K_BNF,
        K_DLGF, K_TUNF, K_N };
-#define KIT(t, i) PyTuple_GET_ITEM((t)->kit, (i))
+#define KIT(t, i) PyTuple_GET_ITEM((t)->kit_held, (i))
 
 /* cache[key], else fn(key) (which fills the cache): a new reference; steals `key` */
 static PyObject *cached(PyObject *cache, PyObject *fn, PyObject *key) {
     if (!key) return NULL;
+    assert(!PyErr_Occurred());
     PyObject *v = PyDict_GetItemWithError(cache, key);
     if (v) { Py_INCREF(v); Py_DECREF(key); return v; }
     if (PyErr_Occurred()) { Py_DECREF(key); return NULL; }
@@ -1344,29 +1347,34 @@ static PyObject *s_data, *s_strs;   /* "_data", "_strs": NoteBlock's slots */
 
 /* NoteBlock's two slots, by offset (the member descriptors __slots__ made), for the type last seen;
    -1: not plain slots, set by attribute */
-static PyTypeObject *nb_seen;
+static PyTypeObject *nb_seen;                 /* a strong reference: its address is never reused */
 static Py_ssize_t nb_off[2] = {-1, -1};
 
-static void nb_offsets(PyTypeObject *tp) {
+static void nb_offsets(PyTypeObject *tp, Py_ssize_t off[2]) {
+    if (tp == nb_seen) { off[0] = nb_off[0]; off[1] = nb_off[1]; return; }
+    off[0] = off[1] = -1;
+    if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) { PyErr_Clear(); return; }
+    if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) { PyErr_Clear(); return; }
     PyObject *names[2] = {s_data, s_strs};
-    nb_seen = tp;
     for (int i = 0; i < 2; i++) {
-        nb_off[i] = -1;
-        PyObject *d = PyObject_GetAttr((PyObject *)tp, names[i]);
-        if (!d) { PyErr_Clear(); continue; }
-        if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        off[i] = -1;
+        PyObject *d = _PyType_Lookup(tp, names[i]);   /* borrowed; the MRO only, no Python code, no error */
+        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(tp, PyDescr_TYPE(d))) {
             PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-            if (m->type == T_OBJECT_EX && !(m->flags & READONLY)) nb_off[i] = m->offset;
+            if (m->type == T_OBJECT_EX && !(m->flags & READONLY)) off[i] = m->offset;
         }
-        Py_DECREF(d);
     }
+    Py_INCREF(tp);
+    Py_XSETREF(nb_seen, tp);
+    nb_off[0] = off[0]; nb_off[1] = off[1];
 }
 
 /* a NoteBlock's slot i (0 _data, 1 _strs): a new reference */
 static PyObject *nb_get(PyObject *b, int i) {
-    if (Py_TYPE(b) != nb_seen) nb_offsets(Py_TYPE(b));
-    if (nb_off[i] >= 0) {
-        PyObject *v = *(PyObject **)((char *)b + nb_off[i]);
+    Py_ssize_t off[2];
+    nb_offsets(Py_TYPE(b), off);
+    if (off[i] >= 0) {
+        PyObject *v = *(PyObject **)((char *)b + off[i]);
         if (v) { Py_INCREF(v); return v; }
     }
     return PyObject_GetAttr(b, i ? s_strs : s_data);
@@ -1376,13 +1384,14 @@ static PyObject *nb_get(PyObject *b, int i) {
 static PyObject *note_block_of(PyTypeObject *tp, PyObject *data, PyObject *strs) {
     if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) return NULL;
     if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) return NULL;
-    if (tp != nb_seen) nb_offsets(tp);
+    Py_ssize_t off[2];
+    nb_offsets(tp, off);
     PyObject *o = tp->tp_alloc(tp, 0);
     if (!o) return NULL;
     PyObject *vals[2] = {data, strs}, *names[2] = {s_data, s_strs};
     for (int i = 0; i < 2; i++) {
-        if (nb_off[i] >= 0) {
-            PyObject **slot = (PyObject **)((char *)o + nb_off[i]);
+        if (off[i] >= 0) {
+            PyObject **slot = (PyObject **)((char *)o + off[i]);
             Py_INCREF(vals[i]);
             Py_XSETREF(*slot, vals[i]);
         } else if (PyObject_SetAttr(o, names[i], vals[i]) < 0) {
@@ -1415,8 +1424,7 @@ static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
     }
     if (!s->has_banner && !s->ncmds) Py_RETURN_NONE;
     PyTypeObject *tp = (PyTypeObject *)KIT(t, K_DLG);
-    PyObject *d = tp->tp_alloc(tp, 16);
-    if (!d) return NULL;
+    PyObject *d = NULL;
     PyObject *v[16] = {0};
     if (s->has_banner) {
         PyObject *parts = cached(KIT(t, K_BNC), KIT(t, K_BNF), smtp_text(&s->banner, 1));  /* (text[:200], host) */
@@ -1431,7 +1439,9 @@ static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
     } else {
         for (int i = 0; i < 5; i++) v[i] = none_ref();
     }
+    for (int i = 0; i < 5; i++) if (!v[i]) goto fail;
     v[5] = s->has_helo ? shared_of(t, smtp_text(&s->helo, 1)) : none_ref();
+    if (!v[5]) goto fail;
     PyObject *codes = PyTuple_New(s->ncodes), *cmds = PyTuple_New(s->ncmds);
     if (codes) for (int i = 0; i < s->ncodes; i++) {
         PyObject *c = PyLong_FromLong(s->codes[i]);
@@ -1445,23 +1455,24 @@ static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
         PyTuple_SET_ITEM(cmds, i, u);
     }
     if (!codes || !cmds) { Py_XDECREF(codes); Py_XDECREF(cmds); goto fail; }
-    v[6] = shared_of(t, codes);
-    v[7] = shared_of(t, cmds);
+    if (!(v[6] = shared_of(t, codes))) { Py_DECREF(cmds); goto fail; }
+    if (!(v[7] = shared_of(t, cmds))) goto fail;
     v[8] = bool_ref(s->st_offered); v[9] = bool_ref(s->st_started); v[10] = bool_ref(s->xc_offered);
     v[11] = smtp_text(&s->xclient, s->has_xclient);
     v[12] = s->has_xclient ? PyLong_FromUnsignedLongLong(s->xc_frame) : none_ref();
     v[13] = s->has_xclient ? PyLong_FromLongLong(s->xc_ts) : none_ref();
     v[14] = none_ref();
     v[15] = smtp_text(&s->last, s->has_last);
+    for (int i = 0; i < 16; i++) if (!v[i]) goto fail;
+    if (!(d = tp->tp_alloc(tp, 16))) goto fail;      /* no Python code runs while it has NULL items */
     for (int i = 0; i < 16; i++) {
-        if (!v[i]) goto fail;
         PyTuple_SET_ITEM(d, i, v[i]);
         v[i] = NULL;
     }
     return d;
 fail:
     for (int i = 0; i < 16; i++) Py_XDECREF(v[i]);
-    Py_DECREF(d);
+    Py_XDECREF(d);
     return NULL;
 }
 
@@ -1485,49 +1496,45 @@ static PyObject *conn_record(Tracker *t, const conn_t *c) {
     static smtp_t none;
     if (!none.start) smtp_init(&none);
     PyTypeObject *tp = (PyTypeObject *)KIT(t, K_CONN);
-    PyObject *r = tp->tp_alloc(tp, 30);
-    if (!r) return NULL;
     const ep_t *o = &c->e[0], *p = &c->e[1];
     PyObject *v[30] = {0};
-    v[0] = PyUnicode_FromFormat("%U:C%llu", KIT(t, K_VANTAGE), c->num);
+    if (!(v[0] = PyUnicode_FromFormat("%U:C%llu", KIT(t, K_VANTAGE), c->num))) goto fail;
     v[1] = KIT(t, K_CAPTURE); Py_INCREF(v[1]);
     v[2] = KIT(t, K_VANTAGE); Py_INCREF(v[2]);
-    v[3] = ip_of(t, c->c_ip, c->alen);
-    v[4] = PyLong_FromLong(c->c_port);
-    v[5] = ip_of(t, c->s_ip, c->alen);
-    v[6] = PyLong_FromLong(c->s_port);
-    v[7] = PyLong_FromLong(c->alen == 4 ? 4 : 6);
-    v[8] = PyLong_FromLongLong(c->first_ts);
-    v[9] = PyLong_FromLongLong(c->last_ts);
-    v[10] = shared_of(t, PyUnicode_FromStringAndSize(c->hist ? c->hist : "", (Py_ssize_t)c->hlen));
-    v[11] = PyUnicode_InternFromString(conn_state(c));
-    v[12] = PyLong_FromUnsignedLongLong(o->pkts);
-    v[13] = PyLong_FromUnsignedLongLong(p->pkts);
-    v[14] = PyLong_FromLongLong(side_bytes(o, p));
-    v[15] = PyLong_FromLongLong(side_bytes(p, o));
-    v[16] = PyLong_FromUnsignedLongLong(o->missed + p->missed);
-    v[17] = PyLong_FromUnsignedLongLong(o->copies);
-    v[18] = PyLong_FromUnsignedLongLong(p->copies);
-    v[19] = l2_of(t, o);
-    v[20] = l2_of(t, p);
-    v[21] = o->has_ttl ? PyLong_FromLong(o->ttl) : none_ref();
-    v[22] = p->has_ttl ? PyLong_FromLong(p->ttl) : none_ref();
-    v[23] = opt_u32(c->has_syn_seq, c->syn_seq);
-    v[24] = opt_u32(c->has_synack_ack, c->synack_ack);
-    v[25] = note_block(t, pack_notes(&c->notes));
-    v[26] = note_block(t, pack_notes(&c->syns));
-    v[27] = note_block(t, pack_notes(&c->fwd));
-    v[28] = conn_dialogue(t, c->smtp ? c->smtp : &none);
-    v[29] = c->tlen ? PyObject_CallFunction(KIT(t, K_TUNF), "y#", (const char *)c->tunnel, (Py_ssize_t)c->tlen) : none_ref();
-    for (int i = 0; i < 30; i++) {
-        if (!v[i]) {
-            for (int j = i; j < 30; j++) Py_XDECREF(v[j]);
-            Py_DECREF(r);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(r, i, v[i]);
-    }
+    if (!(v[3] = ip_of(t, c->c_ip, c->alen))) goto fail;
+    if (!(v[4] = PyLong_FromLong(c->c_port))) goto fail;
+    if (!(v[5] = ip_of(t, c->s_ip, c->alen))) goto fail;
+    if (!(v[6] = PyLong_FromLong(c->s_port))) goto fail;
+    if (!(v[7] = PyLong_FromLong(c->alen == 4 ? 4 : 6))) goto fail;
+    if (!(v[8] = PyLong_FromLongLong(c->first_ts))) goto fail;
+    if (!(v[9] = PyLong_FromLongLong(c->last_ts))) goto fail;
+    if (!(v[10] = shared_of(t, PyUnicode_FromStringAndSize(c->hist ? c->hist : "", (Py_ssize_t)c->hlen)))) goto fail;
+    if (!(v[11] = PyUnicode_InternFromString(conn_state(c)))) goto fail;
+    if (!(v[12] = PyLong_FromUnsignedLongLong(o->pkts))) goto fail;
+    if (!(v[13] = PyLong_FromUnsignedLongLong(p->pkts))) goto fail;
+    if (!(v[14] = PyLong_FromLongLong(side_bytes(o, p)))) goto fail;
+    if (!(v[15] = PyLong_FromLongLong(side_bytes(p, o)))) goto fail;
+    if (!(v[16] = PyLong_FromUnsignedLongLong(o->missed + p->missed))) goto fail;
+    if (!(v[17] = PyLong_FromUnsignedLongLong(o->copies))) goto fail;
+    if (!(v[18] = PyLong_FromUnsignedLongLong(p->copies))) goto fail;
+    if (!(v[19] = l2_of(t, o))) goto fail;
+    if (!(v[20] = l2_of(t, p))) goto fail;
+    if (!(v[21] = o->has_ttl ? PyLong_FromLong(o->ttl) : none_ref())) goto fail;
+    if (!(v[22] = p->has_ttl ? PyLong_FromLong(p->ttl) : none_ref())) goto fail;
+    if (!(v[23] = opt_u32(c->has_syn_seq, c->syn_seq))) goto fail;
+    if (!(v[24] = opt_u32(c->has_synack_ack, c->synack_ack))) goto fail;
+    if (!(v[25] = note_block(t, pack_notes(&c->notes)))) goto fail;
+    if (!(v[26] = note_block(t, pack_notes(&c->syns)))) goto fail;
+    if (!(v[27] = note_block(t, pack_notes(&c->fwd)))) goto fail;
+    if (!(v[28] = conn_dialogue(t, c->smtp ? c->smtp : &none))) goto fail;
+    if (!(v[29] = c->tlen ? PyObject_CallFunction(KIT(t, K_TUNF), "y#", (const char *)c->tunnel, (Py_ssize_t)c->tlen) : none_ref())) goto fail;
+    PyObject *r = tp->tp_alloc(tp, 30);              /* no Python code runs while it has NULL items */
+    if (!r) goto fail;
+    for (int i = 0; i < 30; i++) PyTuple_SET_ITEM(r, i, v[i]);
     return r;
+fail:
+    for (int i = 0; i < 30; i++) Py_XDECREF(v[i]);
+    return NULL;
 }
 
 /* ---- the lone-SYN lane (track/lone.py) ----------------------------------------------------------
@@ -1627,8 +1634,11 @@ static int lone_frozen(Tracker *t, const frozen_t *f) {
    never holds half a million tuples at once. With `lane` 1, lone SYNs become rows instead (not
    counted in `limit`), and the batch also ends at LONE_MAX bytes of rows (the bound, above). */
 static PyObject *drain(Tracker *t, size_t limit) {
+    if (t->draining) { PyErr_SetString(PyExc_RuntimeError, "Tracker re-entered from a kit callback"); return NULL; }
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
+    t->draining = 1;
+    t->kit_held = t->kit; Py_XINCREF(t->kit_held);
     size_t made = 0;
     while (t->donehead < t->ndone && (!limit || made < limit)) {
         if (t->lane && t->nlone >= LONE_MAX) break;
@@ -1647,7 +1657,7 @@ static PyObject *drain(Tracker *t, size_t limit) {
         if (t->lane && is_lone(c)) {
             if (lone_put(t, c) < 0) goto fail;
         } else {
-            PyObject *item = t->kit ? conn_record(t, c) : conn_tuple(c);
+            PyObject *item = t->kit_held ? conn_record(t, c) : conn_tuple(c);
             if (!item) goto fail;
             int rc = PyList_Append(out, item);
             Py_DECREF(item);
@@ -1658,10 +1668,12 @@ static PyObject *drain(Tracker *t, size_t limit) {
         t->donehead++;
     }
     if (t->donehead == t->ndone) t->ndone = t->donehead = 0;
+    t->draining = 0; Py_CLEAR(t->kit_held);
     return out;
 fail:
     for (size_t j = t->donehead; j < t->ndone; j++) entry_free(t->done[j]);
     t->ndone = t->donehead = 0;
+    t->draining = 0; Py_CLEAR(t->kit_held);
     Py_DECREF(out);
     return NULL;
 }
@@ -1897,6 +1909,7 @@ static int set_lane(Tracker *s, PyObject *v, void *x) {
     return 0;
 }
 static PyObject *get_kit(Tracker *s, void *x) { return s->kit ? (Py_INCREF(s->kit), s->kit) : none_ref(); }
+static int plain_types(PyTypeObject *conn, PyTypeObject *nb, PyTypeObject *dlg);
 static int set_kit(Tracker *s, PyObject *v, void *x) {
     if (v == Py_None) v = NULL;
     if (v) {
@@ -1910,6 +1923,9 @@ static int set_kit(Tracker *s, PyObject *v, void *x) {
         for (int i = K_IPC; i <= K_BNC; i += 2)
             if (!PyDict_Check(PyTuple_GET_ITEM(v, i))) { PyErr_SetString(PyExc_TypeError, "kit: the intern tables are dicts"); return -1; }
         if (!PyUnicode_Check(PyTuple_GET_ITEM(v, K_VANTAGE))) { PyErr_SetString(PyExc_TypeError, "kit: the vantage is a str"); return -1; }
+        for (int i = K_IPF; i < K_N; i++)
+            if (i != K_SHC && i != K_L2C && i != K_BNC && !PyCallable_Check(PyTuple_GET_ITEM(v, i))) { PyErr_SetString(PyExc_TypeError, "kit: the table fillers are callables"); return -1; }
+        if (plain_types((PyTypeObject *)PyTuple_GET_ITEM(v, K_CONN), (PyTypeObject *)PyTuple_GET_ITEM(v, K_NB), (PyTypeObject *)PyTuple_GET_ITEM(v, K_DLG)) < 0) return -1;
         Py_INCREF(v);
     }
     Py_XSETREF(s->kit, v);
@@ -2028,6 +2044,26 @@ done:
    most of it. These are the peers of records.flatten_all_py / unflatten_all_py (tests/test_record_kit.py
    compares them); `types` is (Connection, NoteBlock, SmtpDialogue). */
 #define FLAT_N 33
+/* Connection and SmtpDialogue: classes made by a class statement straight on tuple (NamedTuple);
+   NoteBlock: one straight on object with both slots plain. tp_alloc'd objects of any other type
+   (a structseq, a C type) may be deallocated by code that reads what tp_alloc left zero. */
+static int plain_types(PyTypeObject *conn, PyTypeObject *nb, PyTypeObject *dlg) {
+    PyTypeObject *tuples[2] = {conn, dlg};
+    for (int i = 0; i < 2; i++)
+        if (!(tuples[i]->tp_flags & Py_TPFLAGS_HEAPTYPE) || tuples[i]->tp_base != &PyTuple_Type
+            || tuples[i]->tp_basicsize != PyTuple_Type.tp_basicsize || PyDict_GetItemString(tuples[i]->tp_dict, "n_fields")) {
+            PyErr_SetString(PyExc_TypeError, "types: Connection and SmtpDialogue are plain tuple classes");
+            return -1;
+        }
+    Py_ssize_t off[2];
+    nb_offsets(nb, off);
+    if (!(nb->tp_flags & Py_TPFLAGS_HEAPTYPE) || nb->tp_base != &PyBaseObject_Type || off[0] < 0 || off[1] < 0) {
+        PyErr_SetString(PyExc_TypeError, "types: NoteBlock is a class with the slots _data and _strs");
+        return -1;
+    }
+    return 0;
+}
+
 static int record_types(PyObject *types, PyTypeObject **conn, PyTypeObject **nb, PyTypeObject **dlg) {
     if (!PyTuple_Check(types) || PyTuple_GET_SIZE(types) != 3 || !PyType_Check(PyTuple_GET_ITEM(types, 0))
         || !PyType_Check(PyTuple_GET_ITEM(types, 1)) || !PyType_Check(PyTuple_GET_ITEM(types, 2))) {
@@ -2041,7 +2077,7 @@ static int record_types(PyObject *types, PyTypeObject **conn, PyTypeObject **nb,
         PyErr_SetString(PyExc_TypeError, "types: Connection and SmtpDialogue are tuples");
         return -1;
     }
-    return 0;
+    return plain_types(*conn, *nb, *dlg);
 }
 
 static PyObject *ct_flatten_all(PyObject *mod, PyObject *args) {
@@ -2050,34 +2086,38 @@ static PyObject *ct_flatten_all(PyObject *mod, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &batch, &types) || record_types(types, &conn, &nb, &dlg) < 0) return NULL;
     if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) return NULL;
     if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(batch);
+    PyObject *items = PyList_AsTuple(batch);          /* strong references: Python code below may change the list */
+    if (!items) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
     PyObject *out = PyList_New(n);
-    if (!out) return NULL;
+    if (!out) { Py_DECREF(items); return NULL; }
+    PyObject_GC_UnTrack(out);                          /* NULL slots until filled: not reachable from gc */
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *c = PyList_GET_ITEM(batch, i);
+        PyObject *c = PyTuple_GET_ITEM(items, i), *v[8] = {0};
         if (Py_TYPE(c) != conn || PyTuple_GET_SIZE(c) != 30) { PyErr_SetString(PyExc_TypeError, "flatten_all: Connection records only"); goto fail; }
-        PyObject *f = PyTuple_New(FLAT_N);
-        if (!f) goto fail;
-        PyList_SET_ITEM(out, i, f);
-        for (int k = 0; k < 25; k++) { PyObject *v = PyTuple_GET_ITEM(c, k); Py_INCREF(v); PyTuple_SET_ITEM(f, k, v); }
         for (int k = 0; k < 3; k++) {
             PyObject *b = PyTuple_GET_ITEM(c, 25 + k);
-            if (Py_TYPE(b) != nb) { PyErr_SetString(PyExc_TypeError, "flatten_all: notes are NoteBlocks"); goto fail; }
-            PyObject *d = nb_get(b, 0), *st = d ? nb_get(b, 1) : NULL;
-            if (!st) { Py_XDECREF(d); goto fail; }
-            PyTuple_SET_ITEM(f, 25 + 2 * k, d);
-            PyTuple_SET_ITEM(f, 26 + 2 * k, st);
+            if (Py_TYPE(b) != nb) { PyErr_SetString(PyExc_TypeError, "flatten_all: notes are NoteBlocks"); goto fail_v; }
+            if (!(v[2 * k] = nb_get(b, 0)) || !(v[2 * k + 1] = nb_get(b, 1))) goto fail_v;
         }
-        PyObject *sm = PyTuple_GET_ITEM(c, 28), *plain;
-        if (sm == Py_None) plain = (Py_INCREF(Py_None), Py_None);
-        else if (!(plain = PyTuple_GetSlice(sm, 0, PY_SSIZE_T_MAX))) goto fail;   /* a plain tuple of its values */
-        PyTuple_SET_ITEM(f, 31, plain);
-        PyObject *tun = PyTuple_GET_ITEM(c, 29);
-        Py_INCREF(tun);
-        PyTuple_SET_ITEM(f, 32, tun);
+        PyObject *sm = PyTuple_GET_ITEM(c, 28);
+        if (!(v[6] = sm == Py_None ? (Py_INCREF(Py_None), Py_None) : PySequence_Tuple(sm))) goto fail_v;
+        v[7] = PyTuple_GET_ITEM(c, 29); Py_INCREF(v[7]);
+        PyObject *f = PyTuple_New(FLAT_N);
+        if (!f) goto fail_v;
+        for (int k = 0; k < 25; k++) { PyObject *x = PyTuple_GET_ITEM(c, k); Py_INCREF(x); PyTuple_SET_ITEM(f, k, x); }
+        for (int k = 0; k < 8; k++) PyTuple_SET_ITEM(f, 25 + k, v[k]);
+        PyList_SET_ITEM(out, i, f);
+        continue;
+    fail_v:
+        for (int k = 0; k < 8; k++) Py_XDECREF(v[k]);
+        goto fail;
     }
+    Py_DECREF(items);
+    PyObject_GC_Track(out);
     return out;
 fail:
+    Py_DECREF(items);
     Py_DECREF(out);
     return NULL;
 }
@@ -2086,36 +2126,41 @@ static PyObject *ct_unflatten_all(PyObject *mod, PyObject *args) {
     PyObject *batch, *types;
     PyTypeObject *conn, *nb, *dlg;
     if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &batch, &types) || record_types(types, &conn, &nb, &dlg) < 0) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(batch);
+    PyObject *items = PyList_AsTuple(batch);
+    if (!items) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
     PyObject *out = PyList_New(n);
-    if (!out) return NULL;
+    if (!out) { Py_DECREF(items); return NULL; }
+    PyObject_GC_UnTrack(out);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *f = PyList_GET_ITEM(batch, i);
+        PyObject *f = PyTuple_GET_ITEM(items, i), *v[5] = {0};
         if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != FLAT_N) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a flattened record has 33 values"); goto fail; }
-        PyObject *c = conn->tp_alloc(conn, 30);
-        if (!c) goto fail;
-        PyList_SET_ITEM(out, i, c);
-        for (int k = 0; k < 25; k++) { PyObject *v = PyTuple_GET_ITEM(f, k); Py_INCREF(v); PyTuple_SET_ITEM(c, k, v); }
-        for (int k = 0; k < 3; k++) {
-            PyObject *b = note_block_of(nb, PyTuple_GET_ITEM(f, 25 + 2 * k), PyTuple_GET_ITEM(f, 26 + 2 * k));
-            if (!b) goto fail;
-            PyTuple_SET_ITEM(c, 25 + k, b);
-        }
-        PyObject *sm = PyTuple_GET_ITEM(f, 31), *d;
-        if (sm == Py_None) d = (Py_INCREF(Py_None), Py_None);
+        for (int k = 0; k < 3; k++)
+            if (!(v[k] = note_block_of(nb, PyTuple_GET_ITEM(f, 25 + 2 * k), PyTuple_GET_ITEM(f, 26 + 2 * k)))) goto fail_v;
+        PyObject *sm = PyTuple_GET_ITEM(f, 31);
+        if (sm == Py_None) v[3] = (Py_INCREF(Py_None), Py_None);
         else {
-            if (!PyTuple_Check(sm)) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a dialogue is a tuple"); goto fail; }
+            if (!PyTuple_Check(sm)) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a dialogue is a tuple"); goto fail_v; }
             Py_ssize_t m = PyTuple_GET_SIZE(sm);
-            if (!(d = dlg->tp_alloc(dlg, m))) goto fail;
-            for (Py_ssize_t k = 0; k < m; k++) { PyObject *v = PyTuple_GET_ITEM(sm, k); Py_INCREF(v); PyTuple_SET_ITEM(d, k, v); }
+            if (!(v[3] = dlg->tp_alloc(dlg, m))) goto fail_v;
+            for (Py_ssize_t k = 0; k < m; k++) { PyObject *x = PyTuple_GET_ITEM(sm, k); Py_INCREF(x); PyTuple_SET_ITEM(v[3], k, x); }
         }
-        PyTuple_SET_ITEM(c, 28, d);
-        PyObject *tun = PyTuple_GET_ITEM(f, 32);
-        Py_INCREF(tun);
-        PyTuple_SET_ITEM(c, 29, tun);
+        v[4] = PyTuple_GET_ITEM(f, 32); Py_INCREF(v[4]);
+        PyObject *c = conn->tp_alloc(conn, 30);           /* last: no Python code while it has NULL items */
+        if (!c) goto fail_v;
+        for (int k = 0; k < 25; k++) { PyObject *x = PyTuple_GET_ITEM(f, k); Py_INCREF(x); PyTuple_SET_ITEM(c, k, x); }
+        for (int k = 0; k < 5; k++) PyTuple_SET_ITEM(c, 25 + k, v[k]);
+        PyList_SET_ITEM(out, i, c);
+        continue;
+    fail_v:
+        for (int k = 0; k < 5; k++) Py_XDECREF(v[k]);
+        goto fail;
     }
+    Py_DECREF(items);
+    PyObject_GC_Track(out);
     return out;
 fail:
+    Py_DECREF(items);
     Py_DECREF(out);
     return NULL;
 }

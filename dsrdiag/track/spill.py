@@ -36,7 +36,7 @@ import weakref
 
 from dsrdiag.core.errors import DsrdiagError
 from dsrdiag.track import lone
-from dsrdiag.track.records import Connection, flatten, unflatten
+from dsrdiag.track.records import Connection, flatten_all, unflatten_all
 
 LANE_MEMORY = 1 << 22
 """Bytes of lone-SYN rows (track/lone.py, 104 bytes each: ~40k rows) held in memory per capture
@@ -459,7 +459,7 @@ def _dump(batch: list, f) -> None:
     """One pickle of a batch: Connection records flattened to plain values (records.flatten says
     why), anything else (the tests' records) as it is."""
     if all(type(r) is Connection for r in batch):
-        pickle.dump((1, [flatten(r) for r in batch]), f, pickle.HIGHEST_PROTOCOL)
+        pickle.dump((1, flatten_all(batch)), f, pickle.HIGHEST_PROTOCOL)
     else:
         pickle.dump((0, batch), f, pickle.HIGHEST_PROTOCOL)
 
@@ -484,7 +484,7 @@ def _read_run(path: str, start: int, end: int):
         while tell() < end:
             flat, batch = load(f)
             if flat:
-                yield from map(unflatten, batch)
+                yield from unflatten_all(batch)
             else:
                 yield from batch
 
