@@ -24,7 +24,8 @@ last_ts_ns differs from its first_ts_ns (duration: Python's round() of a double,
 Checks: a buffer that is not whole 104-byte rows is a ValueError; a row's group or pair index
 outside templates or ips, or row_group/row_pair shorter than the rows, an IndexError (raised before
 anything else is looked at: a caller's bug, not a row this writer declines); templates that are not
-6 bytes objects, head not 2, ips not bytes: TypeError/ValueError. Every loop is bounded by the row
+6 bytes objects, head not 2, ips neither bytes nor str (an address's text, written as its UTF-8):
+TypeError/ValueError. Every loop is bounded by the row
 count or a piece's length. */
 
 #define PY_SSIZE_T_CLEAN
@@ -193,6 +194,18 @@ static int as_piece(PyObject *o, piece *out, const char *what) {
     return 0;
 }
 
+/* An ip's piece: bytes, or a str as its UTF-8 (an address's text, lone.Digest.pair_ips: ASCII, whose
+   UTF-8 is the str's own storage, no copy; the reference writes x.encode()), or -1 with TypeError */
+static int as_text_piece(PyObject *o, piece *out, const char *what) {
+    if (PyUnicode_Check(o)) {
+        const char *p = PyUnicode_AsUTF8AndSize(o, &out->n);
+        if (!p) return -1;
+        out->p = p;
+        return 0;
+    }
+    return as_piece(o, out, what);
+}
+
 /* Decimal digits of v at o; their count (two digits a step, from the right) */
 static const char DIGIT_PAIRS[201] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
@@ -288,7 +301,7 @@ static PyObject *items(PyObject *self, PyObject *args) {
     ip = PyMem_Malloc((size_t)(nips ? nips : 1) * sizeof *ip);
     if (!ip) { PyErr_NoMemory(); goto fail; }
     for (Py_ssize_t k = 0; k < nips; k++)
-        if (as_piece(PySequence_Fast_GET_ITEM(fips, k), &ip[k], "an ip") < 0) goto fail;
+        if (as_text_piece(PySequence_Fast_GET_ITEM(fips, k), &ip[k], "an ip") < 0) goto fail;
 
     /* Pass 1: indexes in range (IndexError, whichever row), rows this writer formats (else None),
        each row's ts_epoch text (kept: pass 2 copies it), the exact size (an exact allocation: the

@@ -22,7 +22,7 @@ from dsrdiag.core.safetext import json_bytes, json_text
 from dsrdiag.decode.tcp import flag_letters
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
-from dsrdiag.track.lone import Block, address
+from dsrdiag.track.lone import Block
 from dsrdiag.track.records import Connection, SmtpDialogue
 
 try:  # the C peer of the lone-SYN item writer (report/_jsonrows.c), when built
@@ -321,7 +321,7 @@ def lone_items(block, backend_of) -> bytes:
     d = block.digest()
     head = (b'{"uid":' + vantage + b":C", b'","vantage":' + vantage + b'","capture":' + capture + b',"ts":"')
     templates = [_template(block, d, g, backend_of) for g in range(len(d.groups))]
-    ips = [address(ci).encode() for _g, ci in d.pairs]
+    ips = d.pair_ips  # each pair's client address text, made by the digest (the C writer takes str)
     # a row adds only numbers and addresses (ASCII) to these pieces: when json_bytes leaves every
     # piece as it is, it leaves the items as they are (it escapes character by character), and the
     # scans of a flood's hundreds of megabytes for bytes that cannot be there are skipped
@@ -331,7 +331,7 @@ def lone_items(block, backend_of) -> bytes:
         out = _jsonrows.items(block.data, head, templates, ips, d.row_group, d.row_pair)
         if out is not None:  # None: a row the C writer does not format as orjson would (see there)
             return out if clean else json_bytes(out)
-    out = b",".join(_lone_items_py(block, head, templates, ips, d))
+    out = b",".join(_lone_items_py(block, head, templates, [x.encode() for x in ips], d))
     return out if clean else json_bytes(out)
 
 

@@ -120,6 +120,9 @@ class Digest(NamedTuple):
     """(group index, second of first_ts_ns, rows): per group, per second, in order of first appearance"""
     same_ts: bool
     """every row's note time is its first_ts_ns (false only where the capture clock overruled a stamp)"""
+    pair_ips: list
+    """each pair's client address as text (address_text of its bytes): made with the digest, in C
+    when built, so that the passes over a flood's pairs take no Python step per distinct address"""
 
 
 def digest_py(data) -> Digest:
@@ -156,7 +159,18 @@ def digest_py(data) -> Digest:
         if nts != first:
             same = False
     return Digest(list(groups), g_n, g_first, g_min, g_max, list(pairs), p_n, p_first, row_group, row_pair,
-                  [(g, sec, n) for (g, sec), n in secs.items()], same)
+                  [(g, sec, n) for (g, sec), n in secs.items()], same, [address_text(ci) for _g, ci in pairs])
+
+
+def address_text(raw: bytes) -> str | None:
+    """An address's text as socket.inet_ntop spells it (core/addr.ip_text), or None for bytes that
+    are neither an IPv4 nor an IPv6 address (no tracker makes such a row). The reference of the C
+    digest's pair_ips; uncached (the digest makes each pair's text once)."""
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return None
 
 
 try:  # the C peers (track/_lonerows.c), when built
