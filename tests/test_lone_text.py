@@ -67,6 +67,9 @@ def _special_v6() -> list[bytes]:
         w = list(words)
         w[a] = w[a + 1] = w[b] = w[b + 1] = 0
         out.append(struct.pack(">8H", *w))
+    for mask in range(256):  # every set of zero words, the others of each digit count and ffff
+        for fill in (0x1, 0xffff, 0x10, 0x100, 0xabc, 0x1000):
+            out.append(struct.pack(">8H", *(0 if mask >> k & 1 else fill for k in range(8))))
     return out
 
 
@@ -105,6 +108,44 @@ def test_an_address_length_that_is_no_address_has_no_text_in_either_digest(rows_
     assert c.pair_ips[:3] == [None, None, None]
     assert c.pair_ips[3] == c.pair_ips[4] == c.pair_ips[6] == socket.inet_ntop(socket.AF_INET6, ci)
     assert c.pair_ips[5] == "1.2.3.4"
+
+
+# ---- the lazy digest ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed,v6,wild,odd", [(0, 0.0, 0.0, False), (1, 1.0, 0.2, False), (2, 0.4, 0.3, True)])
+def test_a_blocks_digest_gives_the_whole_digests_values_and_makes_pairs_only_when_read(rows_c, seed, v6, wild, odd):
+    from test_lone_kernels import random_rows
+
+    data = random_rows(seed, 3000, v6=v6, wild=wild, odd=odd)
+    ref = lone.digest_py(data)
+    d = lone.Block(data, "f.pcap", "v").digest()
+    assert type(d) is lone.LazyDigest
+    for name in lone.GROUP_FIELDS:
+        assert getattr(d, name) == getattr(ref, name), name
+        assert type(getattr(d, name)) is type(getattr(ref, name)), name
+    assert d._full is None  # group fields read: no pair table made
+    for name in lone.Digest._fields:
+        assert getattr(d, name) == getattr(ref, name), name
+    assert d._full is not None
+    assert list(lone.Digest(*rows_c.digest(data))) == list(ref)
+
+
+def test_digest_groups_refuses_what_digest_refuses(rows_c):
+    from test_lone_kernels import random_rows
+
+    assert rows_c.digest_groups(b"")[0] == [] and rows_c.digest_groups(b"")[-1] is True
+    for bad in (None, 5, "rows"):
+        with pytest.raises(TypeError):
+            rows_c.digest_groups(bad)
+    with pytest.raises(ValueError):
+        rows_c.digest_groups(random_rows(1, 3)[:200])
+
+
+def test_the_reference_tracker_gives_blocks_the_whole_reference_digest(monkeypatch):
+    monkeypatch.setenv("DSRDIAG_TRACKER", "python")
+    data = _pairs_of([bytes([198, 51, 100, i]) for i in range(20)])
+    d = lone.Block(data, "f.pcap", "v").digest()
+    assert type(d) is lone.Digest and d == lone.digest_py(data)
 
 
 # ---- facts in bulk -----------------------------------------------------------------------------

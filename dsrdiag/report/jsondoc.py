@@ -416,9 +416,9 @@ class ConnectionItems:
         data = lone_items(block, backend_of)
         if self.first:
             self.first = False
-            self.emit(data)
         else:
-            self.emit(b"," + data)
+            self.emit(b",")  # apart: a block's items are megabytes, not copied to add one byte
+        self.emit(data)
 
     def add(self, c, b) -> None:
         data = None

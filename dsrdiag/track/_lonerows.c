@@ -531,8 +531,10 @@ static PyObject *pair_texts(const table *pt, const table *gt) {
 
 static PyObject *array_cls; /* array.array */
 
-static PyObject *digest(PyObject *self, PyObject *arg) {
-    (void)self;
+/* The digest (with_pairs) or its group-level part only: (groups, group_n, group_first, group_min,
+   group_max, row_group, secs, same_ts), the same values the whole digest gives, without the pair
+   table nor an object per client (lone.Block.digest: the passes that read groups only). */
+static PyObject *digest_impl(PyObject *arg, int with_pairs) {
     if (sizeof(unsigned int) != 4) {
         PyErr_SetString(PyExc_SystemError, "array('I') is not 32-bit here");
         return NULL;
@@ -554,7 +556,7 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
     rg = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *rg);
     rp = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *rp);
     if (!rg || !rp || table_init(&gt, GKLEN, sizeof(group_e), k0, k1, 16) < 0
-            || table_init(&pt, PKLEN, sizeof(pair_e), k0, k1, (size_t)n) < 0
+            || (with_pairs && table_init(&pt, PKLEN, sizeof(pair_e), k0, k1, (size_t)n) < 0)
             || table_init(&st, SKLEN, sizeof(sec_e), k0, k1, 16) < 0) {
         PyErr_NoMemory();
         goto done;
@@ -597,14 +599,17 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
         ge->n++;
         if (tf_lt(nts, frame, ge->min_ts, ge->min_frame)) { ge->min = (uint32_t)i; ge->min_ts = nts; ge->min_frame = frame; }
         if (tf_lt(ge->max_ts, ge->max_frame, nts, frame)) { ge->max = (uint32_t)i; ge->max_ts = nts; ge->max_frame = frame; }
-        memset(pk, 0, sizeof pk);
-        st_u32(pk, (uint32_t)g);
-        memcpy(pk + 4, r + OFF_CI, al);
-        Py_ssize_t p = table_get(&pt, pk, al <= 4 ? 8 : PKLEN, &added);
-        if (p < 0) { PyErr_NoMemory(); goto done; }
-        pair_e *pe = (pair_e *)entry(&pt, (size_t)p);
-        if (added) pe->first = (uint32_t)i;
-        pe->n++;
+        Py_ssize_t p = 0;
+        if (with_pairs) {
+            memset(pk, 0, sizeof pk);
+            st_u32(pk, (uint32_t)g);
+            memcpy(pk + 4, r + OFF_CI, al);
+            p = table_get(&pt, pk, al <= 4 ? 8 : PKLEN, &added);
+            if (p < 0) { PyErr_NoMemory(); goto done; }
+            pair_e *pe = (pair_e *)entry(&pt, (size_t)p);
+            if (added) pe->first = (uint32_t)i;
+            pe->n++;
+        }
         int64_t sec = floor_sec(first);
         Py_ssize_t s;
         if (last_s >= 0 && sec == last_sec) s = last_s; /* same group (last_s reset on a change), same second */
@@ -645,6 +650,7 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
     if (!(g_n = int_list(&gt, offsetof(group_e, n), 0)) || !(g_first = int_list(&gt, offsetof(group_e, first), 1))
             || !(g_min = int_list(&gt, offsetof(group_e, min), 1)) || !(g_max = int_list(&gt, offsetof(group_e, max), 1)))
         goto done;
+    if (!with_pairs) goto secs;
     pairs = PyList_New((Py_ssize_t)pt.n);
     if (!pairs) goto done;
     for (size_t i = 0; i < pt.n; i++) {
@@ -661,6 +667,7 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
     if (!(p_n = int_list(&pt, offsetof(pair_e, n), 0)) || !(p_first = int_list(&pt, offsetof(pair_e, first), 1)))
         goto done;
     if (!(p_ips = pair_texts(&pt, &gt))) goto done;
+secs:
     secs = PyList_New((Py_ssize_t)st.n);
     if (!secs) goto done;
     for (size_t i = 0; i < st.n; i++) {
@@ -676,7 +683,12 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
     }
     array_type = array_cls;
     Py_INCREF(array_type);
-    if (!(a_rg = u32_array(array_type, rg, n)) || !(a_rp = u32_array(array_type, rp, n))) goto done;
+    if (!(a_rg = u32_array(array_type, rg, n))) goto done;
+    if (!with_pairs) {
+        result = PyTuple_Pack(8, groups, g_n, g_first, g_min, g_max, a_rg, secs, same ? Py_True : Py_False);
+        goto done;
+    }
+    if (!(a_rp = u32_array(array_type, rp, n))) goto done;
     result = PyTuple_Pack(13, groups, g_n, g_first, g_min, g_max, pairs, p_n, p_first, a_rg, a_rp, secs,
                           same ? Py_True : Py_False, p_ips);
 done:
@@ -693,11 +705,23 @@ done:
     return result;
 }
 
+static PyObject *digest(PyObject *self, PyObject *arg) {
+    (void)self;
+    return digest_impl(arg, 1);
+}
+
+static PyObject *digest_groups(PyObject *self, PyObject *arg) {
+    (void)self;
+    return digest_impl(arg, 0);
+}
+
 static PyMethodDef methods[] = {
     {"sort_rows", sort_rows, METH_O,
      "sort_rows(rows) -> bytes: the rows in record order, (first_ts_ns, num's decimal text); = lone.sort_rows_py"},
     {"digest", digest, METH_O,
      "digest(rows) -> tuple: lone.Digest's fields, in its order; = lone.digest_py"},
+    {"digest_groups", digest_groups, METH_O,
+     "digest_groups(rows) -> tuple: lone.GROUP_FIELDS of the digest, in that order (no pair table)"},
     {NULL, NULL, 0, NULL},
 };
 

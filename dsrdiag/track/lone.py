@@ -191,6 +191,60 @@ def digest(data) -> Digest:
     return digest_py(data)
 
 
+GROUP_FIELDS = ("groups", "group_n", "group_first", "group_min", "group_max", "row_group", "secs", "same_ts")
+"""The digest's fields that need no pair table (what _lonerows.digest_groups gives, in this order)."""
+
+
+class LazyDigest:
+    """A block's digest whose group-level fields (GROUP_FIELDS) are made at once and the others
+    (the pairs: a tuple, bytes and text per distinct client) only when first read.
+
+    Why: of the passes that take a flood's blocks, the rules' (findings/judge.py: groups, and
+    row_group where a claim differs by group) and the capture limits' (groups) read no pair; the
+    facts and the JSON list do. A spoofed flood's blocks are mostly distinct clients, so a pass
+    that makes their pairs for nothing costs as much as one that needs them. Every field has the
+    value the whole digest gives (tests/test_lone_text.py)."""
+
+    __slots__ = GROUP_FIELDS + ("_data", "_full")
+
+    def __init__(self, data, fields: tuple):
+        for name, v in zip(GROUP_FIELDS, fields):
+            setattr(self, name, v)
+        self._data, self._full = data, None
+
+    def _pairs(self) -> Digest:
+        if self._full is None:
+            self._full = digest(self._data)
+        return self._full
+
+    @property
+    def pairs(self) -> list:
+        return self._pairs().pairs
+
+    @property
+    def pair_n(self) -> list:
+        return self._pairs().pair_n
+
+    @property
+    def pair_first(self) -> list:
+        return self._pairs().pair_first
+
+    @property
+    def row_pair(self) -> "array":
+        return self._pairs().row_pair
+
+    @property
+    def pair_ips(self) -> list:
+        return self._pairs().pair_ips
+
+
+def block_digest(data):
+    """Block.digest's value: a LazyDigest where the C kernels run, else the whole reference digest."""
+    if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
+        return LazyDigest(data, _native.digest_groups(data))
+    return digest_py(data)
+
+
 _ADDRESS: dict = {}
 ADDRESS_CACHE = 1 << 17
 """Addresses remembered as text (IPv6's inet_ntop costs ~2 us; a block's facts and then its JSON
@@ -224,9 +278,9 @@ class Block:
         self._digest = None
 
     def digest(self) -> Digest:
-        """The block's digest, made once."""
+        """The block's digest, made once (its pairs when first read: LazyDigest)."""
         if self._digest is None:
-            self._digest = digest(self.data)
+            self._digest = block_digest(self.data)
         return self._digest
 
     def row(self, i: int) -> tuple:
