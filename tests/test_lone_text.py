@@ -298,7 +298,38 @@ def test_the_item_writer_writes_an_address_text_as_its_bytes():
     templates = [jsondoc._template(block, d, g, backend_of) for g in range(len(d.groups))]
     as_text = items_c.items(data, head, templates, d.pair_ips, d.row_group, d.row_pair)
     as_bytes = items_c.items(data, head, templates, [x.encode() for x in d.pair_ips], d.row_group, d.row_pair)
-    assert as_text is not None and as_text == as_bytes
+    from_rows = items_c.items_text(data, head, templates, d.row_group)
+    assert as_text is not None and as_text == as_bytes == from_rows
+    assert as_text == b",".join(jsondoc._lone_items_py(block, head, templates, [x.encode() for x in d.pair_ips], d))
     assert as_text == jsondoc.lone_items(block, backend_of)
     objs = json.loads(b"[" + as_text + b"]")
     assert objs == [json.loads(jsondoc._encode(jsondoc._conn(c, backend_of(c)))) for c in block]
+
+
+@pytest.mark.parametrize("seed,v6", [(0, 0.0), (1, 1.0), (2, 0.5)])
+def test_items_written_from_the_rows_addresses_equal_the_reference_on_random_rows(seed, v6):
+    items_c = pytest.importorskip("dsrdiag.report._jsonrows", reason="the C item writer was not built")
+    pytest.importorskip("orjson")
+    from test_lone_kernels import _backend_of, _inputs, _reference, random_rows
+
+    data = random_rows(seed, 3000, v6=v6, clean=True)
+    block, head, templates, ips, d = _inputs(data)
+    out = items_c.items_text(data, head, templates, d.row_group)
+    assert out is not None and out == _reference(block, head, templates, ips, d)
+    assert out == jsondoc.lone_items(block, _backend_of)
+
+
+def test_a_row_whose_address_length_is_no_address_is_left_to_python_by_the_row_writer():
+    items_c = pytest.importorskip("dsrdiag.report._jsonrows", reason="the C item writer was not built")
+    pytest.importorskip("orjson")
+    data = _pairs_of([bytes([198, 51, 100, 1]), bytes([198, 51, 100, 2])])
+    odd = data[:104 + 102] + bytes([7]) + data[104 + 103:]  # the second row's address length 7
+    clean = lone.Block(data, "f.pcap", "v")
+    cd = clean.digest()
+    tpl = jsondoc._template(clean, cd, 0, lambda c: None)
+    d = lone.Block(odd, "f.pcap", "v").digest()
+    assert len(d.groups) == 2  # another length: another group
+    assert items_c.items_text(odd, (b"", b""), [tpl, tpl], d.row_group) is None
+    assert items_c.items_text(data, (b"", b""), [tpl], cd.row_group) is not None
+    with pytest.raises(IndexError):
+        items_c.items_text(data, (b"", b""), [], cd.row_group)

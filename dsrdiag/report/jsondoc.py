@@ -318,20 +318,20 @@ def lone_items(block, backend_of) -> bytes:
         capture = _str(block.capture)
     except (TypeError, UnicodeEncodeError):  # a name orjson refuses (lone surrogates): per record
         return b",".join(_encode(_conn(c, backend_of(c))) for c in block)
-    d = block.digest()
+    d = block.digest()  # groups only, unless the Python loop runs (lone.LazyDigest)
     head = (b'{"uid":' + vantage + b":C", b'","vantage":' + vantage + b'","capture":' + capture + b',"ts":"')
     templates = [_template(block, d, g, backend_of) for g in range(len(d.groups))]
-    ips = d.pair_ips  # each pair's client address text, made by the digest (the C writer takes str)
     # a row adds only numbers and addresses (ASCII) to these pieces: when json_bytes leaves every
     # piece as it is, it leaves the items as they are (it escapes character by character), and the
     # scans of a flood's hundreds of megabytes for bytes that cannot be there are skipped
     clean = all(json_bytes(x) is x for x in head) and all(json_bytes(x) is x for t in templates for x in t)
     if _jsonrows is not None and orjson is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
         # DSRDIAG_TRACKER=python: the reference all the way (the tests' tracker fixture)
-        out = _jsonrows.items(block.data, head, templates, ips, d.row_group, d.row_pair)
+        # each row's client address written from the row: no pair table (items_text, its text is pair_ips')
+        out = _jsonrows.items_text(block.data, head, templates, d.row_group)
         if out is not None:  # None: a row the C writer does not format as orjson would (see there)
             return out if clean else json_bytes(out)
-    out = b",".join(_lone_items_py(block, head, templates, [x.encode() for x in ips], d))
+    out = b",".join(_lone_items_py(block, head, templates, [x.encode() for x in d.pair_ips], d))
     return out if clean else json_bytes(out)
 
 

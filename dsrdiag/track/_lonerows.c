@@ -29,8 +29,7 @@ immutable: the same value, no copy; the lane's rows almost always are). */
 #include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <arpa/inet.h>
+#include "_ntop.h"
 
 #define ROW 104
 #define OFF_NUM 0
@@ -416,100 +415,17 @@ static PyObject *int_list(const table *t, size_t off, int u32) {
     return l;
 }
 
-/* An address's text as Python's socket.inet_ntop gives it, i.e. as this libc's inet_ntop writes it
-   (socket.inet_ntop calls it; core/addr.ip_text and lone.address spell addresses so).
-
-   glibc's inet_ntop (resolv/inet_ntop.c, from BIND) formats each group with sprintf: ~1.4 us an
-   IPv6 address here, the digest's largest step on a spoofed flood. ntop6 below is the same
-   algorithm without sprintf: the longest run of two or more zero groups (the first of equal ones)
-   written "::", groups in lowercase hex without leading zeros, and a dotted IPv4 tail when the
-   first six groups are zero (::a.b.c.d, but "::" and "::1"... take the zero run: a run of 7 or 8
-   groups covers group 6) or the first five are and the sixth is ffff (::ffff:a.b.c.d). Only under
-   glibc (its spelling is the one reproduced; tests/test_lone_text.py compares the two on every
-   special shape); elsewhere the libc's own inet_ntop. */
-#if defined(__GLIBC__)
-static const char HEXD[] = "0123456789abcdef";
-
-static char *put_dec8(char *o, unsigned v) { /* 0..255, as %u */
-    if (v >= 100) { *o++ = (char)('0' + v / 100); v %= 100; *o++ = (char)('0' + v / 10); v %= 10; }
-    else if (v >= 10) { *o++ = (char)('0' + v / 10); v %= 10; }
-    *o++ = (char)('0' + v);
-    return o;
-}
-
-/* w as %x (1 to 4 digits, no leading zeros) at o; writes up to 4 bytes at o whatever the digit
-   count (the caller's buffer has room past the text), without a branch on the digits: random
-   addresses' digit counts defeat prediction */
-static char *put_hex16(char *o, unsigned w) {
-    unsigned n = 1 + (w >= 0x10) + (w >= 0x100) + (w >= 0x1000);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint32_t v = (uint32_t)(uint8_t)HEXD[w >> 12] | (uint32_t)(uint8_t)HEXD[(w >> 8) & 15] << 8
-        | (uint32_t)(uint8_t)HEXD[(w >> 4) & 15] << 16 | (uint32_t)(uint8_t)HEXD[w & 15] << 24;
-    v >>= 8 * (4 - n); /* the leading zeros out: the first byte is the first digit */
-    memcpy(o, &v, 4);
-#else
-    for (int k = (int)n - 1; k >= 0; k--, w >>= 4) o[k] = HEXD[w & 15];
-#endif
-    return o + n;
-}
-
-static size_t ntop4(const uint8_t *a, char *out) {
-    char *o = out;
-    for (int i = 0; i < 4; i++) {
-        if (i) *o++ = '.';
-        o = put_dec8(o, a[i]);
-    }
-    return (size_t)(o - out);
-}
-
-static size_t ntop6(const uint8_t *a, char *out) {
-    unsigned w[8];
-    for (int i = 0; i < 8; i++) w[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
-    int best = -1, best_len = 0, cur = -1, cur_len = 0;
-    for (int i = 0; i < 8; i++) {
-        if (w[i] == 0) {
-            if (cur < 0) { cur = i; cur_len = 1; }
-            else cur_len++;
-        } else if (cur >= 0) {
-            if (best < 0 || cur_len > best_len) { best = cur; best_len = cur_len; }
-            cur = -1;
-        }
-    }
-    if (cur >= 0 && (best < 0 || cur_len > best_len)) { best = cur; best_len = cur_len; }
-    if (best >= 0 && best_len < 2) best = -1;
-    char *o = out;
-    for (int i = 0; i < 8; i++) {
-        if (best >= 0 && i >= best && i < best + best_len) {
-            if (i == best) *o++ = ':';
-            continue;
-        }
-        if (i) *o++ = ':';
-        if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff))) {
-            o += ntop4(a + 12, o);
-            return (size_t)(o - out); /* the tail ends the text (no trailing run past it) */
-        }
-        o = put_hex16(o, w[i]);
-    }
-    if (best >= 0 && best + best_len == 8) *o++ = ':';
-    return (size_t)(o - out);
-}
-#endif
-
 /* The text as a new str, or None where the key holds neither 4 nor 16 bytes (no tracker makes
    such a row; lone.address_text gives None for it too); NULL with an exception set on error. */
 static PyObject *addr_text(const uint8_t *a, unsigned alen) {
-    char buf[INET6_ADDRSTRLEN + 8]; /* 46 and room for put_hex16's 4-byte stores past the text */
+    char buf[NTOP_MAX];
     size_t al = addr_len(alen); /* the bytes the pair's key holds: ci[:alen] of a 16-byte field */
     if (al != 4 && al != 16) Py_RETURN_NONE;
-#if defined(__GLIBC__)
-    size_t n = al == 4 ? ntop4(a, buf) : ntop6(a, buf);
-#else
-    if (!inet_ntop(al == 4 ? AF_INET : AF_INET6, a, buf, sizeof buf)) {
+    size_t n = ntop_text(a, al, buf);
+    if (!n) {
         PyErr_SetFromErrno(PyExc_OSError);
         return NULL;
     }
-    size_t n = strlen(buf);
-#endif
     PyObject *u = PyUnicode_New((Py_ssize_t)n, 127); /* ASCII: the text is its storage as is */
     if (u) memcpy(PyUnicode_1BYTE_DATA(u), buf, n);
     return u;
