@@ -333,3 +333,28 @@ def test_a_row_whose_address_length_is_no_address_is_left_to_python_by_the_row_w
     assert items_c.items_text(data, (b"", b""), [tpl], cd.row_group) is not None
     with pytest.raises(IndexError):
         items_c.items_text(data, (b"", b""), [], cd.row_group)
+
+
+# ---- sort --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spread", ["ties", "wide", "signs"])
+def test_a_large_shuffled_block_sorts_as_the_reference(rows_c, spread):
+    """The radix passes over the time and the runs of one time ordered by uid text: rows in the
+    tracker's hash order, times shared by many rows (ties), spread over every byte (wide), and on
+    both sides of zero and int64's ends (signs)."""
+    rng = random.Random(len(spread))
+    n = 40_000
+    if spread == "ties":
+        times = [T0 * NS + rng.randrange(50) for _ in range(n)]
+    elif spread == "wide":
+        times = [rng.randrange(-2**63, 2**63) for _ in range(n)]
+    else:
+        times = [rng.choice([-1, 0, 1, -2**63, 2**63 - 1, -NS, NS]) + rng.randrange(3) * (1 if rng.random() < .5 else -1)
+                 for _ in range(n)]
+        times = [max(-2**63, min(2**63 - 1, t)) for t in times]
+    nums = [rng.choice([rng.randrange(10), rng.randrange(10**6), rng.randrange(2**64)]) for _ in range(n)]
+    data = b"".join(lone.ROW.pack(nums[i], i, times[i], times[i], times[i], bytes(16), bytes(16), 1, 25, 0, 0, -1,
+                                  bytes(6), bytes(6), 64, 2, 4, 0) for i in range(n))
+    ref = lone.sort_rows_py(data)
+    assert ref != data
+    assert rows_c.sort_rows(data) == ref
