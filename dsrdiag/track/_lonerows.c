@@ -1,4 +1,5 @@
-/* The C peers of track/lone.py's passes over a block of lone-SYN rows: sort_rows and digest.
+/* The C peers of track/lone.py's passes over a block of lone-SYN rows: sort_rows, digest (and
+digest_groups, its group-level part alone, for lone.LazyDigest).
 
 Why in C: a SYN flood is millions of one-packet connections, kept as 104-byte rows (lone.ROW);
 ordering a run of rows and digesting a block (its groups, pairs and seconds, in order of first
@@ -6,8 +7,10 @@ appearance) are the two passes that see every row before anything is judged or w
 they cost ~1-2 us a row; here ~20-50 ns.
 
 Exactness: lone.sort_rows_py and lone.digest_py are the specification. sort_rows gives the same
-bytes, digest the same tuple (lone.Digest's fields, in its order, with the same Python types);
-tests/test_lone_kernels.py compares them on random and real rows.
+bytes, digest the same tuple (lone.Digest's fields, in its order, with the same Python types, each
+pair's client address text included: track/_ntop.h, socket.inet_ntop's spelling), digest_groups
+the same values of lone.GROUP_FIELDS; tests/test_lone_kernels.py and tests/test_lone_text.py
+compare them on random and real rows.
 
 Safety: the rows come from a capture, so from whoever sent the packets. Hash tables are keyed
 (SipHash-1-3 under a key drawn once per process: nobody outside can choose rows that collide), open
@@ -18,7 +21,8 @@ host). A buffer whose length is not a whole number of rows is a ValueError; a bl
 2^31 - 1 rows too (row indexes are uint32).
 
 sort_rows returns its argument itself when that is a bytes object already in order (bytes are
-immutable: the same value, no copy; the lane's rows almost always are). */
+immutable: the same value, no copy); rows the tracker hands over in its table's order (a spoofed
+flood's, at the end of the capture) are ordered by an LSD radix sort of their times (radix_keys). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
