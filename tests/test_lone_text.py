@@ -358,3 +358,16 @@ def test_a_large_shuffled_block_sorts_as_the_reference(rows_c, spread):
     ref = lone.sort_rows_py(data)
     assert ref != data
     assert rows_c.sort_rows(data) == ref
+
+
+def test_an_item_writer_built_before_items_text_gives_the_same_list(monkeypatch):
+    """jsondoc falls back to items() with the digest's texts where the extension has no items_text."""
+    items_c = pytest.importorskip("dsrdiag.report._jsonrows", reason="the C item writer was not built")
+    pytest.importorskip("orjson")
+    data = _pairs_of(_special_v6()[:300] + [bytes([198, 51, 100, i]) for i in range(50)])
+    want = jsondoc.lone_items(lone.Block(data, "f.pcap", "v"), lambda c: None)
+
+    class Old:
+        items = staticmethod(items_c.items)
+    monkeypatch.setattr(jsondoc, "_jsonrows", Old)
+    assert jsondoc.lone_items(lone.Block(data, "f.pcap", "v"), lambda c: None) == want

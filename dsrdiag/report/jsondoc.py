@@ -327,8 +327,11 @@ def lone_items(block, backend_of) -> bytes:
     clean = all(json_bytes(x) is x for x in head) and all(json_bytes(x) is x for t in templates for x in t)
     if _jsonrows is not None and orjson is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
         # DSRDIAG_TRACKER=python: the reference all the way (the tests' tracker fixture)
-        # each row's client address written from the row: no pair table (items_text, its text is pair_ips')
-        out = _jsonrows.items_text(block.data, head, templates, d.row_group)
+        # each row's client address written from the row: no pair table (items_text, its text is pair_ips');
+        # an extension built before items_text: items() with the digest's texts, the same bytes
+        items_text = getattr(_jsonrows, "items_text", None)
+        out = (items_text(block.data, head, templates, d.row_group) if items_text is not None
+               else _jsonrows.items(block.data, head, templates, d.pair_ips, d.row_group, d.row_pair))
         if out is not None:  # None: a row the C writer does not format as orjson would (see there)
             return out if clean else json_bytes(out)
     out = b",".join(_lone_items_py(block, head, templates, [x.encode() for x in d.pair_ips], d))
