@@ -200,10 +200,11 @@ class LazyDigest:
     (the pairs: a tuple, bytes and text per distinct client) only when first read.
 
     Why: of the passes that take a flood's blocks, the rules' (findings/judge.py: groups, and
-    row_group where a claim differs by group) and the capture limits' (groups) read no pair; the
-    facts and the JSON list do. A spoofed flood's blocks are mostly distinct clients, so a pass
-    that makes their pairs for nothing costs as much as one that needs them. Every field has the
-    value the whole digest gives (tests/test_lone_text.py)."""
+    row_group where a claim differs by group; pairs only where a scanner is claimed by source),
+    the capture limits' (groups) and the JSON list's (groups: each row's address is written from
+    the row, report/_jsonrows.c items_text) read no pair; the facts do. A spoofed flood's blocks
+    are mostly distinct clients, so a pass that makes their pairs for nothing costs as much as one
+    that needs them. Every field has the value the whole digest gives (tests/test_lone_text.py)."""
 
     __slots__ = GROUP_FIELDS + ("_data", "_full")
 
@@ -247,8 +248,9 @@ def block_digest(data):
 
 _ADDRESS: dict = {}
 ADDRESS_CACHE = 1 << 17
-"""Addresses remembered as text (IPv6's inet_ntop costs ~2 us; a block's facts and then its JSON
-items ask for the same ones): emptied when full, like track/intern.py's tables."""
+"""Addresses remembered as text (IPv6's inet_ntop costs ~2 us from Python): emptied when full, like
+track/intern.py's tables. The lane's own passes read the digest's pair_ips (made in C) instead;
+this is for a caller that holds a pair's bytes (findings/judge.py's claim by source)."""
 
 
 def address(raw: bytes) -> str:
