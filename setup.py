@@ -19,6 +19,8 @@ setup(ext_modules=[
     Extension("dsrdiag.track._conntrack", ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c"],
               depends=["dsrdiag/capture/_sink.h", "dsrdiag/track/_conntrack.h", "dsrdiag/track/_smtpfollow.h"],
               optional=True, extra_compile_args=_FLAGS),
-    Extension("dsrdiag.track._lonerows", ["dsrdiag/track/_lonerows.c"], optional=True, extra_compile_args=_FLAGS),
-    Extension("dsrdiag.report._jsonrows", ["dsrdiag/report/_jsonrows.c"], optional=True, extra_compile_args=_FLAGS),
+    Extension("dsrdiag.track._lonerows", ["dsrdiag/track/_lonerows.c"], depends=["dsrdiag/track/_ntop.h"], optional=True,
+              extra_compile_args=_FLAGS),
+    Extension("dsrdiag.report._jsonrows", ["dsrdiag/report/_jsonrows.c"], depends=["dsrdiag/track/_ntop.h"], optional=True,
+              extra_compile_args=_FLAGS),
 ])

@@ -21,10 +21,17 @@ give orjson's bytes, it gives None for the whole block and the caller runs the P
 <= 0 (before 1970-01-01T00:00:01, x < 1.0), a year outside 1..9999, x outside [1, 1e16), a row whose
 last_ts_ns differs from its first_ts_ns (duration: Python's round() of a double, left to Python).
 
+items_text(): the same bytes without ips and row_pair: each row's client address is written from
+the row (track/_ntop.h, the text lone.Digest.pair_ips holds), so the JSON list needs only the
+digest's groups (a spoofed flood's pairs are as many as its rows: their table and a Python text per
+client cost more than writing each row's address, ~40 ns). A row whose address length is neither
+4 nor 16 (no tracker makes one) is declined.
+
 Checks: a buffer that is not whole 104-byte rows is a ValueError; a row's group or pair index
 outside templates or ips, or row_group/row_pair shorter than the rows, an IndexError (raised before
 anything else is looked at: a caller's bug, not a row this writer declines); templates that are not
-6 bytes objects, head not 2, ips not bytes: TypeError/ValueError. Every loop is bounded by the row
+6 bytes objects, head not 2, ips neither bytes nor str (an address's text, written as its UTF-8):
+TypeError/ValueError. Every loop is bounded by the row
 count or a piece's length. */
 
 #define PY_SSIZE_T_CLEAN
@@ -34,13 +41,16 @@ count or a piece's length. */
 #include <string.h>
 #include <math.h>
 #include <time.h>
+#include "../track/_ntop.h"
 
 #define ROW 104
 #define OFF_NUM 0
 #define OFF_FIRST 16
 #define OFF_LAST 24
+#define OFF_CI 40
 #define OFF_CPORT 72
 #define OFF_TTL 100
+#define OFF_ALEN 102
 #define NS 1000000000LL
 
 /* The little-endian uint64 at p (rows are little-endian, on any host; memcpy: no unaligned load) */
@@ -193,6 +203,18 @@ static int as_piece(PyObject *o, piece *out, const char *what) {
     return 0;
 }
 
+/* An ip's piece: bytes, or a str as its UTF-8 (an address's text, lone.Digest.pair_ips: ASCII, whose
+   UTF-8 is the str's own storage, no copy; the reference writes x.encode()), or -1 with TypeError */
+static int as_text_piece(PyObject *o, piece *out, const char *what) {
+    if (PyUnicode_Check(o)) {
+        const char *p = PyUnicode_AsUTF8AndSize(o, &out->n);
+        if (!p) return -1;
+        out->p = p;
+        return 0;
+    }
+    return as_piece(o, out, what);
+}
+
 /* Decimal digits of v at o; their count (two digits a step, from the right) */
 static const char DIGIT_PAIRS[201] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
@@ -222,12 +244,14 @@ static size_t put_u64(char *o, uint64_t v) {
 #define EPS 40 /* room for one ts_epoch text (repr of a double < 1e16: at most 17 digits and a dot) */
 
 
-static PyObject *items(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *data, *head, *templates, *ips, *row_group, *row_pair;
-    if (!PyArg_ParseTuple(args, "OOOOOO:items", &data, &head, &templates, &ips, &row_group, &row_pair)) return NULL;
+/* items() and items_text(): ips and row_pair NULL (items_text) is each row's client address
+   written from the row itself (track/_ntop.h: the text the digest's pair_ips holds) */
+static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates, PyObject *ips, PyObject *row_group,
+                            PyObject *row_pair) {
     Py_buffer b, bg, bp;
     int have_b = 0, have_g = 0, have_p = 0;
+    char *txt = NULL;    /* items_text: each row's address text, NTOP_MAX bytes a row */
+    uint8_t *txn = NULL; /* and its length */
     PyObject *fhead = NULL, *ftpl = NULL, *fips = NULL, *out = NULL;
     PyObject **ftpls = NULL; /* each template's PySequence_Fast */
     Py_ssize_t ntpl = 0, nfilled = 0;
@@ -239,18 +263,20 @@ static PyObject *items(PyObject *self, PyObject *args) {
     have_b = 1;
     if (PyObject_GetBuffer(row_group, &bg, PyBUF_SIMPLE) < 0) goto fail;
     have_g = 1;
-    if (PyObject_GetBuffer(row_pair, &bp, PyBUF_SIMPLE) < 0) goto fail;
-    have_p = 1;
+    if (row_pair) {
+        if (PyObject_GetBuffer(row_pair, &bp, PyBUF_SIMPLE) < 0) goto fail;
+        have_p = 1;
+    }
     if (b.len % ROW) {
         PyErr_Format(PyExc_ValueError, "rows: length %zd is not a multiple of %d", b.len, ROW);
         goto fail;
     }
-    if (bg.len % 4 || bp.len % 4) {
+    if (bg.len % 4 || (have_p && bp.len % 4)) {
         PyErr_SetString(PyExc_ValueError, "row_group and row_pair must be buffers of uint32");
         goto fail;
     }
     Py_ssize_t n = b.len / ROW;
-    if (bg.len / 4 < n || bp.len / 4 < n) {
+    if (bg.len / 4 < n || (have_p && bp.len / 4 < n)) {
         PyErr_SetString(PyExc_IndexError, "row_group or row_pair has fewer entries than there are rows");
         goto fail;
     }
@@ -283,18 +309,25 @@ static PyObject *items(PyObject *self, PyObject *args) {
     eps = PyMem_Malloc((size_t)(n ? n : 1) * EPS);
     epn = PyMem_Malloc((size_t)(n ? n : 1));
     if (!tlen || !eps || !epn) { PyErr_NoMemory(); goto fail; }
-    if (!(fips = PySequence_Fast(ips, "ips must be a sequence"))) goto fail;
-    Py_ssize_t nips = PySequence_Fast_GET_SIZE(fips);
-    ip = PyMem_Malloc((size_t)(nips ? nips : 1) * sizeof *ip);
-    if (!ip) { PyErr_NoMemory(); goto fail; }
-    for (Py_ssize_t k = 0; k < nips; k++)
-        if (as_piece(PySequence_Fast_GET_ITEM(fips, k), &ip[k], "an ip") < 0) goto fail;
+    Py_ssize_t nips = 0;
+    if (ips) {
+        if (!(fips = PySequence_Fast(ips, "ips must be a sequence"))) goto fail;
+        nips = PySequence_Fast_GET_SIZE(fips);
+        ip = PyMem_Malloc((size_t)(nips ? nips : 1) * sizeof *ip);
+        if (!ip) { PyErr_NoMemory(); goto fail; }
+        for (Py_ssize_t k = 0; k < nips; k++)
+            if (as_text_piece(PySequence_Fast_GET_ITEM(fips, k), &ip[k], "an ip") < 0) goto fail;
+    } else {
+        txt = PyMem_Malloc((size_t)(n ? n : 1) * NTOP_MAX);
+        txn = PyMem_Malloc((size_t)(n ? n : 1));
+        if (!txt || !txn) { PyErr_NoMemory(); goto fail; }
+    }
 
     /* Pass 1: indexes in range (IndexError, whichever row), rows this writer formats (else None),
        each row's ts_epoch text (kept: pass 2 copies it), the exact size (an exact allocation: the
        caller frees blocks of about one size, which malloc then reuses without new pages). */
     const uint8_t *rows = b.buf;
-    const char *gbuf = bg.buf, *pbuf = bp.buf;
+    const char *gbuf = bg.buf, *pbuf = have_p ? bp.buf : NULL;
     size_t size = 0;
     int decline = 0;
     for (Py_ssize_t g = 0; g < ntpl; g++) {
@@ -303,19 +336,27 @@ static PyObject *items(PyObject *self, PyObject *args) {
         tlen[g] = tl;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        uint32_t g, p;
+        uint32_t g, p = 0;
         memcpy(&g, gbuf + 4 * i, 4);
-        memcpy(&p, pbuf + 4 * i, 4);
+        if (pbuf) memcpy(&p, pbuf + 4 * i, 4);
         if ((uint64_t)g >= (uint64_t)ntpl) {
             PyErr_Format(PyExc_IndexError, "row %zd: group %u has no template (%zd)", i, (unsigned)g, ntpl);
             goto fail;
         }
-        if ((uint64_t)p >= (uint64_t)nips) {
+        if (pbuf && (uint64_t)p >= (uint64_t)nips) {
             PyErr_Format(PyExc_IndexError, "row %zd: pair %u has no ip (%zd)", i, (unsigned)p, nips);
             goto fail;
         }
         if (decline) continue;
         const uint8_t *r = rows + (size_t)i * ROW;
+        size_t an;
+        if (pbuf) an = (size_t)ip[p].n;
+        else { /* the row's address: 4 or 16 bytes, else a row no tracker makes (Python's, then) */
+            unsigned alen = r[OFF_ALEN];
+            an = ntop_text(r + OFF_CI, alen, txt + (size_t)i * NTOP_MAX);
+            if (!an || (alen != 4 && alen != 16)) { decline = 1; continue; }
+            txn[i] = (uint8_t)an;
+        }
         int64_t first = ld_i64(r + OFF_FIRST), last = ld_i64(r + OFF_LAST);
         /* a second <= 0, a year past 9999 (10000-01-01 is second 253402300800), a duration: Python's */
         if (first < NS || first / NS >= 253402300800LL || last != first) { decline = 1; continue; }
@@ -324,7 +365,7 @@ static PyObject *items(PyObject *self, PyObject *args) {
         if (en == 0) { decline = 1; continue; }
         epn[i] = (uint8_t)en;
         unsigned cport = (unsigned)r[OFF_CPORT] | (unsigned)r[OFF_CPORT + 1] << 8;
-        size_t add = (size_t)h[0].n + (size_t)h[1].n + tlen[g] + 2 * (size_t)ip[p].n + (i ? 1 : 0)
+        size_t add = (size_t)h[0].n + (size_t)h[1].n + tlen[g] + 2 * an + (i ? 1 : 0)
             + digits(ld_u64(r + OFF_NUM)) + 20 + (first % NS % 1000 ? 9 : 6) + (sizeof ITEM_EPOCH - 1) + (size_t)en
             + (sizeof ITEM_DURATION - 1) + 2 * digits(cport) + digits(r[OFF_TTL]);
         if (size > (size_t)PY_SSIZE_T_MAX - add) { PyErr_NoMemory(); goto fail; }
@@ -341,11 +382,13 @@ static PyObject *items(PyObject *self, PyObject *args) {
     size_t base_n = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         const uint8_t *r = rows + (size_t)i * ROW;
-        uint32_t g, p;
+        uint32_t g, p = 0;
         memcpy(&g, gbuf + 4 * i, 4);
-        memcpy(&p, pbuf + 4 * i, 4);
+        if (pbuf) memcpy(&p, pbuf + 4 * i, 4);
         const piece *t = &tp[(size_t)g * 6];
-        const piece *a = &ip[p];
+        piece row_ip;
+        if (!pbuf) { row_ip.p = txt + (size_t)i * NTOP_MAX; row_ip.n = txn[i]; }
+        const piece *a = pbuf ? &ip[p] : &row_ip;
         uint64_t num = ld_u64(r + OFF_NUM);
         int64_t first = ld_i64(r + OFF_FIRST);
         int64_t sec = first / NS, ns = first % NS; /* first >= NS (pass 1): no floor correction */
@@ -413,6 +456,8 @@ done:
     PyMem_Free(tlen);
     PyMem_Free(eps);
     PyMem_Free(epn);
+    PyMem_Free(txt);
+    PyMem_Free(txn);
     Py_XDECREF(fhead);
     Py_XDECREF(ftpl);
     Py_XDECREF(fips);
@@ -420,6 +465,20 @@ done:
     if (have_g) PyBuffer_Release(&bg);
     if (have_p) PyBuffer_Release(&bp);
     return out;
+}
+
+static PyObject *items(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *data, *head, *templates, *ips, *row_group, *row_pair;
+    if (!PyArg_ParseTuple(args, "OOOOOO:items", &data, &head, &templates, &ips, &row_group, &row_pair)) return NULL;
+    return items_core(data, head, templates, ips, row_group, row_pair);
+}
+
+static PyObject *items_text(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *data, *head, *templates, *row_group;
+    if (!PyArg_ParseTuple(args, "OOOO:items_text", &data, &head, &templates, &row_group)) return NULL;
+    return items_core(data, head, templates, NULL, row_group, NULL);
 }
 
 /* The test hook: ts_epoch's bytes for one first_ts_ns as items() writes it (path 0), by the general
@@ -999,6 +1058,9 @@ static PyMethodDef methods[] = {
     {"items", items, METH_VARARGS,
      "items(rows, head, templates, ips, row_group, row_pair) -> bytes | None: "
      "b','.join(jsondoc._lone_items_py(...)), or None where the Python loop must write the block"},
+    {"items_text", items_text, METH_VARARGS,
+     "items_text(rows, head, templates, row_group) -> bytes | None: items() with each row's client address "
+     "written from the row (the text digest's pair_ips holds), so that no pair table is needed"},
     {NULL, NULL, 0, NULL},
 };
 

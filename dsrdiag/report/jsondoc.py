@@ -22,7 +22,7 @@ from dsrdiag.core.safetext import json_bytes, json_text
 from dsrdiag.decode.tcp import flag_letters
 from dsrdiag.findings.catalog import entry
 from dsrdiag.jobs.report_model import Report
-from dsrdiag.track.lone import Block, address
+from dsrdiag.track.lone import Block
 from dsrdiag.track.records import Connection, SmtpDialogue
 
 try:  # the C peer of the lone-SYN item writer (report/_jsonrows.c), when built
@@ -318,20 +318,23 @@ def lone_items(block, backend_of) -> bytes:
         capture = _str(block.capture)
     except (TypeError, UnicodeEncodeError):  # a name orjson refuses (lone surrogates): per record
         return b",".join(_encode(_conn(c, backend_of(c))) for c in block)
-    d = block.digest()
+    d = block.digest()  # groups only, unless the Python loop runs (lone.LazyDigest)
     head = (b'{"uid":' + vantage + b":C", b'","vantage":' + vantage + b'","capture":' + capture + b',"ts":"')
     templates = [_template(block, d, g, backend_of) for g in range(len(d.groups))]
-    ips = [address(ci).encode() for _g, ci in d.pairs]
     # a row adds only numbers and addresses (ASCII) to these pieces: when json_bytes leaves every
     # piece as it is, it leaves the items as they are (it escapes character by character), and the
     # scans of a flood's hundreds of megabytes for bytes that cannot be there are skipped
     clean = all(json_bytes(x) is x for x in head) and all(json_bytes(x) is x for t in templates for x in t)
     if _jsonrows is not None and orjson is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
         # DSRDIAG_TRACKER=python: the reference all the way (the tests' tracker fixture)
-        out = _jsonrows.items(block.data, head, templates, ips, d.row_group, d.row_pair)
+        # each row's client address written from the row: no pair table (items_text, its text is pair_ips');
+        # an extension built before items_text: items() with the digest's texts, the same bytes
+        items_text = getattr(_jsonrows, "items_text", None)
+        out = (items_text(block.data, head, templates, d.row_group) if items_text is not None
+               else _jsonrows.items(block.data, head, templates, d.pair_ips, d.row_group, d.row_pair))
         if out is not None:  # None: a row the C writer does not format as orjson would (see there)
             return out if clean else json_bytes(out)
-    out = b",".join(_lone_items_py(block, head, templates, ips, d))
+    out = b",".join(_lone_items_py(block, head, templates, [x.encode() for x in d.pair_ips], d))
     return out if clean else json_bytes(out)
 
 
@@ -416,9 +419,9 @@ class ConnectionItems:
         data = lone_items(block, backend_of)
         if self.first:
             self.first = False
-            self.emit(data)
         else:
-            self.emit(b"," + data)
+            self.emit(b",")  # apart: a block's items are megabytes, not copied to add one byte
+        self.emit(data)
 
     def add(self, c, b) -> None:
         data = None

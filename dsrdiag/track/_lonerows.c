@@ -1,4 +1,5 @@
-/* The C peers of track/lone.py's passes over a block of lone-SYN rows: sort_rows and digest.
+/* The C peers of track/lone.py's passes over a block of lone-SYN rows: sort_rows, digest (and
+digest_groups, its group-level part alone, for lone.LazyDigest).
 
 Why in C: a SYN flood is millions of one-packet connections, kept as 104-byte rows (lone.ROW);
 ordering a run of rows and digesting a block (its groups, pairs and seconds, in order of first
@@ -6,8 +7,10 @@ appearance) are the two passes that see every row before anything is judged or w
 they cost ~1-2 us a row; here ~20-50 ns.
 
 Exactness: lone.sort_rows_py and lone.digest_py are the specification. sort_rows gives the same
-bytes, digest the same tuple (lone.Digest's fields, in its order, with the same Python types);
-tests/test_lone_kernels.py compares them on random and real rows.
+bytes, digest the same tuple (lone.Digest's fields, in its order, with the same Python types, each
+pair's client address text included: track/_ntop.h, socket.inet_ntop's spelling), digest_groups
+the same values of lone.GROUP_FIELDS; tests/test_lone_kernels.py and tests/test_lone_text.py
+compare them on random and real rows.
 
 Safety: the rows come from a capture, so from whoever sent the packets. Hash tables are keyed
 (SipHash-1-3 under a key drawn once per process: nobody outside can choose rows that collide), open
@@ -18,7 +21,8 @@ host). A buffer whose length is not a whole number of rows is a ValueError; a bl
 2^31 - 1 rows too (row indexes are uint32).
 
 sort_rows returns its argument itself when that is a bytes object already in order (bytes are
-immutable: the same value, no copy; the lane's rows almost always are). */
+immutable: the same value, no copy); rows the tracker hands over in its table's order (a spoofed
+flood's, at the end of the capture) are ordered by an LSD radix sort of their times (radix_keys). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,6 +33,7 @@ immutable: the same value, no copy; the lane's rows almost always are). */
 #include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include "_ntop.h"
 
 #define ROW 104
 #define OFF_NUM 0
@@ -156,6 +161,43 @@ static void sort_keys(skey *a, skey *tmp, size_t n) {
     }
 }
 
+/* The keys in order, stably: an LSD radix sort on first_ts_ns (8-bit digits of the time with its
+   sign bit flipped, so that unsigned order is signed order; a digit that is the same in every key,
+   as a capture's high time bytes are, is skipped), then each run of one time by sort_keys on the
+   whole key (stable, so the radix passes' order, the input's, stays among equal keys). Why: rows
+   come from the tracker's table in hash order, random; the merge sort alone took ~400 ns a row
+   on a 500k block (its compares mispredict), this ~40-80. tmp: scratch of n keys. */
+#define SIGN64 0x8000000000000000ULL
+static int radix_keys(skey *a, skey *tmp, size_t n) {
+    size_t (*cnt)[256] = PyMem_Calloc(8, sizeof *cnt);
+    if (!cnt) return -1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = (uint64_t)a[i].first ^ SIGN64;
+        for (int d = 0; d < 8; d++) cnt[d][(k >> (8 * d)) & 255]++;
+    }
+    skey *src = a, *dst = tmp;
+    for (int d = 0; d < 8; d++) {
+        unsigned v0 = (unsigned)((((uint64_t)src[0].first ^ SIGN64) >> (8 * d)) & 255);
+        if (cnt[d][v0] == n) continue; /* one digit for all: this pass would change nothing */
+        size_t off = 0;
+        for (int v = 0; v < 256; v++) { size_t c = cnt[d][v]; cnt[d][v] = off; off += c; }
+        for (size_t i = 0; i < n; i++) {
+            unsigned v = (unsigned)((((uint64_t)src[i].first ^ SIGN64) >> (8 * d)) & 255);
+            dst[cnt[d][v]++] = src[i];
+        }
+        skey *t = src; src = dst; dst = t;
+    }
+    if (src != a) memcpy(a, src, n * sizeof *a);
+    PyMem_Free(cnt);
+    for (size_t i = 0; i < n;) { /* runs of one time: by the rest of the key */
+        size_t j = i + 1;
+        while (j < n && a[j].first == a[i].first) j++;
+        if (j - i > 1) sort_keys(a + i, tmp, j - i);
+        i = j;
+    }
+    return 0;
+}
+
 static PyObject *sort_rows(PyObject *self, PyObject *arg) {
     (void)self;
     Py_buffer b;
@@ -178,7 +220,7 @@ static PyObject *sort_rows(PyObject *self, PyObject *arg) {
         while (i < n && !skey_lt(&keys[i], &keys[i - 1])) i++;
         if (i < n) { /* not in order already */
             if (!(tmp = PyMem_Malloc((size_t)n * sizeof *tmp))) { PyErr_NoMemory(); goto done; }
-            sort_keys(keys, tmp, (size_t)n);
+            if (radix_keys(keys, tmp, (size_t)n) < 0) { PyErr_NoMemory(); goto done; }
         } else {
             PyMem_Free(keys);
             keys = NULL;
@@ -414,10 +456,42 @@ static PyObject *int_list(const table *t, size_t off, int u32) {
     return l;
 }
 
+/* The text as a new str, or None where the key holds neither 4 nor 16 bytes (no tracker makes
+   such a row; lone.address_text gives None for it too); NULL with an exception set on error. */
+static PyObject *addr_text(const uint8_t *a, unsigned alen) {
+    char buf[NTOP_MAX];
+    size_t al = addr_len(alen); /* the bytes the pair's key holds: ci[:alen] of a 16-byte field */
+    if (al != 4 && al != 16) Py_RETURN_NONE;
+    size_t n = ntop_text(a, al, buf);
+    if (!n) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    PyObject *u = PyUnicode_New((Py_ssize_t)n, 127); /* ASCII: the text is its storage as is */
+    if (u) memcpy(PyUnicode_1BYTE_DATA(u), buf, n);
+    return u;
+}
+
+/* Each pair's client address text (lone.Digest.pair_ips), in pair order: the one Python step per
+   distinct address a flood of spoofed sources had (lone.address) done here, ~0.1 us each. */
+static PyObject *pair_texts(const table *pt, const table *gt) {
+    PyObject *l = PyList_New((Py_ssize_t)pt->n);
+    if (!l) return NULL;
+    for (size_t i = 0; i < pt->n; i++) {
+        const uint8_t *k = entry(pt, i);
+        PyObject *v = addr_text(k + 4, entry(gt, ld_u32(k))[GK_ALEN]);
+        if (!v) { Py_DECREF(l); return NULL; }
+        PyList_SET_ITEM(l, (Py_ssize_t)i, v);
+    }
+    return l;
+}
+
 static PyObject *array_cls; /* array.array */
 
-static PyObject *digest(PyObject *self, PyObject *arg) {
-    (void)self;
+/* The digest (with_pairs) or its group-level part only: (groups, group_n, group_first, group_min,
+   group_max, row_group, secs, same_ts), the same values the whole digest gives, without the pair
+   table nor an object per client (lone.Block.digest: the passes that read groups only). */
+static PyObject *digest_impl(PyObject *arg, int with_pairs) {
     if (sizeof(unsigned int) != 4) {
         PyErr_SetString(PyExc_SystemError, "array('I') is not 32-bit here");
         return NULL;
@@ -428,16 +502,18 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
     table gt, pt, st;
     memset(&gt, 0, sizeof gt); memset(&pt, 0, sizeof pt); memset(&st, 0, sizeof st);
     uint32_t *rg = NULL, *rp = NULL;
+    int gc_was = 0; /* PyGC_Disable's answer: 1 the collector was on (turn it back on) */
+    (void)gc_was;
     PyObject *array_mod = NULL, *array_type = NULL, *result = NULL;
     PyObject *groups = NULL, *g_n = NULL, *g_first = NULL, *g_min = NULL, *g_max = NULL;
-    PyObject *pairs = NULL, *p_n = NULL, *p_first = NULL, *a_rg = NULL, *a_rp = NULL, *secs = NULL;
+    PyObject *pairs = NULL, *p_n = NULL, *p_first = NULL, *a_rg = NULL, *a_rp = NULL, *secs = NULL, *p_ips = NULL;
     if (n < 0) goto done;
     uint64_t k0, k1;
     random_key(&k0, &k1);
     rg = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *rg);
     rp = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *rp);
     if (!rg || !rp || table_init(&gt, GKLEN, sizeof(group_e), k0, k1, 16) < 0
-            || table_init(&pt, PKLEN, sizeof(pair_e), k0, k1, (size_t)n) < 0
+            || (with_pairs && table_init(&pt, PKLEN, sizeof(pair_e), k0, k1, (size_t)n) < 0)
             || table_init(&st, SKLEN, sizeof(sec_e), k0, k1, 16) < 0) {
         PyErr_NoMemory();
         goto done;
@@ -480,14 +556,17 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
         ge->n++;
         if (tf_lt(nts, frame, ge->min_ts, ge->min_frame)) { ge->min = (uint32_t)i; ge->min_ts = nts; ge->min_frame = frame; }
         if (tf_lt(ge->max_ts, ge->max_frame, nts, frame)) { ge->max = (uint32_t)i; ge->max_ts = nts; ge->max_frame = frame; }
-        memset(pk, 0, sizeof pk);
-        st_u32(pk, (uint32_t)g);
-        memcpy(pk + 4, r + OFF_CI, al);
-        Py_ssize_t p = table_get(&pt, pk, al <= 4 ? 8 : PKLEN, &added);
-        if (p < 0) { PyErr_NoMemory(); goto done; }
-        pair_e *pe = (pair_e *)entry(&pt, (size_t)p);
-        if (added) pe->first = (uint32_t)i;
-        pe->n++;
+        Py_ssize_t p = 0;
+        if (with_pairs) {
+            memset(pk, 0, sizeof pk);
+            st_u32(pk, (uint32_t)g);
+            memcpy(pk + 4, r + OFF_CI, al);
+            p = table_get(&pt, pk, al <= 4 ? 8 : PKLEN, &added);
+            if (p < 0) { PyErr_NoMemory(); goto done; }
+            pair_e *pe = (pair_e *)entry(&pt, (size_t)p);
+            if (added) pe->first = (uint32_t)i;
+            pe->n++;
+        }
         int64_t sec = floor_sec(first);
         Py_ssize_t s;
         if (last_s >= 0 && sec == last_sec) s = last_s; /* same group (last_s reset on a change), same second */
@@ -507,7 +586,13 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
         rp[i] = (uint32_t)p;
         if (nts != first) same = 0;
     }
-    /* the Python objects */
+    /* the Python objects: a tuple, a bytes and a str per pair, none able to hold another (no
+       cycle can form), so the cyclic collector is held off while they are made (a spoofed
+       flood's block makes ~10^5 of them: without this, ~10^2 collections, some of the whole heap,
+       each for nothing); its previous state is restored at the end, whatever happens. */
+#if PY_VERSION_HEX >= 0x030A0000
+    gc_was = PyGC_Disable();
+#endif
     groups = PyList_New((Py_ssize_t)gt.n);
     if (!groups) goto done;
     for (size_t i = 0; i < gt.n; i++) {
@@ -522,6 +607,7 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
     if (!(g_n = int_list(&gt, offsetof(group_e, n), 0)) || !(g_first = int_list(&gt, offsetof(group_e, first), 1))
             || !(g_min = int_list(&gt, offsetof(group_e, min), 1)) || !(g_max = int_list(&gt, offsetof(group_e, max), 1)))
         goto done;
+    if (!with_pairs) goto secs;
     pairs = PyList_New((Py_ssize_t)pt.n);
     if (!pairs) goto done;
     for (size_t i = 0; i < pt.n; i++) {
@@ -537,6 +623,8 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
     }
     if (!(p_n = int_list(&pt, offsetof(pair_e, n), 0)) || !(p_first = int_list(&pt, offsetof(pair_e, first), 1)))
         goto done;
+    if (!(p_ips = pair_texts(&pt, &gt))) goto done;
+secs:
     secs = PyList_New((Py_ssize_t)st.n);
     if (!secs) goto done;
     for (size_t i = 0; i < st.n; i++) {
@@ -552,13 +640,21 @@ static PyObject *digest(PyObject *self, PyObject *arg) {
     }
     array_type = array_cls;
     Py_INCREF(array_type);
-    if (!(a_rg = u32_array(array_type, rg, n)) || !(a_rp = u32_array(array_type, rp, n))) goto done;
-    result = PyTuple_Pack(12, groups, g_n, g_first, g_min, g_max, pairs, p_n, p_first, a_rg, a_rp, secs,
-                          same ? Py_True : Py_False);
+    if (!(a_rg = u32_array(array_type, rg, n))) goto done;
+    if (!with_pairs) {
+        result = PyTuple_Pack(8, groups, g_n, g_first, g_min, g_max, a_rg, secs, same ? Py_True : Py_False);
+        goto done;
+    }
+    if (!(a_rp = u32_array(array_type, rp, n))) goto done;
+    result = PyTuple_Pack(13, groups, g_n, g_first, g_min, g_max, pairs, p_n, p_first, a_rg, a_rp, secs,
+                          same ? Py_True : Py_False, p_ips);
 done:
+#if PY_VERSION_HEX >= 0x030A0000
+    if (gc_was > 0) PyGC_Enable();
+#endif
     Py_XDECREF(groups); Py_XDECREF(g_n); Py_XDECREF(g_first); Py_XDECREF(g_min); Py_XDECREF(g_max);
     Py_XDECREF(pairs); Py_XDECREF(p_n); Py_XDECREF(p_first); Py_XDECREF(a_rg); Py_XDECREF(a_rp); Py_XDECREF(secs);
-    Py_XDECREF(array_type); Py_XDECREF(array_mod);
+    Py_XDECREF(p_ips); Py_XDECREF(array_type); Py_XDECREF(array_mod);
     table_free(&gt); table_free(&pt); table_free(&st);
     PyMem_Free(rg);
     PyMem_Free(rp);
@@ -566,11 +662,23 @@ done:
     return result;
 }
 
+static PyObject *digest(PyObject *self, PyObject *arg) {
+    (void)self;
+    return digest_impl(arg, 1);
+}
+
+static PyObject *digest_groups(PyObject *self, PyObject *arg) {
+    (void)self;
+    return digest_impl(arg, 0);
+}
+
 static PyMethodDef methods[] = {
     {"sort_rows", sort_rows, METH_O,
      "sort_rows(rows) -> bytes: the rows in record order, (first_ts_ns, num's decimal text); = lone.sort_rows_py"},
     {"digest", digest, METH_O,
      "digest(rows) -> tuple: lone.Digest's fields, in its order; = lone.digest_py"},
+    {"digest_groups", digest_groups, METH_O,
+     "digest_groups(rows) -> tuple: lone.GROUP_FIELDS of the digest, in that order (no pair table)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,8 +16,11 @@ showed it; infer() replays the facts in that order and concludes exactly what th
 
 from __future__ import annotations
 
+from itertools import groupby
+from operator import itemgetter
+
 from dsrdiag.track.intern import ip_text, l2_text
-from dsrdiag.track.lone import address
+from dsrdiag.track.lone import address_text
 
 INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
 """TTLs a host starts with: a reply arriving with one was sent on this segment, not routed."""
@@ -173,11 +176,61 @@ def _seen_n(table: dict, key, first, n: int) -> None:
             got[1] = first
 
 
+def _runs(d):
+    """(group, a, b): the digest's pairs a..b-1 are consecutive pairs of one group (all of them,
+    in one run, when the block has one group: a flood's shape)."""
+    n = len(d.pairs)
+    if len(d.groups) <= 1:
+        return [(0, 0, n)] if n else []
+    out = []
+    a = 0
+    for g, run in groupby(d.pairs, key=itemgetter(0)):
+        b = a + sum(1 for _ in run)
+        out.append((g, a, b))
+        a = b
+    return out
+
+
+def _sources_run(v: Attempts, d, a: int, b: int) -> None:
+    """v.sources of pairs a..b of one group (their addresses distinct): one by one while there is
+    room, as _attempt() counts them; then known addresses add their attempts, the others go to
+    other_sources."""
+    sources, ips, pn = v.sources, d.pair_ips, d.pair_n
+    i = a
+    while i < b and len(sources) < ATTEMPT_SRC_MAX:
+        src = ips[i]
+        m = sources.get(src)
+        sources[src] = pn[i] if m is None else m + pn[i]
+        i += 1
+    if i == b:
+        return
+    rest = ips[i:b]
+    total = sum(pn[i:b])
+    hits = sources.keys() & rest
+    if hits:
+        n_of = dict(zip(rest, pn[i:b]))
+        for src in hits:
+            k = n_of[src]
+            sources[src] += k
+            total -= k
+    v.other_sources += total
+
+
+def _distinct_run(distinct: set, srcs: list) -> None:
+    """Add srcs to distinct in order while it holds fewer than DISTINCT_MAX, as _attempt() does
+    one at a time: a slice of as many as there is room for can all go in (each adds at most one)."""
+    j, n = 0, len(srcs)
+    while j < n and len(distinct) < DISTINCT_MAX:
+        k = DISTINCT_MAX - len(distinct)
+        distinct.update(srcs[j:j + k])
+        j += k
+
+
 class Facts:
     """One capture's facts; observe() every record (in any order), then hand the object on."""
 
     __slots__ = ("syn_dst", "syn_ports", "syn_src", "sides", "paths", "replies", "forwarded", "answered_forwarded",
-                 "attempts", "targets", "_fw")
+                 "attempts", "targets", "_fw", "_known")
 
     def __init__(self):
         self.syn_dst: dict[tuple[str, int], list] = {}
@@ -213,6 +266,7 @@ class Facts:
         """client address -> [the (server address, port) its failed attempts went to (bounded), its first
         attempt (SYN time, frame, uid, address, port, service port, server address)]: a scan"""
         self._fw: dict = {}  # client L2 pairs (shared tuples) -> their forwarding MACs
+        self._known = None  # (syn_src, its length, _syn_src_known's index), made once syn_src is full
 
     def observe(self, c) -> None:
         first = (c.first_ts_ns, c.uid)
@@ -252,16 +306,23 @@ class Facts:
 
     def observe_rows(self, block) -> None:
         """observe() of every record of a block of lone SYNs (track/lone.py), without making the
-        records: from the block's digest, a step per group (server, MACs, TTL) and per client
-        within it, in order of first appearance (lone.Digest says why that is exact). Where the
-        digest cannot say what rows would (a stamp the capture clock overruled; a scanning source
-        already followed whose first attempt this block would move), row by row."""
+        records: from the block's digest, a step per group (server, MACs, TTL), and the clients of
+        a group taken together, in order of first appearance (lone.Digest says why that is exact).
+        Where the digest cannot say what rows would (a stamp the capture clock overruled; a scanning
+        source already followed whose first attempt this block would move), row by row.
+
+        Why the clients together: a spoofed flood has as many client addresses as attempts, and
+        each of the four tables they go to is bounded (SYN_SRC_MAX, ATTEMPT_SRC_MAX, DISTINCT_MAX,
+        SCAN_SOURCES_MAX) and full after the first few thousand. Each table depends on nothing but
+        its own past, so each is fed apart, in the pairs' order: one by one while it has room (what
+        observe() does), then, full, its known keys found by one set intersection per run of a
+        group's pairs (C loops over the digest's address texts, no Python step per address)."""
         d = block.digest()
         if not d.same_ts or not self._digest_exact(d, block):
             return self._observe_rows(block)
         vantage = block.vantage
-        syn_src, attempts, targets = self.syn_src, self.attempts, self.targets
-        rows = block.rows
+        attempts = self.attempts
+        row = block.row
         info = []  # per group: (server text, port, L2 text pair, hops, Attempts)
         for g, (si, sport, smac, dmac, has, ttl, alen) in enumerate(d.groups):
             ip = ip_text(si)
@@ -271,7 +332,7 @@ class Facts:
                 v = attempts[(ip, sport)] = Attempts()
             info.append((ip, sport, l2, hops(ttl), v))
             n = d.group_n[g]
-            first_row = block.row(d.group_first[g])
+            first_row = row(d.group_first[g])
             first = (first_row[2], f"{vantage}:C{first_row[0]}")
             _seen_n(self.syn_dst, (ip, sport), first, n)
             ports = self.syn_ports.get(ip)
@@ -283,8 +344,8 @@ class Facts:
             v.syns += n
             v.lone += n
             for i in (d.group_min[g], d.group_max[g]):
-                t = block.row(i)
-                ev = (t[4], t[1], f"{vantage}:C{t[0]}", address(t[5][:t[16]]), t[7], sport)
+                t = row(i)
+                ev = (t[4], t[1], f"{vantage}:C{t[0]}", address_text(t[5][:t[16]]), t[7], sport)
                 if v.first is None or ev < v.first:
                     v.first = ev
                 if v.last is None or ev > v.last:
@@ -292,33 +353,73 @@ class Facts:
         for g, sec, n in d.secs:
             per_second = info[g][4].per_second
             per_second[sec] = per_second.get(sec, 0) + n
-        for p, (g, ci) in enumerate(d.pairs):
+        for g, a, b in _runs(d):
             ip, sport, l2, h, v = info[g]
-            src = address(ci)
-            n = d.pair_n[p]
-            key = (ip, sport, src, l2[0][0], l2[0][1], None, None, h)
-            t = None
-            if key in syn_src or len(syn_src) < SYN_SRC_MAX:
-                t = block.row(d.pair_first[p])
-                _seen_n(syn_src, key, (t[2], f"{vantage}:C{t[0]}"), n)
-            sources = v.sources
-            m = sources.get(src)
-            if m is not None:
-                sources[src] = m + n
-            elif len(sources) < ATTEMPT_SRC_MAX:
-                sources[src] = n
-            else:
-                v.other_sources += n
-            if len(v.distinct) < DISTINCT_MAX:
-                v.distinct.add(src)
+            self._syn_src_run(d, row, vantage, a, b, (ip, sport, l2[0][0], l2[0][1], None, None, h))
+            _sources_run(v, d, a, b)
+            _distinct_run(v.distinct, d.pair_ips[a:b])
+            self._targets_run(d, row, vantage, a, b, ip, sport)
+
+    def _syn_src_run(self, d, row, vantage: str, a: int, b: int, prefix: tuple) -> None:
+        """syn_src of pairs a..b of one group: prefix is their key but the client address
+        (server, port, client MACs, reply MAC, banner host, hops)."""
+        syn_src, ips, pn, pf = self.syn_src, d.pair_ips, d.pair_n, d.pair_first
+        ip, sport, smac, dmac, rmac, host, h = prefix
+        i = a
+        while i < b and len(syn_src) < SYN_SRC_MAX:  # room: every key counts, as in observe()
+            t = row(pf[i])
+            _seen_n(syn_src, (ip, sport, ips[i], smac, dmac, rmac, host, h), (t[2], f"{vantage}:C{t[0]}"), pn[i])
+            i += 1
+        if i == b:
+            return
+        known = self._syn_src_known().get(prefix)  # full: only keys already there count
+        if not known:
+            return
+        hits = known.intersection(ips[i:b])
+        if not hits:
+            return
+        at = dict(zip(ips[i:b], range(i, b)))  # a group's pairs: one per address
+        for src in hits:
+            j = at[src]
+            t = row(pf[j])
+            _seen_n(syn_src, (ip, sport, src, smac, dmac, rmac, host, h), (t[2], f"{vantage}:C{t[0]}"), pn[j])
+
+    def _syn_src_known(self) -> dict:
+        """syn_src's client addresses by the rest of their key, once it is full (its keys no longer
+        change then: nothing is added past SYN_SRC_MAX, and nothing is ever removed)."""
+        got = self._known
+        if got is None or got[0] is not self.syn_src or got[1] != len(self.syn_src):
+            index: dict = {}
+            for k in self.syn_src:
+                rest = k[:2] + k[3:]
+                s = index.get(rest)
+                if s is None:
+                    s = index[rest] = set()
+                s.add(k[2])
+            got = self._known = (self.syn_src, len(self.syn_src), index)
+        return got[2]
+
+    def _targets_run(self, d, row, vantage: str, a: int, b: int, ip: str, sport: int) -> None:
+        """targets of pairs a..b of one group (service ip:sport): a source is followed while
+        there is room for it; once SCAN_SOURCES_MAX are, only those gain targets."""
+        targets, ips, pf = self.targets, d.pair_ips, d.pair_first
+        target = (ip, sport)
+        i = a
+        while i < b and len(targets) < SCAN_SOURCES_MAX:
+            src = ips[i]
             tg = targets.get(src)
             if tg is None:
-                if len(targets) >= SCAN_SOURCES_MAX:
-                    continue
-                t = t or block.row(d.pair_first[p])
+                t = row(pf[i])
                 tg = targets[src] = [set(), (t[4], t[1], f"{vantage}:C{t[0]}", src, t[7], sport, ip)]
             if len(tg[0]) < SCAN_TARGETS_MAX:
-                tg[0].add((ip, sport))
+                tg[0].add(target)
+            i += 1
+        if i == b:
+            return
+        for src in targets.keys() & ips[i:b]:
+            tg = targets[src]
+            if len(tg[0]) < SCAN_TARGETS_MAX:
+                tg[0].add(target)
 
     def _digest_exact(self, d, block) -> bool:
         """No source of the block is followed already with a first attempt later than its first row
@@ -326,10 +427,15 @@ class Facts:
         targets = self.targets
         if not targets:
             return True
-        for p, (_g, ci) in enumerate(d.pairs):
-            tg = targets.get(address(ci))
-            if tg is not None and tg[1] is not None and block.row(d.pair_first[p])[2] < tg[1][0]:
-                return False
+        hits = targets.keys() & d.pair_ips
+        if not hits:
+            return True
+        pf = d.pair_first
+        for p, src in enumerate(d.pair_ips):
+            if src in hits:
+                tg = targets[src]
+                if tg[1] is not None and block.row(pf[p])[2] < tg[1][0]:
+                    return False
         return True
 
     def _observe_rows(self, block) -> None:
@@ -345,9 +451,10 @@ class Facts:
         return self.forwarded and not self.answered_forwarded
 
     def __getstate__(self):
-        return tuple(getattr(self, k) for k in self.__slots__ if k != "_fw")
+        return tuple(getattr(self, k) for k in self.__slots__ if k not in ("_fw", "_known"))
 
     def __setstate__(self, state):
         for k, v in zip(self.__slots__, state):
             setattr(self, k, v)
         self._fw = {}
+        self._known = None

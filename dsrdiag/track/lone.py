@@ -120,6 +120,9 @@ class Digest(NamedTuple):
     """(group index, second of first_ts_ns, rows): per group, per second, in order of first appearance"""
     same_ts: bool
     """every row's note time is its first_ts_ns (false only where the capture clock overruled a stamp)"""
+    pair_ips: list
+    """each pair's client address as text (address_text of its bytes): made with the digest, in C
+    when built, so that the passes over a flood's pairs take no Python step per distinct address"""
 
 
 def digest_py(data) -> Digest:
@@ -156,7 +159,18 @@ def digest_py(data) -> Digest:
         if nts != first:
             same = False
     return Digest(list(groups), g_n, g_first, g_min, g_max, list(pairs), p_n, p_first, row_group, row_pair,
-                  [(g, sec, n) for (g, sec), n in secs.items()], same)
+                  [(g, sec, n) for (g, sec), n in secs.items()], same, [address_text(ci) for _g, ci in pairs])
+
+
+def address_text(raw: bytes) -> str | None:
+    """An address's text as socket.inet_ntop spells it (core/addr.ip_text), or None for bytes that
+    are neither an IPv4 nor an IPv6 address (no tracker makes such a row). The reference of the C
+    digest's pair_ips; uncached (the digest makes each pair's text once)."""
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return None
 
 
 try:  # the C peers (track/_lonerows.c), when built
@@ -177,10 +191,66 @@ def digest(data) -> Digest:
     return digest_py(data)
 
 
+GROUP_FIELDS = ("groups", "group_n", "group_first", "group_min", "group_max", "row_group", "secs", "same_ts")
+"""The digest's fields that need no pair table (what _lonerows.digest_groups gives, in this order)."""
+
+
+class LazyDigest:
+    """A block's digest whose group-level fields (GROUP_FIELDS) are made at once and the others
+    (the pairs: a tuple, bytes and text per distinct client) only when first read.
+
+    Why: of the passes that take a flood's blocks, the rules' (findings/judge.py: groups, and
+    row_group where a claim differs by group; pairs only where a scanner is claimed by source),
+    the capture limits' (groups) and the JSON list's (groups: each row's address is written from
+    the row, report/_jsonrows.c items_text) read no pair; the facts do. A spoofed flood's blocks
+    are mostly distinct clients, so a pass that makes their pairs for nothing costs as much as one
+    that needs them. Every field has the value the whole digest gives (tests/test_lone_text.py)."""
+
+    __slots__ = GROUP_FIELDS + ("_data", "_full")
+
+    def __init__(self, data, fields: tuple):
+        for name, v in zip(GROUP_FIELDS, fields):
+            setattr(self, name, v)
+        self._data, self._full = data, None
+
+    def _pairs(self) -> Digest:
+        if self._full is None:
+            self._full = digest(self._data)
+        return self._full
+
+    @property
+    def pairs(self) -> list:
+        return self._pairs().pairs
+
+    @property
+    def pair_n(self) -> list:
+        return self._pairs().pair_n
+
+    @property
+    def pair_first(self) -> list:
+        return self._pairs().pair_first
+
+    @property
+    def row_pair(self) -> "array":
+        return self._pairs().row_pair
+
+    @property
+    def pair_ips(self) -> list:
+        return self._pairs().pair_ips
+
+
+def block_digest(data):
+    """Block.digest's value: a LazyDigest where the C kernels run, else the whole reference digest."""
+    if _native is not None and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
+        return LazyDigest(data, _native.digest_groups(data))
+    return digest_py(data)
+
+
 _ADDRESS: dict = {}
 ADDRESS_CACHE = 1 << 17
-"""Addresses remembered as text (IPv6's inet_ntop costs ~2 us; a block's facts and then its JSON
-items ask for the same ones): emptied when full, like track/intern.py's tables."""
+"""Addresses remembered as text (IPv6's inet_ntop costs ~2 us from Python): emptied when full, like
+track/intern.py's tables. The lane's own passes read the digest's pair_ips (made in C) instead;
+this is for a caller that holds a pair's bytes (findings/judge.py's claim by source)."""
 
 
 def address(raw: bytes) -> str:
@@ -210,9 +280,9 @@ class Block:
         self._digest = None
 
     def digest(self) -> Digest:
-        """The block's digest, made once."""
+        """The block's digest, made once (its pairs when first read: LazyDigest)."""
         if self._digest is None:
-            self._digest = digest(self.data)
+            self._digest = block_digest(self.data)
         return self._digest
 
     def row(self, i: int) -> tuple:
