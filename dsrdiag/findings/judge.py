@@ -13,7 +13,7 @@ from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import Finding
 from dsrdiag.findings.kinds import CAPTURE_KINDS, PATH_KINDS
 from dsrdiag.track.intern import ip_text
-from dsrdiag.track.lone import Block, address
+from dsrdiag.track.lone import Block
 from dsrdiag.track.records import CaptureRecords
 
 
@@ -88,7 +88,7 @@ def _judge_rows(block: Block, claim_lone, ports, service_obs, every_obs, any_sou
             claimed = (None if not any(by_group) else True if all(by_group)
                        else [by_group[g] for g in d.row_group])
         else:
-            by_pair = [claim_lone(*servers[g], address(ci)) for g, ci in d.pairs]
+            by_pair = [claim_lone(*servers[g], ip) for (g, _ci), ip in zip(d.pairs, d.pair_ips)]  # the texts the digest made
             claimed = None if not any(by_pair) else True if all(by_pair) else [by_pair[p] for p in d.row_pair]
     if claimed is None or claimed is True:  # the whole block one way (the usual case)
         claimed = (claimed is True,) * n
