@@ -2080,52 +2080,67 @@ static int record_types(PyObject *types, PyTypeObject **conn, PyTypeObject **nb,
     return plain_types(*conn, *nb, *dlg);
 }
 
-static PyObject *ct_flatten_all(PyObject *mod, PyObject *args) {
-    PyObject *batch, *types;
-    PyTypeObject *conn, *nb, *dlg;
-    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &batch, &types) || record_types(types, &conn, &nb, &dlg) < 0) return NULL;
-    if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) return NULL;
-    if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) return NULL;
-    PyObject *items = PyList_AsTuple(batch);          /* strong references: Python code below may change the list */
-    if (!items) return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(items);
-    PyObject *out = PyList_New(n);
-    if (!out) { Py_DECREF(items); return NULL; }
-    PyObject_GC_UnTrack(out);                          /* NULL slots until filled: not reachable from gc */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *c = PyTuple_GET_ITEM(items, i), *v[8] = {0};
-        if (Py_TYPE(c) != conn || PyTuple_GET_SIZE(c) != 30) { PyErr_SetString(PyExc_TypeError, "flatten_all: Connection records only"); goto fail; }
-        for (int k = 0; k < 3; k++) {
-            PyObject *b = PyTuple_GET_ITEM(c, 25 + k);
-            if (Py_TYPE(b) != nb) { PyErr_SetString(PyExc_TypeError, "flatten_all: notes are NoteBlocks"); goto fail_v; }
-            if (!(v[2 * k] = nb_get(b, 0)) || !(v[2 * k + 1] = nb_get(b, 1))) goto fail_v;
-        }
-        PyObject *sm = PyTuple_GET_ITEM(c, 28);
-        if (!(v[6] = sm == Py_None ? (Py_INCREF(Py_None), Py_None) : PySequence_Tuple(sm))) goto fail_v;
-        v[7] = PyTuple_GET_ITEM(c, 29); Py_INCREF(v[7]);
-        PyObject *f = PyTuple_New(FLAT_N);
-        if (!f) goto fail_v;
-        for (int k = 0; k < 25; k++) { PyObject *x = PyTuple_GET_ITEM(c, k); Py_INCREF(x); PyTuple_SET_ITEM(f, k, x); }
-        for (int k = 0; k < 8; k++) PyTuple_SET_ITEM(f, 25 + k, v[k]);
-        PyList_SET_ITEM(out, i, f);
-        continue;
-    fail_v:
-        for (int k = 0; k < 8; k++) Py_XDECREF(v[k]);
-        goto fail;
-    }
-    Py_DECREF(items);
-    PyObject_GC_Track(out);
-    return out;
-fail:
-    Py_DECREF(items);
-    Py_DECREF(out);
+typedef struct { PyTypeObject *conn, *nb, *dlg; } rtypes_t;
+
+/* dst[0:25] = src[0:25] (new references), then dst[25:25+n] = v (stolen) */
+static void put_record(PyObject *dst, PyObject *src, PyObject **v, int n) {
+    for (int k = 0; k < 25; k++) { PyObject *x = PyTuple_GET_ITEM(src, k); Py_INCREF(x); PyTuple_SET_ITEM(dst, k, x); }
+    for (int k = 0; k < n; k++) PyTuple_SET_ITEM(dst, 25 + k, v[k]);
+}
+
+static PyObject *drop(PyObject **v, int n) {
+    for (int k = 0; k < n; k++) Py_XDECREF(v[k]);
     return NULL;
 }
 
-static PyObject *ct_unflatten_all(PyObject *mod, PyObject *args) {
+/* records.flatten(c): every value made first, the tuple last */
+static PyObject *flatten_one(PyObject *c, const rtypes_t *ty) {
+    PyObject *v[8] = {0};
+    if (Py_TYPE(c) != ty->conn || PyTuple_GET_SIZE(c) != 30) { PyErr_SetString(PyExc_TypeError, "flatten_all: Connection records only"); return NULL; }
+    for (int k = 0; k < 3; k++) {
+        PyObject *b = PyTuple_GET_ITEM(c, 25 + k);
+        if (Py_TYPE(b) != ty->nb) { PyErr_SetString(PyExc_TypeError, "flatten_all: notes are NoteBlocks"); return drop(v, 8); }
+        if (!(v[2 * k] = nb_get(b, 0)) || !(v[2 * k + 1] = nb_get(b, 1))) return drop(v, 8);
+    }
+    PyObject *sm = PyTuple_GET_ITEM(c, 28);
+    if (!(v[6] = sm == Py_None ? (Py_INCREF(Py_None), Py_None) : PySequence_Tuple(sm))) return drop(v, 8);
+    v[7] = PyTuple_GET_ITEM(c, 29); Py_INCREF(v[7]);
+    PyObject *f = PyTuple_New(FLAT_N);
+    if (!f) return drop(v, 8);
+    put_record(f, c, v, 8);
+    return f;
+}
+
+/* records.unflatten(f): the NoteBlocks and the dialogue first, the record last (no Python code
+   runs while it has NULL items) */
+static PyObject *unflatten_one(PyObject *f, const rtypes_t *ty) {
+    PyObject *v[5] = {0};
+    if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != FLAT_N) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a flattened record has 33 values"); return NULL; }
+    for (int k = 0; k < 3; k++)
+        if (!(v[k] = note_block_of(ty->nb, PyTuple_GET_ITEM(f, 25 + 2 * k), PyTuple_GET_ITEM(f, 26 + 2 * k)))) return drop(v, 5);
+    PyObject *sm = PyTuple_GET_ITEM(f, 31);
+    if (sm == Py_None) v[3] = (Py_INCREF(Py_None), Py_None);
+    else {
+        if (!PyTuple_Check(sm)) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a dialogue is a tuple"); return drop(v, 5); }
+        Py_ssize_t m = PyTuple_GET_SIZE(sm);
+        if (!(v[3] = ty->dlg->tp_alloc(ty->dlg, m))) return drop(v, 5);
+        for (Py_ssize_t k = 0; k < m; k++) { PyObject *x = PyTuple_GET_ITEM(sm, k); Py_INCREF(x); PyTuple_SET_ITEM(v[3], k, x); }
+    }
+    v[4] = PyTuple_GET_ITEM(f, 32); Py_INCREF(v[4]);
+    PyObject *c = ty->conn->tp_alloc(ty->conn, 30);
+    if (!c) return drop(v, 5);
+    put_record(c, f, v, 5);
+    return c;
+}
+
+/* [one(item) for item in batch], over a snapshot of the list (Python code may change it), the
+   result untracked by the GC until every slot is filled */
+static PyObject *map_records(PyObject *args, PyObject *(*one)(PyObject *, const rtypes_t *)) {
     PyObject *batch, *types;
-    PyTypeObject *conn, *nb, *dlg;
-    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &batch, &types) || record_types(types, &conn, &nb, &dlg) < 0) return NULL;
+    rtypes_t ty;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &batch, &types) || record_types(types, &ty.conn, &ty.nb, &ty.dlg) < 0) return NULL;
+    if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) return NULL;
+    if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) return NULL;
     PyObject *items = PyList_AsTuple(batch);
     if (!items) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(items);
@@ -2133,37 +2148,17 @@ static PyObject *ct_unflatten_all(PyObject *mod, PyObject *args) {
     if (!out) { Py_DECREF(items); return NULL; }
     PyObject_GC_UnTrack(out);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *f = PyTuple_GET_ITEM(items, i), *v[5] = {0};
-        if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != FLAT_N) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a flattened record has 33 values"); goto fail; }
-        for (int k = 0; k < 3; k++)
-            if (!(v[k] = note_block_of(nb, PyTuple_GET_ITEM(f, 25 + 2 * k), PyTuple_GET_ITEM(f, 26 + 2 * k)))) goto fail_v;
-        PyObject *sm = PyTuple_GET_ITEM(f, 31);
-        if (sm == Py_None) v[3] = (Py_INCREF(Py_None), Py_None);
-        else {
-            if (!PyTuple_Check(sm)) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a dialogue is a tuple"); goto fail_v; }
-            Py_ssize_t m = PyTuple_GET_SIZE(sm);
-            if (!(v[3] = dlg->tp_alloc(dlg, m))) goto fail_v;
-            for (Py_ssize_t k = 0; k < m; k++) { PyObject *x = PyTuple_GET_ITEM(sm, k); Py_INCREF(x); PyTuple_SET_ITEM(v[3], k, x); }
-        }
-        v[4] = PyTuple_GET_ITEM(f, 32); Py_INCREF(v[4]);
-        PyObject *c = conn->tp_alloc(conn, 30);           /* last: no Python code while it has NULL items */
-        if (!c) goto fail_v;
-        for (int k = 0; k < 25; k++) { PyObject *x = PyTuple_GET_ITEM(f, k); Py_INCREF(x); PyTuple_SET_ITEM(c, k, x); }
-        for (int k = 0; k < 5; k++) PyTuple_SET_ITEM(c, 25 + k, v[k]);
-        PyList_SET_ITEM(out, i, c);
-        continue;
-    fail_v:
-        for (int k = 0; k < 5; k++) Py_XDECREF(v[k]);
-        goto fail;
+        PyObject *x = one(PyTuple_GET_ITEM(items, i), &ty);
+        if (!x) { Py_DECREF(items); Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, x);
     }
     Py_DECREF(items);
     PyObject_GC_Track(out);
     return out;
-fail:
-    Py_DECREF(items);
-    Py_DECREF(out);
-    return NULL;
 }
+
+static PyObject *ct_flatten_all(PyObject *mod, PyObject *args) { return map_records(args, flatten_one); }
+static PyObject *ct_unflatten_all(PyObject *mod, PyObject *args) { return map_records(args, unflatten_one); }
 
 static PyMethodDef module_methods[] = {
     {"flatten_all", ct_flatten_all, METH_VARARGS, "flatten_all(records, (Connection, NoteBlock, SmtpDialogue)): records.flatten of each"},
