@@ -17,10 +17,10 @@ setup(ext_modules=[
     Extension("dsrdiag.capture._fastpcap", ["dsrdiag/capture/_fastpcap.c"], depends=["dsrdiag/capture/_sink.h"],
               optional=True, extra_compile_args=_FLAGS),
     Extension("dsrdiag.track._conntrack", ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c"],
-              depends=["dsrdiag/capture/_sink.h", "dsrdiag/track/_conntrack.h", "dsrdiag/track/_smtpfollow.h"],
+              depends=["dsrdiag/capture/_sink.h", "dsrdiag/track/_conntrack.h", "dsrdiag/track/_smtpfollow.h", "dsrdiag/track/_lonerow.h"],
               optional=True, extra_compile_args=_FLAGS),
-    Extension("dsrdiag.track._lonerows", ["dsrdiag/track/_lonerows.c"], depends=["dsrdiag/track/_ntop.h"], optional=True,
+    Extension("dsrdiag.track._lonerows", ["dsrdiag/track/_lonerows.c"], depends=["dsrdiag/track/_ntop.h", "dsrdiag/track/_lonerow.h"], optional=True,
               extra_compile_args=_FLAGS),
-    Extension("dsrdiag.report._jsonrows", ["dsrdiag/report/_jsonrows.c"], depends=["dsrdiag/track/_ntop.h"], optional=True,
+    Extension("dsrdiag.report._jsonrows", ["dsrdiag/report/_jsonrows.c"], depends=["dsrdiag/track/_ntop.h", "dsrdiag/track/_lonerow.h"], optional=True,
               extra_compile_args=_FLAGS),
 ])

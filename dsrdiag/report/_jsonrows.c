@@ -42,36 +42,10 @@ count or a piece's length. */
 #include <math.h>
 #include <time.h>
 #include "../track/_ntop.h"
+#include "../track/_lonerow.h"
 
-#define ROW 104
-#define OFF_NUM 0
-#define OFF_FIRST 16
-#define OFF_LAST 24
-#define OFF_CI 40
-#define OFF_CPORT 72
-#define OFF_TTL 100
-#define OFF_ALEN 102
 #define NS 1000000000LL
 
-/* The little-endian uint64 at p (rows are little-endian, on any host; memcpy: no unaligned load) */
-static uint64_t ld_u64(const uint8_t *p) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-#else
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-#endif
-}
-
-static int64_t ld_i64(const uint8_t *p) {
-    uint64_t u = ld_u64(p);
-    int64_t v;
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
 
 /* ts_epoch: Python's repr of the double nearest to first_ns / 10^9 (what orjson writes too, for
    1 <= x < 1e16), written to out (at least 40 bytes); its length, 0 where this writer declines (x

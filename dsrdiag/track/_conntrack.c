@@ -19,6 +19,7 @@
 #include "_conntrack.h"
 #include "structmember.h"          /* PyMemberDef: NoteBlock's slots by offset */
 #include "_smtpfollow.h"
+#include "_lonerow.h"
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -1545,7 +1546,6 @@ fail:
    applied to the values conn_tuple() would have handed over (track/conn.py connection_record), and
    a row holds what row_of(record) packs: tests/test_lone_native.py checks rows == [row_of(c) ...] of
    the lane-0 records, capture by capture. When in doubt, a tuple: a non-row is always correct. */
-#define ROW_SIZE 104
 #define LONE_MAX ((size_t)4 << 20)
 /* The bound: a drain stops (returning the tuples made so far, maybe none) once the row buffer
    holds LONE_MAX bytes (~40k rows) or more. So Python, after each sweep()/finish_all()/more(),
@@ -1581,10 +1581,10 @@ static int is_lone(const conn_t *c) {
 
 /* c's row (lone.ROW) onto the row buffer; -1 out of memory (an error set) */
 static int lone_put(Tracker *t, const conn_t *c) {
-    if (t->nlone + ROW_SIZE > t->caplone) {
-        size_t cap = t->caplone ? t->caplone * 2 : (size_t)ROW_SIZE * 1024;
-        if (cap > LONE_MAX + ROW_SIZE) cap = LONE_MAX + ROW_SIZE;
-        if (cap < t->nlone + ROW_SIZE) cap = t->nlone + ROW_SIZE;
+    if (t->nlone + ROW > t->caplone) {
+        size_t cap = t->caplone ? t->caplone * 2 : (size_t)ROW * 1024;
+        if (cap > LONE_MAX + ROW) cap = LONE_MAX + ROW;
+        if (cap < t->nlone + ROW) cap = t->nlone + ROW;
         uint8_t *b = PyMem_Realloc(t->lone, cap);
         if (!b) { PyErr_NoMemory(); return -1; }
         t->lone = b;
@@ -1592,16 +1592,16 @@ static int lone_put(Tracker *t, const conn_t *c) {
     }
     const note_t *n = &c->notes.v[0];
     uint8_t *o = t->lone + t->nlone;
-    memset(o, 0, ROW_SIZE);
-    put_le(o, c->num, 8); put_le(o + 8, n->frame, 8); put_le(o + 16, (uint64_t)c->first_ts, 8);
-    put_le(o + 24, (uint64_t)c->last_ts, 8); put_le(o + 32, (uint64_t)n->ts, 8);
-    memcpy(o + 40, c->c_ip, c->alen); memcpy(o + 56, c->s_ip, c->alen);
-    put_le(o + 72, c->c_port, 2); put_le(o + 74, c->s_port, 2); put_le(o + 76, n->seq, 4); put_le(o + 80, n->ack, 4);
-    put_le(o + 84, (uint32_t)(n->ip_id < 0 ? -1 : n->ip_id), 4);
-    if (n->pair.hs) memcpy(o + 88, n->pair.s, 6);
-    if (n->pair.hd) memcpy(o + 94, n->pair.d, 6);
-    o[100] = n->ttl; o[101] = n->flags; o[102] = c->alen; o[103] = (uint8_t)(n->pair.hs | n->pair.hd << 1);
-    t->nlone += ROW_SIZE;
+    memset(o, 0, ROW);
+    put_le(o + OFF_NUM, c->num, 8); put_le(o + OFF_FRAME, n->frame, 8); put_le(o + OFF_FIRST, (uint64_t)c->first_ts, 8);
+    put_le(o + OFF_LAST, (uint64_t)c->last_ts, 8); put_le(o + OFF_NTS, (uint64_t)n->ts, 8);
+    memcpy(o + OFF_CI, c->c_ip, c->alen); memcpy(o + OFF_SI, c->s_ip, c->alen);
+    put_le(o + OFF_CPORT, c->c_port, 2); put_le(o + OFF_SPORT, c->s_port, 2); put_le(o + OFF_SEQ, n->seq, 4);
+    put_le(o + OFF_ACK, n->ack, 4); put_le(o + OFF_IPID, (uint32_t)(n->ip_id < 0 ? -1 : n->ip_id), 4);
+    if (n->pair.hs) memcpy(o + OFF_SMAC, n->pair.s, 6);
+    if (n->pair.hd) memcpy(o + OFF_DMAC, n->pair.d, 6);
+    o[OFF_TTL] = n->ttl; o[OFF_FLAGS] = n->flags; o[OFF_ALEN] = c->alen; o[OFF_HAS] = (uint8_t)(n->pair.hs | n->pair.hd << 1);
+    t->nlone += ROW;
     return 0;
 }
 

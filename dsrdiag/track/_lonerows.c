@@ -34,46 +34,11 @@ flood's, at the end of the capture) are ordered by an LSD radix sort of their ti
 #include <unistd.h>
 #include <sys/random.h>
 #include "_ntop.h"
+#include "_lonerow.h"
 
-#define ROW 104
-#define OFF_NUM 0
-#define OFF_FRAME 8
-#define OFF_FIRST 16
-#define OFF_LAST 24
-#define OFF_NTS 32
-#define OFF_CI 40
-#define OFF_SI 56
-#define OFF_CPORT 72
-#define OFF_SPORT 74
-#define OFF_SMAC 88
-#define OFF_DMAC 94
-#define OFF_TTL 100
-#define OFF_ALEN 102
-#define OFF_HAS 103
 #define NS 1000000000LL
 #define MAX_ROWS ((Py_ssize_t)0x7fffffff) /* row indexes are uint32 (array('I')) */
 
-/* The little-endian uint64 at p (rows are little-endian, on any host; memcpy: no unaligned load) */
-static uint64_t ld_u64(const uint8_t *p) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-#else
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-#endif
-}
-
-static int64_t ld_i64(const uint8_t *p) {
-    uint64_t u = ld_u64(p);
-    int64_t v;
-    memcpy(&v, &u, sizeof v); /* two's complement reinterpretation, no signed overflow */
-    return v;
-}
-
-static unsigned ld_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
 
 /* Python's floor division by 10^9 (negative times floor, as `first // 1_000_000_000` does) */
 static int64_t floor_sec(int64_t ns) {
@@ -415,7 +380,6 @@ typedef struct {
 
 static void st_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static void st_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint32_t ld_u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
 static size_t addr_len(unsigned alen) { return alen < 16 ? alen : 16; } /* si[:alen] of a 16-byte field */
 
