@@ -118,6 +118,20 @@ def scan(p: Pcap, rng: random.Random, targets: int, start: float, src: str = "20
         p.tcp(start + i * 0.01, src, 40000 + i, f"192.0.2.{100 + i}", 25, SYN, rng.getrandbits(32))
 
 
+def mixed(path, seed: int, *, start: float = 1_700_000_000.0, n_sessions: int = 40, session_rate: float = 20.0,
+          n_flood: int = 3000, flood_rate: float = 3000.0, n_sources: int = 60, n_retrying: int = 5,
+          retry_at: float = 0.7, n_scan: int = 30, scan_at: float = 1.2):
+    """A flood with complete sessions, clients retrying their SYNs and an address scan in the middle
+    of it (records between rows, for the lone-SYN lane's tests); `path` returned."""
+    p, rng = Pcap(path), random.Random(seed)
+    sessions(p, rng, n_sessions, start, session_rate)
+    flood(p, rng, n_flood, start + 0.5, flood_rate, n_sources=n_sources)
+    retrying(p, rng, n_retrying, start + retry_at, 10.0)
+    scan(p, rng, n_scan, start + scan_at)
+    p.close()
+    return path
+
+
 if __name__ == "__main__":  # python3 tests/floodgen.py flood|sessions N OUT
     shape, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     w, r = Pcap(out), random.Random(1)

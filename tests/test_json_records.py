@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CAPTURES, ROOT
-from floodgen import Pcap, flood, retrying, scan, sessions
+from floodgen import mixed
 
 from dsrdiag.core.safetext import json_bytes
 from dsrdiag.core.topology import Backend, Topology
@@ -157,13 +157,7 @@ def test_every_record_of_a_generated_capture_is_orjsons_bytes(jr, tmp_path, shap
 
 
 def test_every_record_of_the_flood_generators_shapes_is_orjsons_bytes(jr, tmp_path):
-    out = tmp_path / "mixed.pcap"
-    p, rng = Pcap(out), random.Random(5)
-    sessions(p, rng, 40, T0, 20.0)
-    flood(p, rng, 500, T0 + 0.5, 3000.0, n_sources=30)
-    retrying(p, rng, 5, T0 + 0.7, 10.0)
-    scan(p, rng, 40, T0 + 1.2)
-    p.close()
+    out = mixed(tmp_path / "mixed.pcap", 5, start=T0, n_flood=500, n_sources=30, n_scan=40)
     pairs = _records([("fw-in", str(out))])
     n, declined = _check_all(jr, pairs)
     assert n > 500 and declined == 0

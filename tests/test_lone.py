@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CAPTURES, ROOT
-from floodgen import VIP, Pcap, flood, retrying, scan, sessions
+from floodgen import VIP, Pcap, flood, scan, mixed
 
 pytestmark = pytest.mark.usefixtures("tracker")
 
@@ -49,13 +49,7 @@ def _same_both_ways(args, tmp_path, **kw) -> bytes:
 
 def _mixed(path: Path, n_flood: int = 3000, n_sessions: int = 40) -> Path:
     """A flood with real sessions and retrying clients in the middle of it: records between rows."""
-    p, rng = Pcap(path), random.Random(11)
-    sessions(p, rng, n_sessions, T0, 20.0)
-    flood(p, rng, n_flood, T0 + 0.5, 3000.0, n_sources=60)
-    retrying(p, rng, 5, T0 + 0.7, 10.0)
-    scan(p, rng, 30, T0 + 1.2)
-    p.close()
-    return path
+    return mixed(path, 11, start=T0, n_sessions=n_sessions, n_flood=n_flood)
 
 
 @pytest.mark.parametrize("name", ["healthy.pcap", "syn_unanswered.pcap", "vip_missing.pcap", "wrong_source.pcap",

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from floodgen import Pcap, flood, retrying, scan, sessions
+from floodgen import mixed
 
 from dsrdiag.core.topology import Backend
 from dsrdiag.report import jsondoc
@@ -452,13 +452,7 @@ def _gen(out, shape: str, count: int, fmt: str = "pcap"):
 
 
 def _floodgen(out):
-    p, rng = Pcap(out), random.Random(11)
-    sessions(p, rng, 30, T0, 20.0)
-    flood(p, rng, 3000, T0 + 0.5, 3000.0, n_sources=60)
-    retrying(p, rng, 5, T0 + 0.7, 10.0)
-    scan(p, rng, 40, T0 + 1.2)
-    p.close()
-    return out
+    return mixed(out, 11, start=T0, n_sessions=30, n_scan=40)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import ROOT
-from tests.floodgen import ACK, FIN, PSH, SYN, VIP, Pcap, flood, retrying, scan, sessions
+from tests.floodgen import ACK, FIN, PSH, SYN, VIP, Pcap, flood, retrying, mixed
 
 _native = pytest.importorskip("dsrdiag.track._conntrack", reason="the C extension was not built (no compiler)")
 
@@ -72,13 +72,8 @@ def _states(records) -> Counter:
 def _mixed(path: Path) -> Path:
     """A 10 s flood slow enough for its attempts' 5 s timers to end mid-capture, with complete
     sessions, clients retrying their SYNs (1 s, 3 s) and an address scan in the middle of it."""
-    p, rng = Pcap(path), random.Random(5)
-    sessions(p, rng, 120, T0, 12.0)
-    flood(p, rng, 3000, T0 + 0.5, 300.0, n_sources=40)
-    retrying(p, rng, 60, T0 + 1.0, 10.0)
-    scan(p, rng, 60, T0 + 2.0)
-    p.close()
-    return path
+    return mixed(path, 5, start=T0, n_sessions=120, session_rate=12.0, flood_rate=300.0, n_sources=40, n_retrying=60,
+                 retry_at=1.0, n_scan=60, scan_at=2.0)
 
 
 def _gen(tmp_path: Path, shape: str, count: int) -> Path:
