@@ -14,6 +14,7 @@ from dsrdiag.core.topology import Topology
 from dsrdiag.decode.tcp import flag_text
 from dsrdiag.findings.finding import BackendRef
 from dsrdiag.track.facts import forwarders
+from dsrdiag.track.history import FLAGS, SYNS_ONLY
 from dsrdiag.track.records import ORIG, CaptureRecords, Connection, PacketNote
 
 SETTLE_NS = 3_000_000_000
@@ -74,6 +75,12 @@ class Context:
         self._backend_memo: dict[tuple, BackendRef | None] = {}
         """backend_of by what it reads: a day of mail has few distinct L2 paths and hosts, and the
         report asks twice per connection (back-end table, connection list)."""
+        self._delivered_memo: tuple[dict, dict] = ({}, {})
+        """delivered_to by what it reads: the client L2 pairs, of connections not forwarded here
+        and of forwarded ones (the topology and the LB's MACs are this context's)."""
+        self.servers = self.vips | frozenset(b.ip for b in t.backends if b.ip)
+        """The VIPs and the back-ends' own addresses: the servers whose connections some kinds judge
+        (is_vip_conn(c) or topology.backend_by_ip(c.server_ip), as a set)."""
 
     # ---- selections ----------------------------------------------------------------------
     def service_conns(self) -> Iterator[Connection]:
@@ -105,7 +112,7 @@ class Context:
 
     def only_syns(self, c: Connection) -> bool:
         """The client's SYNs and nothing else of the connection passed here."""
-        return c.saw_syn and not c.resp_pkts and set(c.history) <= {"S"}
+        return not c.resp_pkts and bool(FLAGS[c.history] & SYNS_ONLY)
 
     def is_backend_mac(self, mac: str | None) -> bool:
         return bool(mac) and mac in self.backend_macs
@@ -120,7 +127,18 @@ class Context:
         return None
 
     def delivered_to(self, c: Connection) -> str | None:
-        """The back-end MAC a client packet was delivered to (after the LB's rewrite), if visible."""
+        """The back-end MAC a client packet was delivered to (after the LB's rewrite), if visible.
+        Remembered per client L2 path (and whether it was forwarded: all it reads of `c`), as
+        backend_of is: asked per connection by several kinds."""
+        memo = self._delivered_memo[c.orig_forwarded > 0]
+        o_l2 = c.orig_l2
+        try:
+            return memo[o_l2]
+        except KeyError:
+            mac = memo[o_l2] = self._delivered_to(c)
+            return mac
+
+    def _delivered_to(self, c: Connection) -> str | None:
         fw = forwarders(c)
         for s, d in c.orig_l2:
             if d and (s in fw or s in self.lb_macs) and d not in self.lb_macs:

@@ -25,7 +25,12 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
 
     Why one pass: a day of mail spills its records to disk and every pass unpickles them all
     (docs/performance.md). No kind reads another's findings, so their order is not semantics:
-    which finding explains which is decided afterwards (findings/causes.py)."""
+    which finding explains which is decided afterwards (findings/causes.py).
+
+    Why some collectors are not fed: a collector `idle` from the start (decided from the topology
+    and the capture's facts: no VIP, no PROXY header) can find nothing in this capture, and one
+    whose observe() returns True can find nothing more (capture_one_sided once both sides were
+    seen); feeding them every connection would only cost (each call is paid per record)."""
     ctx = Context(r, topology)
     out: list[Finding] = []
     service_obs, every_obs, collectors = [], [], []
@@ -37,6 +42,8 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
         if hasattr(kind, "Collector"):
             col = kind.Collector(ctx)
             collectors.append(col)
+            if getattr(col, "idle", False):
+                continue
             (every_obs if getattr(col, "all_ports", False) else service_obs).append(col.observe)
         else:
             out.extend(kind.check(ctx))
@@ -55,9 +62,11 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
             continue
         if c.server_port in ports and (claim is None or not claim(c)):  # ctx.service_conns(), inline
             for observe in service_obs:
-                observe(c)
+                if observe(c):  # it can find nothing more
+                    service_obs = [o for o in service_obs if o is not observe]
         for observe in every_obs:
-            observe(c)
+            if observe(c):
+                every_obs = [o for o in every_obs if o is not observe]
     for col in collectors:
         out.extend(col.findings())
     out.sort(key=Finding.sort_key)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from dsrdiag.core.topology import Topology
 from dsrdiag.findings.catalog import title
 from dsrdiag.findings.causes import link
-from dsrdiag.findings.context import Context
+from dsrdiag.findings.context import NOT_RETRIED_NS, Context
 from dsrdiag.findings.finding import BackendRef, Finding, plural
 from dsrdiag.findings.group import group_across_vantages
 from dsrdiag.findings.infer import infer
@@ -27,6 +27,7 @@ from dsrdiag.findings.judge import judge, judge_paths, limits
 from dsrdiag.findings.verdict import Judged, verdict
 from dsrdiag.jobs.report_model import BackendRow, CaptureSummary, Failure, Report
 from dsrdiag.track.pipeline import track_capture
+from dsrdiag.track.history import ANSWERED, DONE_AFTER_SYNACK, DONE_NO_SYNACK, FLAGS, SAW_SYN, SYNS_ONLY
 from dsrdiag.track.intern import ip_text
 from dsrdiag.track.lone import Block
 from dsrdiag.track.records import CaptureRecords, flow_key
@@ -232,13 +233,10 @@ class ConnectionsView:
 
 def completed(c) -> bool:
     """The handshake completed: the server's SYN-ACK and then the client's ACK or data were seen,
-    or (where replies do not pass this vantage) the client ACKed after its SYN: it got a SYN-ACK."""
-    h = c.history
-    i = h.find("h")
-    if i >= 0:
-        return "A" in h[i:] or "D" in h[i:]
-    j = h.find("S")
-    return j >= 0 and not c.resp_pkts and ("A" in h[j:] or "D" in h[j:])
+    or (where replies do not pass this vantage) the client ACKed after its SYN: it got a SYN-ACK.
+    Read from the history's bits (track/history.py: computed once per distinct history)."""
+    f = FLAGS[c.history]
+    return bool(f & DONE_AFTER_SYNACK) or (bool(f & DONE_NO_SYNACK) and not c.resp_pkts)
 
 
 def answered(c) -> bool:
@@ -247,9 +245,7 @@ def answered(c) -> bool:
     interface in DSR) a client's ACK proves it got some answer, not that the service works: that
     vantage cannot call a site healthy; and a handshake whose server never spoke (a firewall that
     drops the client's ACKs) did not serve anyone."""
-    h = c.history
-    i = h.find("h")
-    return i >= 0 and ("A" in h[i:] or "D" in h[i:]) and "d" in h
+    return bool(FLAGS[c.history] & ANSWERED)
 
 
 STATE_WORDS = {
@@ -308,22 +304,39 @@ class ServiceTally:
 
     def observer(self, ctx: Context):
         """observe(c) for one capture: a lone SYN the capture ended too soon after is not judged
-        (whether it would have been retried or answered, the capture does not say)."""
+        (whether it would have been retried or answered, the capture does not say). What it reads
+        of the tally and the context is bound once, the history read as bits (track/history.py):
+        it runs for every connection."""
         claimed = getattr(ctx, "claimed", None)
+        ports, vips, backend_ips, end_ts = self.ports, self.vips, self.backend_ips, ctx.end_ts
+        front, back, several = self.front, self.back, self.several
 
         def observe(c) -> None:
-            if c.server_port not in self.ports or "S" not in c.history:
+            if c.server_port not in ports:
+                return
+            f = FLAGS[c.history]
+            if not f & SAW_SYN:
                 return
             if claimed is not None and claimed(c):
-                if c.server_ip in self.vips:
+                if c.server_ip in vips:
                     self.set_apart += 1
                 return
-            if ctx.only_syns(c) and len(c.syn_frames) == 1 and not ctx.not_retried(c):
+            if f & SYNS_ONLY and not c.resp_pkts and len(c.syn_frames) == 1 \
+                    and end_ts - c.first_ts_ns < NOT_RETRIED_NS:  # only SYNs, one, and not not_retried()
                 return
-            if c.server_ip in self.vips:
-                self.front.add(c)
-            elif c.server_ip in self.backend_ips:
-                self.back.add(c)
+            ip = c.server_ip
+            if ip in vips:
+                count = front
+            elif ip in backend_ips:
+                count = back
+            else:
+                return
+            if several:
+                count.add(c)
+            else:  # _Count.add(), inline
+                count.n += 1
+                if f & ANSWERED:
+                    count.done += 1
 
         def claimed_rows(block) -> None:  # observe() of claimed lone SYNs (findings/judge.py)
             ports, vips = self.ports, self.vips
@@ -448,38 +461,59 @@ class BackendTally:
         self.done_one: dict[str, int] = {n: 0 for n in names}
 
     def observer(self, ctx: Context):
-        """observe(c) for one capture's connections (the back-end is its Context's to say)."""
+        """observe(c) for one capture's connections (the back-end is its Context's to say).
+
+        Why a plan per key: what observe does with a connection, past its times and history (the
+        back-end, front or back legs, or nothing), depends only on what backend_of reads (its L2
+        paths, forwarded or not, server address, banner host): decided once per such key, with the
+        first back-end reference and the banner host noted then (the first record of a back-end
+        is the first of its key; a set needs a host once)."""
         vips, backend_of, several = self.topology.vip_ips, ctx.backend_of, self.several
         front = (self.ok, self.state, self.done_one)
         back = (self.back["ok"], self.back["state"], self.back["done_one"])
         banner_ns, hosts, refs = self.banner_ns, self.hosts, self.refs
         claimed = getattr(ctx, "claimed", None)
+        plans: dict[tuple, tuple | None] = {}
+
+        def plan(c, host):
+            ref = backend_of(c)
+            if ref is None or ref.name not in front[0]:
+                return None
+            b = ref.name
+            refs.setdefault(b, ref)
+            if vips and c.server_ip not in vips and c.server_ip != ref.ip:
+                return None
+            ok, state, done_one = back if vips and c.server_ip not in vips else front
+            if host:
+                hosts[b].add(host)
+            return b, ok[b], state[b], done_one, banner_ns[b]
 
         def observe(c) -> None:
             if claimed is not None and claimed(c):
                 return  # a flood's attempt: its finding counts them, no back-end served them
-            ref = backend_of(c)
-            if ref is None or ref.name not in front[0]:
+            smtp = c.smtp
+            host = smtp.banner_host if smtp else None
+            key = (c.orig_l2, c.resp_l2, bool(c.orig_forwarded), c.server_ip, host)
+            try:
+                p = plans[key]
+            except KeyError:
+                p = plans[key] = plan(c, host)
+            if p is None:
                 return
-            b = ref.name
-            refs.setdefault(b, ref)
-            if vips and c.server_ip not in vips and c.server_ip != ref.ip:
-                return
-            ok, state, done_one = back if vips and c.server_ip not in vips else front
-            if c.smtp and c.smtp.banner_ts_ns and c.saw_syn:
-                banner_ns[b].add(c.smtp.banner_ts_ns - c.first_ts_ns)
-            if c.smtp and c.smtp.banner_host:
-                hosts[b].add(c.smtp.banner_host)
+            b, ok, state, done_one, bag = p
+            f = FLAGS[c.history]
+            if smtp and smtp.banner_ts_ns and f & SAW_SYN:
+                bag.add(smtp.banner_ts_ns - c.first_ts_ns)
             # one connection seen at several vantages (or as a SYN and a reply from a wrong address)
             # counts once; completed if any view saw it complete. With one capture a completed record
             # is one connection: counted, not kept (memory stays flat on a day of healthy mail).
-            done = completed(c)
+            done = bool(f & DONE_AFTER_SYNACK) or (bool(f & DONE_NO_SYNACK) and not c.resp_pkts)  # completed()
             if not several and done:
                 done_one[b] += 1
                 return
             k = flow_key(c)
-            ok[b][k] = ok[b].get(k, False) or done
-            state[b].setdefault(k, c.conn_state)
+            ok[k] = ok.get(k, False) or done
+            state.setdefault(k, c.conn_state)
         observe.claimed_rows = _nothing  # a flood's attempts: see above
         return observe
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from itertools import groupby
 from operator import itemgetter
 
+from dsrdiag.track.history import DONE_AFTER_SYNACK, DONE_NO_SYNACK, FLAGS, OPENED, REFUSED, SAW_SYN, SYNACK
 from dsrdiag.track.intern import ip_text, l2_text
 from dsrdiag.track.lone import address_text
 
@@ -40,14 +41,25 @@ SCAN_TARGETS_MAX = 64
 STARTING_TTLS = (32, 64, 128, 255)
 
 
-def hops(ttl: int | None) -> int | None:
-    """Routers a packet passed since it was sent: the nearest starting TTL above it, minus it (capped)."""
+def _hops(ttl: int | None) -> int | None:
     if ttl is None:
         return None
     for start in STARTING_TTLS:
         if ttl <= start:
             return min(start - ttl, 16)
     return None
+
+
+HOPS: dict = {t: _hops(t) for t in (None, *range(256))}
+"""hops() of every TTL an IP header can hold (8 bits) and of None: the passes look it up per record."""
+HOPS_OF = HOPS.get
+"""hops(ttl) as one dict lookup, for a record's TTL (a byte of its header, or None)."""
+
+
+def hops(ttl: int | None) -> int | None:
+    """Routers a packet passed since it was sent: the nearest starting TTL above it, minus it (capped)."""
+    got = HOPS.get(ttl, HOPS)
+    return _hops(ttl) if got is HOPS else got
 
 
 def forwarders(c) -> set[str]:
@@ -60,12 +72,10 @@ def forwarders(c) -> set[str]:
 
 def handshake_done(history: str, resp_pkts: int) -> bool:
     """The client completed the handshake: its ACK or data after the server's SYN-ACK, or (where
-    replies do not pass this vantage) after its own SYN (jobs/analyze.py completed(), on facts)."""
-    i = history.find("h")
-    if i >= 0:
-        return "A" in history[i:] or "D" in history[i:]
-    j = history.find("S")
-    return j >= 0 and not resp_pkts and ("A" in history[j:] or "D" in history[j:])
+    replies do not pass this vantage) after its own SYN (jobs/analyze.py completed(), on facts).
+    From the history's bits (track/history.py): computed once per distinct history."""
+    f = FLAGS[history]
+    return bool(f & DONE_AFTER_SYNACK) or (bool(f & DONE_NO_SYNACK) and not resp_pkts)
 
 
 class Attempts:
@@ -100,19 +110,13 @@ class Attempts:
             setattr(self, k, v)
 
 
-def _attempt(facts, c, history: str) -> None:
-    key = (c.server_ip, c.server_port)
-    v = facts.attempts.get(key)
-    if v is None:
-        v = facts.attempts[key] = Attempts()
-    v.syns += 1
-    if "A" in history or "D" in history:  # cheap first: handshake_done needs one of them
-        if handshake_done(history, c.resp_pkts):
-            return
+def _attempt(v: Attempts, facts, c, f: int) -> None:
+    """One failed attempt (the caller counted v.syns and left out completed handshakes); `f`: the
+    history's bits (track/history.py)."""
     syns = c.syn_frames
     src = c.client_ip
     ts = c.first_ts_ns  # the client's SYN opened the connection: its time
-    if "r" in history:
+    if f & REFUSED:
         pass  # the server refused it (RST): an answer real clients take too, connection_refused's
     elif len(syns) != 1:
         v.retried += 1
@@ -154,16 +158,6 @@ def _attempt(facts, c, history: str) -> None:
         t[1] = (note.ts_ns, note.frame, c.uid, src, c.client_port, c.server_port, c.server_ip)
     if len(t[0]) < SCAN_TARGETS_MAX:
         t[0].add((c.server_ip, c.server_port))
-
-
-def _seen(table: dict, key, first) -> None:
-    got = table.get(key)
-    if got is None:
-        table[key] = [1, first]
-    else:
-        got[0] += 1
-        if first < got[1]:
-            got[1] = first
 
 
 def _seen_n(table: dict, key, first, n: int) -> None:
@@ -230,7 +224,7 @@ class Facts:
     """One capture's facts; observe() every record (in any order), then hand the object on."""
 
     __slots__ = ("syn_dst", "syn_ports", "syn_src", "sides", "paths", "replies", "forwarded", "answered_forwarded",
-                 "attempts", "targets", "_fw", "_known")
+                 "attempts", "targets", "carried", "_fw", "_known")
 
     def __init__(self):
         self.syn_dst: dict[tuple[str, int], list] = {}
@@ -265,33 +259,68 @@ class Facts:
         self.targets: dict[str, set] = {}
         """client address -> [the (server address, port) its failed attempts went to (bounded), its first
         attempt (SYN time, frame, uid, address, port, service port, server address)]: a scan"""
+        self.carried = False
+        """A record's stream carried the client's address (a PROXY header or XCLIENT): without one, the
+        judge does not ask every record (findings/kinds/carried.py)."""
         self._fw: dict = {}  # client L2 pairs (shared tuples) -> their forwarding MACs
         self._known = None  # (syn_src, its length, _syn_src_known's index), made once syn_src is full
 
     def observe(self, c) -> None:
+        """Note one record. Why written out rather than through _seen_n(): it runs for every record as
+        it is made (a day of mail: millions), and each table's step is a lookup and two updates; the
+        history is read as bits (track/history.py), TTLs as hops from a table, and a (server, port)
+        already in syn_dst has its port in syn_ports (they are filled together)."""
         first = (c.first_ts_ns, c.uid)
         ip = c.server_ip
-        history = c.history
-        saw_syn = "S" in history
-        if saw_syn:
-            _seen(self.syn_dst, (ip, c.server_port), first)
-            ports = self.syn_ports.get(ip)
-            if ports is None:
-                ports = self.syn_ports[ip] = set()
-            ports.add(c.server_port)
-            key = (ip, c.server_port, c.client_ip, c.orig_l2[0][0] if c.orig_l2 else None,
-                   c.orig_l2[0][1] if c.orig_l2 else None, c.resp_l2[0][0] if c.resp_l2 else None,
-                   c.smtp.banner_host if c.smtp else None, hops(c.orig_ttl))
-            if key in self.syn_src or len(self.syn_src) < SYN_SRC_MAX:
-                _seen(self.syn_src, key, first)
-            if history[0] == "S":  # the client's SYN opened it: an attempt (not a mid-stream pickup)
-                _attempt(self, c, history)
-        elif "h" in history:
-            s = c.smtp
-            self.replies.append((first, c.client_ip, c.client_port, c.server_port, c.synack_ack,
-                                 c.resp_l2[0][0] if c.resp_l2 else None, ip, s.banner_host if s else None))
+        port = c.server_port
+        f = FLAGS[c.history]
+        s = c.smtp
+        host = s.banner_host if s else None
+        if f & SAW_SYN:
+            syn_dst = self.syn_dst
+            got = syn_dst.get((ip, port))
+            if got is None:
+                syn_dst[(ip, port)] = [1, first]
+                ports = self.syn_ports.get(ip)
+                if ports is None:
+                    ports = self.syn_ports[ip] = set()
+                ports.add(port)
+            else:
+                got[0] += 1
+                if first < got[1]:
+                    got[1] = first
+            o_l2, r_l2 = c.orig_l2, c.resp_l2
+            key = (ip, port, c.client_ip, o_l2[0][0] if o_l2 else None, o_l2[0][1] if o_l2 else None,
+                   r_l2[0][0] if r_l2 else None, host, HOPS_OF(c.orig_ttl))
+            syn_src = self.syn_src
+            got = syn_src.get(key)
+            if got is not None:
+                got[0] += 1
+                if first < got[1]:
+                    got[1] = first
+            elif len(syn_src) < SYN_SRC_MAX:
+                syn_src[key] = [1, first]
+            if f & OPENED:  # the client's SYN opened it: an attempt (not a mid-stream pickup)
+                v = self.attempts.get((ip, port))
+                if v is None:
+                    v = self.attempts[(ip, port)] = Attempts()
+                v.syns += 1
+                if not (f & DONE_AFTER_SYNACK or (f & DONE_NO_SYNACK and not c.resp_pkts)):  # handshake_done()
+                    _attempt(v, self, c, f)
+        elif f & SYNACK:
+            self.replies.append((first, c.client_ip, c.client_port, port, c.synack_ack,
+                                 c.resp_l2[0][0] if c.resp_l2 else None, ip, host))
+        resp_ttl = c.resp_ttl
         if c.orig_pkts:
-            _seen(self.sides, (ip, c.server_port, hops(c.orig_ttl), hops(c.resp_ttl) if c.resp_pkts else None), first)
+            key = (ip, port, HOPS_OF(c.orig_ttl), HOPS_OF(resp_ttl) if c.resp_pkts else None)
+            sides = self.sides
+            got = sides.get(key)
+            if got is None:
+                sides[key] = [1, first]
+            else:
+                got[0] += 1
+                if first < got[1]:
+                    got[1] = first
         o_l2 = c.orig_l2
         fw = ()
         if c.orig_forwarded:
@@ -301,8 +330,17 @@ class Facts:
             fw = self._fw.get(o_l2)
             if fw is None:
                 fw = self._fw[o_l2] = tuple(sorted(forwarders(c)))  # sorted: a set's order varies by run
-        s = c.smtp
-        _seen(self.paths, (ip, o_l2, fw, c.resp_l2, c.resp_ttl in INITIAL_TTLS, s.banner_host if s else None), first)
+        if s and not self.carried and (s.proxy is not None or s.xclient):
+            self.carried = True
+        key = (ip, o_l2, fw, c.resp_l2, resp_ttl in INITIAL_TTLS, host)
+        paths = self.paths
+        got = paths.get(key)
+        if got is None:
+            paths[key] = [1, first]
+        else:
+            got[0] += 1
+            if first < got[1]:
+                got[1] = first
 
     def observe_rows(self, block) -> None:
         """observe() of every record of a block of lone SYNs (track/lone.py), without making the

@@ -22,10 +22,11 @@ from typing import Iterator
 
 from dsrdiag.core.evidence import FrameRef
 from dsrdiag.decode.tcp import ACK, SYN
-from dsrdiag.findings.context import Context, first
+from dsrdiag.findings.context import NOT_RETRIED_NS, Context, first
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.findings.kind import Entry
-from dsrdiag.track.facts import hops
+from dsrdiag.track.facts import HOPS_OF
+from dsrdiag.track.history import FLAGS, NO_ORIG_AFTER_SYNACK, ORIG_PROGRESS, RESP_DATA, SAW_SYN, SYNACK, SYNS_ONLY
 from dsrdiag.track.records import ORIG, RESP
 
 ENTRY = Entry(
@@ -88,37 +89,51 @@ def _synacks(c) -> int:
 
 
 class Collector:
-    """Fed every service connection in judge's one pass."""
+    """Fed every service connection in judge's one pass. Idle (judge does not feed it) when the
+    topology has no VIP and no back-end address: it judges connections to those only."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.groups: dict = defaultdict(list)
+        self.idle = not ctx.servers
+        self.observe = self._observer()
 
-    def observe(self, c) -> None:
-        ctx = self.ctx
-        if not (ctx.is_vip_conn(c) or ctx.topology.backend_by_ip(c.server_ip)):
-            return
-        if c.saw_syn and not c.resp_pkts:
-            if ctx.forwarded_by_lb(c) or ctx.lb_view(c):
-                return  # the LB's own view of DSR: replies go around it by design
-            if (c.client_ip, c.client_port, c.server_port) in ctx.answered_elsewhere:
-                return  # answered from a real address: return_source_not_vip's
-            if "A" in c.history or "D" in c.history:
-                self.groups[(REPLY_MISSING, ctx.backend_of(c))].append(c)
-            elif ctx.only_syns(c) and ctx.not_retried(c):
-                self.groups[(NOT_RETRIED, ctx.backend_of(c))].append(c)
-        elif not c.orig_pkts and c.resp_pkts and ("h" in c.history or "d" in c.history):
-            self.groups[(REQUEST_MISSING, ctx.backend_of(c))].append(c)
-        elif c.orig_pkts and c.resp_pkts and c.orig_l2 and c.resp_l2:
-            to_gw, from_gw = c.orig_l2[0][1], c.resp_l2[0][0]
-            if to_gw and from_gw and to_gw != from_gw and hops(c.resp_ttl):
-                # both directions routed here, through different routers: the reply path is another one
-                self.groups[(OTHER_ROUTER, ctx.backend_of(c))].append(c)
-            elif "D" not in c.history and "A" not in c.history.split("h", 1)[-1] and len(c.syn_frames) == 1 \
-                    and ctx.not_retried(c) and _synacks(c) > 1:  # the notes are read last: a completed one stops first
-                # the server repeats its SYN-ACK, the client never repeats its SYN: the client got it,
-                # and its ACK never reaches the server: the request path drops what the reply path began
-                self.groups[(ACK_MISSING, ctx.backend_of(c))].append(c)
+    def _observer(self):
+        """observe(c), with what it reads of the context bound once (it runs for every connection);
+        the history is read as bits (track/history.py)."""
+        ctx, groups = self.ctx, self.groups
+        servers, elsewhere, backend_of = ctx.servers, ctx.answered_elsewhere, ctx.backend_of
+        lb_interface, end_ts = ctx.lb_interface, ctx.end_ts
+
+        def observe(c) -> None:
+            if c.server_ip not in servers:
+                return
+            f = FLAGS[c.history]
+            if not c.resp_pkts:
+                if not f & SAW_SYN:
+                    return  # neither the first shape nor the others (they need a server packet)
+                if ctx.forwarded_by_lb(c) or (lb_interface and c.orig_forwarded > 0):
+                    return  # the LB's own view of DSR: replies go around it by design
+                if elsewhere and (c.client_ip, c.client_port, c.server_port) in elsewhere:
+                    return  # answered from a real address: return_source_not_vip's
+                if f & ORIG_PROGRESS:
+                    groups[(REPLY_MISSING, backend_of(c))].append(c)
+                elif f & SYNS_ONLY and len(c.syn_frames) == 1 and end_ts - c.first_ts_ns >= NOT_RETRIED_NS:
+                    groups[(NOT_RETRIED, backend_of(c))].append(c)  # only SYNs, and not_retried
+            elif not c.orig_pkts:
+                if f & (SYNACK | RESP_DATA):
+                    groups[(REQUEST_MISSING, backend_of(c))].append(c)
+            elif c.orig_l2 and c.resp_l2:
+                to_gw, from_gw = c.orig_l2[0][1], c.resp_l2[0][0]
+                if to_gw and from_gw and to_gw != from_gw and HOPS_OF(c.resp_ttl):
+                    # both directions routed here, through different routers: the reply path is another one
+                    groups[(OTHER_ROUTER, backend_of(c))].append(c)
+                elif f & NO_ORIG_AFTER_SYNACK and len(c.syn_frames) == 1 \
+                        and end_ts - c.first_ts_ns >= NOT_RETRIED_NS and _synacks(c) > 1:  # the notes are read last
+                    # the server repeats its SYN-ACK, the client never repeats its SYN: the client got it,
+                    # and its ACK never reaches the server: the request path drops what the reply path began
+                    groups[(ACK_MISSING, backend_of(c))].append(c)
+        return observe
 
     def findings(self) -> Iterator[Finding]:
         ctx = self.ctx

@@ -14,6 +14,7 @@ from typing import Iterator
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import MAX_EVIDENCE, WARNING, Finding, plural
 from dsrdiag.findings.kind import Entry
+from dsrdiag.track.history import FLAGS, ORIG_PROGRESS, RESP_PROGRESS
 
 ENTRY = Entry(
     kind="capture_one_sided",
@@ -38,6 +39,12 @@ KIND = ENTRY.kind
 MIN_CONNECTIONS = 2
 
 
+def _both_ways(nt) -> bool:
+    """ARP/NDP questions and answers both passed: the capture point sees both directions."""
+    answers = any(c.kind in ("arp-reply", "nd-advert") for cls in nt.claims.values() for c in cls)
+    return bool(answers and nt.requests)
+
+
 class Collector:
     """Sees every connection of the capture, not only the service's (`all_ports`)."""
 
@@ -52,20 +59,26 @@ class Collector:
         """the first MAX_EVIDENCE service connections seen one-sided (the evidence)"""
         self.uids: list[str] = []
         """the uids of the first 10,000 (the finding names them)"""
+        self.idle = ctx.lb_interface or _both_ways(ctx.records.neighbours)
+        """Decided before the pass, as findings() would: the LB's own interface, or ARP/NDP questions
+        and answers both in the capture. judge does not feed an idle collector."""
 
-    def observe(self, c) -> None:
+    def observe(self, c) -> bool:
+        """Count `c`; True once two sides were seen (nothing later can make the capture one-sided:
+        judge stops feeding it)."""
         self.total += 1
         side = "client->server" if not c.resp_pkts else "server->client" if not c.orig_pkts else "both"
-        self.sides.add(side)
-        h = c.history
+        sides = self.sides
+        sides.add(side)
         # the side seen went on as if answered (the client ACKs or sends data; the server sends data):
         # only then did the other direction exist; SYNs alone, retransmitted, were simply not answered
-        if ("A" in h or "D" in h) if side == "client->server" else ("d" in h or "a" in h):
+        if FLAGS[c.history] & (ORIG_PROGRESS if side == "client->server" else RESP_PROGRESS):
             self.progressed += 1
         if side != "both" and c.server_port in self.ctx.ports and len(self.uids) < 10_000:
             self.uids.append(c.uid)
             if len(self.service) < MAX_EVIDENCE:
                 self.service.append(c)
+        return len(sides) > 1 or side == "both"
 
     def claimed_rows(self, block) -> None:
         """observe() of a block of lone SYNs (findings/judge.py): one client SYN each, nothing more."""
@@ -86,15 +99,12 @@ class Collector:
 
     def findings(self) -> Iterator[Finding]:
         ctx = self.ctx
-        nt = ctx.records.neighbours
-        if ctx.lb_interface:
-            return  # the LB's own interface in DSR: client->server only is the design, not the capture
+        if self.idle:
+            return  # the LB's own interface in DSR (client->server only is the design, not the capture),
+            # or ARP/NDP questions and answers both passed: the capture point sees both ways
         if self.total < MIN_CONNECTIONS or len(self.sides) != 1 or "both" in self.sides or not self.service \
                 or self.progressed < MIN_CONNECTIONS:
             return
-        answers = any(c.kind in ("arp-reply", "nd-advert") for cls in nt.claims.values() for c in cls)
-        if answers and nt.requests:
-            return  # ARP/NDP questions and answers both passed: the capture point sees both ways
         side = next(iter(self.sides))
         evidence = []
         for c in self.service[:MAX_EVIDENCE]:

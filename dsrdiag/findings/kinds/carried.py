@@ -23,6 +23,9 @@ class CarriedCollector:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.by_backend: dict = defaultdict(list)
+        self.idle = not getattr(ctx.records.facts, "carried", True)
+        """No record of the capture carried a PROXY header or XCLIENT (its Facts saw every record as
+        it was made: track/facts.py): judge does not feed this collector."""
 
     def carried(self, c) -> tuple[str, int | None, int | None, str] | None:
         """(client address as carried, frame, time, evidence text), or None."""

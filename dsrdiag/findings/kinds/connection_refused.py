@@ -56,16 +56,20 @@ KIND = ENTRY.kind
 
 
 class Collector:
-    """Fed every service connection in judge's one pass."""
+    """Fed every service connection in judge's one pass. Idle (judge does not feed it) without a
+    VIP: it judges connections to one."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.refused: dict = defaultdict(list)
+        vips, backend_of, refused = ctx.vips, ctx.backend_of, self.refused
+        self.idle = not vips
 
-    def observe(self, c) -> None:
-        if c.conn_state != "REJ" or not self.ctx.vips or c.server_ip not in self.ctx.vips:
-            return
-        self.refused[self.ctx.backend_of(c)].append(c)
+        def observe(c) -> None:
+            if c.conn_state != "REJ" or c.server_ip not in vips:
+                return
+            refused[backend_of(c)].append(c)
+        self.observe = observe
 
     def findings(self) -> Iterator[Finding]:
         ctx = self.ctx

@@ -97,17 +97,23 @@ def decide_path(corr) -> Iterator[Finding]:
 
 
 class Collector:
-    """Fed every service connection in judge's one pass."""
+    """Fed every service connection in judge's one pass. Idle (judge does not feed it) when the
+    topology has neither a load-balancer address nor a VIP: snat_source() is then None for all."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.lost = defaultdict(list)
+        sources = ctx.lb_ips | ctx.vips
+        self.idle = not sources
 
-    def observe(self, c) -> None:
-        why = snat_source(self.ctx, c)
-        s = c.smtp
-        if why is not None and (s is None or (s.proxy is None and s.xclient is None)):
-            self.lost[(c.server_ip, c.client_ip)].append((c, why))
+        def observe(c) -> None:
+            if c.client_ip not in sources:
+                return  # snat_source(): a load-balancer address or the VIP, or nothing
+            why = snat_source(ctx, c)
+            s = c.smtp
+            if why is not None and (s is None or (s.proxy is None and s.xclient is None)):
+                self.lost[(c.server_ip, c.client_ip)].append((c, why))
+        self.observe = observe
 
     def findings(self) -> Iterator[Finding]:
         ctx = self.ctx

@@ -16,6 +16,7 @@ from typing import Iterator
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.findings.kind import Entry
+from dsrdiag.track.history import FLAGS, SYNS_ONLY
 
 ENTRY = Entry(
     kind="syn_unanswered",
@@ -57,17 +58,28 @@ KIND = ENTRY.kind
 
 
 class Collector:
-    """Fed every service connection in judge's one pass."""
+    """Fed every service connection in judge's one pass. Idle (judge does not feed it) without a
+    VIP: every connection it judges is to one."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.groups: dict = defaultdict(list)
+        self.idle = not ctx.vips
+        self.observe = self._observer()
 
-    def observe(self, c) -> None:
-        ctx = self.ctx
-        if ctx.is_vip_conn(c) and ctx.only_syns(c) and len(c.syn_frames) > 1 \
-                and (c.client_ip, c.client_port, c.server_port) not in ctx.answered_elsewhere:  # a reply from a real address is a reply
-            self.groups[(c.server_ip, c.server_port, ctx.delivered_to(c))].append(c)
+    def _observer(self):
+        """observe(c), with what it reads of the context bound once (it runs for every connection)."""
+        ctx, groups = self.ctx, self.groups
+        vips, elsewhere, delivered_to = ctx.vips, ctx.answered_elsewhere, ctx.delivered_to
+
+        def observe(c) -> None:
+            # only SYNs (no reply, nothing but 'S' in the history), retransmitted, to a VIP
+            if c.resp_pkts or c.server_ip not in vips or len(c.syn_frames) < 2 or not FLAGS[c.history] & SYNS_ONLY:
+                return
+            if elsewhere and (c.client_ip, c.client_port, c.server_port) in elsewhere:
+                return  # a reply from a real address is a reply
+            groups[(c.server_ip, c.server_port, delivered_to(c))].append(c)
+        return observe
 
     def findings(self) -> Iterator[Finding]:
         ctx = self.ctx

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterator
 
-from dsrdiag.findings.context import Context
+from dsrdiag.findings.context import SETTLE_NS, Context
 from dsrdiag.findings.finding import ERROR, MAX_EVIDENCE, Finding, plural
 from dsrdiag.findings.kind import Entry
+from dsrdiag.track.history import FLAGS, SYNS_ONLY
 
 ENTRY = Entry(
     kind="vip_not_on_backend",
@@ -57,23 +58,32 @@ KIND = ENTRY.kind
 
 
 class Collector:
-    """Fed every service connection in judge's one pass."""
+    """Fed every service connection in judge's one pass. Idle (judge does not feed it) without a
+    VIP: every connection it judges is to one."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.per_mac = defaultdict(lambda: {"dead": [], "answered": 0})
+        self.idle = not ctx.vips
+        self.observe = self._observer()
 
-    def observe(self, c) -> None:
-        ctx = self.ctx
-        if not ctx.vips or c.server_ip not in ctx.vips or ctx.lb_view(c):
-            return  # at the LB's own interface a back-end's answer is invisible: syn_unanswered says so
-        mac = ctx.delivered_to(c)
-        if mac is None:
-            return
-        if c.resp_pkts or (c.client_ip, c.client_port, c.server_port) in ctx.answered_elsewhere:
-            self.per_mac[mac]["answered"] += 1
-        elif ctx.only_syns(c) and ctx.settled(c):
-            self.per_mac[mac]["dead"].append(c)
+    def _observer(self):
+        """observe(c), with what it reads of the context bound once (it runs for every connection)."""
+        ctx, per_mac = self.ctx, self.per_mac
+        vips, lb_interface, elsewhere = ctx.vips, ctx.lb_interface, ctx.answered_elsewhere
+        delivered_to, end_ts = ctx.delivered_to, ctx.end_ts
+
+        def observe(c) -> None:
+            if c.server_ip not in vips or (lb_interface and c.orig_forwarded > 0):
+                return  # at the LB's own interface a back-end's answer is invisible: syn_unanswered says so
+            mac = delivered_to(c)
+            if mac is None:
+                return
+            if c.resp_pkts or (elsewhere and (c.client_ip, c.client_port, c.server_port) in elsewhere):
+                per_mac[mac]["answered"] += 1
+            elif FLAGS[c.history] & SYNS_ONLY and (len(c.syn_frames) > 1 or end_ts - c.first_ts_ns >= SETTLE_NS):
+                per_mac[mac]["dead"].append(c)  # only SYNs (no reply: above), and settled
+        return observe
 
     def findings(self) -> Iterator[Finding]:
         ctx, per_mac = self.ctx, self.per_mac
