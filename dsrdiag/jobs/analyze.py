@@ -76,15 +76,15 @@ def conclude_part(r: CaptureRecords, topology: Topology, several: bool) -> Captu
         riding = [tally.observer(ctx), service.observer(ctx)]
         claimed = getattr(ctx, "claimed", None)
 
-        def key(c) -> None:  # findings name connections by uid; causes link them by flow
+        def key(c) -> bool:  # findings name connections by uid; causes link them by flow
             if len(keys) < KEYS_KEPT:
                 keys[c.uid] = (c.client_ip, c.client_port, c.server_port)
-            else:
-                over[0] = True
+                return False
+            over[0] = True
+            return True  # full: nothing more to note (judge stops feeding it: findings/judge.py)
 
-        def key_unclaimed(c) -> None:  # a flood's attempts are named by no finding: no key kept
-            if not claimed(c):
-                key(c)
+        def key_unclaimed(c) -> bool:  # a flood's attempts are named by no finding: no key kept
+            return False if claimed(c) else key(c)
         key_unclaimed.claimed_rows = _nothing  # judge's claimed lone SYNs (findings/judge.py)
         riding.append(key if claimed is None else key_unclaimed)
         return riding

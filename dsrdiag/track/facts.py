@@ -276,6 +276,7 @@ class Facts:
         f = FLAGS[c.history]
         s = c.smtp
         host = s.banner_host if s else None
+        o_hops = HOPS_OF(c.orig_ttl)
         if f & SAW_SYN:
             syn_dst = self.syn_dst
             got = syn_dst.get((ip, port))
@@ -291,7 +292,7 @@ class Facts:
                     got[1] = first
             o_l2, r_l2 = c.orig_l2, c.resp_l2
             key = (ip, port, c.client_ip, o_l2[0][0] if o_l2 else None, o_l2[0][1] if o_l2 else None,
-                   r_l2[0][0] if r_l2 else None, host, HOPS_OF(c.orig_ttl))
+                   r_l2[0][0] if r_l2 else None, host, o_hops)
             syn_src = self.syn_src
             got = syn_src.get(key)
             if got is not None:
@@ -312,7 +313,7 @@ class Facts:
                                  c.resp_l2[0][0] if c.resp_l2 else None, ip, host))
         resp_ttl = c.resp_ttl
         if c.orig_pkts:
-            key = (ip, port, HOPS_OF(c.orig_ttl), HOPS_OF(resp_ttl) if c.resp_pkts else None)
+            key = (ip, port, o_hops, HOPS_OF(resp_ttl) if c.resp_pkts else None)
             sides = self.sides
             got = sides.get(key)
             if got is None:

@@ -32,7 +32,8 @@ from dsrdiag.core.evidence import format_ts
 from dsrdiag.findings.context import Context
 from dsrdiag.findings.finding import WARNING, Finding, plural
 from dsrdiag.findings.kind import Entry
-from dsrdiag.track.facts import DISTINCT_MAX, SCAN_SOURCES_MAX, handshake_done
+from dsrdiag.track.facts import DISTINCT_MAX, SCAN_SOURCES_MAX
+from dsrdiag.track.history import DONE_AFTER_SYNACK, DONE_NO_SYNACK, FLAGS, OPENED, REFUSED
 
 FLOOD_MIN_ATTEMPTS = 1000
 """Lone failed attempts to one service before they are a flood."""
@@ -153,11 +154,11 @@ def claims(ctx: Context):
         if not scan and (c.server_ip, c.server_port) not in victims:
             last[1] = False
             return False
-        h = c.history
-        if not h.startswith("S") or (("A" in h or "D" in h) and handshake_done(h, c.resp_pkts)):
+        f = FLAGS[c.history]  # its bits (track/history.py): opened by the client's SYN, handshake_done()
+        if not f & OPENED or f & DONE_AFTER_SYNACK or (f & DONE_NO_SYNACK and not c.resp_pkts):
             last[1] = False
             return False
-        last[1] = got = scan or (len(c.syn_frames) == 1 and "r" not in h)
+        last[1] = got = scan or (len(c.syn_frames) == 1 and not f & REFUSED)
         return got
 
     def lone(server_ip: str, server_port: int, client_ip: str) -> bool:

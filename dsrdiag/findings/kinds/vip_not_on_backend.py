@@ -10,7 +10,6 @@ and a SYN answered from the back-end's real address is return_source_not_vip's.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Iterator
 
 from dsrdiag.findings.context import SETTLE_NS, Context
@@ -63,13 +62,16 @@ class Collector:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        self.per_mac = defaultdict(lambda: {"dead": [], "answered": 0})
+        self.dead: dict[str, list] = {}
+        """back-end MAC -> the connections delivered to it that died there (only SYNs, settled)"""
+        self.answered: dict[str, int] = {}
+        """back-end MAC -> connections delivered to it that were answered"""
         self.idle = not ctx.vips
         self.observe = self._observer()
 
     def _observer(self):
         """observe(c), with what it reads of the context bound once (it runs for every connection)."""
-        ctx, per_mac = self.ctx, self.per_mac
+        ctx, dead, answered = self.ctx, self.dead, self.answered
         vips, lb_interface, elsewhere = ctx.vips, ctx.lb_interface, ctx.answered_elsewhere
         delivered_to, end_ts = ctx.delivered_to, ctx.end_ts
 
@@ -80,16 +82,19 @@ class Collector:
             if mac is None:
                 return
             if c.resp_pkts or (elsewhere and (c.client_ip, c.client_port, c.server_port) in elsewhere):
-                per_mac[mac]["answered"] += 1
+                answered[mac] = answered.get(mac, 0) + 1
             elif FLAGS[c.history] & SYNS_ONLY and (len(c.syn_frames) > 1 or end_ts - c.first_ts_ns >= SETTLE_NS):
-                per_mac[mac]["dead"].append(c)  # only SYNs (no reply: above), and settled
+                got = dead.get(mac)  # only SYNs (no reply: above), and settled
+                if got is None:
+                    dead[mac] = [c]
+                else:
+                    got.append(c)
         return observe
 
     def findings(self) -> Iterator[Finding]:
-        ctx, per_mac = self.ctx, self.per_mac
-        for mac, v in sorted(per_mac.items()):
-            dead = v["dead"]
-            if not dead or v["answered"]:
+        ctx, answered = self.ctx, self.answered
+        for mac, dead in sorted(self.dead.items()):
+            if answered.get(mac):
                 continue
             evidence = []
             for c in dead:
@@ -98,7 +103,7 @@ class Collector:
                 for s in delivered[:3]:
                     if len(evidence) < MAX_EVIDENCE:
                         evidence.append(ctx.ref(s, c, f"SYN to VIP {c.server_ip}:{c.server_port} delivered to MAC {s.dst_mac}"))
-            others = sum(x["answered"] for m, x in per_mac.items() if m != mac)
+            others = sum(n for m, n in answered.items() if m != mac)
             # a host with ip_forward=1 and no VIP routes the frame back out: the strongest sign
             routed_back = [c for c in dead if any(s == mac for s, _ in c.orig_l2)]
             vip = dead[0].server_ip
