@@ -75,9 +75,11 @@ class Context:
         self._backend_memo: dict[tuple, BackendRef | None] = {}
         """backend_of by what it reads: a day of mail has few distinct L2 paths and hosts, and the
         report asks twice per connection (back-end table, connection list)."""
-        self._delivered_memo: tuple[dict, dict] = ({}, {})
+        self.delivered_memo: tuple[dict, dict] = ({}, {})
         """delivered_to by what it reads: the client L2 pairs, of connections not forwarded here
-        and of forwarded ones (the topology and the LB's MACs are this context's)."""
+        and of forwarded ones (the topology and the LB's MACs are this context's); [forwarded][L2
+        pairs] -> MAC or None. A collector may read it before asking delivered_to() (a call saved
+        per connection)."""
         self.servers = self.vips | frozenset(b.ip for b in t.backends if b.ip)
         """The VIPs and the back-ends' own addresses: the servers whose connections some kinds judge
         (is_vip_conn(c) or topology.backend_by_ip(c.server_ip), as a set)."""
@@ -130,7 +132,7 @@ class Context:
         """The back-end MAC a client packet was delivered to (after the LB's rewrite), if visible.
         Remembered per client L2 path (and whether it was forwarded: all it reads of `c`), as
         backend_of is: asked per connection by several kinds."""
-        memo = self._delivered_memo[c.orig_forwarded > 0]
+        memo = self.delivered_memo[c.orig_forwarded > 0]
         o_l2 = c.orig_l2
         try:
             return memo[o_l2]
@@ -150,7 +152,7 @@ class Context:
 
     def backend_of(self, c: Connection) -> BackendRef | None:
         smtp = c.smtp
-        key = (c.orig_l2, c.resp_l2, bool(c.orig_forwarded), c.server_ip, smtp.banner_host if smtp else None)
+        key = (c.orig_l2, c.resp_l2, c.orig_forwarded > 0, c.server_ip, smtp.banner_host if smtp else None)
         try:
             return self._backend_memo[key]
         except KeyError:

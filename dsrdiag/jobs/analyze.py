@@ -493,7 +493,7 @@ class BackendTally:
                 return  # a flood's attempt: its finding counts them, no back-end served them
             smtp = c.smtp
             host = smtp.banner_host if smtp else None
-            key = (c.orig_l2, c.resp_l2, bool(c.orig_forwarded), c.server_ip, host)
+            key = (c.orig_l2, c.resp_l2, c.orig_forwarded > 0, c.server_ip, host)
             try:
                 p = plans[key]
             except KeyError:

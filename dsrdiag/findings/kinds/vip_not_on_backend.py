@@ -73,12 +73,14 @@ class Collector:
         """observe(c), with what it reads of the context bound once (it runs for every connection)."""
         ctx, dead, answered = self.ctx, self.dead, self.answered
         vips, lb_interface, elsewhere = ctx.vips, ctx.lb_interface, ctx.answered_elsewhere
-        delivered_to, end_ts = ctx.delivered_to, ctx.end_ts
+        delivered_to, end_ts, memo = ctx.delivered_to, ctx.end_ts, ctx.delivered_memo
 
         def observe(c) -> None:
             if c.server_ip not in vips or (lb_interface and c.orig_forwarded > 0):
                 return  # at the LB's own interface a back-end's answer is invisible: syn_unanswered says so
-            mac = delivered_to(c)
+            mac = memo[c.orig_forwarded > 0].get(c.orig_l2, memo)  # delivered_to()'s memo, read here
+            if mac is memo:
+                mac = delivered_to(c)
             if mac is None:
                 return
             if c.resp_pkts or (elsewhere and (c.client_ip, c.client_port, c.server_port) in elsewhere):
