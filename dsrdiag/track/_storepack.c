@@ -60,8 +60,7 @@ static int put_entry(buf_t *b, unsigned char tag, uint32_t num, const void *src,
 typedef struct {
     buf_t table, recs;
     PyObject *index;                      /* value -> its entry's number */
-    PyObject **keys;                      /* entry number -> the value it was made from (the dict holds it) */
-    uint32_t entries, cap;
+    uint32_t entries;
     /* objects already looked up -> their entry (open addressing by address): most values are the
        tracker's shared objects, met again and again; a miss goes to `index`, by value */
     PyObject **seen;
@@ -129,22 +128,21 @@ static int valid(PyObject *v, int depth) {
     return 0;
 }
 
-/* v's reference: its entry, added (after its items') when new; UNPACKABLE unless valid(v).
-   A value equal to an entry is that entry once it is known to be of plain types: the very object
-   the entry was made from (the tracker's shared texts and L2 paths), or one valid() accepts
-   ((1.0,) == (1,), but a float is no entry's). */
+/* v's reference: its entry, added (after its items') when new; UNPACKABLE unless valid(v). An
+   object met before as a field's value is found by its address (`seen`: only fields', so that
+   a tuple is always checked as deep as it is); any other is checked to be of plain types
+   first ((1.0,) == (1,), but a float is no entry's), then looked up by value: the dict compares
+   and hashes only exact str, int and tuples of them, so no Python code runs while packing. */
 static int ref_of(packer_t *k, PyObject *v, uint32_t *out, int depth) {
     if (v == Py_None) { *out = SP_NONE; return 0; }
-    if (seen_get(k, v, out)) return 0;
+    if (!depth && seen_get(k, v, out)) return 0;
     PyTypeObject *tp = Py_TYPE(v);
     if (tp != &PyUnicode_Type && tp != &PyLong_Type && tp != &PyTuple_Type) return UNPACKABLE;
-    if (depth >= SP_DEPTH) return UNPACKABLE;
+    if (tp != &PyUnicode_Type) { int r = valid(v, depth); if (r) return r; }   /* before the dict compares it */
     PyObject *have = PyDict_GetItemWithError(k->index, v);
     if (have) {
-        uint32_t i = (uint32_t)PyLong_AsUnsignedLong(have);
-        if (k->keys[i] != v && tp == &PyTuple_Type) { int r = valid(v, depth); if (r) return r; }
-        *out = i;
-        return seen_put(k, v, i);
+        *out = (uint32_t)PyLong_AsUnsignedLong(have);
+        return depth ? 0 : seen_put(k, v, *out);
     }
     if (PyErr_Occurred()) return -1;
     buf_t *t = &k->table;
@@ -182,20 +180,13 @@ static int ref_of(packer_t *k, PyObject *v, uint32_t *out, int depth) {
         if (r) return r;
     }
     if (k->entries >= SP_NONE - 1) return UNPACKABLE;
-    if (k->entries == k->cap) {
-        uint32_t cap = k->cap ? 2 * k->cap : 1024;
-        PyObject **q = PyMem_Realloc(k->keys, sizeof(PyObject *) * cap);
-        if (!q) { PyErr_NoMemory(); return -1; }
-        k->keys = q; k->cap = cap;
-    }
     PyObject *num = PyLong_FromUnsignedLong(k->entries);
     if (!num) return -1;
     int r = PyDict_SetItem(k->index, v, num);
     Py_DECREF(num);
     if (r < 0) return -1;
-    k->keys[k->entries] = v;                /* the dict's key: alive as long as the dict */
     *out = k->entries++;
-    return seen_put(k, v, *out);
+    return depth ? 0 : seen_put(k, v, *out);
 }
 
 /* one dialogue's fixed part, after its record's data blocks */
@@ -280,9 +271,16 @@ PyObject *sp_pack_batch(PyObject *mod, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &batch, &types) || rec_types(types, &ty) < 0) return NULL;
     PyObject *items = PyList_AsTuple(batch);   /* a snapshot: the list cannot change under the walk */
     if (!items) return NULL;
-    packer_t k = {{0}, {0}, PyDict_New(), NULL, 0, 0, NULL, NULL, 0, 0};
+    /* the buffers of the last batch, kept for the next (no allocation per batch); a call made
+       while one is under way (a finalizer that packs, run by the GC) gets buffers of its own */
+    static packer_t kept;
+    static int busy;
+    packer_t k = {{0}, {0}, NULL, 0, NULL, NULL, 0, 0};
+    int mine = !busy;
+    if (mine) { k = kept; busy = 1; k.table.n = k.recs.n = 0; k.entries = 0; k.seen_n = 0;
+                if (k.seen) memset(k.seen, 0, k.seen_cap * sizeof(PyObject *)); }
     PyObject *out = NULL;
-    int r = k.index ? 0 : -1;
+    int r = (k.index = PyDict_New()) ? 0 : -1;
     Py_ssize_t n = PyTuple_GET_SIZE(items);
     if (!r && (uint64_t)n > 0xFFFFFFFFu) r = UNPACKABLE;
     for (Py_ssize_t i = 0; i < n && !r; i++) r = pack_record(&k, PyTuple_GET_ITEM(items, i), &ty);
@@ -301,12 +299,15 @@ PyObject *sp_pack_batch(PyObject *mod, PyObject *args) {
             if (k.recs.n) memcpy(p + 24 + k.table.n, k.recs.p, k.recs.n);
         }
     }
-    PyMem_Free(k.table.p);
-    PyMem_Free(k.recs.p);
-    PyMem_Free(k.keys);
-    PyMem_Free(k.seen);
-    PyMem_Free(k.seen_at);
-    Py_XDECREF(k.index);
+    Py_CLEAR(k.index);
+    if (mine && k.table.cap + k.recs.cap <= (8u << 20)) { kept = k; busy = 0; }   /* kept unless a huge batch grew them */
+    else {
+        PyMem_Free(k.table.p);
+        PyMem_Free(k.recs.p);
+        PyMem_Free(k.seen);
+        PyMem_Free(k.seen_at);
+        if (mine) { memset(&kept, 0, sizeof kept); busy = 0; }
+    }
     Py_DECREF(items);
     return out;
 }

@@ -36,7 +36,7 @@ The table holds each distinct value once, in the order a walk of the batch first
 by record, field by field, a tuple's items before the tuple), deduplicated by value: both writers
 walk the same way, so they write the same bytes. A batch packs only when every value is of the
 type its field holds in the records the trackers make (exact str, int within 64 bits, bool,
-tuples of those, a NoteBlock of bytes and strings, no PROXY header); pack_batch returns None for
+tuples of those nested at most DEPTH deep, a NoteBlock of bytes and strings, no PROXY header); pack_batch returns None for
 any other batch, and the store pickles it (the form says which).
 """
 
@@ -52,6 +52,8 @@ HEADER = struct.Struct("<4sBBHIQ")
 FORM_OBJECTS, FORM_FLAT, FORM_PACKED = 0, 1, 2
 TAG_STR, TAG_INT, TAG_TUPLE = 1, 2, 3
 NONE = 0xFFFFFFFF
+DEPTH = 8
+"""Tuples nest at most this deep in a field (L2 paths: 2); deeper, the batch is pickled."""
 RECORD = struct.Struct("<10I16qI6I")
 DIALOGUE = struct.Struct("<7I5qBB")
 _U32 = struct.Struct("<I")
@@ -92,12 +94,14 @@ def pack_batch_py(batch: list) -> bytes | None:
     table: list = []
     index: dict = {}
 
-    def ref(v) -> int:
+    def ref(v, depth=0) -> int:
         if v is None:
             return NONE
         t = type(v)
         if t is tuple:  # its items first (they are in the table already if the tuple is)
-            refs = [ref(x) for x in v]
+            if depth >= DEPTH:
+                raise _Unpackable
+            refs = [ref(x, depth + 1) for x in v]
             i = index.get(v)
             if i is not None:
                 return i
