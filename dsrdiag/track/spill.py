@@ -489,23 +489,28 @@ class StoreError(DsrdiagError):
 
 def _read_run(path: str, start: int, end: int):
     size = packed.HEADER.size
+    buf = memoryview(bytearray(size))  # one batch at a time, read into the same buffer (grown to the largest)
     with open(path, "rb", buffering=0) as f:
         f.seek(start)
         pos = start
         while pos < end:
-            head = f.read(size)
             try:
-                form, _, n = packed.header(head)
-                frame = bytearray(size + n)
-                frame[:size] = head
-                if f.readinto(memoryview(frame)[size:]) != n or pos + size + n > end:
+                if f.readinto(buf[:size]) != size:
+                    raise packed.BatchError("record store: a batch is cut short (in its header)")
+                form, _, n = packed.header(buf[:size])
+                if size + n > len(buf):
+                    head = bytes(buf[:size])
+                    buf = memoryview(bytearray(size + n))
+                    buf[:size] = head
+                frame = buf[:size + n]
+                if pos + size + n > end or f.readinto(frame[size:]) != n:
                     raise packed.BatchError("record store: a batch is cut short")
                 pos += size + n
                 if form == packed.FORM_PACKED:
                     batch = unpack_batch(frame)
                 else:
                     try:
-                        batch = pickle.loads(memoryview(frame)[size:])
+                        batch = pickle.loads(frame[size:])
                         if form == packed.FORM_FLAT:
                             batch = unflatten_all(batch)
                     except Exception:  # noqa: BLE001 - a damaged pickle raises any of a dozen types
