@@ -403,6 +403,7 @@ PyObject *sp_unpack_batch(PyObject *mod, PyObject *args) {
     Py_ssize_t size = view.len;
     PyObject **vals = NULL, *out = NULL;
     uint32_t nv = 0, made = 0;
+    int gc_was = 0;
     if (size < SP_HEADER || memcmp(p, "DSRS", 4) || p[4] != SP_VERSION || p[5] != SP_FORM_PACKED) {
         PyErr_SetString(PyExc_ValueError, size < SP_HEADER ? "record store: a batch is cut short (in its header)"
                                                          : "record store: not a packed batch of this version");
@@ -417,6 +418,9 @@ PyObject *sp_unpack_batch(PyObject *mod, PyObject *args) {
     in.p += 4;
     if ((uint64_t)nv > (uint64_t)(in.end - in.p)) { damaged("more entries than bytes"); goto done; }
     if (!(vals = PyMem_Calloc(nv ? nv : 1, sizeof(PyObject *)))) { PyErr_NoMemory(); goto done; }
+    /* no collection while the batch is made: each would only look at the young values and records
+       made so far, none of them garbage; the collector runs once after, when it is due */
+    gc_was = PyGC_Disable();
     for (; made < nv; made++) {
         if (in.end - in.p < 1) { damaged("cut short in the table"); goto done; }
         unsigned char tag = *in.p++;
@@ -451,6 +455,7 @@ PyObject *sp_unpack_batch(PyObject *mod, PyObject *args) {
     if ((uint64_t)count > (uint64_t)(in.end - in.p) / SP_RECORD) { damaged("more records than bytes"); goto done; }
     if (!(out = PyList_New(count))) goto done;
     PyObject_GC_UnTrack(out);              /* tracked again once every slot is filled */
+
     for (uint32_t i = 0; i < count; i++) {
         PyObject *c = read_record(&in, vals, nv, &ty);
         if (!c) { Py_CLEAR(out); goto done; }
@@ -459,6 +464,7 @@ PyObject *sp_unpack_batch(PyObject *mod, PyObject *args) {
     if (in.p != in.end) { Py_CLEAR(out); damaged("bytes after the last record"); }
     else PyObject_GC_Track(out);
 done:
+    if (gc_was) PyGC_Enable();
     if (vals) { for (uint32_t i = 0; i < made; i++) Py_XDECREF(vals[i]); PyMem_Free(vals); }
     PyBuffer_Release(&view);
     return out;
