@@ -2040,8 +2040,9 @@ done:
 }
 
 /* ---- records.flatten / unflatten, a batch at a time ------------------------------------------
-   The record store pickles each record flattened (records.py flatten says why) and rebuilds it on
-   every pass over the store: in Python, ~2 us and ~2.5 us a record, the three NoteBlocks' __init__
+   The record store pickles each record of a batch that does not pack (track/packed.py; the
+   others are packed by track/_storepack.c) flattened (records.py flatten says why) and rebuilds
+   it on every pass over the store: in Python, ~2 us and ~2.5 us a record, the three NoteBlocks' __init__
    most of it. These are the peers of records.flatten_all_py / unflatten_all_py (tests/test_record_kit.py
    compares them); `types` is (Connection, NoteBlock, SmtpDialogue). */
 #define FLAT_N 33
