@@ -20,6 +20,7 @@
 #include "structmember.h"          /* PyMemberDef: NoteBlock's slots by offset */
 #include "_smtpfollow.h"
 #include "_lonerow.h"
+#include "_storepack.h"
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -2080,8 +2081,9 @@ done:
 }
 
 /* ---- records.flatten / unflatten, a batch at a time ------------------------------------------
-   The record store pickles each record flattened (records.py flatten says why) and rebuilds it on
-   every pass over the store: in Python, ~2 us and ~2.5 us a record, the three NoteBlocks' __init__
+   The record store pickles each record of a batch that does not pack (track/packed.py; the
+   others are packed by track/_storepack.c) flattened (records.py flatten says why) and rebuilds
+   it on every pass over the store: in Python, ~2 us and ~2.5 us a record, the three NoteBlocks' __init__
    most of it. These are the peers of records.flatten_all_py / unflatten_all_py (tests/test_record_kit.py
    compares them); `types` is (Connection, NoteBlock, SmtpDialogue). */
 #define FLAT_N 33
@@ -2121,7 +2123,14 @@ static int record_types(PyObject *types, PyTypeObject **conn, PyTypeObject **nb,
     return plain_types(*conn, *nb, *dlg);
 }
 
-typedef struct { PyTypeObject *conn, *nb, *dlg; } rtypes_t;
+/* the same, for the record store's packed batches (track/_storepack.c) */
+int rec_types(PyObject *types, rtypes_t *ty) { return record_types(types, &ty->conn, &ty->nb, &ty->dlg); }
+PyObject *rec_nb_get(PyObject *b, int i) {
+    if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) return NULL;
+    if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) return NULL;
+    return nb_get(b, i);
+}
+PyObject *rec_note_block(PyTypeObject *tp, PyObject *data, PyObject *strs) { return note_block_of(tp, data, strs); }
 
 /* dst[0:25] = src[0:25] (new references), then dst[25:25+n] = v (stolen) */
 static void put_record(PyObject *dst, PyObject *src, PyObject **v, int n) {
@@ -2204,6 +2213,8 @@ static PyObject *ct_unflatten_all(PyObject *mod, PyObject *args) { return map_re
 static PyMethodDef module_methods[] = {
     {"flatten_all", ct_flatten_all, METH_VARARGS, "flatten_all(records, (Connection, NoteBlock, SmtpDialogue)): records.flatten of each"},
     {"unflatten_all", ct_unflatten_all, METH_VARARGS, "unflatten_all(flat, (Connection, NoteBlock, SmtpDialogue)): records.unflatten of each"},
+    {"pack_batch", sp_pack_batch, METH_VARARGS, "pack_batch(records, (Connection, NoteBlock, SmtpDialogue)): track/packed.py's packed batch, or None"},
+    {"unpack_batch", sp_unpack_batch, METH_VARARGS, "unpack_batch(data, (Connection, NoteBlock, SmtpDialogue)): the records of a packed batch"},
     {"follow", ct_follow, METH_VARARGS, "follow(chunks, parse_proxy): the C SMTP follower's state after these chunks (tests)"},
     {NULL}
 };
