@@ -8,6 +8,8 @@ pickled instead, and ordinary records never are; damaged bytes give ValueError, 
 from __future__ import annotations
 
 import os
+import resource
+import struct
 import random
 import tempfile
 from pathlib import Path
@@ -395,3 +397,69 @@ def test_store_codec_under_the_sanitizer_passes_this_module_cleanly(tmp_path):
                                        "dsrdiag.track._conntrack": ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c",
                                                                     "dsrdiag/track/_storepack.c"]})
     _asan.run_module_tests(sanitized, str(Path(__file__)), tmp_path / "t", timeout=1500, malloc=True)
+
+
+# ---- damaged batches the review found (nesting, note layout, header lengths) ---------------------
+
+def _chain_batch(levels: int, notes: bytes = b"") -> bytes:
+    """A packed batch of one record whose orig_l2 is a chain of 1-tuples `levels` deep (and whose
+    packet notes are `notes`), written by hand: what a damaged or crafted store file could hold."""
+    ents = [struct.pack("<BI", packed.TAG_STR, 1) + b"x", struct.pack("<BI", packed.TAG_TUPLE, 0)]
+    for i in range(levels):
+        ents.append(struct.pack("<BII", packed.TAG_TUPLE, 1, len(ents) - 1 if i else 0))
+    refs = [0, 0, 0, 0, 0, 0, 0, len(ents) - 1 if levels else 1, 0, packed.NONE]
+    rec = packed.RECORD.pack(*refs, *[0] * 16, 0, 1, len(notes), 1, 0, 1, 0) + notes
+    body = struct.pack("<I", len(ents)) + b"".join(ents) + rec
+    return packed.HEADER.pack(packed.MAGIC, packed.VERSION, packed.FORM_PACKED, 0, 1, len(body)) + body
+
+
+def _readers():
+    out = [packed.unpack_batch_py]
+    native = records._record_native()
+    if native is not None and hasattr(native, "unpack_batch"):
+        out.append(lambda data: native.unpack_batch(data, records._TYPES))
+    return out
+
+
+@pytest.mark.parametrize("levels", [packed.DEPTH + 1, 300_000])
+def test_tuples_nested_deeper_than_the_writers_allow_are_refused_by_both_readers(levels):
+    """hash() of such a record would recurse without bound in C (tuplehash has no guard): refused."""
+    for read in _readers():
+        with pytest.raises(ValueError):
+            read(_chain_batch(levels))
+
+
+def test_tuples_nested_as_deep_as_the_writers_allow_are_read_by_both_readers():
+    for read in _readers():
+        (c,) = read(_chain_batch(packed.DEPTH))
+        depth, v = 0, c.orig_l2
+        while type(v) is tuple and v:
+            depth, v = depth + 1, v[0]
+        assert depth == packed.DEPTH and v == "x" and hash(c) is not None
+
+
+def test_a_note_block_that_is_not_whole_notes_is_refused_by_both_readers_and_never_written():
+    note = records._NOTE.pack(1, 2, 0, 2, 0, -1, -1, 64, 1, 0, -1, -1)
+    for read in _readers():
+        with pytest.raises(ValueError):
+            read(_chain_batch(2, b"\x00" * 5))
+        with pytest.raises(ValueError):
+            read(_chain_batch(2, note + b"\x00"))
+        (c,) = read(_chain_batch(2, note))
+        assert len(list(c.packets)) == 1
+    (c,) = packed.unpack_batch_py(_chain_batch(2, note))
+    odd = c._replace(packets=records.NoteBlock(b"\x00" * 5, ()))
+    assert packed.pack_batch_py([odd]) is None
+    native = records._record_native()
+    if native is not None and hasattr(native, "pack_batch"):
+        assert packed.pack_batch([odd]) is None
+
+
+@pytest.mark.parametrize("length", [2 ** 63, 2 ** 62, 10 ** 12, 600 * 2 ** 20])
+def test_a_damaged_body_length_in_a_store_file_is_a_store_error_and_no_allocation(tmp_path, length):
+    path = tmp_path / "x.records"
+    path.write_bytes(packed.HEADER.pack(packed.MAGIC, packed.VERSION, packed.FORM_PACKED, 0, 1, length) + bytes(16))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(spill.StoreError):
+        list(spill._read_run(str(path), 0, path.stat().st_size))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: no buffer of the length

@@ -19,6 +19,7 @@
 #define SP_RECORD 196                     /* "<10I16qI6I" */
 #define SP_DIALOGUE 70                    /* "<7I5qBB" */
 #define SP_NONE 0xFFFFFFFFu
+#define SP_NOTE 41                        /* a packed note's size (records._NOTE): a note block is whole notes */
 #define SP_DEPTH 8                        /* tuples nest this deep at most (L2 paths: 2) */
 enum { TAG_STR = 1, TAG_INT = 2, TAG_TUPLE = 3 };
 enum { UNPACKABLE = -2 };
@@ -235,7 +236,8 @@ static int pack_record(packer_t *k, PyObject *c, const rtypes_t *ty) {
         PyObject *nb = PyTuple_GET_ITEM(c, 25 + i), *strs;
         if (Py_TYPE(nb) != ty->nb) { r = UNPACKABLE; break; }
         if (!(data[i] = rec_nb_get(nb, 0))) { r = -1; break; }
-        if (!PyBytes_CheckExact(data[i]) || (uint64_t)PyBytes_GET_SIZE(data[i]) > 0xFFFFFFFFu) { r = UNPACKABLE; break; }
+        if (!PyBytes_CheckExact(data[i]) || (uint64_t)PyBytes_GET_SIZE(data[i]) > 0xFFFFFFFFu
+            || PyBytes_GET_SIZE(data[i]) % SP_NOTE) { r = UNPACKABLE; break; }
         if (!(strs = rec_nb_get(nb, 1))) { r = -1; break; }
         r = PyTuple_CheckExact(strs) ? ref_of(k, strs, &notes[2 * i], 0) : UNPACKABLE;
         Py_DECREF(strs);
@@ -377,6 +379,7 @@ static PyObject *read_record(rd_t *in, PyObject **vals, uint32_t nv, const rtype
     for (int i = 0; i < 3; i++) {
         uint32_t sr = le32(p + 172 + 8 * i), len = le32(p + 176 + 8 * i);
         if ((uint64_t)(in->end - in->p) < len) { damaged("cut short in notes"); return drop_all(v, 30); }
+        if (len % SP_NOTE) { damaged("a note block's length"); return drop_all(v, 30); }
         if (sr >= nv || !PyTuple_CheckExact(vals[sr])) { damaged("notes' strings are not a tuple"); return drop_all(v, 30); }
         PyObject *data = PyBytes_FromStringAndSize((const char *)in->p, len);
         if (!data) return drop_all(v, 30);
@@ -402,6 +405,7 @@ PyObject *sp_unpack_batch(PyObject *mod, PyObject *args) {
     const unsigned char *p = view.buf;
     Py_ssize_t size = view.len;
     PyObject **vals = NULL, *out = NULL;
+    unsigned char *height = NULL;          /* per entry: its tuple levels (0: a str or an int), as the writers bound them */
     uint32_t nv = 0, made = 0;
     int gc_was = 0;
     if (size < SP_HEADER || memcmp(p, "DSRS", 4) || p[4] != SP_VERSION || p[5] != SP_FORM_PACKED) {
@@ -417,7 +421,10 @@ PyObject *sp_unpack_batch(PyObject *mod, PyObject *args) {
     nv = le32(in.p);
     in.p += 4;
     if ((uint64_t)nv > (uint64_t)(in.end - in.p)) { damaged("more entries than bytes"); goto done; }
-    if (!(vals = PyMem_Calloc(nv ? nv : 1, sizeof(PyObject *)))) { PyErr_NoMemory(); goto done; }
+    if (!(vals = PyMem_Calloc(nv ? nv : 1, sizeof(PyObject *))) || !(height = PyMem_Calloc(nv ? nv : 1, 1))) {
+        PyErr_NoMemory();
+        goto done;
+    }
     /* no collection while the batch is made: each would only look at the young values and records
        made so far, none of them garbage; the collector runs once after, when it is due */
     gc_was = PyGC_Disable();
@@ -441,13 +448,19 @@ PyObject *sp_unpack_batch(PyObject *mod, PyObject *args) {
             if ((uint64_t)(in.end - in.p) / 4 < n) { damaged("cut short in a tuple"); goto done; }
             PyObject *t = PyTuple_New(n);
             if (!t) goto done;
+            unsigned h = 1;
             for (uint32_t i = 0; i < n; i++) {
                 uint32_t r = le32(in.p + 4 * i);
                 if (r != SP_NONE && r >= made) { Py_DECREF(t); damaged("a tuple's item after it"); goto done; }
+                if (r != SP_NONE && height[r] >= h) h = height[r] + 1u;
                 PyObject *x = r == SP_NONE ? Py_None : vals[r];
                 Py_INCREF(x);
                 PyTuple_SET_ITEM(t, i, x);
             }
+            /* deeper than the writers write (SP_DEPTH): a damaged batch, whose record hash() would
+               recurse without bound (tuplehash has no guard) */
+            if (h > SP_DEPTH) { Py_DECREF(t); damaged("tuples nested deeper than the writers allow"); goto done; }
+            height[made] = (unsigned char)h;
             in.p += 4 * (size_t)n;
             vals[made] = t;
         }
@@ -466,6 +479,7 @@ PyObject *sp_unpack_batch(PyObject *mod, PyObject *args) {
 done:
     if (gc_was) PyGC_Enable();
     if (vals) { for (uint32_t i = 0; i < made; i++) Py_XDECREF(vals[i]); PyMem_Free(vals); }
+    PyMem_Free(height);
     PyBuffer_Release(&view);
     return out;
 }

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import struct
 
-from dsrdiag.track.records import Connection, NoteBlock, SmtpDialogue, _TYPES, _record_native
+from dsrdiag.track.records import _NOTE, Connection, NoteBlock, SmtpDialogue, _TYPES, _record_native
 
 MAGIC = b"DSRS"
 VERSION = 1
@@ -56,6 +56,10 @@ DEPTH = 8
 """Tuples nest at most this deep in a field (L2 paths: 2); deeper, the batch is pickled."""
 RECORD = struct.Struct("<10I16qI6I")
 DIALOGUE = struct.Struct("<7I5qBB")
+_MAX_LEN = 0xFFFFFFFE
+"""The longest text (bytes) or tuple an entry holds: the C writer's bound, so both pickle the same batches."""
+_NOTE_SIZE = _NOTE.size
+"""A note block's data is whole packed notes (records._NOTE): anything else is refused, not stored."""
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _TAG_LEN = struct.Struct("<BI")
@@ -105,12 +109,16 @@ def pack_batch_py(batch: list) -> bytes | None:
             i = index.get(v)
             if i is not None:
                 return i
+            if len(refs) > _MAX_LEN:
+                raise _Unpackable
             entry = _TAG_LEN.pack(TAG_TUPLE, len(refs)) + struct.pack(f"<{len(refs)}I", *refs)
         elif t is str:
             i = index.get(v)
             if i is not None:
                 return i
             b = v.encode("utf-8", "surrogatepass")
+            if len(b) > _MAX_LEN:
+                raise _Unpackable
             entry = _TAG_LEN.pack(TAG_STR, len(b)) + b
         elif t is int and _LOW <= v <= _HIGH:
             i = index.get(v)
@@ -118,6 +126,8 @@ def pack_batch_py(batch: list) -> bytes | None:
                 return i
             entry = bytes((TAG_INT,)) + _I64.pack(v)
         else:
+            raise _Unpackable
+        if len(table) >= NONE - 2:  # the C writer's cap: an index must never read as NONE
             raise _Unpackable
         i = index[v] = len(table)
         table.append(entry)
@@ -136,6 +146,8 @@ def pack_batch_py(batch: list) -> bytes | None:
         return out, mask
 
     records = []
+    if len(batch) > 0xFFFFFFFF:
+        return None
     try:
         for c in batch:
             if type(c) is not Connection or len(c) != 30:
@@ -144,7 +156,8 @@ def pack_batch_py(batch: list) -> bytes | None:
             nums, mask = ints(c[k] for k in _INT_FIELDS)
             notes, blobs = [], []
             for b in c[25:28]:
-                if type(b) is not NoteBlock or type(b._data) is not bytes or type(b._strs) is not tuple:
+                if type(b) is not NoteBlock or type(b._data) is not bytes or type(b._strs) is not tuple \
+                        or len(b._data) % _NOTE_SIZE or len(b._data) > 0xFFFFFFFF:
                     raise _Unpackable
                 notes += (ref(b._strs), len(b._data))
                 blobs.append(b._data)
@@ -198,10 +211,12 @@ def _unpack(data: bytes, pos: int, count: int) -> list:
     if n > end - pos:  # each entry takes at least a byte
         raise BatchError("record store: a damaged batch")
     values: list = []
+    heights: list = []  # per entry: its tuple levels (0: a str or an int), at most DEPTH as the writers write
     for _ in range(n):
         tag = data[pos]
         if tag == TAG_INT:
             values.append(_I64.unpack_from(data, pos + 1)[0])
+            heights.append(0)
             pos += 9
             continue
         if tag not in (TAG_STR, TAG_TUPLE):
@@ -212,6 +227,7 @@ def _unpack(data: bytes, pos: int, count: int) -> list:
             if k > end - pos:
                 raise BatchError("record store: a damaged batch")
             values.append(data[pos:pos + k].decode("utf-8", "surrogatepass"))
+            heights.append(0)
             pos += k
         else:
             if k > (end - pos) // 4:
@@ -220,6 +236,10 @@ def _unpack(data: bytes, pos: int, count: int) -> list:
             refs = struct.unpack_from(f"<{k}I", data, pos)
             pos += 4 * k
             values.append(tuple(None if r == NONE else _earlier(values, r, here) for r in refs))
+            h = 1 + max((heights[r] for r in refs if r != NONE), default=0)
+            if h > DEPTH:  # deeper than the writers write: hash() of the record would recurse without bound
+                raise BatchError("record store: a damaged batch (tuples nested deeper than the writers allow)")
+            heights.append(h)
 
     def val(r):
         return None if r == NONE else values[r]
@@ -236,7 +256,7 @@ def _unpack(data: bytes, pos: int, count: int) -> list:
         blocks = []
         for k in range(3):
             length = f[28 + 2 * k]
-            if length > end - pos:
+            if length > end - pos or length % _NOTE_SIZE:
                 raise BatchError("record store: a damaged batch")
             strs = val(f[27 + 2 * k])
             if type(strs) is not tuple:

@@ -498,12 +498,14 @@ def _read_run(path: str, start: int, end: int):
                 if f.readinto(buf[:size]) != size:
                     raise packed.BatchError("record store: a batch is cut short (in its header)")
                 form, _, n = packed.header(buf[:size])
+                if pos + size + n > end:  # before the buffer is sized from it: a damaged length is no allocation
+                    raise packed.BatchError("record store: a batch is cut short")
                 if size + n > len(buf):
                     head = bytes(buf[:size])
                     buf = memoryview(bytearray(size + n))
                     buf[:size] = head
                 frame = buf[:size + n]
-                if pos + size + n > end or f.readinto(frame[size:]) != n:
+                if f.readinto(frame[size:]) != n:
                     raise packed.BatchError("record store: a batch is cut short")
                 pos += size + n
                 if form == packed.FORM_PACKED:
