@@ -187,6 +187,64 @@ def test_the_document_written_through_the_c_writer_is_the_python_paths(jr, tmp_p
     assert with_c.count(b'"uid":') >= 300
 
 
+# ---- connections(): a batch in one call ---------------------------------------------------------
+
+def test_a_batch_is_each_records_item_joined_by_commas(jr, tmp_path):
+    """connections() of real records and crafted back-ends is b",".join of connection() of each, for
+    batches of every size from 0 (an empty batch: no bytes) up."""
+    pairs = _records([("lan", str(CAPTURES / "healthy.pcap")), ("be1", str(_gen(tmp_path / "s.pcap", "sessions", 40)))])
+    recs = [c for c, _ in pairs]
+    items = [_backend_bytes(BACKENDS[i % len(BACKENDS)]) for i in range(len(recs))]
+    assert len(recs) >= 40
+    for n in (0, 1, 2, 7, len(recs)):
+        want = b",".join(jr.connection(c, b) for c, b in zip(recs[:n], items[:n]))
+        assert jr.connections(recs[:n], items[:n]) == want
+
+
+def test_a_batch_holding_a_record_the_c_writer_declines_is_declined_whole(jr, base):
+    """Every record connection() leaves to Python (NONE, below) makes its batch None, wherever it
+    stands in it; the same batch without it is written."""
+    c, b = base
+    for case, make in _none_cases():
+        odd = make(c)
+        assert jr.connections([c, odd, c], [b"null"] * 3) is None, case
+        assert jr.connections([odd], [b"null"]) is None, case
+    assert jr.connections([c, c], [b"null"] * 2) is not None
+
+
+def test_a_batch_whose_lists_differ_or_whose_backend_is_not_bytes_is_an_error(jr, base):
+    c, _ = base
+    with pytest.raises(ValueError):
+        jr.connections([c, c], [b"null"])
+    with pytest.raises(TypeError):
+        jr.connections([c], ["null"])
+    with pytest.raises(TypeError):
+        jr.connections((c,), [b"null"])
+
+
+def test_the_document_writes_a_declined_record_in_its_place_among_batched_ones(jr, base, tmp_path):
+    """ConnectionItems.add_many: a batch the C writer declines (one record the Python path writes) is
+    written record by record, in order, as add() of each would: the list is the same bytes."""
+    c, b = base
+    odd = c._replace(missed_bytes=2 ** 63)
+    recs = [c._replace(uid=f"lan:C{i}") for i in range(5)] + [odd] + [c._replace(uid=f"lan:C{i}") for i in range(6, 9)]
+    backs = [b] * len(recs)
+
+    def written(batched: bool) -> bytes:
+        out = []
+        items = jsondoc.ConnectionItems(out.append)
+        if batched:
+            items.add_many(recs[:4], backs[:4])
+            items.add_many(recs[4:], backs[4:])
+        else:
+            for r, k in zip(recs, backs):
+                items.add(r, k)
+        return b"".join(out)
+    assert jsondoc.ConnectionItems(lambda d: None).many is jr.connections
+    assert written(True) == written(False)
+    assert orjson.loads(b"[" + written(True) + b"]")[5]["missed_bytes"] == 2 ** 63
+
+
 # ---- crafted records: every branch -------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -992,6 +992,50 @@ static PyObject *connection(PyObject *self, PyObject *const *args, Py_ssize_t na
     return out;
 }
 
+/* connections(records, backends) -> bytes | None: b",".join(connection(c, b) for each pair), or None
+   when connection() declines any of them (the caller then writes that batch one record at a time).
+   Why a batch: one call per record, its bytes object, the caller's comma and json_bytes scan cost
+   more than writing the item (200k sessions: ~2 us a record in Python around ~1 us in C). Each
+   record and back-end is held while it is written; a list changed meanwhile is an error. */
+static PyObject *connections(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *recs, *backs;
+    if (!PyArg_ParseTuple(args, "O!O!:connections", &PyList_Type, &recs, &PyList_Type, &backs)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(recs);
+    if (PyList_GET_SIZE(backs) != n) {
+        PyErr_SetString(PyExc_ValueError, "connections(): records and backends differ in length");
+        return NULL;
+    }
+    size_t cap = (size_t)(n ? n : 1) * 1200;    /* a record's item is ~1.1 KiB: one allocation, usually */
+    obuf o = {PyMem_Malloc(cap), 0, cap, 1};
+    if (!o.p) return PyErr_NoMemory();
+    int r = OK;
+    for (Py_ssize_t k = 0; k < n && r == OK; k++) {
+        if (PyList_GET_SIZE(recs) != n || PyList_GET_SIZE(backs) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "connections(): a list changed while it was written");
+            r = ERR;
+            break;
+        }
+        PyObject *c = PyList_GET_ITEM(recs, k), *b = PyList_GET_ITEM(backs, k);
+        if (!PyBytes_Check(b)) {
+            PyErr_Format(PyExc_TypeError, "backend must be bytes (the encoded back-end), not %.100s", Py_TYPE(b)->tp_name);
+            r = ERR;
+            break;
+        }
+        Py_INCREF(c);
+        Py_INCREF(b);
+        if (k) r = W_LIT(&o, ",");
+        if (r == OK) r = put_connection(&o, c, b);
+        Py_DECREF(c);
+        Py_DECREF(b);
+    }
+    PyObject *out = NULL;
+    if (r == OK) out = PyBytes_FromStringAndSize(o.p, (Py_ssize_t)o.n);
+    else if (r == DECLINE) { out = Py_None; Py_INCREF(out); }
+    PyMem_Free(o.p);
+    return out;
+}
+
 /* The tests' hooks: a double as connection() writes it (put_double), and round(D/div, nd) */
 static PyObject *fmt_double(PyObject *self, PyObject *arg) {
     (void)self;
@@ -1026,6 +1070,9 @@ static PyMethodDef methods[] = {
     {"connection", (PyCFunction)(void (*)(void))connection, METH_FASTCALL,
      "connection(c, backend) -> bytes | None: orjson.dumps(jsondoc._conn(c, b)) with backend the encoded "
      "back-end item, or None where the Python path must write this record"},
+    {"connections", connections, METH_VARARGS,
+     "connections(records, backends) -> bytes | None: b','.join(connection(c, b) for each pair), or None "
+     "where connection() declines any record of the batch"},
     {"_double", fmt_double, METH_O, "_double(x) -> bytes | None: a float as connection() writes it (the tests' hook)"},
     {"_rounded", fmt_rounded, METH_VARARGS,
      "_rounded(d_ns, ms=False) -> bytes | None: round(d/1e9, 6) (ms: round(d/1e6, 3)) as connection() writes it"},

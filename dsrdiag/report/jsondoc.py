@@ -397,6 +397,7 @@ class ConnectionItems:
         self.emit = emit
         self.first = True
         self.writer = _record_writer()
+        self.many = None if self.writer is None else getattr(_jsonrows, "connections", None)
         self.backends: dict[int, tuple] = {}  # id(back-end) -> (it, orjson's bytes of its item or None)
 
     def _backend_item(self, b) -> bytes | None:
@@ -423,6 +424,25 @@ class ConnectionItems:
             self.emit(b",")  # apart: a block's items are megabytes, not copied to add one byte
         self.emit(data)
 
+    def add_many(self, recs: list, backends: list) -> None:
+        """add() of each pair, in one call to the C writer (_jsonrows.connections) when it takes them
+        all; where it declines one (a record the Python path writes), one at a time."""
+        many = self.many
+        if many is not None:
+            items = [self._backend_item(b) for b in backends]
+            if None not in items:
+                data = many(recs, items)
+                if data is not None:
+                    data = json_bytes(data)  # equal to each item's json_bytes, joined (they split at ASCII)
+                    if self.first:
+                        self.first = False
+                        self.emit(data)
+                    else:
+                        self.emit(b"," + data)
+                    return
+        for c, b in zip(recs, backends):
+            self.add(c, b)
+
     def add(self, c, b) -> None:
         data = None
         if self.writer is not None:
@@ -435,6 +455,10 @@ class ConnectionItems:
             self.emit(data)
         else:
             self.emit(b"," + data)
+
+ITEMS_BATCH = 256
+"""Records written by one call of the C writer (ConnectionItems.add_many): ~280 KiB of JSON."""
+
 
 def write(r: Report, out, pretty: bool = False) -> None:
     """Write the document to `out`, the connections one at a time (compact, in C), read in record
@@ -461,11 +485,22 @@ def write(r: Report, out, pretty: bool = False) -> None:
             out.write(decoder.decode(data))
     items = ConnectionItems(emit)
     parts = getattr(r.connections, "parts", None)
+    recs: list = []
+    backends: list = []
     for c, b in parts() if parts is not None else r.connections:  # streamed from each capture's record store
         if type(c) is Block:  # lone SYNs: b is the capture's backend_of (track/lone.py)
+            if recs:
+                items.add_many(recs, backends)
+                recs, backends = [], []
             items.add_rows(c, b)
         else:
-            items.add(c, b)
+            recs.append(c)
+            backends.append(b)
+            if len(recs) == ITEMS_BATCH:
+                items.add_many(recs, backends)
+                recs, backends = [], []
+    if recs:
+        items.add_many(recs, backends)
     if buf is not None:
         buf.flush()
     out.write(head[cut:])

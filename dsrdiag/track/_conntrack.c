@@ -20,6 +20,7 @@
 #include "structmember.h"          /* PyMemberDef: NoteBlock's slots by offset */
 #include "_smtpfollow.h"
 #include "_lonerow.h"
+#include "_storepack.h"
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -228,6 +229,10 @@ static size_t zenc(uint8_t *out, const uint8_t *in, size_t n) {
     size_t i = 0, o = 0;
     while (i < n) {
         size_t z = 0, l = 0, s;
+        /* zeros a word at a time first: a frozen attempt's difference from its template is ~1 KB
+           of mostly zero bytes, one by one the most of a 100k flood's cycles in C (perf) */
+        uint64_t w;
+        while (i + 8 <= n && z + 8 <= 255 && (memcpy(&w, in + i, 8), w == 0)) { z += 8; i += 8; }
         while (i < n && in[i] == 0 && z < 255) { z++; i++; }
         s = i;
         while (i < n && l < 255 && !(in[i] == 0 && (i + 1 >= n || in[i + 1] == 0))) { l++; i++; }
@@ -1242,6 +1247,57 @@ static int str_index(str_t *strs, int *n, int kind, const uint8_t *p, int len) {
     return (*n)++;
 }
 
+/* The texts records repeat, made once: a MAC's text (kind 0, interned as before), a note's printable
+   first line (kind 1: "250 OK", "EHLO ..."), an SMTP command (kind 3, interned as before), each a
+   pure function of its bytes. A direct-mapped table of TEXTS entries, keyed by kind and bytes (at
+   most TEXT_MAX: a note's peek is 80), holding a reference to the str; a miss makes the str as
+   before and takes the entry. Why: a short session's record made ~12 such strings, each allocated,
+   decoded and for MACs and commands looked up in the interpreter's interned table (perf: ~1.5% of
+   a 200k-session run); a mail server's MACs, replies and commands are few. Equal strs either way. */
+#define TEXTS 512
+#define TEXT_MAX 80
+static struct text_entry { uint8_t kind, len; uint8_t b[TEXT_MAX]; PyObject *s; } texts[TEXTS];
+
+static PyObject *text_make(int kind, const uint8_t *p, int len) {
+    if (kind == 0) {
+        char mac[18];
+        static const char hex[] = "0123456789abcdef";
+        for (int k = 0; k < 6; k++) {
+            mac[3 * k] = hex[p[k] >> 4]; mac[3 * k + 1] = hex[p[k] & 15];
+            if (k < 5) mac[3 * k + 2] = ':';
+        }
+        PyObject *u = PyUnicode_FromStringAndSize(mac, 17);
+        if (u) PyUnicode_InternInPlace(&u);                       /* few MACs, cited many times */
+        return u;
+    }
+    if (kind == 3) {
+        PyObject *u = PyUnicode_DecodeLatin1((const char *)p, len, NULL);   /* what InternFromString made of its bytes */
+        if (u) PyUnicode_InternInPlace(&u);
+        return u;
+    }
+    return PyUnicode_DecodeASCII((const char *)p, len, NULL);
+}
+
+/* the str of (kind, bytes): a new reference */
+static PyObject *text_of(int kind, const uint8_t *p, int len) {
+    if (len < 0 || len > TEXT_MAX) return text_make(kind, p, len);
+    uint32_t h = 2166136261u ^ (uint32_t)kind;
+    for (int i = 0; i < len; i++) h = (h ^ p[i]) * 16777619u;
+    struct text_entry *e = &texts[(h ^ (h >> 15)) & (TEXTS - 1)];
+    if (e->s && e->kind == kind && e->len == len && memcmp(e->b, p, (size_t)len) == 0) {
+        Py_INCREF(e->s);
+        return e->s;
+    }
+    PyObject *u = text_make(kind, p, len);
+    if (!u) return NULL;
+    Py_INCREF(u);
+    Py_XSETREF(e->s, u);
+    e->kind = (uint8_t)kind;
+    e->len = (uint8_t)len;
+    memcpy(e->b, p, (size_t)len);
+    return u;
+}
+
 /* (packed bytes, strings): records.NoteBlock(data, strs), without a tuple per note */
 static PyObject *pack_notes(const notes_t *ns) {
     str_t strs[MAX_STRS];
@@ -1263,21 +1319,7 @@ static PyObject *pack_notes(const notes_t *ns) {
     PyObject *tup = PyTuple_New(nstr);
     if (!tup) { Py_DECREF(data); return NULL; }
     for (int i = 0; i < nstr; i++) {
-        PyObject *u;
-        if (strs[i].kind == 0) {
-            char mac[18];
-            static const char hex[] = "0123456789abcdef";
-            for (int k = 0; k < 6; k++) {
-                mac[3 * k] = hex[strs[i].p[k] >> 4]; mac[3 * k + 1] = hex[strs[i].p[k] & 15];
-                if (k < 5) mac[3 * k + 2] = ':';
-            }
-            u = PyUnicode_FromStringAndSize(mac, 17);
-            if (u) PyUnicode_InternInPlace(&u);                   /* few MACs, cited many times */
-        } else if (strs[i].kind == 2) {
-            u = PyUnicode_InternFromString("TLS");
-        } else {
-            u = PyUnicode_DecodeASCII((const char *)strs[i].p, strs[i].len, NULL);
-        }
+        PyObject *u = strs[i].kind == 2 ? PyUnicode_InternFromString("TLS") : text_of(strs[i].kind, strs[i].p, strs[i].len);
         if (!u) { Py_DECREF(data); Py_DECREF(tup); return NULL; }
         PyTuple_SET_ITEM(tup, i, u);
     }
@@ -1451,7 +1493,7 @@ static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
     }
     const char *w = (const char *)s->cmds.p;
     if (cmds) for (int i = 0; i < s->ncmds; i++, w += strlen(w) + 1) {
-        PyObject *u = PyUnicode_InternFromString(w);
+        PyObject *u = text_of(3, (const uint8_t *)w, (int)strlen(w));
         if (!u) { Py_CLEAR(cmds); break; }
         PyTuple_SET_ITEM(cmds, i, u);
     }
@@ -2039,8 +2081,9 @@ done:
 }
 
 /* ---- records.flatten / unflatten, a batch at a time ------------------------------------------
-   The record store pickles each record flattened (records.py flatten says why) and rebuilds it on
-   every pass over the store: in Python, ~2 us and ~2.5 us a record, the three NoteBlocks' __init__
+   The record store pickles each record of a batch that does not pack (track/packed.py; the
+   others are packed by track/_storepack.c) flattened (records.py flatten says why) and rebuilds
+   it on every pass over the store: in Python, ~2 us and ~2.5 us a record, the three NoteBlocks' __init__
    most of it. These are the peers of records.flatten_all_py / unflatten_all_py (tests/test_record_kit.py
    compares them); `types` is (Connection, NoteBlock, SmtpDialogue). */
 #define FLAT_N 33
@@ -2080,7 +2123,14 @@ static int record_types(PyObject *types, PyTypeObject **conn, PyTypeObject **nb,
     return plain_types(*conn, *nb, *dlg);
 }
 
-typedef struct { PyTypeObject *conn, *nb, *dlg; } rtypes_t;
+/* the same, for the record store's packed batches (track/_storepack.c) */
+int rec_types(PyObject *types, rtypes_t *ty) { return record_types(types, &ty->conn, &ty->nb, &ty->dlg); }
+PyObject *rec_nb_get(PyObject *b, int i) {
+    if (!s_data && !(s_data = PyUnicode_InternFromString("_data"))) return NULL;
+    if (!s_strs && !(s_strs = PyUnicode_InternFromString("_strs"))) return NULL;
+    return nb_get(b, i);
+}
+PyObject *rec_note_block(PyTypeObject *tp, PyObject *data, PyObject *strs) { return note_block_of(tp, data, strs); }
 
 /* dst[0:25] = src[0:25] (new references), then dst[25:25+n] = v (stolen) */
 static void put_record(PyObject *dst, PyObject *src, PyObject **v, int n) {
@@ -2163,6 +2213,8 @@ static PyObject *ct_unflatten_all(PyObject *mod, PyObject *args) { return map_re
 static PyMethodDef module_methods[] = {
     {"flatten_all", ct_flatten_all, METH_VARARGS, "flatten_all(records, (Connection, NoteBlock, SmtpDialogue)): records.flatten of each"},
     {"unflatten_all", ct_unflatten_all, METH_VARARGS, "unflatten_all(flat, (Connection, NoteBlock, SmtpDialogue)): records.unflatten of each"},
+    {"pack_batch", sp_pack_batch, METH_VARARGS, "pack_batch(records, (Connection, NoteBlock, SmtpDialogue)): track/packed.py's packed batch, or None"},
+    {"unpack_batch", sp_unpack_batch, METH_VARARGS, "unpack_batch(data, (Connection, NoteBlock, SmtpDialogue)): the records of a packed batch"},
     {"follow", ct_follow, METH_VARARGS, "follow(chunks, parse_proxy): the C SMTP follower's state after these chunks (tests)"},
     {NULL}
 };

@@ -273,9 +273,10 @@ _new = tuple.__new__
 
 def flatten(c: Connection) -> tuple:
     """A record as plain values (its note blocks as their bytes and strings, its dialogue as a
-    tuple): what the record store pickles. Why: a NamedTuple pickles through its __reduce__, a
-    Python call per object (the record, three note blocks, a dialogue); plain tuples of bytes, str
-    and int pickle and unpickle in C: measured 2x faster both ways on 20k SMTP sessions."""
+    tuple): what the record store pickles when a batch does not pack (track/packed.py: a PROXY
+    header in a dialogue, notes that could not be packed). Why: a NamedTuple pickles through its
+    __reduce__, a Python call per object (the record, three note blocks, a dialogue); plain tuples
+    of bytes, str and int pickle and unpickle in C: measured 2x faster both ways on 20k SMTP sessions."""
     s = c.smtp
     p, y, f = c.packets, c.syn_frames, c.forwarded_frames
     return c[:25] + (p._data, p._strs, y._data, y._strs, f._data, f._strs, None if s is None else tuple(s), c.tunneled_from)

@@ -7,7 +7,8 @@ file of sorted runs made by replacement selection (RecordSink). The same store i
 worker process hands the parent (it names the file: nothing is copied), and what the JSON
 connection list and a conn.log are written from: records are written once. Iteration merges the
 runs with the in-memory part by (first packet time, uid): the same order whether or not anything
-was spilled (docs/architecture.md, "The record store", says why pickled batches).
+was spilled. Batches of records are packed bytes (track/packed.py; docs/architecture.md, "The
+record store", says why).
 
 Files live in one temporary folder per run: the process that makes it (the parent: a Crew makes it
 before its workers fork, so that they share it) removes it with everything in it at exit, however
@@ -35,7 +36,8 @@ import tempfile
 import weakref
 
 from dsrdiag.core.errors import DsrdiagError
-from dsrdiag.track import lone
+from dsrdiag.track import lone, packed
+from dsrdiag.track.packed import pack_batch, unpack_batch
 from dsrdiag.track.records import Connection, flatten_all, unflatten_all
 
 LANE_MEMORY = 1 << 22
@@ -50,7 +52,7 @@ SPILL_AT = 5000
 sorted runs go to the capture's store file."""
 
 BATCH = 256
-"""Records per pickle in a run: what one reader of that run holds at a time."""
+"""Records per batch in a run (track/packed.py): what one reader of that run holds at a time."""
 FAN_IN = 16
 """Runs merged at once: beyond, FAN_IN runs of the same size class are merged into one (a tiered
 external merge: each record is rewritten log_FAN_IN(runs) times at most, never once per run), so
@@ -456,17 +458,21 @@ def _rebuild(memory, path, runs, count, lane=None) -> RecordSeq:
 
 
 def _dump(batch: list, f) -> None:
-    """One pickle of a batch: Connection records flattened to plain values (records.flatten says
-    why), anything else (the tests' records) as it is."""
-    if all(type(r) is Connection for r in batch):
-        pickle.dump((1, flatten_all(batch)), f, pickle.HIGHEST_PROTOCOL)
-    else:
-        pickle.dump((0, batch), f, pickle.HIGHEST_PROTOCOL)
+    """One batch (track/packed.py's frame): Connection records packed (pack_batch), or, where a
+    value is not of its plain type (a PROXY header in a dialogue, notes that could not be packed),
+    pickled flattened (records.flatten says why); anything else (the tests' records) pickled as it is."""
+    data = pack_batch(batch)
+    if data is None:
+        flat = all(type(r) is Connection for r in batch)
+        body = pickle.dumps(flatten_all(batch) if flat else batch, pickle.HIGHEST_PROTOCOL)
+        f.write(packed.HEADER.pack(packed.MAGIC, packed.VERSION, packed.FORM_FLAT if flat else packed.FORM_OBJECTS, 0,
+                                   len(batch), len(body)))
+        data = body
+    f.write(data)
 
 
 def _write_batches(f, records) -> None:
-    # pickles of BATCH records: each loads alone (nothing remembered between them), and a list
-    # loads at ~10 us a record where one pickle per record costs ~25 us
+    # batches of BATCH records: each reads alone (nothing is shared between them)
     batch = []
     for r in records:
         batch.append(r)
@@ -477,16 +483,44 @@ def _write_batches(f, records) -> None:
         _dump(batch, f)
 
 
+class StoreError(DsrdiagError):
+    """A store file that does not read back as it was written (changed or cut while the run used it)."""
+
+
 def _read_run(path: str, start: int, end: int):
-    with open(path, "rb", buffering=1 << 16) as f:
+    size = packed.HEADER.size
+    buf = memoryview(bytearray(size))  # one batch at a time, read into the same buffer (grown to the largest)
+    with open(path, "rb", buffering=0) as f:
         f.seek(start)
-        load, tell = pickle.load, f.tell
-        while tell() < end:
-            flat, batch = load(f)
-            if flat:
-                yield from unflatten_all(batch)
-            else:
-                yield from batch
+        pos = start
+        while pos < end:
+            try:
+                if f.readinto(buf[:size]) != size:
+                    raise packed.BatchError("record store: a batch is cut short (in its header)")
+                form, _, n = packed.header(buf[:size])
+                if pos + size + n > end:  # before the buffer is sized from it: a damaged length is no allocation
+                    raise packed.BatchError("record store: a batch is cut short")
+                if size + n > len(buf):
+                    head = bytes(buf[:size])
+                    buf = memoryview(bytearray(size + n))
+                    buf[:size] = head
+                frame = buf[:size + n]
+                if f.readinto(frame[size:]) != n:
+                    raise packed.BatchError("record store: a batch is cut short")
+                pos += size + n
+                if form == packed.FORM_PACKED:
+                    batch = unpack_batch(frame)
+                else:
+                    try:
+                        batch = pickle.loads(frame[size:])
+                        if form == packed.FORM_FLAT:
+                            batch = unflatten_all(batch)
+                    except Exception:  # noqa: BLE001 - a damaged pickle raises any of a dozen types
+                        raise packed.BatchError("record store: a damaged pickled batch") from None
+            except ValueError as e:  # BatchError, or the C unpacker's ValueError
+                raise StoreError(f"{path}: {e}") from None
+            del frame
+            yield from batch
 
 
 BAG_CHUNK = 1 << 15
