@@ -11,7 +11,6 @@ import os
 import resource
 import struct
 import random
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import pytest
 from dsrdiag.track import packed, records, spill
 from dsrdiag.track.records import Connection, NoteBlock, ProxyHeader, SmtpDialogue
 from tests.conftest import CAPTURES, REAL
+from tests.test_store import folder  # noqa: F401 - the store tests' temporary folder fixture, shared
 
 _native = pytest.importorskip("dsrdiag.track._conntrack", reason="the C extension was not built (no compiler)")
 
@@ -264,14 +264,6 @@ def _forms(path: str) -> list[int]:
             forms.append(form)
             f.seek(size, os.SEEK_CUR)
     return forms
-
-
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(spill, "_DIR", None)
-    monkeypatch.delenv("DSRDIAG_SPILL_AT", raising=False)
-    return tmp_path
 
 
 def _spilled(recs, folder, spill_at=2):

@@ -433,12 +433,7 @@ class ConnectionItems:
             if None not in items:
                 data = many(recs, items)
                 if data is not None:
-                    data = json_bytes(data)  # equal to each item's json_bytes, joined (they split at ASCII)
-                    if self.first:
-                        self.first = False
-                        self.emit(data)
-                    else:
-                        self.emit(b"," + data)
+                    self._put(json_bytes(data))  # equal to each item's json_bytes, joined (they split at ASCII)
                     return
         for c, b in zip(recs, backends):
             self.add(c, b)
@@ -449,7 +444,10 @@ class ConnectionItems:
             item = self._backend_item(b)
             if item is not None:
                 data = self.writer(c, item)  # None: a record the C writer leaves to Python (see there)
-        data = _encode(_conn(c, b)) if data is None else json_bytes(data)
+        self._put(_encode(_conn(c, b)) if data is None else json_bytes(data))
+
+    def _put(self, data: bytes) -> None:
+        """One item or a comma-joined run of items, after a comma unless it is the list's first."""
         if self.first:
             self.first = False
             self.emit(data)

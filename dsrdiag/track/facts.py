@@ -266,8 +266,9 @@ class Facts:
         self._known = None  # (syn_src, its length, _syn_src_known's index), made once syn_src is full
 
     def observe(self, c) -> None:
-        """Note one record. Why written out rather than through _seen_n(): it runs for every record as
-        it is made (a day of mail: millions), and each table's step is a lookup and two updates; the
+        """Note one record. Why syn_dst and syn_src are written out rather than through _seen_n(): it
+        runs for every record as it is made (a day of mail: millions), and their steps do more than
+        count (syn_ports filled with syn_dst, syn_src's bound) in the same lookup; the
         history is read as bits (track/history.py), TTLs as hops from a table, and a (server, port)
         already in syn_dst has its port in syn_ports (they are filled together)."""
         first = (c.first_ts_ns, c.uid)
@@ -313,15 +314,7 @@ class Facts:
                                  c.resp_l2[0][0] if c.resp_l2 else None, ip, host))
         resp_ttl = c.resp_ttl
         if c.orig_pkts:
-            key = (ip, port, o_hops, HOPS_OF(resp_ttl) if c.resp_pkts else None)
-            sides = self.sides
-            got = sides.get(key)
-            if got is None:
-                sides[key] = [1, first]
-            else:
-                got[0] += 1
-                if first < got[1]:
-                    got[1] = first
+            _seen_n(self.sides, (ip, port, o_hops, HOPS_OF(resp_ttl) if c.resp_pkts else None), first, 1)
         o_l2 = c.orig_l2
         fw = ()
         if c.orig_forwarded:
@@ -333,15 +326,7 @@ class Facts:
                 fw = self._fw[o_l2] = tuple(sorted(forwarders(c)))  # sorted: a set's order varies by run
         if s and not self.carried and (s.proxy is not None or s.xclient):
             self.carried = True
-        key = (ip, o_l2, fw, c.resp_l2, resp_ttl in INITIAL_TTLS, host)
-        paths = self.paths
-        got = paths.get(key)
-        if got is None:
-            paths[key] = [1, first]
-        else:
-            got[0] += 1
-            if first < got[1]:
-                got[1] = first
+        _seen_n(self.paths, (ip, o_l2, fw, c.resp_l2, resp_ttl in INITIAL_TTLS, host), first, 1)
 
     def observe_rows(self, block) -> None:
         """observe() of every record of a block of lone SYNs (track/lone.py), without making the
