@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import atexit
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 import heapq
+from heapq import heapify, heappop, heappush, heappushpop, heapreplace
 import os
 import pickle
 import shutil
@@ -172,15 +173,18 @@ class RecordSink:
         # DSRDIAG_SPILL_AT: a tuning knob (and how the tests make small captures spill)
         self.observe = observe
         self.spill_at = spill_at or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
-        self.heap: list = []
+        self.heap: list[int] = []  # first packet times of the records held for the current run
+        self._held: dict = {}  # first packet time -> record (of the current run)
+        self._ties: dict = {}  # first packet time -> its records, when more than one is held
         self.later: list = []  # records for the next run (they sort before the last one written)
+        self._full = False  # spill_at records held (in the heap and in `later`)
         self.count = 0
         self.files: list[str] = []  # the store: [] until a record is written, then its one path
         self.runs: list[tuple[int, int, int]] = []  # (size class, start offset, end offset)
         self._file = None
         self._batch: list = []
         self._run_start = 0
-        self._last = None  # the key last written to the current run
+        self._last = None  # the record last written to the current run
         self._owned = [True]
         # a sink abandoned halfway (an interrupt, a stopped worker) removes its store file too;
         # records() hands it to the RecordSeq
@@ -212,37 +216,87 @@ class RecordSink:
         lane.append(block.data, block.key(n - 1))
 
     def add(self, rec) -> None:
+        """The heap holds first packet times (ints: an int compares in a step, a (time, uid) tuple
+        in three), `_held` maps each to its record; records of one time (rare) wait in `_ties` and
+        leave in uid order. The order written is exactly (first packet time, uid)'s."""
         if self.observe is not None:
             self.observe(rec)
         self.count += 1
-        item = (rec.first_ts_ns, rec.uid, rec)
-        heap = self.heap
-        if len(heap) + len(self.later) < self.spill_at:
-            heapq.heappush(heap, item)
+        ts = rec.first_ts_ns
+        heap, held = self.heap, self._held
+        if not self._full:  # len(heap) + len(self.later) < spill_at (full, it stays full: one in, one out)
+            self._hold(rec)
+            heappush(heap, ts)
+            self._full = len(heap) >= self.spill_at
             return
-        if self._last is not None and item[:2] < self._last:
-            self.later.append(item)  # after the current run: it sorts before what it holds
-            out = heapq.heappop(heap)
+        last = self._last
+        if last is not None and (ts < last.first_ts_ns or ts == last.first_ts_ns and rec.uid < last.uid):
+            self.later.append(rec)  # after the current run: it sorts before what it holds
+            out = heappop(heap)
         else:
-            out = heapq.heappushpop(heap, item)
-        self._write(out)
+            if ts in held:  # self._hold(rec), inline: once per record
+                self._tie(ts, rec)
+            else:
+                held[ts] = rec
+            out = heappushpop(heap, ts)
+        ties = self._ties
+        rec = held.pop(out) if not ties or out not in ties else self._untie(out)
+        f = self._file
+        if f is None:
+            f = self._open()
+        self._last = rec
+        batch = self._batch
+        batch.append(rec)
+        if len(batch) >= BATCH:
+            _dump(batch, f)
+            batch.clear()
         if not heap:  # everything in memory waits for the next run
             self._end_run()
-            self.heap, self.later = self.later, []
-            heapq.heapify(self.heap)
+            later, self.later = self.later, []
+            for r in later:
+                self._hold(r)
+            self.heap = [r.first_ts_ns for r in later]
+            heapify(self.heap)
 
-    def _write(self, item) -> None:
-        if self._file is None:
-            fd, path = temp_file(".records")
-            self.files.append(path)  # owned (removed if abandoned) from the start
-            self._file = os.fdopen(fd, "wb", buffering=1 << 20)
-            self._handle[0] = self._file
-        self._last = item[:2]
-        batch = self._batch
-        batch.append(item[2])
-        if len(batch) >= BATCH:
-            _dump(batch, self._file)
-            batch.clear()
+    def _hold(self, rec) -> None:
+        ts = rec.first_ts_ns
+        if ts in self._held:
+            self._tie(ts, rec)
+        else:
+            self._held[ts] = rec
+
+    def _tie(self, ts: int, rec) -> None:
+        """A second record of a held time: the time's records wait in a list (`_held` keeps the
+        first one, a mark that the time is held, until the list is down to one)."""
+        same = self._ties.get(ts)
+        if same is None:
+            self._ties[ts] = [self._held[ts], rec]
+        else:
+            same.append(rec)
+
+    def _untie(self, ts: int):
+        """The record of time `ts` that sorts first by uid (the heap gives `ts` once per record)."""
+        same = self._ties[ts]
+        i = min(range(len(same)), key=lambda j: same[j].uid)
+        rec = same.pop(i)
+        if len(same) == 1:
+            del self._ties[ts]
+            self._held[ts] = same[0]
+        return rec
+
+    def _in_memory(self) -> list:
+        """Every record not written: held (ties once each) and waiting for the next run."""
+        ties = self._ties
+        out = [r for ts, r in self._held.items() if ts not in ties]
+        for same in ties.values():
+            out += same
+        return out + self.later
+
+    def _open(self):
+        fd, path = temp_file(".records")
+        self.files.append(path)  # owned (removed if abandoned) from the start
+        self._file = self._handle[0] = os.fdopen(fd, "wb", buffering=1 << 20)
+        return self._file
 
     def _end_run(self) -> None:
         f = self._file
@@ -260,14 +314,14 @@ class RecordSink:
             tail = self.runs[-FAN_IN:]
             f.flush()
             start = f.tell()
-            _write_batches(f, heapq.merge(*(_read_run(self.files[0], a, b) for _, a, b in tail), key=_order))
+            _write_batches(f, _merge([_read_batches(self.files[0], a, b) for _, a, b in tail]))
             end = f.tell()
             self.runs[-FAN_IN:] = [(level + 1, start, end)]
             self._run_start = end
 
     def records(self) -> "RecordSeq":
         self._end_run()
-        memory = tuple(item[2] for item in sorted(self.heap + self.later))
+        memory = tuple(sorted(self._in_memory(), key=_order))
         if self._file is not None:
             self._file.close()
             self._file = self._handle[0] = None
@@ -367,7 +421,7 @@ class RecordSeq:
     """The records, read only: iterate them (as often as needed, in first-packet order), take len().
 
     The in-memory part and the sorted runs of the capture's store file, merged as they are read
-    (heapq.merge: O(n log runs)); `path` and `runs` describe the store for another process (a
+    (_merge: by batch, a heap step where runs interleave); `path` and `runs` describe the store for another process (a
     worker hands its records over by naming them: nothing is copied)."""
 
     def __init__(self, memory: tuple = (), path: str | None = None, runs: tuple = (), count: int | None = None,
@@ -398,10 +452,10 @@ class RecordSeq:
         """The records that are not lone-SYN rows, in order."""
         if not self._runs:
             return iter(self._memory)
-        streams = [_read_run(self._path, a, b) for a, b in self._runs]
+        streams = [_read_batches(self._path, a, b) for a, b in self._runs]
         if len(streams) == 1 and not self._memory:
-            return streams[0]
-        return heapq.merge(self._memory, *streams, key=_order)
+            return _read_run(self._path, *self._runs[0])
+        return _merge([(self._memory,), *streams])
 
     def __iter__(self):
         if self._lane is None:
@@ -488,6 +542,13 @@ class StoreError(DsrdiagError):
 
 
 def _read_run(path: str, start: int, end: int):
+    """The records of one sorted run, in order."""
+    for batch in _read_batches(path, start, end):
+        yield from batch
+
+
+def _read_batches(path: str, start: int, end: int):
+    """The batches (lists of records) of one sorted run, in order."""
     size = packed.HEADER.size
     buf = memoryview(bytearray(size))  # one batch at a time, read into the same buffer (grown to the largest)
     with open(path, "rb", buffering=0) as f:
@@ -520,6 +581,67 @@ def _read_run(path: str, start: int, end: int):
             except ValueError as e:  # BatchError, or the C unpacker's ValueError
                 raise StoreError(f"{path}: {e}") from None
             del frame
+            yield batch
+
+
+def _merge(streams):
+    """The records of sorted streams of batches (sequences of records), merged: the same records in
+    the same order as heapq.merge(*records, key=_order) (on equal keys, the earlier stream's first).
+
+    Why by batch: a capture's runs overlap only where records ended out of turn (at its end,
+    finish_all ends the connections still open in table order: ~25,000 of 2M short sessions), so
+    most batches sort whole before every other stream's next record and are handed on for one
+    compare, not a key and a heap step per record (~1 us a record, on each of the passes)."""
+    heap = []
+    for i, stream in enumerate(streams):
+        it = iter(stream)
+        for batch in it:
+            if len(batch):
+                heap.append([_order(batch[0]), i, batch, 0, it])
+                break
+    heapify(heap)
+    while len(heap) > 1:
+        top = heap[0]
+        _, i, batch, pos, it = top
+        other = heap[1] if len(heap) == 2 or heap[1] < heap[2] else heap[2]  # the second smallest
+        (bts, buid), j = other[0], other[1]
+        last = batch[-1]
+        t = last.first_ts_ns
+        n = len(batch)
+        if t < bts or t == bts and (last.uid < buid or last.uid == buid and i < j):
+            end = n  # the whole rest of the batch comes before the other streams' next record
+        else:  # gallop: probe 1, 2, 4... ahead of pos (what comes before `other`), then bisect
+            lo, step = pos + 1, 1  # batch[pos] comes first: it is the smallest head
+            while True:
+                hi = pos + step
+                if hi >= n - 1:
+                    hi = n - 1  # batch[-1] does not come first (above)
+                    break
+                r = batch[hi]
+                t = r.first_ts_ns
+                if not (t < bts or t == bts and (r.uid < buid or r.uid == buid and i < j)):
+                    break
+                lo, step = hi + 1, step * 2
+            end = (bisect_right if i < j else bisect_left)(batch, (bts, buid), lo, hi, key=_order) if lo < hi else lo
+        if pos == 0 and end == n:
+            yield from batch
+        else:
+            yield from batch[pos:end]
+        if end < n:
+            top[0], top[3] = _order(batch[end]), end
+            heapreplace(heap, top)
+            continue
+        for batch in it:
+            if len(batch):
+                top[0], top[2], top[3] = _order(batch[0]), batch, 0
+                heapreplace(heap, top)
+                break
+        else:
+            heappop(heap)
+    if heap:
+        _, _, batch, pos, it = heap[0]
+        yield from batch[pos:] if pos else batch
+        for batch in it:
             yield from batch
 
 
