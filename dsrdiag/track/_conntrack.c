@@ -1222,7 +1222,13 @@ static PyObject *mac_or_none(const uint8_t *m, int has) {
 #define NOTE_SIZE 41          /* records._NOTE "<QqBBIhhBIIih" */
 #define MAX_STRS (3 * (MAX_NOTES > MAX_SYNS ? MAX_NOTES : MAX_SYNS))
 
-static void put_le(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static inline void put_le(uint8_t *p, uint64_t v, int n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, (size_t)n);                          /* n is a constant where it is called: one store */
+#else
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+#endif
+}
 
 /* conn.py payload_text: `TLS` for a TLS record, the first line if it is printable ASCII, else NULL
    (*len = 0); the text is payload[start:start + len] */
@@ -1323,7 +1329,11 @@ static PyObject *pack_notes(const notes_t *ns) {
         if (!u) { Py_DECREF(data); Py_DECREF(tup); return NULL; }
         PyTuple_SET_ITEM(tup, i, u);
     }
-    return Py_BuildValue("(NN)", data, tup);
+    PyObject *pair = PyTuple_New(2);
+    if (!pair) { Py_DECREF(data); Py_DECREF(tup); return NULL; }
+    PyTuple_SET_ITEM(pair, 0, data);
+    PyTuple_SET_ITEM(pair, 1, tup);
+    return pair;
 }
 
 static PyObject *side(const ep_t *ep, const ep_t *peer) {
@@ -1385,6 +1395,46 @@ static PyObject *cached(PyObject *cache, PyObject *fn, PyObject *key) {
 }
 
 static PyObject *shared_of(Tracker *t, PyObject *v) { return cached(KIT(t, K_SHC), KIT(t, K_SHF), v); }
+
+/* A direct-mapped memo in front of cached() for the values every record asks for again (its
+   addresses' texts, its history, its sides' MAC pairs), keyed by the raw bytes they are made from:
+   a hit makes no key object and hashes no tuple (a lookup through the kit's dict cost ~560
+   instructions, 7 a record: ~15% of making a record). An entry holds strong references to its
+   value and to the filler that gave it, and its key starts with a tag naming the use, so a match
+   is what that filler gave for these bytes: the fillers are pure functions of their keys
+   (track/intern.py), as text_of's texts are of their bytes; a collision only replaces the entry. */
+#define MEMO 1024
+#define MEMO_MAX 62
+enum { MEMO_IP = 1, MEMO_HIST, MEMO_L2 };
+static struct memo_entry { PyObject *fn, *v; uint8_t len; uint8_t b[MEMO_MAX + 1]; } memo[MEMO];
+
+/* the entry for (tag, bytes) of filler fn: its value (a new reference) or NULL with *slot set where
+   to memo_put it (NULL: too long to memoise) */
+static PyObject *memo_get(PyObject *fn, int tag, const uint8_t *p, int len, struct memo_entry **slot) {
+    *slot = NULL;
+    if (len < 0 || len > MEMO_MAX) return NULL;
+    uint32_t h = (2166136261u ^ (uint32_t)tag) * 16777619u;
+    for (int i = 0; i < len; i++) h = (h ^ p[i]) * 16777619u;
+    struct memo_entry *e = &memo[(h ^ (h >> 15)) & (MEMO - 1)];
+    *slot = e;
+    if (e->v && e->fn == fn && e->len == len + 1 && e->b[0] == (uint8_t)tag && memcmp(e->b + 1, p, (size_t)len) == 0) {
+        Py_INCREF(e->v);
+        return e->v;
+    }
+    return NULL;
+}
+
+/* v (a new reference, or NULL: passed through) as the entry's value; returns v */
+static PyObject *memo_put(struct memo_entry *e, PyObject *fn, int tag, const uint8_t *p, int len, PyObject *v) {
+    if (!e || !v) return v;
+    PyObject *old_fn = e->fn, *old_v = e->v;
+    Py_INCREF(fn); Py_INCREF(v);
+    e->fn = fn; e->v = v;
+    e->len = (uint8_t)(len + 1); e->b[0] = (uint8_t)tag; memcpy(e->b + 1, p, (size_t)len);
+    Py_XDECREF(old_v);                                 /* a str or a tuple of them: no Python code runs */
+    Py_XDECREF(old_fn);
+    return v;
+}
 
 static PyObject *s_data, *s_strs;   /* "_data", "_strs": NoteBlock's slots */
 
@@ -1519,7 +1569,28 @@ fail:
     return NULL;
 }
 
+static PyObject *l2_made(Tracker *t, const ep_t *ep);
+
 static PyObject *l2_of(Tracker *t, const ep_t *ep) {
+    uint8_t raw[MEMO_MAX];                             /* per pair: which MACs it has, then both */
+    int len = ep->npairs * 13;
+    struct memo_entry *slot = NULL;
+    PyObject *fn = KIT(t, K_L2F);
+    if (len <= MEMO_MAX) {
+        for (int i = 0; i < ep->npairs; i++) {
+            uint8_t *r = raw + 13 * i;
+            r[0] = (uint8_t)((ep->pairs[i].hs ? 1 : 0) | (ep->pairs[i].hd ? 2 : 0));
+            memcpy(r + 1, ep->pairs[i].s, 6); memcpy(r + 7, ep->pairs[i].d, 6);
+            if (!ep->pairs[i].hs) memset(r + 1, 0, 6);
+            if (!ep->pairs[i].hd) memset(r + 7, 0, 6);
+        }
+        PyObject *v = memo_get(fn, MEMO_L2, raw, len, &slot);
+        if (v) return v;
+    }
+    return memo_put(slot, fn, MEMO_L2, raw, len, l2_made(t, ep));
+}
+
+static PyObject *l2_made(Tracker *t, const ep_t *ep) {
     PyObject *key = PyTuple_New(ep->npairs);
     if (!key) return NULL;
     for (int i = 0; i < ep->npairs; i++) {
@@ -1531,7 +1602,55 @@ static PyObject *l2_of(Tracker *t, const ep_t *ep) {
 }
 
 static PyObject *ip_of(Tracker *t, const uint8_t *a, int alen) {
-    return cached(KIT(t, K_IPC), KIT(t, K_IPF), PyBytes_FromStringAndSize((const char *)a, alen));
+    struct memo_entry *slot;
+    PyObject *fn = KIT(t, K_IPF);
+    PyObject *v = memo_get(fn, MEMO_IP, a, alen, &slot);
+    if (v) return v;
+    return memo_put(slot, fn, MEMO_IP, a, alen, cached(KIT(t, K_IPC), fn, PyBytes_FromStringAndSize((const char *)a, alen)));
+}
+
+/* the record's history text, shared (shared_of) */
+static PyObject *history_of(Tracker *t, const conn_t *c) {
+    struct memo_entry *slot;
+    PyObject *fn = KIT(t, K_SHF);
+    const uint8_t *h = (const uint8_t *)(c->hist ? c->hist : "");
+    PyObject *v = memo_get(fn, MEMO_HIST, h, (int)c->hlen, &slot);
+    if (v) return v;
+    return memo_put(slot, fn, MEMO_HIST, h, (int)c->hlen, shared_of(t, PyUnicode_FromStringAndSize((const char *)h, (Py_ssize_t)c->hlen)));
+}
+
+/* conn_state's text, interned once per state (conn_state returns one of a few literals) */
+static PyObject *state_of(const conn_t *c) {
+    static struct { const char *s; PyObject *u; } seen[16];
+    const char *st = conn_state(c);
+    for (int i = 0; i < 16; i++) {
+        if (seen[i].s == st) { Py_INCREF(seen[i].u); return seen[i].u; }
+        if (!seen[i].s) {
+            PyObject *u = PyUnicode_InternFromString(st);
+            if (!u) return NULL;
+            Py_INCREF(u);                              /* the table's reference: kept for the process */
+            seen[i].s = st; seen[i].u = u;
+            return u;
+        }
+    }
+    return PyUnicode_InternFromString(st);
+}
+
+/* "{vantage}:C{num}": built here when the vantage is ASCII (PyUnicode_FromFormat parses its format
+   each time: ~1,600 instructions a record) */
+static PyObject *uid_of(PyObject *vantage, unsigned long long num) {
+    if (!PyUnicode_IS_ASCII(vantage)) return PyUnicode_FromFormat("%U:C%llu", vantage, num);
+    char digits[24];
+    int nd = 0;
+    do { digits[nd++] = (char)('0' + num % 10); num /= 10; } while (num);
+    Py_ssize_t vl = PyUnicode_GET_LENGTH(vantage);
+    PyObject *u = PyUnicode_New(vl + 2 + nd, 127);
+    if (!u) return NULL;
+    char *o = (char *)PyUnicode_DATA(u);
+    memcpy(o, PyUnicode_DATA(vantage), (size_t)vl);
+    o[vl] = ':'; o[vl + 1] = 'C';
+    for (int i = 0; i < nd; i++) o[vl + 2 + i] = digits[nd - 1 - i];
+    return u;
 }
 
 /* connection_record(capture, vantage, uid, *conn_tuple(c)) */
@@ -1541,7 +1660,7 @@ static PyObject *conn_record(Tracker *t, const conn_t *c) {
     PyTypeObject *tp = (PyTypeObject *)KIT(t, K_CONN);
     const ep_t *o = &c->e[0], *p = &c->e[1];
     PyObject *v[30] = {0};
-    if (!(v[0] = PyUnicode_FromFormat("%U:C%llu", KIT(t, K_VANTAGE), c->num))) goto fail;
+    if (!(v[0] = uid_of(KIT(t, K_VANTAGE), c->num))) goto fail;
     v[1] = KIT(t, K_CAPTURE); Py_INCREF(v[1]);
     v[2] = KIT(t, K_VANTAGE); Py_INCREF(v[2]);
     if (!(v[3] = ip_of(t, c->c_ip, c->alen))) goto fail;
@@ -1551,8 +1670,8 @@ static PyObject *conn_record(Tracker *t, const conn_t *c) {
     if (!(v[7] = PyLong_FromLong(c->alen == 4 ? 4 : 6))) goto fail;
     if (!(v[8] = PyLong_FromLongLong(c->first_ts))) goto fail;
     if (!(v[9] = PyLong_FromLongLong(c->last_ts))) goto fail;
-    if (!(v[10] = shared_of(t, PyUnicode_FromStringAndSize(c->hist ? c->hist : "", (Py_ssize_t)c->hlen)))) goto fail;
-    if (!(v[11] = PyUnicode_InternFromString(conn_state(c)))) goto fail;
+    if (!(v[10] = history_of(t, c))) goto fail;
+    if (!(v[11] = state_of(c))) goto fail;
     if (!(v[12] = PyLong_FromUnsignedLongLong(o->pkts))) goto fail;
     if (!(v[13] = PyLong_FromUnsignedLongLong(p->pkts))) goto fail;
     if (!(v[14] = PyLong_FromLongLong(side_bytes(o, p)))) goto fail;
