@@ -166,7 +166,10 @@ typedef struct {
    kept frozen, in one of two forms:
    - FROZE_LONE, a lone SYN attempt (one note that is also its one SYN note, history "S"): the note,
      and the conn_t's difference from the conn_t that one SYN makes (lone_template()), its runs of
-     zero bytes squeezed out: for the flood's attempt the difference is all zeros, ~8 bytes;
+     zero bytes squeezed out: for the flood's attempt the difference is all zeros, ~8 bytes (a
+     byte says which: 0 none, 1 the squeezed difference follows, 2 only the packet signature's
+     IP ID-or-window differs, its 4 bytes follow: an IPv6 SYN, which has no IP ID, signs with its
+     window, which the note does not hold);
    - FROZE_ZRUN, any other: its conn_t and notes with their runs of zero bytes squeezed out
      (~1.2 KB -> ~0.3 KB).
    It thaws, bytes for bytes (its pointers and capacities excepted), when its next packet comes or
@@ -319,8 +322,16 @@ static conn_t *freeze(conn_t *c) {
         lone_template(&want, &h, c->notes.v);
         o = zenc(buf, (const uint8_t *)c->notes.v, sizeof(note_t));
         uint8_t *w = (uint8_t *)&want, *x = (uint8_t *)&tmp;
+        uint32_t guess = want.e[0].sig_idw;
+        want.e[0].sig_idw = tmp.e[0].sig_idw;   /* without an IP ID (IPv6) the signature holds the window, */
+        int idw_only = guess != tmp.e[0].sig_idw && !memcmp(w + BODY, x + BODY, sizeof tmp - BODY);   /* not in the note */
+        want.e[0].sig_idw = guess;
         if (!memcmp(w + BODY, x + BODY, sizeof tmp - BODY)) buf[o++] = 0;       /* the template, exactly */
-        else {
+        else if (idw_only) {                                                     /* the template but for that */
+            buf[o++] = 2;
+            memcpy(buf + o, &tmp.e[0].sig_idw, 4);
+            o += 4;
+        } else {
             for (size_t i = BODY; i < sizeof tmp; i++) w[i] ^= x[i];
             buf[o++] = 1;
             o += zenc(buf + o, w + BODY, sizeof tmp - BODY);
@@ -354,7 +365,9 @@ static void lone_decode(const frozen_t *f, conn_t *c, note_t *n) {
     const uint8_t *in = f->data;
     in += zdec((uint8_t *)n, sizeof *n, in);
     lone_template(c, f, n);
-    if (*in++) {
+    uint8_t form = *in++;
+    if (form == 2) memcpy(&c->e[0].sig_idw, in, 4);
+    else if (form) {
         uint8_t x[sizeof(conn_t)];
         zdec(x + BODY, sizeof x - BODY, in);
         uint8_t *w = (uint8_t *)c;
