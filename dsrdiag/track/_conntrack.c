@@ -99,7 +99,9 @@ typedef struct {
     uint8_t same;              /* frozen_t FROZE_ZRUN: the SYN notes are the packet notes, stored once */ \
     uint8_t flip;              /* frozen_t FROZE_LONE: the originator's key is ckey's halves swapped */ \
     uint32_t hix;              /* its place in the timer heap (Tracker.heap), NOWHERE when not filed */ \
-    uint32_t dix;              /* its place on the dirty list (Tracker.dirty), NOWHERE when not on it */
+    uint32_t dix;              /* its place on the dirty list (Tracker.dirty), NOWHERE when not on it */ \
+    uint32_t khash;            /* key_hash(ckey)'s low bits, hashed once: filing it again when the table \
+                                  grows, finding its slot to thaw or remove it never hash the key again */
 
 typedef struct {
     ENTRY_HEAD
@@ -346,7 +348,7 @@ static conn_t *freeze(conn_t *c) {
     }
     frozen_t *f = PyMem_Malloc(offsetof(frozen_t, data) + o);
     if (!f) return NULL;
-    memcpy(f, c, BODY);                       /* the head: num, ckey, hix, dix */
+    memcpy(f, c, BODY);                       /* the head: num, ckey, hix, dix, khash */
     f->frozen = kind;
     f->same = same;
     f->flip = kind == FROZE_LONE ? flip : 0;
@@ -485,9 +487,10 @@ static uint64_t key_hash(const Tracker *t, const uint8_t *k) {
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-static conn_t *lookup(Tracker *t, const uint8_t *k) {
+/* the entry of key k, whose key_hash is h */
+static conn_t *lookup(Tracker *t, const uint8_t *k, uint32_t h) {
     if (!t->cap) return NULL;
-    size_t m = t->cap - 1, i = (size_t)key_hash(t, k) & m;
+    size_t m = t->cap - 1, i = (size_t)h & m;
     for (size_t n = 0; n < t->cap; n++, i = (i + 1) & m) {
         conn_t *c = t->slots[i];
         if (!c) return NULL;
@@ -518,7 +521,7 @@ static int grow(Tracker *t) {
 
 static int insert(Tracker *t, conn_t *c) {
     if ((t->used + t->tombs + 1) * 2 > t->cap && grow(t) < 0) return -1;
-    size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
+    size_t m = t->cap - 1, i = (size_t)c->khash & m;
     while (t->slots[i] && t->slots[i] != TOMB) i = (i + 1) & m;
     if (t->slots[i] == TOMB) t->tombs--;
     t->slots[i] = c;
@@ -546,7 +549,7 @@ static conn_t *thaw_at(Tracker *t, size_t i) {
 }
 
 static size_t slot_of(Tracker *t, const conn_t *c) {
-    size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
+    size_t m = t->cap - 1, i = (size_t)c->khash & m;
     while (t->slots[i] != c) i = (i + 1) & m;
     return i;
 }
@@ -1126,7 +1129,8 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
     uint8_t fwd[KEYLEN], ck[KEYLEN];
     make_key(fwd, p->src, p->sport, p->dst, p->dport, p->alen);
     canonical(ck, fwd);
-    conn_t *c = lookup(t, ck);
+    uint32_t kh = (uint32_t)key_hash(t, ck);
+    conn_t *c = lookup(t, ck, kh);
     uint8_t flags = p->flags;
     if (c && c->frozen && !(c = thaw_at(t, slot_of(t, c)))) return -1;
     if (c) {
@@ -1160,6 +1164,7 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
         }
         make_key(c->key, c->c_ip, c->c_port, c->s_ip, c->s_port, p->alen);
         memcpy(c->ckey, ck, KEYLEN);
+        c->khash = kh;
         for (int i = 0; i < 2; i++) c->e[i].rxmit_thr = c->e[i].zw_thr = c->e[i].gap_thr = 1;
         c->first_ts = c->last_ts = c->zlast = now;
         c->attempt_at = c->delete_at = NO_TIME;
