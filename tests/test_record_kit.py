@@ -292,6 +292,22 @@ except RuntimeError as e:
     assert p.returncode == 0 and "refused: Tracker re-entered" in p.stdout, p.stderr[-2000:]
 
 
+def test_a_kit_with_its_own_address_table_gets_that_tables_texts_not_another_kits():
+    """The C record maker's memo of texts by raw bytes (conn_record's ip_of) answers for one table
+    and filler: a kit whose table holds another text for an address gets that text, and a tracker
+    with record_kit() read after it still gets connection_record's, in either order."""
+    p = _run_isolated('''
+def client_ip(kit, n):
+    t = tracker(kit)
+    session(t, 40000 + n, 100 * n)
+    return t.finish_all()[0].client_ip
+own = list(record_kit("cap", "v"))
+own[5] = {CL: "this-kit"}
+print(client_ip(record_kit("cap", "v"), 0), client_ip(tuple(own), 1), client_ip(record_kit("cap", "v"), 2))
+''')
+    assert p.returncode == 0 and p.stdout.split() == ["192.0.2.1", "this-kit", "192.0.2.1"], (p.stdout, p.stderr[-2000:])
+
+
 def test_a_failing_kit_callback_raises_its_own_exception():
     p = _run_isolated('''
 kit = list(record_kit("cap", "v"))

@@ -1418,24 +1418,26 @@ static PyObject *shared_of(Tracker *t, PyObject *v) { return cached(KIT(t, K_SHC
    addresses' texts, its history, its sides' MAC pairs), keyed by the raw bytes they are made from:
    a hit makes no key object and hashes no tuple (a lookup through the kit's dict cost ~560
    instructions, 7 a record: ~15% of making a record). An entry holds strong references to its
-   value and to the filler that gave it, and its key starts with a tag naming the use, so a match
-   is what that filler gave for these bytes: the fillers are pure functions of their keys
-   (track/intern.py), as text_of's texts are of their bytes; a collision only replaces the entry. */
+   value and to the table and filler that gave it, and its key starts with a tag naming the use, so
+   a match is what that table and filler gave for these bytes: the fillers are pure functions of
+   their keys (track/intern.py) and fill only their own table, as text_of's texts are of their
+   bytes; a kit with another table (or another filler) never sees this one's values; a collision
+   only replaces the entry. */
 #define MEMO 1024
 #define MEMO_MAX 62
 enum { MEMO_IP = 1, MEMO_HIST, MEMO_L2 };
-static struct memo_entry { PyObject *fn, *v; uint8_t len; uint8_t b[MEMO_MAX + 1]; } memo[MEMO];
+static struct memo_entry { PyObject *cache, *fn, *v; uint8_t len; uint8_t b[MEMO_MAX + 1]; } memo[MEMO];
 
-/* the entry for (tag, bytes) of filler fn: its value (a new reference) or NULL with *slot set where
-   to memo_put it (NULL: too long to memoise) */
-static PyObject *memo_get(PyObject *fn, int tag, const uint8_t *p, int len, struct memo_entry **slot) {
+/* the entry for (tag, bytes) of table cache and filler fn: its value (a new reference) or NULL with
+   *slot set where to memo_put it (NULL: too long to memoise) */
+static PyObject *memo_get(PyObject *cache, PyObject *fn, int tag, const uint8_t *p, int len, struct memo_entry **slot) {
     *slot = NULL;
     if (len < 0 || len > MEMO_MAX) return NULL;
     uint32_t h = (2166136261u ^ (uint32_t)tag) * 16777619u;
     for (int i = 0; i < len; i++) h = (h ^ p[i]) * 16777619u;
     struct memo_entry *e = &memo[(h ^ (h >> 15)) & (MEMO - 1)];
     *slot = e;
-    if (e->v && e->fn == fn && e->len == len + 1 && e->b[0] == (uint8_t)tag && memcmp(e->b + 1, p, (size_t)len) == 0) {
+    if (e->v && e->cache == cache && e->fn == fn && e->len == len + 1 && e->b[0] == (uint8_t)tag && memcmp(e->b + 1, p, (size_t)len) == 0) {
         Py_INCREF(e->v);
         return e->v;
     }
@@ -1443,14 +1445,15 @@ static PyObject *memo_get(PyObject *fn, int tag, const uint8_t *p, int len, stru
 }
 
 /* v (a new reference, or NULL: passed through) as the entry's value; returns v */
-static PyObject *memo_put(struct memo_entry *e, PyObject *fn, int tag, const uint8_t *p, int len, PyObject *v) {
+static PyObject *memo_put(struct memo_entry *e, PyObject *cache, PyObject *fn, int tag, const uint8_t *p, int len, PyObject *v) {
     if (!e || !v) return v;
-    PyObject *old_fn = e->fn, *old_v = e->v;
-    Py_INCREF(fn); Py_INCREF(v);
-    e->fn = fn; e->v = v;
+    PyObject *old_cache = e->cache, *old_fn = e->fn, *old_v = e->v;
+    Py_INCREF(cache); Py_INCREF(fn); Py_INCREF(v);
+    e->cache = cache; e->fn = fn; e->v = v;
     e->len = (uint8_t)(len + 1); e->b[0] = (uint8_t)tag; memcpy(e->b + 1, p, (size_t)len);
     Py_XDECREF(old_v);                                 /* a str or a tuple of them: no Python code runs */
     Py_XDECREF(old_fn);
+    Py_XDECREF(old_cache);
     return v;
 }
 
@@ -1593,7 +1596,7 @@ static PyObject *l2_of(Tracker *t, const ep_t *ep) {
     uint8_t raw[MEMO_MAX];                             /* per pair: which MACs it has, then both */
     int len = ep->npairs * 13;
     struct memo_entry *slot = NULL;
-    PyObject *fn = KIT(t, K_L2F);
+    PyObject *cache = KIT(t, K_L2C), *fn = KIT(t, K_L2F);
     if (len <= MEMO_MAX) {
         for (int i = 0; i < ep->npairs; i++) {
             uint8_t *r = raw + 13 * i;
@@ -1602,10 +1605,10 @@ static PyObject *l2_of(Tracker *t, const ep_t *ep) {
             if (!ep->pairs[i].hs) memset(r + 1, 0, 6);
             if (!ep->pairs[i].hd) memset(r + 7, 0, 6);
         }
-        PyObject *v = memo_get(fn, MEMO_L2, raw, len, &slot);
+        PyObject *v = memo_get(cache, fn, MEMO_L2, raw, len, &slot);
         if (v) return v;
     }
-    return memo_put(slot, fn, MEMO_L2, raw, len, l2_made(t, ep));
+    return memo_put(slot, cache, fn, MEMO_L2, raw, len, l2_made(t, ep));
 }
 
 static PyObject *l2_made(Tracker *t, const ep_t *ep) {
@@ -1621,20 +1624,20 @@ static PyObject *l2_made(Tracker *t, const ep_t *ep) {
 
 static PyObject *ip_of(Tracker *t, const uint8_t *a, int alen) {
     struct memo_entry *slot;
-    PyObject *fn = KIT(t, K_IPF);
-    PyObject *v = memo_get(fn, MEMO_IP, a, alen, &slot);
+    PyObject *cache = KIT(t, K_IPC), *fn = KIT(t, K_IPF);
+    PyObject *v = memo_get(cache, fn, MEMO_IP, a, alen, &slot);
     if (v) return v;
-    return memo_put(slot, fn, MEMO_IP, a, alen, cached(KIT(t, K_IPC), fn, PyBytes_FromStringAndSize((const char *)a, alen)));
+    return memo_put(slot, cache, fn, MEMO_IP, a, alen, cached(cache, fn, PyBytes_FromStringAndSize((const char *)a, alen)));
 }
 
 /* the record's history text, shared (shared_of) */
 static PyObject *history_of(Tracker *t, const conn_t *c) {
     struct memo_entry *slot;
-    PyObject *fn = KIT(t, K_SHF);
+    PyObject *cache = KIT(t, K_SHC), *fn = KIT(t, K_SHF);
     const uint8_t *h = (const uint8_t *)(c->hist ? c->hist : "");
-    PyObject *v = memo_get(fn, MEMO_HIST, h, (int)c->hlen, &slot);
+    PyObject *v = memo_get(cache, fn, MEMO_HIST, h, (int)c->hlen, &slot);
     if (v) return v;
-    return memo_put(slot, fn, MEMO_HIST, h, (int)c->hlen, shared_of(t, PyUnicode_FromStringAndSize((const char *)h, (Py_ssize_t)c->hlen)));
+    return memo_put(slot, cache, fn, MEMO_HIST, h, (int)c->hlen, shared_of(t, PyUnicode_FromStringAndSize((const char *)h, (Py_ssize_t)c->hlen)));
 }
 
 /* conn_state's text, interned once per state (conn_state returns one of a few literals) */
@@ -2101,7 +2104,7 @@ static int set_kit(Tracker *s, PyObject *v, void *x) {
         }
         for (int i = K_IPC; i <= K_BNC; i += 2)
             if (!PyDict_Check(PyTuple_GET_ITEM(v, i))) { PyErr_SetString(PyExc_TypeError, "kit: the intern tables are dicts"); return -1; }
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(v, K_VANTAGE))) { PyErr_SetString(PyExc_TypeError, "kit: the vantage is a str"); return -1; }
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(v, K_VANTAGE))) { PyErr_SetString(PyExc_TypeError, "kit: the vantage is a str"); return -1; }
         for (int i = K_IPF; i < K_N; i++)
             if (i != K_SHC && i != K_L2C && i != K_BNC && !PyCallable_Check(PyTuple_GET_ITEM(v, i))) { PyErr_SetString(PyExc_TypeError, "kit: the table fillers are callables"); return -1; }
         if (plain_types((PyTypeObject *)PyTuple_GET_ITEM(v, K_CONN), (PyTypeObject *)PyTuple_GET_ITEM(v, K_NB), (PyTypeObject *)PyTuple_GET_ITEM(v, K_DLG)) < 0) return -1;
