@@ -166,8 +166,9 @@ typedef struct {
 /* A connection the sweep found still open with little state (no SMTP, no buffered segments, a few
    notes: a flood's attempt waiting out Zeek's 5 s attempt timer, a client retrying its SYN) is
    kept frozen, in one of two forms:
-   - FROZE_LONE, a lone SYN attempt (one note that is also its one SYN note, history "S"): the note,
-     and the conn_t's difference from the conn_t that one SYN makes (lone_template()), its runs of
+   - FROZE_LONE, a lone SYN attempt (one note that is also its one SYN note, history "S"): the note
+     (a byte 1 and its fields as they are when its payload bytes are all zero, as a SYN's are; else
+     a byte 0 and the note with its runs of zero bytes squeezed out), and the conn_t's difference from the conn_t that one SYN makes (lone_template()), its runs of
      zero bytes squeezed out: for the flood's attempt the difference is all zeros, ~8 bytes (a
      byte says which: 0 none, 1 the squeezed difference follows, 2 only the packet signature's
      IP ID-or-window differs, its 4 bytes follow: an IPv6 SYN, which has no IP ID, signs with its
@@ -298,6 +299,17 @@ static void lone_template(conn_t *c, const frozen_t *h, const note_t *n) {
 }
 
 /* a lone SYN attempt as it stands: the FROZE_LONE form fits it */
+#define NOTE_HEAD offsetof(note_t, peek)  /* a note's fields before its payload's first bytes */
+
+/* n bytes at p all zero */
+static int zero_bytes(const uint8_t *p, size_t n) {
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) { memcpy(&w, p + i, 8); acc |= w; }
+    for (; i < n; i++) acc |= p[i];
+    return acc == 0;
+}
+
 static int lone_shaped(const conn_t *c) {
     return c->hlen == 1 && c->hist[0] == 'S' && c->notes.n == 1 && c->syns.n == 1
            && !memcmp(c->notes.v, c->syns.v, sizeof(note_t));
@@ -322,7 +334,15 @@ static conn_t *freeze(conn_t *c) {
         frozen_t h;
         h.num = c->num; memcpy(h.ckey, c->ckey, KEYLEN); h.flip = flip;
         lone_template(&want, &h, c->notes.v);
-        o = zenc(buf, (const uint8_t *)c->notes.v, sizeof(note_t));
+        const uint8_t *nb = (const uint8_t *)c->notes.v;
+        if (zero_bytes(nb + NOTE_HEAD, sizeof(note_t) - NOTE_HEAD)) {   /* no peek (a SYN's note): its head as it is */
+            buf[0] = 1;
+            memcpy(buf + 1, nb, NOTE_HEAD);
+            o = 1 + NOTE_HEAD;
+        } else {
+            buf[0] = 0;
+            o = 1 + zenc(buf + 1, nb, sizeof(note_t));
+        }
         uint8_t *w = (uint8_t *)&want, *x = (uint8_t *)&tmp;
         uint32_t guess = want.e[0].sig_idw;
         want.e[0].sig_idw = tmp.e[0].sig_idw;   /* without an IP ID (IPv6) the signature holds the window, */
@@ -365,7 +385,11 @@ static conn_t *freeze(conn_t *c) {
 /* a FROZE_LONE entry's conn_t (bare(): no pointers) into c and its one note into n */
 static void lone_decode(const frozen_t *f, conn_t *c, note_t *n) {
     const uint8_t *in = f->data;
-    in += zdec((uint8_t *)n, sizeof *n, in);
+    if (*in++) {
+        memcpy(n, in, NOTE_HEAD);
+        memset((uint8_t *)n + NOTE_HEAD, 0, sizeof *n - NOTE_HEAD);
+        in += NOTE_HEAD;
+    } else in += zdec((uint8_t *)n, sizeof *n, in);
     lone_template(c, f, n);
     uint8_t form = *in++;
     if (form == 2) memcpy(&c->e[0].sig_idw, in, 4);
