@@ -1288,9 +1288,18 @@ static int payload_line(const note_t *n, int *len) {
 
 typedef struct { int kind; const uint8_t *p; int len; } str_t;   /* kind 0 MAC (6 bytes), 1 text, 2 "TLS" */
 
+static inline int mac_eq(const uint8_t *a, const uint8_t *b) {
+    uint32_t a4, b4; uint16_t a2, b2;
+    memcpy(&a4, a, 4); memcpy(&b4, b, 4); memcpy(&a2, a + 4, 2); memcpy(&b2, b + 4, 2);
+    return a4 == b4 && a2 == b2;
+}
+
 static int str_index(str_t *strs, int *n, int kind, const uint8_t *p, int len) {
-    for (int i = 0; i < *n; i++)
-        if (strs[i].kind == kind && strs[i].len == len && (kind == 2 || memcmp(strs[i].p, p, (size_t)len) == 0)) return i;
+    for (int i = 0; i < *n; i++) {
+        const str_t *e = &strs[i];
+        if (e->kind != kind || e->len != len) continue;
+        if (kind == 2 || (kind == 0 ? mac_eq(e->p, p) : memcmp(e->p, p, (size_t)len) == 0)) return i;   /* a MAC: two loads, not a call */
+    }
     strs[*n].kind = kind; strs[*n].p = p; strs[*n].len = len;
     return (*n)++;
 }
