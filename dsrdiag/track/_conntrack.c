@@ -1278,10 +1278,13 @@ static int payload_line(const note_t *n, int *len) {
     const uint8_t *d = n->peek;
     int np = n->npeek;
     if (np >= 3 && d[0] >= 0x14 && d[0] <= 0x17 && d[1] == 3) { *len = -1; return 1; }
-    int e = 0;
-    while (e < np && !(d[e] == '\n') && !(d[e] == '\r' && e + 1 < np && d[e + 1] == '\n')) e++;
-    if (e == 0) return 0;
-    for (int i = 0; i < e; i++) if (d[i] < 0x20 || d[i] > 0x7e) return 0;
+    int e = 0, bad = 0;   /* one pass: the line's end, and whether all before it is printable */
+    for (; e < np; e++) {
+        uint8_t ch = d[e];
+        if (ch == '\n' || (ch == '\r' && e + 1 < np && d[e + 1] == '\n')) break;
+        bad |= ch < 0x20 || ch > 0x7e;
+    }
+    if (e == 0 || bad) return 0;
     *len = e;
     return 1;
 }
