@@ -21,7 +21,7 @@ is also its one SYN note, and its one L2 pair and TTL are that packet's.
 # No `from __future__ import annotations`: Digest is built at every start (records.py says why).
 
 import os
-import socket
+import _socket as socket  # not socket.py: its enums and selectors cost ~2 ms at every start; these use inet_ntop/pton only
 import struct
 from array import array
 from typing import NamedTuple
