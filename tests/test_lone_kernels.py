@@ -1,13 +1,15 @@
 """The C peers of the lone-SYN row kernels give exactly what their Python references give.
 
 track/_lonerows.c: sort_rows = lone.sort_rows_py, digest = lone.digest_py (every field, its Python
-type and value); report/_jsonrows.c: items = b",".join(jsondoc._lone_items_py(...)), or None for
+type and value), digest_pairs and pairs_of = its pair fields and pairs; report/_jsonrows.c: items = b",".join(jsondoc._lone_items_py(...)), or None for
 exactly the blocks it documents as left to Python. Compared on random rows (seeded: IPv4 and IPv6,
 every MACs-present value, every TTL, numbers of many digit counts so that their text order is not
 their numeric order, many rows of one time, note times that differ from first_ts_ns, bytes past the
 address length, seconds on and across their boundaries, huge and tiny times) and on real rows (the
 reference tracker on generated floods, scans and sessions), plus the edges: no rows, one row, a
-buffer that is not whole rows, indexes out of range.
+buffer that is not whole rows, indexes out of range; and items of row ranges (jsondoc writes a
+block in pieces): consecutive ranges' bytes joined are the block's, a range declined by its own
+rows only, ranges outside the block refused.
 
 Skipped where the extensions were not built (no compiler): then the references run anyway.
 """
@@ -203,6 +205,20 @@ def test_digest_equals_the_reference_on_random_rows(rows_c, seed, v6, wild, odd)
     _same_digest(rows_c.digest(memoryview(data)[104 * 7:]), lone.digest_py(memoryview(data)[104 * 7:]))
 
 
+@pytest.mark.parametrize("seed,v6,wild,odd", [(0, 0.3, 0.3, True), (1, 1.0, 0.0, False)])
+def test_digest_pairs_and_pairs_of_equal_the_reference_on_random_rows(rows_c, seed, v6, wild, odd):
+    """The pair fields without the pairs' tuples, and the pairs made from them (lone.LazyDigest's two
+    steps), are the reference digest's; a first row outside the block is an IndexError (here too:
+    the sanitizer run below takes this module's tests)."""
+    data = random_rows(seed + 20, 1500, v6=v6, wild=wild, odd=odd)
+    ref = lone.digest_py(data)
+    assert rows_c.digest_pairs(data) == tuple(getattr(ref, name) for name in lone.PAIR_FIELDS)
+    assert rows_c.pairs_of(data, ref.row_group, ref.pair_first) == ref.pairs == \
+        lone.pairs_of_py(data, ref.row_group, ref.pair_first)
+    with pytest.raises(IndexError):
+        rows_c.pairs_of(data, ref.row_group, [len(data) // 104])
+
+
 def test_digest_reads_the_address_only_up_to_its_length(rows_c):
     """Two rows whose server and client fields differ only past the address length are one group
     and one pair; the same bytes with another length are another group."""
@@ -375,6 +391,94 @@ def test_items_index_out_of_range_is_an_index_error(items_c):
     with pytest.raises(IndexError):
         items_c.items(bytes(late), head, templates, ips, g, d.row_pair)
     assert items_c.items(bytes(late), head, templates, ips, d.row_group, d.row_pair) is None
+
+
+def _cuts(rng: random.Random, n: int) -> list[int]:
+    """0 = c0 < c1 < ... = n (n > 1): ranges of many sizes, single rows at both ends among them."""
+    return sorted({0, 1, n - 1, n, *(rng.randrange(n + 1) for _ in range(12))})
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_items_of_consecutive_row_ranges_concatenated_are_the_whole_list(items_c, seed):
+    """items() and items_text() of rows start..stop-1: a comma before each row but the block's
+    first, so that the ranges' bytes joined with nothing are the block's; the Python reference of
+    a range (its items, after a comma unless it starts at row 0) gives the same bytes."""
+    rng = random.Random(seed)
+    data = random_rows(seed + 40, 700, v6=0.5, clean=True)
+    block, head, templates, ips, d = _inputs(data)
+    whole = _reference(block, head, templates, ips, d)
+    cuts = _cuts(rng, len(block))
+    text, paired, ref = [], [], []
+    for a, b in zip(cuts, cuts[1:]):
+        text.append(items_c.items_text(data, head, templates, d.row_group, a, b))
+        paired.append(items_c.items(data, head, templates, ips, d.row_group, d.row_pair, a, b))
+        ref.append((b"," if a and b > a else b"") + b",".join(jsondoc._lone_items_py(block, head, templates, ips, d, a, b)))
+        assert text[-1] == paired[-1] == ref[-1], (a, b)
+        assert text[-1].startswith(b",") == (0 < a < b)
+    assert b"".join(text) == whole
+    assert items_c.items_text(data, head, templates, d.row_group, 0, -1) == whole  # -1: to the end
+
+
+def test_a_row_range_is_declined_by_its_own_rows_only(items_c):
+    """A row the C writer leaves to Python (a duration) declines the ranges that hold it, not the
+    others; jsondoc writes a block of several pieces with such a row as the reference does."""
+    good = random_rows(8, 3 * jsondoc.LONE_PIECE + 17, clean=True)
+    at = jsondoc.LONE_PIECE + 5
+    r = bytearray(good)
+    first = struct.unpack_from("<q", r, at * 104 + 16)[0]
+    struct.pack_into("<q", r, at * 104 + 24, first + 1_500)  # last_ts_ns: a duration
+    data = bytes(r)
+    block, head, templates, ips, d = _inputs(data)
+    assert items_c.items_text(data, head, templates, d.row_group, at, at + 1) is None
+    assert items_c.items_text(data, head, templates, d.row_group, 0, at) is not None
+    assert items_c.items_text(data, head, templates, d.row_group, at + 1, len(block)) is not None
+    assert items_c.items_text(data, head, templates, d.row_group) is None
+    pieces = list(jsondoc.lone_pieces(lone.Block(data, "cap.pcap", "fw-in"), _backend_of))
+    assert len(pieces) == 4
+    assert b"".join(pieces) == _reference(block, head, templates, ips, d)
+    assert json.loads(b"[" + b"".join(pieces) + b"]") == [
+        json.loads(jsondoc._encode(jsondoc._conn(c, _backend_of(c)))) for c in block]
+
+
+def test_a_row_range_outside_the_block_is_an_index_error(items_c):
+    data = random_rows(9, 50, clean=True)
+    block, head, templates, ips, d = _inputs(data)
+    for a, b in [(-1, 10), (10, 5), (0, 51), (51, 51)]:
+        with pytest.raises(IndexError):
+            items_c.items_text(data, head, templates, d.row_group, a, b)
+        with pytest.raises(IndexError):
+            items_c.items(data, head, templates, ips, d.row_group, d.row_pair, a, b)
+    with pytest.raises(IndexError):  # the group indexes must reach the range's end, no further
+        items_c.items_text(data, head, templates, d.row_group[:30], 20, 31)
+    assert items_c.items_text(data, head, templates, d.row_group[:30], 20, 30) is not None
+    assert items_c.items_text(data, head, templates, d.row_group, 50, 50) == b""
+
+
+def test_a_block_whose_names_orjson_refuses_is_written_per_record_in_pieces_of_the_same_bytes():
+    """A capture name with a byte that is not UTF-8 (a lone surrogate: orjson refuses it) takes the
+    per-record path: its pieces, joined, are each record's item, comma-separated."""
+    data = random_rows(11, 2 * jsondoc.LONE_PIECE + 9, clean=True)
+    block = lone.Block(data, "bad\udcff.pcap", "fw-in")
+    pieces = list(jsondoc.lone_pieces(block, _backend_of))
+    assert len(pieces) == 3 and pieces[1].startswith(b",") and not pieces[0].startswith(b",")
+    assert b"".join(pieces) == b",".join(jsondoc._encode(jsondoc._conn(c, _backend_of(c))) for c in block)
+
+
+def test_the_connection_list_writes_a_large_block_in_pieces_of_the_whole_lists_bytes(items_c):
+    """ConnectionItems.add_rows emits a block's items a piece of at most LONE_PIECE rows at a time
+    (never the block's list whole), and what it emits is the list add() of each record writes."""
+    data = random_rows(10, 5 * jsondoc.LONE_PIECE + 3, clean=True)
+    block = lone.Block(data, "cap.pcap", "fw-in")
+    out = []
+    items = jsondoc.ConnectionItems(out.append)
+    items.add_rows(block, _backend_of)
+    items.add_rows(lone.Block(data[:104 * 3], "cap.pcap", "fw-in"), _backend_of)  # a second block: after a comma
+    assert max(x.count(b'"uid":') for x in out) == jsondoc.LONE_PIECE
+    by_record = []
+    ref = jsondoc.ConnectionItems(by_record.append)
+    for c in list(block) + list(lone.Block(data[:104 * 3], "cap.pcap", "fw-in")):
+        ref.add(c, _backend_of(c))
+    assert b"".join(out) == b"".join(by_record)
 
 
 # ---- ts_epoch ----------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ What is proved here:
   bounds must not fire: every source counted one by one) and once each is full (known sources
   still counted, new ones counted together), with groups that share a service interleaved, sources
   seen again in later blocks, scanners, on both trackers' digests and at the real bounds;
+- a block's digest makes the pair counts, first rows and texts the facts read without the pairs'
+  tuples (digest_pairs), with the whole digest's values, and the pairs too when they are read;
 - the JSON item writer takes the digest's texts (str) and writes what it writes of their bytes.
 
 Skipped where the extensions were not built (no compiler): the references are what runs then.
@@ -22,6 +24,7 @@ import json
 import random
 import socket
 import struct
+from array import array
 
 import pytest
 
@@ -123,11 +126,51 @@ def test_a_blocks_digest_gives_the_whole_digests_values_and_makes_pairs_only_whe
     for name in lone.GROUP_FIELDS:
         assert getattr(d, name) == getattr(ref, name), name
         assert type(getattr(d, name)) is type(getattr(ref, name)), name
-    assert d._full is None  # group fields read: no pair table made
+    assert d._full is None and d._pair_fields is None and d._pair_list is None  # group fields read: no pair table made
     for name in lone.Digest._fields:
         assert getattr(d, name) == getattr(ref, name), name
-    assert d._full is not None
+    assert d._pair_fields is not None and d._pair_list is not None and d._full is None  # the pairs apart, not the whole
     assert list(lone.Digest(*rows_c.digest(data))) == list(ref)
+
+
+@pytest.mark.parametrize("seed,v6,wild,odd", [(3, 0.0, 0.0, False), (4, 1.0, 0.2, True), (5, 0.5, 0.4, False)])
+def test_a_blocks_pair_counts_firsts_and_texts_are_the_whole_digests_without_its_pair_tuples(rows_c, seed, v6, wild, odd):
+    """digest_pairs gives the whole digest's PAIR_FIELDS and pairs_of its pairs from them (as the
+    reference pairs_of_py does); a block's digest whose pair fields are read makes no pair tuple,
+    and its pairs, read later, are the whole digest's."""
+    from test_lone_kernels import random_rows
+
+    data = random_rows(seed, 3000, v6=v6, wild=wild, odd=odd)
+    ref = lone.digest_py(data)
+    want = tuple(getattr(ref, name) for name in lone.PAIR_FIELDS)
+    got = rows_c.digest_pairs(data)
+    assert got == want and [type(x) for x in got] == [type(x) for x in want]
+    assert lone.pair_fields(memoryview(data)) == want
+    assert rows_c.pairs_of(data, ref.row_group, ref.pair_first) == ref.pairs
+    assert lone.pairs_of_py(memoryview(data), ref.row_group, ref.pair_first) == ref.pairs
+    d = lone.Block(data, "f.pcap", "v").digest()
+    for name in lone.PAIR_FIELDS:
+        assert getattr(d, name) == getattr(ref, name), name
+    assert d._pair_list is None and d._full is None
+    assert d.pairs == ref.pairs and [type(g) for g, _ in d.pairs[:3]] == [int] * 3
+    assert d._full is None
+    assert rows_c.digest_pairs(b"") == ([], [], array("I"), []) and rows_c.pairs_of(b"", array("I"), []) == []
+    with pytest.raises(ValueError):
+        rows_c.digest_pairs(data[:200])
+    for bad in ([3000], [-1], [0, 2**40]):  # first rows that are not rows of the block
+        with pytest.raises(IndexError):
+            rows_c.pairs_of(data, ref.row_group, bad)
+    with pytest.raises(IndexError):  # nor of its groups
+        rows_c.pairs_of(data, ref.row_group[:10], [10])
+    with pytest.raises(TypeError):
+        rows_c.pairs_of(data, ref.row_group, [0.5])
+
+
+def test_pair_fields_under_the_reference_tracker_are_the_reference_digests(monkeypatch):
+    monkeypatch.setenv("DSRDIAG_TRACKER", "python")
+    data = _pairs_of([bytes([198, 51, 100, i]) for i in range(20)] + [bytes([198, 51, 100, 3])])
+    ref = lone.digest_py(data)
+    assert lone.pair_fields(data) == tuple(getattr(ref, name) for name in lone.PAIR_FIELDS)
 
 
 def test_digest_groups_refuses_what_digest_refuses(rows_c):

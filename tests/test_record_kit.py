@@ -19,16 +19,16 @@ SAMPLES = sorted(p for p in CAPTURES.rglob("*") if p.suffix in (".pcap", ".pcapn
 REAL_CAPTURES = sorted(p for p in REAL.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) if REAL.is_dir() else []
 
 
-def _records(path: Path, kit: str, monkeypatch) -> list:
+def _records(path: Path, kit: str, monkeypatch, vantage: str = "v") -> list:
     from dsrdiag.track.pipeline import track_capture
 
     monkeypatch.delenv("DSRDIAG_TRACKER", raising=False)
     monkeypatch.setenv("DSRDIAG_RECORD_KIT", kit)
-    return list(track_capture(str(path), "v", (25, 587, 465, 80, 443, 22)).connections)
+    return list(track_capture(str(path), vantage, (25, 587, 465, 80, 443, 22)).connections)
 
 
-def _assert_same_records(path, monkeypatch):
-    made_in_c, made_in_python = _records(path, "1", monkeypatch), _records(path, "0", monkeypatch)
+def _assert_same_records(path, monkeypatch, vantage: str = "v"):
+    made_in_c, made_in_python = _records(path, "1", monkeypatch, vantage), _records(path, "0", monkeypatch, vantage)
     assert len(made_in_c) == len(made_in_python)
     for a, b in zip(made_in_c, made_in_python):
         assert type(a) is type(b)
@@ -48,6 +48,27 @@ def test_records_made_in_c_are_the_records_connection_record_makes_on_real_captu
     for path in REAL_CAPTURES:
         total += len(_assert_same_records(path, monkeypatch))
     assert total > 100  # the comparison saw connections, not only empty captures
+
+
+@pytest.mark.parametrize("vantage", ["fw", "client:eth0", "pare-feu côté LB", "\u05e9\u05e8\u05ea-\U0001f4e7", ""])
+def test_uids_made_in_c_are_connection_records_uids_for_any_vantage_name(vantage, monkeypatch):
+    """conn_record builds "<vantage>:C<n>" by hand when the vantage is ASCII and through
+    PyUnicode_FromFormat otherwise: both give connection_record's uids."""
+    made = _assert_same_records(CAPTURES / "healthy.pcap", monkeypatch, vantage)
+    assert made and all(c.uid == f"{vantage}:C{c.uid.rsplit(':C', 1)[1]}" for c in made)
+
+
+def test_texts_remembered_for_one_capture_are_never_given_to_another(monkeypatch):
+    """The C record maker remembers the texts of addresses, histories and MAC pairs by their raw
+    bytes across captures (a table shared by every tracker of the process): captures with other
+    addresses and MACs, read in turn and again, each still get connection_record's records."""
+    order = [CAPTURES / "healthy.pcap", CAPTURES / "arp_leak6.pcapng", CAPTURES / "snat.pcap", CAPTURES / "healthy.pcap",
+             CAPTURES / "wrong_source.pcap", CAPTURES / "arp_leak6.pcapng"]
+    seen = set()
+    for path in order:
+        for c in _assert_same_records(path, monkeypatch):
+            seen.add((c.client_ip, c.orig_l2, c.resp_l2, c.history))
+    assert len(seen) > 10  # the captures differ in what the table remembers
 
 
 def test_the_samples_reach_every_branch_of_the_c_record_maker(monkeypatch):
@@ -269,6 +290,22 @@ except RuntimeError as e:
     print("refused:", e)
 ''')
     assert p.returncode == 0 and "refused: Tracker re-entered" in p.stdout, p.stderr[-2000:]
+
+
+def test_a_kit_with_its_own_address_table_gets_that_tables_texts_not_another_kits():
+    """The C record maker's memo of texts by raw bytes (conn_record's ip_of) answers for one table
+    and filler: a kit whose table holds another text for an address gets that text, and a tracker
+    with record_kit() read after it still gets connection_record's, in either order."""
+    p = _run_isolated('''
+def client_ip(kit, n):
+    t = tracker(kit)
+    session(t, 40000 + n, 100 * n)
+    return t.finish_all()[0].client_ip
+own = list(record_kit("cap", "v"))
+own[5] = {CL: "this-kit"}
+print(client_ip(record_kit("cap", "v"), 0), client_ip(tuple(own), 1), client_ip(record_kit("cap", "v"), 2))
+''')
+    assert p.returncode == 0 and p.stdout.split() == ["192.0.2.1", "this-kit", "192.0.2.1"], (p.stdout, p.stderr[-2000:])
 
 
 def test_a_failing_kit_callback_raises_its_own_exception():

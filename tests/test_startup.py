@@ -49,6 +49,22 @@ def test_analyze_json_loads_neither_the_text_report_nor_the_other_commands_nor_t
     assert _under(modules, NEVER_FOR_JSON) == []
 
 
+def test_a_report_that_names_no_finding_loads_no_hashing_and_one_that_does_names_it_as_before(tmp_path):
+    """hashlib (OpenSSL's loading: most of its import) is loaded when a finding is given its id
+    (findings/causes.identify), not at every start; the ids are what they were (sha1 of the basis)."""
+    code, modules = _loaded(tmp_path, "analyze", str(CAPTURES / "healthy.pcap"), "--format", "json", "--jobs", "1")
+    assert code == 0 and _under(modules, ("hashlib", "_hashlib")) == []
+    code, modules = _loaded(tmp_path, "analyze", str(CAPTURES / "snat.pcap"), "--format", "json", "--jobs", "1")
+    assert "hashlib" in modules
+    from hashlib import sha1
+
+    from dsrdiag.findings.causes import identify
+    from dsrdiag.findings.finding import Finding
+    f = Finding(kind="snat_client_ip_lost", severity="error", vantages=("fw-in", "be1"), summary="s", evidence=(),
+                subject="192.0.2.10")
+    assert identify(f) == "F" + sha1(b"snat_client_ip_lost|be1,fw-in|||192.0.2.10").hexdigest()[:10]
+
+
 @pytest.mark.parametrize("extra,wanted", [
     (["--conn-log", "{tmp}/conn.log"], "dsrdiag.report.connlog"),
     (["--junit", "{tmp}/junit.xml"], "dsrdiag.report.junit"),

@@ -379,3 +379,40 @@ def test_a_retrying_client_and_an_open_session_are_not_frozen_as_lone_syns(tmp_p
     frozen = []
     _drive(tmp_path / "open.pcap", 200, 1, lambda native: (native.sweep(0), frozen.append(native.frozen)))
     assert frozen[0] == 200  # the control: at their SYNs, the same connections were frozen
+
+
+def _forwarded_v6_syns(path: Path, n: int) -> Path:
+    """n IPv6 SYNs (no IP ID: the packet signature holds the window), each also seen forwarded
+    20 us later (the load balancer's copy to a back-end, as a DSR capture at the LB holds it),
+    windows of every size; then a few ordinary ones without a copy."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapWriter
+
+    client, lb, backend = "02:00:00:00:00:01", "02:00:00:00:00:0a", "02:00:00:00:00:11"
+    w = PcapWriter(str(path), linktype=1, sync=False)
+    for i in range(n):
+        ip = IPv6(src=f"2001:db8:1::{i + 1:x}", dst="2001:db8::25", hlim=60)
+        seg = TCP(sport=30000 + i, dport=25, flags="S", seq=1000 + i, window=(i * 977) % 65536)
+        for k, (src, dst) in enumerate(((client, lb), (lb, backend))):
+            if k and i >= n - 5:
+                continue
+            f = Ether(src=src, dst=dst) / ip / seg
+            f.time = T0 + i * 0.001 + k * 0.00002
+            w.write(f)
+    w.close()
+    return path
+
+
+def test_an_ipv6_syn_frozen_between_it_and_its_forwarded_copy_still_knows_the_copy(tmp_path, monkeypatch):
+    """A lone IPv6 SYN frozen by a sweep keeps its packet signature's window (IPv6 has no IP ID
+    to sign with, and the note does not hold the window: the frozen form carries it), so the load
+    balancer's copy that comes after the sweep is counted as a forwarded copy, as the Python
+    tracker counts it, at every sweep interval."""
+    path = _forwarded_v6_syns(tmp_path / "fwd6.pcap", 200)
+    for every in (1, 2, 7):
+        recs = _both(path, every, monkeypatch)
+        assert len(recs) == 200
+        assert sum(r.orig_forwarded == 1 for r in recs) == 195, every
+        assert all(r.ip_version == 6 and r.history in ("S", "SW") for r in recs)

@@ -24,7 +24,6 @@ every finding cites and users look up in Wireshark, would be lost.
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import stat
@@ -307,7 +306,12 @@ class Capture:
     def _python_frames(self) -> Iterator[tuple]:
         end = self.end
         raw = self._stream()
-        f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if self._kind == "gzip" else raw
+        if self._kind == "gzip":
+            import gzip  # here: only this reference reader needs it (~2.5 ms at every start otherwise)
+
+            f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
+        else:
+            f = raw
         try:
             head = _read(f, 4)
             kind = _kind_of_magic(head) if len(head) == 4 else None
@@ -565,7 +569,7 @@ def _read(f: BinaryIO, n: int) -> bytes:
         if isinstance(f, _Inflate):  # a raw stream: one read may give fewer bytes than it has
             return _read_fd(f, n)
         return f.read(n)
-    except (EOFError, zlib.error, _inflater.error, gzip.BadGzipFile, OSError) as e:
+    except (EOFError, zlib.error, _inflater.error, OSError) as e:  # OSError: gzip.BadGzipFile among them
         raise _Damage(f"compressed data is corrupt ({e})") from None
 
 

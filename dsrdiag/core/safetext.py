@@ -33,12 +33,20 @@ from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
-)
-_UNSAFE_KEEP_LINES = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
-)
+_UNSAFE = "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
+_UNSAFE_KEEP_LINES = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
+_COMPILED: dict[str, re.Pattern] = {}
+
+
+def _pattern(p: str) -> re.Pattern:
+    """`p` compiled at its first use: each output needs one of these patterns (a JSON report never
+    the terminal's nor the page's), and compiling them all cost every start ~1 ms."""
+    got = _COMPILED.get(p)
+    if got is None:
+        got = _COMPILED[p] = re.compile(p)
+    return got
+
+
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -58,22 +66,22 @@ def _show(m: re.Match) -> str:
 def terminal(s) -> str:
     """`s` with every control, format and undecodable character shown as an escape (one line)."""
     s = "" if s is None else str(s)
-    if _UNSAFE.search(s) is None:  # the common case: nothing to do
+    unsafe = _pattern(_UNSAFE)
+    if unsafe.search(s) is None:  # the common case: nothing to do
         return s
-    return _UNSAFE.sub(_show, s)
+    return unsafe.sub(_show, s)
 
 
 def html_page(page: str) -> str:
     """A built HTML page with every unsafe character shown as an escape, its newlines and tabs
     kept (they are the page's own layout; a value's whitespace is only whitespace in HTML)."""
-    if _UNSAFE_KEEP_LINES.search(page) is None:
+    unsafe = _pattern(_UNSAFE_KEEP_LINES)
+    if unsafe.search(page) is None:
         return page
-    return _UNSAFE_KEEP_LINES.sub(_show, page)
+    return unsafe.sub(_show, page)
 
 
-_JSON_UNSAFE = re.compile(
-    "[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
-)
+_JSON_UNSAFE = "[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
 
 
 def _json_escape(m: re.Match) -> str:
@@ -86,9 +94,10 @@ def _json_escape(m: re.Match) -> str:
 def json_text(doc: str) -> str:
     """An encoded JSON document (or part of one) with every unsafe character escaped. They can
     only be inside JSON strings (the document's own syntax is ASCII), where the escapes belong."""
-    if _JSON_UNSAFE.search(doc) is None:
+    unsafe = _pattern(_JSON_UNSAFE)
+    if unsafe.search(doc) is None:
         return doc
-    return _JSON_UNSAFE.sub(_json_escape, doc)
+    return unsafe.sub(_json_escape, doc)
 
 
 def json_bytes(doc: bytes) -> bytes:

@@ -31,7 +31,6 @@ inferred name, depends on what else was captured) and subject. The same captures
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 from dsrdiag.findings.finding import Finding
@@ -79,7 +78,9 @@ def identify(f: Finding) -> str:
         f.kind, ",".join(sorted(f.vantages)), "->".join(f.between or ()),
         ((b.mac or b.ip or "") if b else ""), f.subject,
     ))
-    return "F" + hashlib.sha1(basis.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    from hashlib import sha1  # here: loading OpenSSL is most of hashlib's import, and many runs name no finding
+
+    return "F" + sha1(basis.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
 
 def _can_explain(cause: Finding, symptom: Finding) -> bool:

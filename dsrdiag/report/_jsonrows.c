@@ -27,8 +27,16 @@ digest's groups (a spoofed flood's pairs are as many as its rows: their table an
 client cost more than writing each row's address, ~40 ns). A row whose address length is neither
 4 nor 16 (no tracker makes one) is declined.
 
-Checks: a buffer that is not whole 104-byte rows is a ValueError; a row's group or pair index
-outside templates or ips, or row_group/row_pair shorter than the rows, an IndexError (raised before
+Ranges: both take an optional row range (start, stop) and write those rows' part of the block's
+list (a comma before each row but the block's first): report/jsondoc.py writes a block in pieces of
+a few hundred rows, so that each piece's buffers (the output, ~190 KB; a row's epoch and address
+texts) are of a size malloc hands out again from memory already touched and the caches hold; a
+16k-row block at once was 12 MB of fresh pages, each faulted in and cleared by the kernel, then
+given back, for every block. Whether a range is declined depends on its own rows only.
+
+Checks: a buffer that is not whole 104-byte rows is a ValueError; a range that is not one of the
+block's rows, a row's group or pair index outside templates or ips, or row_group/row_pair shorter
+than the range's end, an IndexError (raised before
 anything else is looked at: a caller's bug, not a row this writer declines); templates that are not
 6 bytes objects, head not 2, ips neither bytes nor str (an address's text, written as its UTF-8):
 TypeError/ValueError. Every loop is bounded by the row
@@ -219,9 +227,11 @@ static size_t put_u64(char *o, uint64_t v) {
 
 
 /* items() and items_text(): ips and row_pair NULL (items_text) is each row's client address
-   written from the row itself (track/_ntop.h: the text the digest's pair_ips holds) */
+   written from the row itself (track/_ntop.h: the text the digest's pair_ips holds). Rows start..stop-1
+   of the block only (stop -1: to the end): their part of the block's list, a comma before each row but
+   the block's first, so that the parts of consecutive ranges, concatenated, are the whole list. */
 static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates, PyObject *ips, PyObject *row_group,
-                            PyObject *row_pair) {
+                            PyObject *row_pair, Py_ssize_t start, Py_ssize_t stop) {
     Py_buffer b, bg, bp;
     int have_b = 0, have_g = 0, have_p = 0;
     char *txt = NULL;    /* items_text: each row's address text, NTOP_MAX bytes a row */
@@ -249,8 +259,14 @@ static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates,
         PyErr_SetString(PyExc_ValueError, "row_group and row_pair must be buffers of uint32");
         goto fail;
     }
-    Py_ssize_t n = b.len / ROW;
-    if (bg.len / 4 < n || (have_p && bp.len / 4 < n)) {
+    Py_ssize_t nrows = b.len / ROW;
+    if (stop < 0) stop = nrows;
+    if (start < 0 || start > stop || stop > nrows) {
+        PyErr_Format(PyExc_IndexError, "rows %zd..%zd: not a range of the block's %zd rows", start, stop, nrows);
+        goto fail;
+    }
+    Py_ssize_t n = stop - start; /* the rows written: start + 0 .. start + n - 1 */
+    if (bg.len / 4 < stop || (have_p && bp.len / 4 < stop)) {
         PyErr_SetString(PyExc_IndexError, "row_group or row_pair has fewer entries than there are rows");
         goto fail;
     }
@@ -309,7 +325,8 @@ static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates,
         for (int k = 0; k < 6; k++) tl += (size_t)tp[g * 6 + k].n;
         tlen[g] = tl;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t i = start + j; /* the row's index in the block; j in this range's buffers */
         uint32_t g, p = 0;
         memcpy(&g, gbuf + 4 * i, 4);
         if (pbuf) memcpy(&p, pbuf + 4 * i, 4);
@@ -327,19 +344,19 @@ static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates,
         if (pbuf) an = (size_t)ip[p].n;
         else { /* the row's address: 4 or 16 bytes, else a row no tracker makes (Python's, then) */
             unsigned alen = r[OFF_ALEN];
-            an = ntop_text(r + OFF_CI, alen, txt + (size_t)i * NTOP_MAX);
+            an = ntop_text(r + OFF_CI, alen, txt + (size_t)j * NTOP_MAX);
             if (!an || (alen != 4 && alen != 16)) { decline = 1; continue; }
-            txn[i] = (uint8_t)an;
+            txn[j] = (uint8_t)an;
         }
         int64_t first = ld_i64(r + OFF_FIRST), last = ld_i64(r + OFF_LAST);
         /* a second <= 0, a year past 9999 (10000-01-01 is second 253402300800), a duration: Python's */
         if (first < NS || first / NS >= 253402300800LL || last != first) { decline = 1; continue; }
-        int en = epoch(first, eps + (size_t)i * EPS);
+        int en = epoch(first, eps + (size_t)j * EPS);
         if (en < 0) goto fail;
         if (en == 0) { decline = 1; continue; }
-        epn[i] = (uint8_t)en;
+        epn[j] = (uint8_t)en;
         unsigned cport = (unsigned)r[OFF_CPORT] | (unsigned)r[OFF_CPORT + 1] << 8;
-        size_t add = (size_t)h[0].n + (size_t)h[1].n + tlen[g] + 2 * an + (i ? 1 : 0)
+        size_t add = (size_t)h[0].n + (size_t)h[1].n + tlen[g] + 2 * an + (i > 0)
             + digits(ld_u64(r + OFF_NUM)) + 20 + (first % NS % 1000 ? 9 : 6) + (sizeof ITEM_EPOCH - 1) + (size_t)en
             + (sizeof ITEM_DURATION - 1) + 2 * digits(cport) + digits(r[OFF_TTL]);
         if (size > (size_t)PY_SSIZE_T_MAX - add) { PyErr_NoMemory(); goto fail; }
@@ -350,18 +367,19 @@ static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates,
     /* Pass 2: the items */
     out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (!out) goto fail;
-    char *o = PyBytes_AS_STRING(out), *start = o;
+    char *o = PyBytes_AS_STRING(out), *out0 = o;
     int64_t last_sec = INT64_MIN;
     char base[40];
     size_t base_n = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t i = start + j;
         const uint8_t *r = rows + (size_t)i * ROW;
         uint32_t g, p = 0;
         memcpy(&g, gbuf + 4 * i, 4);
         if (pbuf) memcpy(&p, pbuf + 4 * i, 4);
         const piece *t = &tp[(size_t)g * 6];
         piece row_ip;
-        if (!pbuf) { row_ip.p = txt + (size_t)i * NTOP_MAX; row_ip.n = txn[i]; }
+        if (!pbuf) { row_ip.p = txt + (size_t)j * NTOP_MAX; row_ip.n = txn[j]; }
         const piece *a = pbuf ? &ip[p] : &row_ip;
         uint64_t num = ld_u64(r + OFF_NUM);
         int64_t first = ld_i64(r + OFF_FIRST);
@@ -376,7 +394,7 @@ static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates,
             base[base_n++] = '.';
             last_sec = sec;
         }
-        if (i) *o++ = ',';
+        if (i > 0) *o++ = ',';
         PUT(o, h[0].p, h[0].n);
         o += put_u64(o, num);
         PUT(o, h[1].p, h[1].n);
@@ -394,7 +412,7 @@ static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates,
         if (ns % 1000) PUT(o, frac, 9);
         else PUT(o, frac, 6);
         LIT(o, ITEM_EPOCH);
-        PUT(o, eps + (size_t)i * EPS, epn[i]);
+        PUT(o, eps + (size_t)j * EPS, epn[j]);
         LIT(o, ITEM_DURATION);
         PUT(o, t[0].p, t[0].n);
         PUT(o, a->p, a->n);
@@ -410,7 +428,7 @@ static PyObject *items_core(PyObject *data, PyObject *head, PyObject *templates,
         PUT(o, port, pn);
         PUT(o, t[5].p, t[5].n);
     }
-    if ((size_t)(o - start) != size) { /* cannot happen: the sizes above are the writes below */
+    if ((size_t)(o - out0) != size) { /* cannot happen: the sizes above are the writes below */
         PyErr_SetString(PyExc_SystemError, "_jsonrows.items: size mismatch");
         goto fail;
     }
@@ -444,15 +462,18 @@ done:
 static PyObject *items(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *data, *head, *templates, *ips, *row_group, *row_pair;
-    if (!PyArg_ParseTuple(args, "OOOOOO:items", &data, &head, &templates, &ips, &row_group, &row_pair)) return NULL;
-    return items_core(data, head, templates, ips, row_group, row_pair);
+    Py_ssize_t start = 0, stop = -1;
+    if (!PyArg_ParseTuple(args, "OOOOOO|nn:items", &data, &head, &templates, &ips, &row_group, &row_pair, &start, &stop))
+        return NULL;
+    return items_core(data, head, templates, ips, row_group, row_pair, start, stop);
 }
 
 static PyObject *items_text(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *data, *head, *templates, *row_group;
-    if (!PyArg_ParseTuple(args, "OOOO:items_text", &data, &head, &templates, &row_group)) return NULL;
-    return items_core(data, head, templates, NULL, row_group, NULL);
+    Py_ssize_t start = 0, stop = -1;
+    if (!PyArg_ParseTuple(args, "OOOO|nn:items_text", &data, &head, &templates, &row_group, &start, &stop)) return NULL;
+    return items_core(data, head, templates, NULL, row_group, NULL, start, stop);
 }
 
 /* The test hook: ts_epoch's bytes for one first_ts_ns as items() writes it (path 0), by the general
@@ -1077,11 +1098,12 @@ static PyMethodDef methods[] = {
     {"_rounded", fmt_rounded, METH_VARARGS,
      "_rounded(d_ns, ms=False) -> bytes | None: round(d/1e9, 6) (ms: round(d/1e6, 3)) as connection() writes it"},
     {"items", items, METH_VARARGS,
-     "items(rows, head, templates, ips, row_group, row_pair) -> bytes | None: "
-     "b','.join(jsondoc._lone_items_py(...)), or None where the Python loop must write the block"},
+     "items(rows, head, templates, ips, row_group, row_pair, start=0, stop=-1) -> bytes | None: "
+     "b','.join(jsondoc._lone_items_py(...)) (of rows start..stop-1, after a comma unless start is 0), "
+     "or None where the Python loop must write them"},
     {"items_text", items_text, METH_VARARGS,
-     "items_text(rows, head, templates, row_group) -> bytes | None: items() with each row's client address "
-     "written from the row (the text digest's pair_ips holds), so that no pair table is needed"},
+     "items_text(rows, head, templates, row_group, start=0, stop=-1) -> bytes | None: items() with each row's "
+     "client address written from the row (the text digest's pair_ips holds), so that no pair table is needed"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1111,6 +1133,8 @@ PyMODINIT_FUNC PyInit__jsonrows(void) {
     if (!cf || PyModule_AddObject(m, "CONNECTION_FIELDS", cf) < 0) { Py_XDECREF(cf); goto fail; }
     PyObject *sf = names(SMTP_FIELDS, S_NFIELDS);
     if (!sf || PyModule_AddObject(m, "SMTP_FIELDS", sf) < 0) { Py_XDECREF(sf); goto fail; }
+    /* items() and items_text() take a row range (start, stop): jsondoc writes a block in pieces */
+    if (PyModule_AddIntConstant(m, "ITEM_RANGES", 1) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);

@@ -99,7 +99,9 @@ typedef struct {
     uint8_t same;              /* frozen_t FROZE_ZRUN: the SYN notes are the packet notes, stored once */ \
     uint8_t flip;              /* frozen_t FROZE_LONE: the originator's key is ckey's halves swapped */ \
     uint32_t hix;              /* its place in the timer heap (Tracker.heap), NOWHERE when not filed */ \
-    uint32_t dix;              /* its place on the dirty list (Tracker.dirty), NOWHERE when not on it */
+    uint32_t dix;              /* its place on the dirty list (Tracker.dirty), NOWHERE when not on it */ \
+    uint32_t khash;            /* key_hash(ckey)'s low bits, hashed once: filing it again when the table \
+                                  grows, finding its slot to thaw or remove it never hash the key again */
 
 typedef struct {
     ENTRY_HEAD
@@ -164,9 +166,13 @@ typedef struct {
 /* A connection the sweep found still open with little state (no SMTP, no buffered segments, a few
    notes: a flood's attempt waiting out Zeek's 5 s attempt timer, a client retrying its SYN) is
    kept frozen, in one of two forms:
-   - FROZE_LONE, a lone SYN attempt (one note that is also its one SYN note, history "S"): the note,
-     and the conn_t's difference from the conn_t that one SYN makes (lone_template()), its runs of
-     zero bytes squeezed out: for the flood's attempt the difference is all zeros, ~8 bytes;
+   - FROZE_LONE, a lone SYN attempt (one note that is also its one SYN note, history "S"): the note
+     (a byte 1 and its fields as they are when its payload bytes are all zero, as a SYN's are; else
+     a byte 0 and the note with its runs of zero bytes squeezed out), and the conn_t's difference from the conn_t that one SYN makes (lone_template()), its runs of
+     zero bytes squeezed out: for the flood's attempt the difference is all zeros, ~8 bytes (a
+     byte says which: 0 none, 1 the squeezed difference follows, 2 only the packet signature's
+     IP ID-or-window differs, its 4 bytes follow: an IPv6 SYN, which has no IP ID, signs with its
+     window, which the note does not hold);
    - FROZE_ZRUN, any other: its conn_t and notes with their runs of zero bytes squeezed out
      (~1.2 KB -> ~0.3 KB).
    It thaws, bytes for bytes (its pointers and capacities excepted), when its next packet comes or
@@ -293,6 +299,17 @@ static void lone_template(conn_t *c, const frozen_t *h, const note_t *n) {
 }
 
 /* a lone SYN attempt as it stands: the FROZE_LONE form fits it */
+#define NOTE_HEAD offsetof(note_t, peek)  /* a note's fields before its payload's first bytes */
+
+/* n bytes at p all zero */
+static int zero_bytes(const uint8_t *p, size_t n) {
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) { memcpy(&w, p + i, 8); acc |= w; }
+    for (; i < n; i++) acc |= p[i];
+    return acc == 0;
+}
+
 static int lone_shaped(const conn_t *c) {
     return c->hlen == 1 && c->hist[0] == 'S' && c->notes.n == 1 && c->syns.n == 1
            && !memcmp(c->notes.v, c->syns.v, sizeof(note_t));
@@ -317,10 +334,26 @@ static conn_t *freeze(conn_t *c) {
         frozen_t h;
         h.num = c->num; memcpy(h.ckey, c->ckey, KEYLEN); h.flip = flip;
         lone_template(&want, &h, c->notes.v);
-        o = zenc(buf, (const uint8_t *)c->notes.v, sizeof(note_t));
+        const uint8_t *nb = (const uint8_t *)c->notes.v;
+        if (zero_bytes(nb + NOTE_HEAD, sizeof(note_t) - NOTE_HEAD)) {   /* no peek (a SYN's note): its head as it is */
+            buf[0] = 1;
+            memcpy(buf + 1, nb, NOTE_HEAD);
+            o = 1 + NOTE_HEAD;
+        } else {
+            buf[0] = 0;
+            o = 1 + zenc(buf + 1, nb, sizeof(note_t));
+        }
         uint8_t *w = (uint8_t *)&want, *x = (uint8_t *)&tmp;
+        uint32_t guess = want.e[0].sig_idw;
+        want.e[0].sig_idw = tmp.e[0].sig_idw;   /* without an IP ID (IPv6) the signature holds the window, */
+        int idw_only = guess != tmp.e[0].sig_idw && !memcmp(w + BODY, x + BODY, sizeof tmp - BODY);   /* not in the note */
+        want.e[0].sig_idw = guess;
         if (!memcmp(w + BODY, x + BODY, sizeof tmp - BODY)) buf[o++] = 0;       /* the template, exactly */
-        else {
+        else if (idw_only) {                                                     /* the template but for that */
+            buf[o++] = 2;
+            memcpy(buf + o, &tmp.e[0].sig_idw, 4);
+            o += 4;
+        } else {
             for (size_t i = BODY; i < sizeof tmp; i++) w[i] ^= x[i];
             buf[o++] = 1;
             o += zenc(buf + o, w + BODY, sizeof tmp - BODY);
@@ -335,7 +368,7 @@ static conn_t *freeze(conn_t *c) {
     }
     frozen_t *f = PyMem_Malloc(offsetof(frozen_t, data) + o);
     if (!f) return NULL;
-    memcpy(f, c, BODY);                       /* the head: num, ckey, hix, dix */
+    memcpy(f, c, BODY);                       /* the head: num, ckey, hix, dix, khash */
     f->frozen = kind;
     f->same = same;
     f->flip = kind == FROZE_LONE ? flip : 0;
@@ -352,9 +385,15 @@ static conn_t *freeze(conn_t *c) {
 /* a FROZE_LONE entry's conn_t (bare(): no pointers) into c and its one note into n */
 static void lone_decode(const frozen_t *f, conn_t *c, note_t *n) {
     const uint8_t *in = f->data;
-    in += zdec((uint8_t *)n, sizeof *n, in);
-    lone_template(c, f, n);
     if (*in++) {
+        memcpy(n, in, NOTE_HEAD);
+        memset((uint8_t *)n + NOTE_HEAD, 0, sizeof *n - NOTE_HEAD);
+        in += NOTE_HEAD;
+    } else in += zdec((uint8_t *)n, sizeof *n, in);
+    lone_template(c, f, n);
+    uint8_t form = *in++;
+    if (form == 2) memcpy(&c->e[0].sig_idw, in, 4);
+    else if (form) {
         uint8_t x[sizeof(conn_t)];
         zdec(x + BODY, sizeof x - BODY, in);
         uint8_t *w = (uint8_t *)c;
@@ -472,9 +511,10 @@ static uint64_t key_hash(const Tracker *t, const uint8_t *k) {
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-static conn_t *lookup(Tracker *t, const uint8_t *k) {
+/* the entry of key k, whose key_hash is h */
+static conn_t *lookup(Tracker *t, const uint8_t *k, uint32_t h) {
     if (!t->cap) return NULL;
-    size_t m = t->cap - 1, i = (size_t)key_hash(t, k) & m;
+    size_t m = t->cap - 1, i = (size_t)h & m;
     for (size_t n = 0; n < t->cap; n++, i = (i + 1) & m) {
         conn_t *c = t->slots[i];
         if (!c) return NULL;
@@ -505,7 +545,7 @@ static int grow(Tracker *t) {
 
 static int insert(Tracker *t, conn_t *c) {
     if ((t->used + t->tombs + 1) * 2 > t->cap && grow(t) < 0) return -1;
-    size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
+    size_t m = t->cap - 1, i = (size_t)c->khash & m;
     while (t->slots[i] && t->slots[i] != TOMB) i = (i + 1) & m;
     if (t->slots[i] == TOMB) t->tombs--;
     t->slots[i] = c;
@@ -533,7 +573,7 @@ static conn_t *thaw_at(Tracker *t, size_t i) {
 }
 
 static size_t slot_of(Tracker *t, const conn_t *c) {
-    size_t m = t->cap - 1, i = (size_t)key_hash(t, c->ckey) & m;
+    size_t m = t->cap - 1, i = (size_t)c->khash & m;
     while (t->slots[i] != c) i = (i + 1) & m;
     return i;
 }
@@ -1113,7 +1153,8 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
     uint8_t fwd[KEYLEN], ck[KEYLEN];
     make_key(fwd, p->src, p->sport, p->dst, p->dport, p->alen);
     canonical(ck, fwd);
-    conn_t *c = lookup(t, ck);
+    uint32_t kh = (uint32_t)key_hash(t, ck);
+    conn_t *c = lookup(t, ck, kh);
     uint8_t flags = p->flags;
     if (c && c->frozen && !(c = thaw_at(t, slot_of(t, c)))) return -1;
     if (c) {
@@ -1147,6 +1188,7 @@ static int track_one(Tracker *t, const ct_pkt *p, int64_t now) {
         }
         make_key(c->key, c->c_ip, c->c_port, c->s_ip, c->s_port, p->alen);
         memcpy(c->ckey, ck, KEYLEN);
+        c->khash = kh;
         for (int i = 0; i < 2; i++) c->e[i].rxmit_thr = c->e[i].zw_thr = c->e[i].gap_thr = 1;
         c->first_ts = c->last_ts = c->zlast = now;
         c->attempt_at = c->delete_at = NO_TIME;
@@ -1222,7 +1264,13 @@ static PyObject *mac_or_none(const uint8_t *m, int has) {
 #define NOTE_SIZE 41          /* records._NOTE "<QqBBIhhBIIih" */
 #define MAX_STRS (3 * (MAX_NOTES > MAX_SYNS ? MAX_NOTES : MAX_SYNS))
 
-static void put_le(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static inline void put_le(uint8_t *p, uint64_t v, int n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, (size_t)n);                          /* n is a constant where it is called: one store */
+#else
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+#endif
+}
 
 /* conn.py payload_text: `TLS` for a TLS record, the first line if it is printable ASCII, else NULL
    (*len = 0); the text is payload[start:start + len] */
@@ -1230,19 +1278,31 @@ static int payload_line(const note_t *n, int *len) {
     const uint8_t *d = n->peek;
     int np = n->npeek;
     if (np >= 3 && d[0] >= 0x14 && d[0] <= 0x17 && d[1] == 3) { *len = -1; return 1; }
-    int e = 0;
-    while (e < np && !(d[e] == '\n') && !(d[e] == '\r' && e + 1 < np && d[e + 1] == '\n')) e++;
-    if (e == 0) return 0;
-    for (int i = 0; i < e; i++) if (d[i] < 0x20 || d[i] > 0x7e) return 0;
+    int e = 0, bad = 0;   /* one pass: the line's end, and whether all before it is printable */
+    for (; e < np; e++) {
+        uint8_t ch = d[e];
+        if (ch == '\n' || (ch == '\r' && e + 1 < np && d[e + 1] == '\n')) break;
+        bad |= ch < 0x20 || ch > 0x7e;
+    }
+    if (e == 0 || bad) return 0;
     *len = e;
     return 1;
 }
 
 typedef struct { int kind; const uint8_t *p; int len; } str_t;   /* kind 0 MAC (6 bytes), 1 text, 2 "TLS" */
 
+static inline int mac_eq(const uint8_t *a, const uint8_t *b) {
+    uint32_t a4, b4; uint16_t a2, b2;
+    memcpy(&a4, a, 4); memcpy(&b4, b, 4); memcpy(&a2, a + 4, 2); memcpy(&b2, b + 4, 2);
+    return a4 == b4 && a2 == b2;
+}
+
 static int str_index(str_t *strs, int *n, int kind, const uint8_t *p, int len) {
-    for (int i = 0; i < *n; i++)
-        if (strs[i].kind == kind && strs[i].len == len && (kind == 2 || memcmp(strs[i].p, p, (size_t)len) == 0)) return i;
+    for (int i = 0; i < *n; i++) {
+        const str_t *e = &strs[i];
+        if (e->kind != kind || e->len != len) continue;
+        if (kind == 2 || (kind == 0 ? mac_eq(e->p, p) : memcmp(e->p, p, (size_t)len) == 0)) return i;   /* a MAC: two loads, not a call */
+    }
     strs[*n].kind = kind; strs[*n].p = p; strs[*n].len = len;
     return (*n)++;
 }
@@ -1323,7 +1383,11 @@ static PyObject *pack_notes(const notes_t *ns) {
         if (!u) { Py_DECREF(data); Py_DECREF(tup); return NULL; }
         PyTuple_SET_ITEM(tup, i, u);
     }
-    return Py_BuildValue("(NN)", data, tup);
+    PyObject *pair = PyTuple_New(2);
+    if (!pair) { Py_DECREF(data); Py_DECREF(tup); return NULL; }
+    PyTuple_SET_ITEM(pair, 0, data);
+    PyTuple_SET_ITEM(pair, 1, tup);
+    return pair;
 }
 
 static PyObject *side(const ep_t *ep, const ep_t *peer) {
@@ -1385,6 +1449,49 @@ static PyObject *cached(PyObject *cache, PyObject *fn, PyObject *key) {
 }
 
 static PyObject *shared_of(Tracker *t, PyObject *v) { return cached(KIT(t, K_SHC), KIT(t, K_SHF), v); }
+
+/* A direct-mapped memo in front of cached() for the values every record asks for again (its
+   addresses' texts, its history, its sides' MAC pairs), keyed by the raw bytes they are made from:
+   a hit makes no key object and hashes no tuple (a lookup through the kit's dict cost ~560
+   instructions, 7 a record: ~15% of making a record). An entry holds strong references to its
+   value and to the table and filler that gave it, and its key starts with a tag naming the use, so
+   a match is what that table and filler gave for these bytes: the fillers are pure functions of
+   their keys (track/intern.py) and fill only their own table, as text_of's texts are of their
+   bytes; a kit with another table (or another filler) never sees this one's values; a collision
+   only replaces the entry. */
+#define MEMO 1024
+#define MEMO_MAX 62
+enum { MEMO_IP = 1, MEMO_HIST, MEMO_L2 };
+static struct memo_entry { PyObject *cache, *fn, *v; uint8_t len; uint8_t b[MEMO_MAX + 1]; } memo[MEMO];
+
+/* the entry for (tag, bytes) of table cache and filler fn: its value (a new reference) or NULL with
+   *slot set where to memo_put it (NULL: too long to memoise) */
+static PyObject *memo_get(PyObject *cache, PyObject *fn, int tag, const uint8_t *p, int len, struct memo_entry **slot) {
+    *slot = NULL;
+    if (len < 0 || len > MEMO_MAX) return NULL;
+    uint32_t h = (2166136261u ^ (uint32_t)tag) * 16777619u;
+    for (int i = 0; i < len; i++) h = (h ^ p[i]) * 16777619u;
+    struct memo_entry *e = &memo[(h ^ (h >> 15)) & (MEMO - 1)];
+    *slot = e;
+    if (e->v && e->cache == cache && e->fn == fn && e->len == len + 1 && e->b[0] == (uint8_t)tag && memcmp(e->b + 1, p, (size_t)len) == 0) {
+        Py_INCREF(e->v);
+        return e->v;
+    }
+    return NULL;
+}
+
+/* v (a new reference, or NULL: passed through) as the entry's value; returns v */
+static PyObject *memo_put(struct memo_entry *e, PyObject *cache, PyObject *fn, int tag, const uint8_t *p, int len, PyObject *v) {
+    if (!e || !v) return v;
+    PyObject *old_cache = e->cache, *old_fn = e->fn, *old_v = e->v;
+    Py_INCREF(cache); Py_INCREF(fn); Py_INCREF(v);
+    e->cache = cache; e->fn = fn; e->v = v;
+    e->len = (uint8_t)(len + 1); e->b[0] = (uint8_t)tag; memcpy(e->b + 1, p, (size_t)len);
+    Py_XDECREF(old_v);                                 /* a str or a tuple of them: no Python code runs */
+    Py_XDECREF(old_fn);
+    Py_XDECREF(old_cache);
+    return v;
+}
 
 static PyObject *s_data, *s_strs;   /* "_data", "_strs": NoteBlock's slots */
 
@@ -1519,7 +1626,28 @@ fail:
     return NULL;
 }
 
+static PyObject *l2_made(Tracker *t, const ep_t *ep);
+
 static PyObject *l2_of(Tracker *t, const ep_t *ep) {
+    uint8_t raw[MEMO_MAX];                             /* per pair: which MACs it has, then both */
+    int len = ep->npairs * 13;
+    struct memo_entry *slot = NULL;
+    PyObject *cache = KIT(t, K_L2C), *fn = KIT(t, K_L2F);
+    if (len <= MEMO_MAX) {
+        for (int i = 0; i < ep->npairs; i++) {
+            uint8_t *r = raw + 13 * i;
+            r[0] = (uint8_t)((ep->pairs[i].hs ? 1 : 0) | (ep->pairs[i].hd ? 2 : 0));
+            memcpy(r + 1, ep->pairs[i].s, 6); memcpy(r + 7, ep->pairs[i].d, 6);
+            if (!ep->pairs[i].hs) memset(r + 1, 0, 6);
+            if (!ep->pairs[i].hd) memset(r + 7, 0, 6);
+        }
+        PyObject *v = memo_get(cache, fn, MEMO_L2, raw, len, &slot);
+        if (v) return v;
+    }
+    return memo_put(slot, cache, fn, MEMO_L2, raw, len, l2_made(t, ep));
+}
+
+static PyObject *l2_made(Tracker *t, const ep_t *ep) {
     PyObject *key = PyTuple_New(ep->npairs);
     if (!key) return NULL;
     for (int i = 0; i < ep->npairs; i++) {
@@ -1531,7 +1659,55 @@ static PyObject *l2_of(Tracker *t, const ep_t *ep) {
 }
 
 static PyObject *ip_of(Tracker *t, const uint8_t *a, int alen) {
-    return cached(KIT(t, K_IPC), KIT(t, K_IPF), PyBytes_FromStringAndSize((const char *)a, alen));
+    struct memo_entry *slot;
+    PyObject *cache = KIT(t, K_IPC), *fn = KIT(t, K_IPF);
+    PyObject *v = memo_get(cache, fn, MEMO_IP, a, alen, &slot);
+    if (v) return v;
+    return memo_put(slot, cache, fn, MEMO_IP, a, alen, cached(cache, fn, PyBytes_FromStringAndSize((const char *)a, alen)));
+}
+
+/* the record's history text, shared (shared_of) */
+static PyObject *history_of(Tracker *t, const conn_t *c) {
+    struct memo_entry *slot;
+    PyObject *cache = KIT(t, K_SHC), *fn = KIT(t, K_SHF);
+    const uint8_t *h = (const uint8_t *)(c->hist ? c->hist : "");
+    PyObject *v = memo_get(cache, fn, MEMO_HIST, h, (int)c->hlen, &slot);
+    if (v) return v;
+    return memo_put(slot, cache, fn, MEMO_HIST, h, (int)c->hlen, shared_of(t, PyUnicode_FromStringAndSize((const char *)h, (Py_ssize_t)c->hlen)));
+}
+
+/* conn_state's text, interned once per state (conn_state returns one of a few literals) */
+static PyObject *state_of(const conn_t *c) {
+    static struct { const char *s; PyObject *u; } seen[16];
+    const char *st = conn_state(c);
+    for (int i = 0; i < 16; i++) {
+        if (seen[i].s == st) { Py_INCREF(seen[i].u); return seen[i].u; }
+        if (!seen[i].s) {
+            PyObject *u = PyUnicode_InternFromString(st);
+            if (!u) return NULL;
+            Py_INCREF(u);                              /* the table's reference: kept for the process */
+            seen[i].s = st; seen[i].u = u;
+            return u;
+        }
+    }
+    return PyUnicode_InternFromString(st);
+}
+
+/* "{vantage}:C{num}": built here when the vantage is ASCII (PyUnicode_FromFormat parses its format
+   each time: ~1,600 instructions a record) */
+static PyObject *uid_of(PyObject *vantage, unsigned long long num) {
+    if (!PyUnicode_IS_ASCII(vantage)) return PyUnicode_FromFormat("%U:C%llu", vantage, num);
+    char digits[24];
+    int nd = 0;
+    do { digits[nd++] = (char)('0' + num % 10); num /= 10; } while (num);
+    Py_ssize_t vl = PyUnicode_GET_LENGTH(vantage);
+    PyObject *u = PyUnicode_New(vl + 2 + nd, 127);
+    if (!u) return NULL;
+    char *o = (char *)PyUnicode_DATA(u);
+    memcpy(o, PyUnicode_DATA(vantage), (size_t)vl);
+    o[vl] = ':'; o[vl + 1] = 'C';
+    for (int i = 0; i < nd; i++) o[vl + 2 + i] = digits[nd - 1 - i];
+    return u;
 }
 
 /* connection_record(capture, vantage, uid, *conn_tuple(c)) */
@@ -1541,7 +1717,7 @@ static PyObject *conn_record(Tracker *t, const conn_t *c) {
     PyTypeObject *tp = (PyTypeObject *)KIT(t, K_CONN);
     const ep_t *o = &c->e[0], *p = &c->e[1];
     PyObject *v[30] = {0};
-    if (!(v[0] = PyUnicode_FromFormat("%U:C%llu", KIT(t, K_VANTAGE), c->num))) goto fail;
+    if (!(v[0] = uid_of(KIT(t, K_VANTAGE), c->num))) goto fail;
     v[1] = KIT(t, K_CAPTURE); Py_INCREF(v[1]);
     v[2] = KIT(t, K_VANTAGE); Py_INCREF(v[2]);
     if (!(v[3] = ip_of(t, c->c_ip, c->alen))) goto fail;
@@ -1551,8 +1727,8 @@ static PyObject *conn_record(Tracker *t, const conn_t *c) {
     if (!(v[7] = PyLong_FromLong(c->alen == 4 ? 4 : 6))) goto fail;
     if (!(v[8] = PyLong_FromLongLong(c->first_ts))) goto fail;
     if (!(v[9] = PyLong_FromLongLong(c->last_ts))) goto fail;
-    if (!(v[10] = shared_of(t, PyUnicode_FromStringAndSize(c->hist ? c->hist : "", (Py_ssize_t)c->hlen)))) goto fail;
-    if (!(v[11] = PyUnicode_InternFromString(conn_state(c)))) goto fail;
+    if (!(v[10] = history_of(t, c))) goto fail;
+    if (!(v[11] = state_of(c))) goto fail;
     if (!(v[12] = PyLong_FromUnsignedLongLong(o->pkts))) goto fail;
     if (!(v[13] = PyLong_FromUnsignedLongLong(p->pkts))) goto fail;
     if (!(v[14] = PyLong_FromLongLong(side_bytes(o, p)))) goto fail;
@@ -1964,7 +2140,7 @@ static int set_kit(Tracker *s, PyObject *v, void *x) {
         }
         for (int i = K_IPC; i <= K_BNC; i += 2)
             if (!PyDict_Check(PyTuple_GET_ITEM(v, i))) { PyErr_SetString(PyExc_TypeError, "kit: the intern tables are dicts"); return -1; }
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(v, K_VANTAGE))) { PyErr_SetString(PyExc_TypeError, "kit: the vantage is a str"); return -1; }
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(v, K_VANTAGE))) { PyErr_SetString(PyExc_TypeError, "kit: the vantage is a str"); return -1; }
         for (int i = K_IPF; i < K_N; i++)
             if (i != K_SHC && i != K_L2C && i != K_BNC && !PyCallable_Check(PyTuple_GET_ITEM(v, i))) { PyErr_SetString(PyExc_TypeError, "kit: the table fillers are callables"); return -1; }
         if (plain_types((PyTypeObject *)PyTuple_GET_ITEM(v, K_CONN), (PyTypeObject *)PyTuple_GET_ITEM(v, K_NB), (PyTypeObject *)PyTuple_GET_ITEM(v, K_DLG)) < 0) return -1;

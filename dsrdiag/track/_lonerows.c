@@ -1,5 +1,6 @@
-/* The C peers of track/lone.py's passes over a block of lone-SYN rows: sort_rows, digest (and
-digest_groups, its group-level part alone, for lone.LazyDigest).
+/* The C peers of track/lone.py's passes over a block of lone-SYN rows: sort_rows, digest (and, for
+lone.LazyDigest, digest_groups, its group-level part alone, and digest_pairs, its pair-level part
+but the pairs' tuples).
 
 Why in C: a SYN flood is millions of one-packet connections, kept as 104-byte rows (lone.ROW);
 ordering a run of rows and digesting a block (its groups, pairs and seconds, in order of first
@@ -9,7 +10,7 @@ they cost ~1-2 us a row; here ~20-50 ns.
 Exactness: lone.sort_rows_py and lone.digest_py are the specification. sort_rows gives the same
 bytes, digest the same tuple (lone.Digest's fields, in its order, with the same Python types, each
 pair's client address text included: track/_ntop.h, socket.inet_ntop's spelling), digest_groups
-the same values of lone.GROUP_FIELDS; tests/test_lone_kernels.py and tests/test_lone_text.py
+the same values of lone.GROUP_FIELDS, digest_pairs of lone.PAIR_FIELDS; tests/test_lone_kernels.py and tests/test_lone_text.py
 compare them on random and real rows.
 
 Safety: the rows come from a capture, so from whoever sent the packets. Hash tables are keyed
@@ -452,10 +453,18 @@ static PyObject *pair_texts(const table *pt, const table *gt) {
 
 static PyObject *array_cls; /* array.array */
 
-/* The digest (with_pairs) or its group-level part only: (groups, group_n, group_first, group_min,
-   group_max, row_group, secs, same_ts), the same values the whole digest gives, without the pair
-   table nor an object per client (lone.Block.digest: the passes that read groups only). */
-static PyObject *digest_impl(PyObject *arg, int with_pairs) {
+/* What digest_impl gives: */
+#define D_GROUPS 0 /* the group-level part only: (groups, group_n, group_first, group_min, group_max,
+                      row_group, secs, same_ts), the same values the whole digest gives, without the
+                      pair table nor an object per client (lone.Block.digest: the passes that read
+                      groups only) */
+#define D_WHOLE 1  /* the whole digest (lone.Digest's fields) */
+#define D_PAIRS 2  /* the pair-level part but the pairs' own tuples: (pair_n, pair_first, row_pair,
+                      pair_ips), lone.PAIR_FIELDS (lone.LazyDigest: the facts read these; a tuple and
+                      a bytes per client, for nothing, were a third of the whole digest's cost) */
+
+static PyObject *digest_impl(PyObject *arg, int mode) {
+    int with_pairs = mode != D_GROUPS;
     if (sizeof(unsigned int) != 4) {
         PyErr_SetString(PyExc_SystemError, "array('I') is not 32-bit here");
         return NULL;
@@ -572,6 +581,7 @@ static PyObject *digest_impl(PyObject *arg, int with_pairs) {
             || !(g_min = int_list(&gt, offsetof(group_e, min), 1)) || !(g_max = int_list(&gt, offsetof(group_e, max), 1)))
         goto done;
     if (!with_pairs) goto secs;
+    if (mode == D_PAIRS) goto pair_fields;
     pairs = PyList_New((Py_ssize_t)pt.n);
     if (!pairs) goto done;
     for (size_t i = 0; i < pt.n; i++) {
@@ -585,9 +595,11 @@ static PyObject *digest_impl(PyObject *arg, int with_pairs) {
         PyTuple_SET_ITEM(t, 1, a);
         PyList_SET_ITEM(pairs, (Py_ssize_t)i, t);
     }
+pair_fields:
     if (!(p_n = int_list(&pt, offsetof(pair_e, n), 0)) || !(p_first = int_list(&pt, offsetof(pair_e, first), 1)))
         goto done;
     if (!(p_ips = pair_texts(&pt, &gt))) goto done;
+    if (mode == D_PAIRS) goto arrays;
 secs:
     secs = PyList_New((Py_ssize_t)st.n);
     if (!secs) goto done;
@@ -598,12 +610,18 @@ secs:
         if (!t) goto done;
         PyList_SET_ITEM(secs, (Py_ssize_t)i, t);
     }
+arrays:
     if (!array_cls) { /* array.array, looked up at the first digest and kept */
         if (!(array_mod = PyImport_ImportModule("array")) || !(array_cls = PyObject_GetAttrString(array_mod, "array")))
             goto done;
     }
     array_type = array_cls;
     Py_INCREF(array_type);
+    if (mode == D_PAIRS) {
+        if (!(a_rp = u32_array(array_type, rp, n))) goto done;
+        result = PyTuple_Pack(4, p_n, p_first, a_rp, p_ips);
+        goto done;
+    }
     if (!(a_rg = u32_array(array_type, rg, n))) goto done;
     if (!with_pairs) {
         result = PyTuple_Pack(8, groups, g_n, g_first, g_min, g_max, a_rg, secs, same ? Py_True : Py_False);
@@ -628,12 +646,71 @@ done:
 
 static PyObject *digest(PyObject *self, PyObject *arg) {
     (void)self;
-    return digest_impl(arg, 1);
+    return digest_impl(arg, D_WHOLE);
 }
 
 static PyObject *digest_groups(PyObject *self, PyObject *arg) {
     (void)self;
-    return digest_impl(arg, 0);
+    return digest_impl(arg, D_GROUPS);
+}
+
+static PyObject *digest_pairs(PyObject *self, PyObject *arg) {
+    (void)self;
+    return digest_impl(arg, D_PAIRS);
+}
+
+/* The digest's pairs from its pair_first and row_group (lone.LazyDigest, once digest_pairs made the
+   rest): pair i is (row_group[f], the client address of row f: its first min(alen, 16) bytes), f =
+   pair_first[i], which is what the whole digest makes of the pair's key (the pair's group is its
+   first row's). IndexError for a first row outside the rows or the groups; TypeError for a
+   pair_first that is not a list of ints. */
+static PyObject *pairs_of(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *data, *row_group, *pair_first, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OOO!:pairs_of", &data, &row_group, &PyList_Type, &pair_first)) return NULL;
+    Py_buffer b, bg;
+    if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(row_group, &bg, PyBUF_SIMPLE) < 0) { PyBuffer_Release(&b); return NULL; }
+    Py_ssize_t n = row_count(&b), np = PyList_GET_SIZE(pair_first);
+    if (n < 0) goto done;
+    if (bg.len % 4) {
+        PyErr_SetString(PyExc_ValueError, "row_group must be a buffer of uint32");
+        goto done;
+    }
+    const uint8_t *rows = b.buf;
+    const char *gbuf = bg.buf;
+    Py_ssize_t ng = bg.len / 4;
+    int gc_was = 0; /* a tuple and a bytes per pair, none able to hold another: as digest_impl */
+    (void)gc_was;
+#if PY_VERSION_HEX >= 0x030A0000
+    gc_was = PyGC_Disable();
+#endif
+    out = PyList_New(np);
+    for (Py_ssize_t i = 0; out && i < np; i++) {
+        Py_ssize_t f = PyLong_AsSsize_t(PyList_GET_ITEM(pair_first, i));
+        if (f == -1 && PyErr_Occurred()) { Py_CLEAR(out); break; }
+        if (f < 0 || f >= n || f >= ng) {
+            PyErr_Format(PyExc_IndexError, "pair %zd: first row %zd is not one of the rows", i, f);
+            Py_CLEAR(out);
+            break;
+        }
+        const uint8_t *r = rows + (size_t)f * ROW;
+        uint32_t g;
+        memcpy(&g, gbuf + 4 * f, 4);
+        PyObject *t = PyTuple_New(2), *gi = PyLong_FromUnsignedLong(g); /* as digest_impl's pairs */
+        PyObject *a = PyBytes_FromStringAndSize((const char *)r + OFF_CI, (Py_ssize_t)addr_len(r[OFF_ALEN]));
+        if (!t || !gi || !a) { Py_XDECREF(t); Py_XDECREF(gi); Py_XDECREF(a); Py_CLEAR(out); break; }
+        PyTuple_SET_ITEM(t, 0, gi);
+        PyTuple_SET_ITEM(t, 1, a);
+        PyList_SET_ITEM(out, i, t);
+    }
+#if PY_VERSION_HEX >= 0x030A0000
+    if (gc_was > 0) PyGC_Enable();
+#endif
+done:
+    PyBuffer_Release(&bg);
+    PyBuffer_Release(&b);
+    return out;
 }
 
 static PyMethodDef methods[] = {
@@ -643,6 +720,10 @@ static PyMethodDef methods[] = {
      "digest(rows) -> tuple: lone.Digest's fields, in its order; = lone.digest_py"},
     {"digest_groups", digest_groups, METH_O,
      "digest_groups(rows) -> tuple: lone.GROUP_FIELDS of the digest, in that order (no pair table)"},
+    {"digest_pairs", digest_pairs, METH_O,
+     "digest_pairs(rows) -> tuple: lone.PAIR_FIELDS of the digest, in that order (no tuple per pair)"},
+    {"pairs_of", pairs_of, METH_VARARGS,
+     "pairs_of(rows, row_group, pair_first) -> list: the digest's pairs, (group, client address bytes) of each first row"},
     {NULL, NULL, 0, NULL},
 };
 

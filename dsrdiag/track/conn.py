@@ -653,7 +653,9 @@ class ConnTracker:
             self.native = _native.Tracker(ports, parse_proxy, MAX_CLOCK_STEP, TS_MAX)
             self.packet = self._native_packet
             self.sink = self.native.sink
-            if os.environ.get("DSRDIAG_RECORD_KIT", "1") != "0":  # 0: tuples, records made in Python (tests compare)
+            # 0: tuples, records made in Python (tests compare); a vantage that is not a plain str
+            # (a subclass may format differently) too: the C maker takes plain texts only
+            if os.environ.get("DSRDIAG_RECORD_KIT", "1") != "0" and type(vantage) is str and type(capture) is str:
                 self.native.kit = record_kit(capture, vantage)
             if self.lane:
                 try:

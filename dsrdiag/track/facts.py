@@ -17,7 +17,6 @@ showed it; infer() replays the facts in that order and concludes exactly what th
 from __future__ import annotations
 
 from itertools import groupby
-from operator import itemgetter
 
 from dsrdiag.track.history import DONE_AFTER_SYNACK, DONE_NO_SYNACK, FLAGS, OPENED, REFUSED, SAW_SYN, SYNACK
 from dsrdiag.track.intern import ip_text, l2_text
@@ -173,12 +172,12 @@ def _seen_n(table: dict, key, first, n: int) -> None:
 def _runs(d):
     """(group, a, b): the digest's pairs a..b-1 are consecutive pairs of one group (all of them,
     in one run, when the block has one group: a flood's shape)."""
-    n = len(d.pairs)
+    n = len(d.pair_n)  # not d.pairs: a tuple per client, made for its length (track/lone.py LazyDigest)
     if len(d.groups) <= 1:
         return [(0, 0, n)] if n else []
     out = []
     a = 0
-    for g, run in groupby(d.pairs, key=itemgetter(0)):
+    for g, run in groupby(d.pair_first, key=d.row_group.__getitem__):  # a pair's group: its first row's
         b = a + sum(1 for _ in run)
         out.append((g, a, b))
         a = b

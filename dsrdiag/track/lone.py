@@ -18,10 +18,10 @@ payload, not forwarded, not cut, not tunnelled), nothing from the responder; its
 is also its one SYN note, and its one L2 pair and TTL are that packet's.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Digest is built at every start (records.py says why).
 
 import os
-import socket
+import _socket as socket  # not socket.py: its enums and selectors cost ~2 ms at every start; these use inet_ntop/pton only
 import struct
 from array import array
 from typing import NamedTuple
@@ -193,50 +193,94 @@ def digest(data) -> Digest:
 
 GROUP_FIELDS = ("groups", "group_n", "group_first", "group_min", "group_max", "row_group", "secs", "same_ts")
 """The digest's fields that need no pair table (what _lonerows.digest_groups gives, in this order)."""
+PAIR_FIELDS = ("pair_n", "pair_first", "row_pair", "pair_ips")
+"""The digest's pair-level fields but `pairs` itself (what _lonerows.digest_pairs gives, in this order)."""
+
+
+def pair_fields(data) -> tuple:
+    """PAIR_FIELDS of the digest of `data`, in that order: _lonerows.digest_pairs where it is built
+    (without the pairs' tuples: a tuple and a bytes per client were nearly half the digest's cost)."""
+    if _split() and os.environ.get("DSRDIAG_TRACKER", "c") != "python":
+        return _native.digest_pairs(data)
+    d = digest(data)
+    return tuple(getattr(d, name) for name in PAIR_FIELDS)
+
+
+def pairs_of_py(data, row_group, pair_first) -> list:
+    """The digest's pairs from its row_group and pair_first: (group, client address bytes) of each
+    pair's first row (a pair's group is its first row's; its key, that row's address); the
+    reference of _lonerows.pairs_of."""
+    return [(row_group[f], bytes(data[f * SIZE + _CI:f * SIZE + _CI + min(data[f * SIZE + _ALEN], 16)])) for f in pair_first]
+
+
+_CI, _ALEN = struct.calcsize("<QQqqq"), struct.calcsize("<QQqqq16s16sHHIIi6s6sBB")
+"""Offsets in a row (ROW) of the client address and of the address length."""
+
+
+def _split() -> bool:
+    """The C kernels make the pair fields and the pairs apart (an extension built before them: the whole digest)."""
+    return _native is not None and hasattr(_native, "digest_pairs") and hasattr(_native, "pairs_of")
 
 
 class LazyDigest:
     """A block's digest whose group-level fields (GROUP_FIELDS) are made at once and the others
-    (the pairs: a tuple, bytes and text per distinct client) only when first read.
+    only when first read: PAIR_FIELDS together (digest_pairs: a count, a first row and an address
+    text per distinct client), `pairs` (a tuple and a bytes per client) apart, from those.
 
     Why: of the passes that take a flood's blocks, the rules' (findings/judge.py: groups, and
     row_group where a claim differs by group; pairs only where a scanner is claimed by source),
     the capture limits' (groups) and the JSON list's (groups: each row's address is written from
-    the row, report/_jsonrows.c items_text) read no pair; the facts do. A spoofed flood's blocks
-    are mostly distinct clients, so a pass that makes their pairs for nothing costs as much as one
-    that needs them. Every field has the value the whole digest gives (tests/test_lone_text.py)."""
+    the row, report/_jsonrows.c items_text) read no pair; the facts read the pair fields and, of
+    the pairs, only how many there are. A spoofed flood's blocks are mostly distinct clients, so a
+    pass that makes what it does not read costs as much as one that needs it. Every field has the
+    value the whole digest gives (tests/test_lone_text.py)."""
 
-    __slots__ = GROUP_FIELDS + ("_data", "_full")
+    __slots__ = GROUP_FIELDS + ("_data", "_full", "_pair_fields", "_pair_list")
 
     def __init__(self, data, fields: tuple):
         for name, v in zip(GROUP_FIELDS, fields):
             setattr(self, name, v)
-        self._data, self._full = data, None
+        self._data, self._full, self._pair_fields, self._pair_list = data, None, None, None
 
-    def _pairs(self) -> Digest:
+    def _whole(self) -> Digest:
         if self._full is None:
             self._full = digest(self._data)
         return self._full
 
+    def _pair(self, i: int):
+        """PAIR_FIELDS[i], made once with the others."""
+        if not _split():
+            return self._whole()[PAIR_FIELDS_AT[i]]
+        if self._pair_fields is None:
+            self._pair_fields = _native.digest_pairs(self._data)
+        return self._pair_fields[i]
+
     @property
     def pairs(self) -> list:
-        return self._pairs().pairs
+        if not _split():
+            return self._whole().pairs
+        if self._pair_list is None:
+            self._pair_list = _native.pairs_of(self._data, self.row_group, self.pair_first)
+        return self._pair_list
 
     @property
     def pair_n(self) -> list:
-        return self._pairs().pair_n
+        return self._pair(0)
 
     @property
     def pair_first(self) -> list:
-        return self._pairs().pair_first
+        return self._pair(1)
 
     @property
     def row_pair(self) -> "array":
-        return self._pairs().row_pair
+        return self._pair(2)
 
     @property
     def pair_ips(self) -> list:
-        return self._pairs().pair_ips
+        return self._pair(3)
+
+
+PAIR_FIELDS_AT = tuple(Digest._fields.index(name) for name in PAIR_FIELDS)
 
 
 def block_digest(data):

@@ -134,11 +134,20 @@ def decide(facts) -> tuple[dict, dict]:
     return floods, scanners
 
 
+def _decided(ctx: Context) -> tuple[dict, dict]:
+    """decide() of the capture's facts, once per judge's pass: claims() and check() both ask, and a
+    flood's facts hold thousands of sources to go through."""
+    got = getattr(ctx, "_flood_decided", None)
+    if got is None or got[0] is not ctx.records.facts:
+        got = ctx._flood_decided = (ctx.records.facts, decide(ctx.records.facts))
+    return got[1]
+
+
 def claims(ctx: Context):
     """`claim(c)`: is this connection an attempt of a flood or scan this kind reports? None when
     there is none (the usual case: nothing to test per connection). Claimed connections are judged
     by no other kind and are set apart from the verdict's count (jobs/analyze.py)."""
-    floods, scanners = decide(ctx.records.facts)
+    floods, scanners = _decided(ctx)
     if not floods and not scanners:
         return None
     victims = frozenset(floods)
@@ -177,7 +186,7 @@ def _rate(n: float) -> str:
 
 def check(ctx: Context) -> Iterator[Finding]:
     """From the capture's facts only: no pass over the records."""
-    floods, scanners = decide(ctx.records.facts)
+    floods, scanners = _decided(ctx)
     for (ip, port), a in sorted(floods.items()):
         first, last = a.first, a.last
         span = max((last[0] - first[0]) / 1e9, 1e-9)
