@@ -396,6 +396,24 @@ def test_a_crafted_record_is_written_as_orjson_writes_it(jr, base, case):
         assert json_bytes(got) == jsondoc._encode(jsondoc._conn(rec, backend))
 
 
+def test_a_character_to_escape_is_escaped_at_every_place_in_a_text_as_orjson_escapes_it(jr, base):
+    """The writer passes plain ASCII 8 bytes a step and escapes what it must byte by byte from the
+    step that holds it: a quote, a backslash or a control at every offset of texts 0-40 long (so at
+    every place of a step, and in the tail after the last whole step), alone and beside another."""
+    c, b = base
+    backend = _backend_bytes(b)
+    seen = 0
+    for special in ('"', "\\", "\x00", "\x1f", "\n", "\x7f", " "):
+        for n in range(41):
+            for at in range(n):
+                for text in ("a" * at + special + "b" * (n - at - 1), "a" * at + special + special + "b" * (n - at)):
+                    rec = _dialogue(helo=text, banner_text=text[::-1])(c)
+                    got = jr.connection(rec, backend)
+                    assert got == orjson.dumps(jsondoc._conn(rec, b)), (special, n, at)
+                    seen += 1
+    assert seen > 5000
+
+
 @pytest.mark.parametrize("case", NONE)
 def test_a_record_it_cannot_be_sure_of_is_left_to_python(jr, base, case):
     c, b = base

@@ -591,6 +591,15 @@ static int w_str_body(obuf *o, PyObject *u) {
     if (PyUnicode_IS_ASCII(u)) { /* the common case: the plain head copied whole, the rest (if any) below */
         if (grow(o, (size_t)len)) return ERR;
         const unsigned char *a = data;
+        for (; i + 8 <= len; i += 8) {                 /* 8 bytes a step: any < 0x20, '"' or '\\'? */
+            uint64_t w;
+            memcpy(&w, a + i, 8);
+            const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+            uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+            /* ASCII (high bits clear): a byte is < 0x20, or 0 after the XOR, exactly where the sum
+               borrows into its high bit */
+            if (((w - ones * 0x20) | (q - ones) | (b - ones)) & highs) break;
+        }
         while (i < len && a[i] >= 0x20 && a[i] != '"' && a[i] != '\\') i++;
         memcpy(o->p + o->n, a, (size_t)i);
         o->n += (size_t)i;
