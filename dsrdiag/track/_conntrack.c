@@ -298,7 +298,6 @@ static void lone_template(conn_t *c, const frozen_t *h, const note_t *n) {
     c->nchains = 1;
 }
 
-/* a lone SYN attempt as it stands: the FROZE_LONE form fits it */
 #define NOTE_HEAD offsetof(note_t, peek)  /* a note's fields before its payload's first bytes */
 
 /* n bytes at p all zero */
@@ -310,6 +309,7 @@ static int zero_bytes(const uint8_t *p, size_t n) {
     return acc == 0;
 }
 
+/* a lone SYN attempt as it stands: the FROZE_LONE form fits it */
 static int lone_shaped(const conn_t *c) {
     return c->hlen == 1 && c->hist[0] == 'S' && c->notes.n == 1 && c->syns.n == 1
            && !memcmp(c->notes.v, c->syns.v, sizeof(note_t));
@@ -344,16 +344,19 @@ static conn_t *freeze(conn_t *c) {
             o = 1 + zenc(buf + 1, nb, sizeof(note_t));
         }
         uint8_t *w = (uint8_t *)&want, *x = (uint8_t *)&tmp;
-        uint32_t guess = want.e[0].sig_idw;
-        want.e[0].sig_idw = tmp.e[0].sig_idw;   /* without an IP ID (IPv6) the signature holds the window, */
-        int idw_only = guess != tmp.e[0].sig_idw && !memcmp(w + BODY, x + BODY, sizeof tmp - BODY);   /* not in the note */
-        want.e[0].sig_idw = guess;
-        if (!memcmp(w + BODY, x + BODY, sizeof tmp - BODY)) buf[o++] = 0;       /* the template, exactly */
-        else if (idw_only) {                                                     /* the template but for that */
-            buf[o++] = 2;
-            memcpy(buf + o, &tmp.e[0].sig_idw, 4);
-            o += 4;
+        /* without an IP ID (IPv6) the signature holds the window, which the note does not: the
+           template is compared with the entry's own signature, which is stored when it is not the guess */
+        uint32_t guess = want.e[0].sig_idw, idw = tmp.e[0].sig_idw;
+        want.e[0].sig_idw = idw;
+        if (!memcmp(w + BODY, x + BODY, sizeof tmp - BODY)) {
+            if (idw == guess) buf[o++] = 0;                                      /* the template, exactly */
+            else {                                                               /* the template but for that */
+                buf[o++] = 2;
+                memcpy(buf + o, &idw, 4);
+                o += 4;
+            }
         } else {
+            want.e[0].sig_idw = guess;                                           /* the difference from the template itself */
             for (size_t i = BODY; i < sizeof tmp; i++) w[i] ^= x[i];
             buf[o++] = 1;
             o += zenc(buf + o, w + BODY, sizeof tmp - BODY);
