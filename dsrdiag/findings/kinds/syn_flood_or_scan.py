@@ -137,10 +137,10 @@ def decide(facts) -> tuple[dict, dict]:
 def _decided(ctx: Context) -> tuple[dict, dict]:
     """decide() of the capture's facts, once per judge's pass: claims() and check() both ask, and a
     flood's facts hold thousands of sources to go through."""
-    got = getattr(ctx, "_flood_decided", None)
-    if got is None or got[0] is not ctx.records.facts:
-        got = ctx._flood_decided = (ctx.records.facts, decide(ctx.records.facts))
-    return got[1]
+    got = getattr(ctx, "_flood_decided", None)  # a Context is one capture's: its facts do not change
+    if got is None:
+        got = ctx._flood_decided = decide(ctx.records.facts)
+    return got
 
 
 def claims(ctx: Context):
