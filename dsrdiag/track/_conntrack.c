@@ -1464,7 +1464,7 @@ static PyObject *shared_of(Tracker *t, PyObject *v) { return cached(KIT(t, K_SHC
    only replaces the entry. */
 #define MEMO 1024
 #define MEMO_MAX 62
-enum { MEMO_IP = 1, MEMO_HIST, MEMO_L2 };
+enum { MEMO_IP = 1, MEMO_HIST, MEMO_L2, MEMO_BANNER, MEMO_HELO, MEMO_CODES, MEMO_CMDS, MEMO_LAST };
 static struct memo_entry { PyObject *cache, *fn, *v; uint8_t len; uint8_t b[MEMO_MAX + 1]; } memo[MEMO];
 
 /* the entry for (tag, bytes) of table cache and filler fn: its value (a new reference) or NULL with
@@ -1567,6 +1567,56 @@ static PyObject *none_ref(void) { Py_RETURN_NONE; }
 static PyObject *bool_ref(int v) { return PyBool_FromLong(v); }
 
 /* smtp.dialogue(*smtp_state(s)), made here */
+/* A dialogue's texts and tuples repeat from session to session (one banner, one HELO, the same
+   replies and commands): each is looked up in the memo by the bytes it is made from, and made (and
+   shared through the kit's table, as the reference shares it) only when the memo misses. */
+static PyObject *dialogue_text(Tracker *t, int tag, const sbuf_t *b) {
+    struct memo_entry *slot;
+    PyObject *cache = KIT(t, K_SHC), *fn = KIT(t, K_SHF);
+    PyObject *v = memo_get(cache, fn, tag, b->p, (int)b->len, &slot);
+    return v ? v : memo_put(slot, cache, fn, tag, b->p, (int)b->len, shared_of(t, smtp_text(b, 1)));
+}
+
+static PyObject *dialogue_codes(Tracker *t, const smtp_t *s) {
+    uint8_t raw[MEMO_MAX];
+    int len = 2 * s->ncodes;
+    struct memo_entry *slot = NULL;
+    PyObject *cache = KIT(t, K_SHC), *fn = KIT(t, K_SHF);
+    if (len <= MEMO_MAX) {
+        for (int i = 0; i < s->ncodes; i++) { raw[2 * i] = (uint8_t)s->codes[i]; raw[2 * i + 1] = (uint8_t)(s->codes[i] >> 8); }
+        PyObject *v = memo_get(cache, fn, MEMO_CODES, raw, len, &slot);
+        if (v) return v;
+    }
+    PyObject *codes = PyTuple_New(s->ncodes);
+    if (codes) for (int i = 0; i < s->ncodes; i++) {
+        PyObject *c = PyLong_FromLong(s->codes[i]);
+        if (!c) { Py_CLEAR(codes); break; }
+        PyTuple_SET_ITEM(codes, i, c);
+    }
+    return memo_put(slot, cache, fn, MEMO_CODES, raw, len, codes ? shared_of(t, codes) : NULL);
+}
+
+static PyObject *dialogue_cmds(Tracker *t, const smtp_t *s) {
+    uint8_t raw[MEMO_MAX];                             /* the count, then the verbs as held (NUL after each) */
+    int len = 1 + (int)s->cmds.len;
+    struct memo_entry *slot = NULL;
+    PyObject *cache = KIT(t, K_SHC), *fn = KIT(t, K_SHF);
+    if (len <= MEMO_MAX && s->ncmds < 256) {
+        raw[0] = (uint8_t)s->ncmds;
+        if (s->cmds.len) memcpy(raw + 1, s->cmds.p, s->cmds.len);
+        PyObject *v = memo_get(cache, fn, MEMO_CMDS, raw, len, &slot);
+        if (v) return v;
+    }
+    PyObject *cmds = PyTuple_New(s->ncmds);
+    const char *w = (const char *)s->cmds.p;
+    if (cmds) for (int i = 0; i < s->ncmds; i++, w += strlen(w) + 1) {
+        PyObject *u = text_of(3, (const uint8_t *)w, (int)strlen(w));
+        if (!u) { Py_CLEAR(cmds); break; }
+        PyTuple_SET_ITEM(cmds, i, u);
+    }
+    return memo_put(slot, cache, fn, MEMO_CMDS, raw, len, cmds ? shared_of(t, cmds) : NULL);
+}
+
 static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
     if (s->proxy) {                                   /* rare: smtp.dialogue makes its ProxyHeader */
         PyObject *state = smtp_state(s);
@@ -1579,8 +1629,12 @@ static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
     PyTypeObject *tp = (PyTypeObject *)KIT(t, K_DLG);
     PyObject *d = NULL;
     PyObject *v[16] = {0};
+    struct memo_entry *slot;
     if (s->has_banner) {
-        PyObject *parts = cached(KIT(t, K_BNC), KIT(t, K_BNF), smtp_text(&s->banner, 1));  /* (text[:200], host) */
+        PyObject *parts = memo_get(KIT(t, K_BNC), KIT(t, K_BNF), MEMO_BANNER, s->banner.p, (int)s->banner.len, &slot);
+        if (!parts)                                   /* (text[:200], host) */
+            parts = memo_put(slot, KIT(t, K_BNC), KIT(t, K_BNF), MEMO_BANNER, s->banner.p, (int)s->banner.len,
+                             cached(KIT(t, K_BNC), KIT(t, K_BNF), smtp_text(&s->banner, 1)));
         if (!parts) goto fail;
         if (!PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != 2) { Py_DECREF(parts); PyErr_SetString(PyExc_TypeError, "banner_parts"); goto fail; }
         v[0] = PyLong_FromLong(s->banner_code);
@@ -1593,29 +1647,16 @@ static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
         for (int i = 0; i < 5; i++) v[i] = none_ref();
     }
     for (int i = 0; i < 5; i++) if (!v[i]) goto fail;
-    v[5] = s->has_helo ? shared_of(t, smtp_text(&s->helo, 1)) : none_ref();
+    v[5] = s->has_helo ? dialogue_text(t, MEMO_HELO, &s->helo) : none_ref();
     if (!v[5]) goto fail;
-    PyObject *codes = PyTuple_New(s->ncodes), *cmds = PyTuple_New(s->ncmds);
-    if (codes) for (int i = 0; i < s->ncodes; i++) {
-        PyObject *c = PyLong_FromLong(s->codes[i]);
-        if (!c) { Py_CLEAR(codes); break; }
-        PyTuple_SET_ITEM(codes, i, c);
-    }
-    const char *w = (const char *)s->cmds.p;
-    if (cmds) for (int i = 0; i < s->ncmds; i++, w += strlen(w) + 1) {
-        PyObject *u = text_of(3, (const uint8_t *)w, (int)strlen(w));
-        if (!u) { Py_CLEAR(cmds); break; }
-        PyTuple_SET_ITEM(cmds, i, u);
-    }
-    if (!codes || !cmds) { Py_XDECREF(codes); Py_XDECREF(cmds); goto fail; }
-    if (!(v[6] = shared_of(t, codes))) { Py_DECREF(cmds); goto fail; }
-    if (!(v[7] = shared_of(t, cmds))) goto fail;
+    if (!(v[6] = dialogue_codes(t, s))) goto fail;
+    if (!(v[7] = dialogue_cmds(t, s))) goto fail;
     v[8] = bool_ref(s->st_offered); v[9] = bool_ref(s->st_started); v[10] = bool_ref(s->xc_offered);
     v[11] = smtp_text(&s->xclient, s->has_xclient);
     v[12] = s->has_xclient ? PyLong_FromUnsignedLongLong(s->xc_frame) : none_ref();
     v[13] = s->has_xclient ? PyLong_FromLongLong(s->xc_ts) : none_ref();
     v[14] = none_ref();
-    v[15] = smtp_text(&s->last, s->has_last);
+    v[15] = s->has_last ? dialogue_text(t, MEMO_LAST, &s->last) : none_ref();  /* shared: an equal text, as the store reads it back */
     for (int i = 0; i < 16; i++) if (!v[i]) goto fail;
     if (!(d = tp->tp_alloc(tp, 16))) goto fail;      /* no Python code runs while it has NULL items */
     for (int i = 0; i < 16; i++) {

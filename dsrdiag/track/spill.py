@@ -36,6 +36,7 @@ import shutil
 import tempfile
 import weakref
 
+from dsrdiag.core.aheadwrite import AheadWriter
 from dsrdiag.core.errors import DsrdiagError
 from dsrdiag.track import lone, packed
 from dsrdiag.track.packed import pack_batch, unpack_batch
@@ -295,7 +296,7 @@ class RecordSink:
     def _open(self):
         fd, path = temp_file(".records")
         self.files.append(path)  # owned (removed if abandoned) from the start
-        self._file = self._handle[0] = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._file = self._handle[0] = AheadWriter(fd)  # written by a thread (core/aheadwrite.py says why)
         return self._file
 
     def _end_run(self) -> None:
@@ -305,17 +306,17 @@ class RecordSink:
         if self._batch:
             _dump(self._batch, f)
             self._batch = []
-        end = f.tell()
+        end = f.pos
         self.runs.append((0, self._run_start, end))
         self._run_start, self._last = end, None
         # tiered merge: FAN_IN runs of one size class become one run of the next class
         while len(self.runs) >= FAN_IN and len({k for k, _, _ in self.runs[-FAN_IN:]}) == 1:
             level = self.runs[-1][0]
             tail = self.runs[-FAN_IN:]
-            f.flush()
-            start = f.tell()
+            f.flush()  # the runs are read back from the file
+            start = f.pos
             _write_batches(f, _merge([_read_batches(self.files[0], a, b) for _, a, b in tail]))
-            end = f.tell()
+            end = f.pos
             self.runs[-FAN_IN:] = [(level + 1, start, end)]
             self._run_start = end
 
@@ -334,10 +335,7 @@ class RecordSink:
 
 def _close_remove(paths: list[str], owned: list[bool], handle: list) -> None:
     if handle[0] is not None:
-        try:
-            handle[0].close()
-        except OSError:
-            pass
+        handle[0].discard()  # abandoned: what still waits is not written
     _remove(paths, owned)
 
 
