@@ -35,24 +35,10 @@ def folder(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture(params=["add", "add_many"])
-def feed(request):
-    """How records reach the sink: one by one (the Python tracker) or in batches of any size (the
-    C tracker's sweeps: RecordSink.add_many); every store test runs both."""
-    return request.param
-
-
-def _store(records, spill_at, feed="add", seed=0):
+def _store(records, spill_at):
     sink = spill.RecordSink(spill_at=spill_at)
-    if feed == "add":
-        for r in records:
-            sink.add(r)
-    else:
-        rng, i = random.Random(seed), 0
-        while i < len(records):
-            k = rng.choice((0, 1, 2, 7, 64, 300, 1000))
-            sink.add_many(records[i:i + k])
-            i += k
+    for r in records:
+        sink.add(r)
     return sink.records()
 
 
@@ -60,9 +46,9 @@ def _files(folder):
     return list(folder.rglob("*.records"))
 
 
-def test_records_that_finish_in_the_order_they_started_are_one_run_written_once(folder, feed):
+def test_records_that_finish_in_the_order_they_started_are_one_run_written_once(folder):
     recs = [Rec(i * 1000, f"v:C{i}", b"x" * 100) for i in range(5000)]
-    seq = _store(recs, 100, feed)
+    seq = _store(recs, 100)
     assert seq.runs == 1
     assert list(seq) == recs and len(seq) == 5000
     (path,) = _files(folder)
@@ -71,19 +57,19 @@ def test_records_that_finish_in_the_order_they_started_are_one_run_written_once(
     assert os.path.getsize(path) <= one_copy * 1.05  # the 4900 written once, not rewritten by merges
 
 
-def test_records_a_bounded_time_out_of_order_come_back_sorted_from_one_run(folder, feed):
+def test_records_a_bounded_time_out_of_order_come_back_sorted_from_one_run(folder):
     rng = random.Random(5)
     # each record finishes up to 50 places after it started: Zeek's timers, a connection's length
     recs = sorted((Rec(i * 1000, f"v:C{i}") for i in range(3000)), key=lambda r: r.first_ts_ns + rng.randrange(50_000))
-    seq = _store(recs, 200, feed)
+    seq = _store(recs, 200)
     assert seq.runs == 1
     assert list(seq) == sorted(recs)
 
 
-def test_records_in_the_worst_order_merge_in_tiers_each_rewritten_a_bounded_number_of_times(folder, feed):
+def test_records_in_the_worst_order_merge_in_tiers_each_rewritten_a_bounded_number_of_times(folder):
     n, spill_at = 6000, 20
     recs = [Rec(n - i, f"v:C{i}", b"y" * 50) for i in range(n)]  # each sorts before every earlier one
-    seq = _store(recs, spill_at, feed)
+    seq = _store(recs, spill_at)
     assert list(seq) == sorted(recs)
     assert seq.runs < 2 * spill.FAN_IN  # tiers merged: never one open reader per run
     one_copy = len(pickle.dumps(recs, pickle.HIGHEST_PROTOCOL))
@@ -92,13 +78,13 @@ def test_records_in_the_worst_order_merge_in_tiers_each_rewritten_a_bounded_numb
     assert os.path.getsize(path) <= one_copy * 4
 
 
-def test_ties_in_time_come_back_in_uid_order_spilled_or_not(folder, feed):
+def test_ties_in_time_come_back_in_uid_order_spilled_or_not(folder):
     recs = [Rec(7, f"v:C{i}") for i in (5, 3, 9, 1, 8, 2, 7, 4, 6, 10, 11, 12)]
-    assert list(_store(recs, 3, feed)) == list(_store(recs, 1000, feed)) == sorted(recs, key=lambda r: (r.first_ts_ns, r.uid))
+    assert list(_store(recs, 3)) == list(_store(recs, 1000)) == sorted(recs, key=lambda r: (r.first_ts_ns, r.uid))
 
 
-def test_a_store_is_removed_with_its_records_and_handed_over_by_pickling(folder, feed):
-    seq = _store([Rec(i, f"v:C{i}") for i in range(100)], 10, feed)
+def test_a_store_is_removed_with_its_records_and_handed_over_by_pickling(folder):
+    seq = _store([Rec(i, f"v:C{i}") for i in range(100)], 10)
     assert _files(folder)
     there = pickle.loads(pickle.dumps(seq))  # another process's copy: it owns the file now
     del seq
@@ -128,23 +114,3 @@ def test_a_real_capture_spilled_gives_the_records_it_gives_in_memory(folder, mon
     r = track_capture(str(CAPTURES / "vip_missing.pcap"), "lan", (25,))
     assert _files(folder)
     assert list(r.connections) == whole and len(whole) > 2
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_records_handed_over_in_batches_make_the_very_store_they_make_one_by_one(folder, seed):
-    """add_many takes a fast step only where add() would take the same one: on any order (late
-    records, ties, runs that end and start), the same runs, the same bytes, the same records."""
-    rng = random.Random(seed)
-    recs = [Rec(rng.randrange(400) * 1000 + rng.choice((0, 0, 7)), f"v:C{i}", b"z" * rng.randrange(30)) for i in range(2500)]
-    recs.sort(key=lambda r: r.first_ts_ns + rng.randrange(rng.choice((1, 40_000, 10_000_000))))
-    spill_at = rng.choice((3, 40, 200))
-    got = []
-    for feed in ("add", "add_many"):
-        seq = _store(recs, spill_at, feed, seed)
-        (path,) = _files(folder)
-        got.append((seq.runs, list(seq), path.read_bytes()))
-        del seq
-        gc.collect()
-        assert not _files(folder)
-    assert got[0] == got[1]
-    assert got[0][1] == sorted(recs)

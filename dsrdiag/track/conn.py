@@ -687,10 +687,11 @@ class ConnTracker:
             self.done.add_rows(rows)
 
     def _take_batch(self, finished: list) -> None:
-        if self.native.kit is not None:  # records made in C (record_kit)
-            self.done.add_many(finished)
-            return
         add = self.done.add
+        if self.native.kit is not None:  # records made in C (record_kit)
+            for rec in finished:
+                add(rec)
+            return
         capture, vantage = self.capture, self.vantage
         for (num, c_ip, c_port, s_ip, s_port, first, last, history, state, o, r, syn_seq, synack_ack,
              notes, syns, fwd, smtp, tunnel) in finished:

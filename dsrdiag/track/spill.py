@@ -223,39 +223,6 @@ class RecordSink:
         if self.observe is not None:
             self.observe(rec)
         self.count += 1
-        self._place(rec)
-
-    def add_many(self, recs: list) -> None:
-        """add() of each record in turn: the same heap steps, the same store. Why a second entry:
-        the C tracker hands records over in batches (track/conn.py), and for each record add()'s
-        call and its lookups of the sink's state were a third of its cost; here the common step (the
-        heap full, the record after the last one written, its time not held yet) runs with that
-        state in locals, and every other step is add()'s own (_place)."""
-        observe = self.observe
-        heap, held, batch, f = self.heap, self._held, self._batch, self._file
-        last = self._last
-        for rec in recs:
-            if observe is not None:
-                observe(rec)
-            ts = rec.first_ts_ns
-            if (last is not None and not self._ties and ts not in held
-                    and (ts > last.first_ts_ns or ts == last.first_ts_ns and rec.uid > last.uid)):
-                # _last is set: the heap is full (it stays full) and the store file open
-                held[ts] = rec
-                last = held.pop(heappushpop(heap, ts))
-                batch.append(last)
-                if len(batch) >= BATCH:
-                    _dump(batch, f)
-                    batch.clear()
-                continue
-            self._last = last
-            self._place(rec)
-            heap, held, batch, f = self.heap, self._held, self._batch, self._file
-            last = self._last
-        self._last = last
-        self.count += len(recs)
-
-    def _place(self, rec) -> None:
         ts = rec.first_ts_ns
         heap, held = self.heap, self._held
         if not self._full:  # len(heap) + len(self.later) < spill_at (full, it stays full: one in, one out)
