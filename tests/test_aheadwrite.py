@@ -1,4 +1,4 @@
-"""core/aheadwrite.py: the record store's thread-written file gives exactly the bytes handed over,
+"""track/aheadwrite.py: the record store's thread-written file gives exactly the bytes handed over,
 in order, whatever the kernel's writes do, and hands a failed write back to the caller.
 
 The files are real files in tmp_path and the writes real writev(2) calls; where a test needs the
@@ -15,8 +15,8 @@ import threading
 
 import pytest
 
-from dsrdiag.core import aheadwrite
-from dsrdiag.core.aheadwrite import AheadWriter
+from dsrdiag.track import aheadwrite
+from dsrdiag.track.aheadwrite import AheadWriter
 
 
 def _open(path):
@@ -117,7 +117,7 @@ def test_a_write_the_kernel_refuses_is_raised_in_the_caller_and_nothing_after_it
         import errno, os, resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (9500, 9500))
-        from dsrdiag.core import aheadwrite
+        from dsrdiag.track import aheadwrite
         aheadwrite.CHUNK = 4096
         w = aheadwrite.AheadWriter(os.open({str(tmp_path / 'f')!r}, os.O_WRONLY | os.O_CREAT, 0o600))
         raised = None

@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import weakref
 
-from dsrdiag.core.aheadwrite import AheadWriter
+from dsrdiag.track.aheadwrite import AheadWriter
 from dsrdiag.core.errors import DsrdiagError
 from dsrdiag.track import lone, packed
 from dsrdiag.track.packed import pack_batch, unpack_batch
@@ -296,7 +296,7 @@ class RecordSink:
     def _open(self):
         fd, path = temp_file(".records")
         self.files.append(path)  # owned (removed if abandoned) from the start
-        self._file = self._handle[0] = AheadWriter(fd)  # written by a thread (core/aheadwrite.py says why)
+        self._file = self._handle[0] = AheadWriter(fd)  # written by a thread (track/aheadwrite.py says why)
         return self._file
 
     def _end_run(self) -> None:
