@@ -6,6 +6,7 @@ kernel to write less than asked, it caps each call and passes it on to the real 
 error test lets the kernel itself refuse (RLIMIT_FSIZE) in a child process."""
 
 import errno
+import fcntl
 import os
 import random
 import subprocess
@@ -160,3 +161,50 @@ def test_a_writer_that_never_filled_a_chunk_starts_no_thread_and_still_writes_on
     w.close()
     assert (tmp_path / "f").read_bytes() == b"abc"
     assert w.pos == 3
+
+
+def test_a_forked_copy_of_a_busy_writer_discards_without_waiting_and_refuses_to_write(monkeypatch):
+    # a pipe nobody reads yet (64 KiB of buffer): the first chunk fills it, the thread blocks
+    # writing the second, the third and fourth wait in the queue (full: the fourth's put returned
+    # only once the thread had taken the second)
+    monkeypatch.setattr(aheadwrite, "CHUNK", 1 << 16)
+    r, wfd = os.pipe()
+    fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 1 << 16)
+    w = AheadWriter(wfd)
+    for _ in range(4):
+        w.write(b"q" * (1 << 16))
+    pid = os.fork()
+    if pid == 0:  # the copy: no thread, a full queue; discard must not wait for either
+        code = 1
+        try:
+            try:
+                w.write(b"x" * (1 << 16))
+            except OSError as e:
+                code = 0 if e.errno == errno.EBADF else 3
+            w.discard()
+        finally:
+            os._exit(code)
+    deadline = 100
+    while deadline:  # bounded: 10 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        threading.Event().wait(0.1)
+        deadline -= 1
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked copy hung in discard()")
+    assert os.waitstatus_to_exitcode(status) == 0
+    got = 0
+    with os.fdopen(r, "rb") as f:  # now read: the parent's writer finishes
+        def drain():
+            nonlocal got
+            while chunk := f.read(1 << 16):
+                got += len(chunk)
+        reader = threading.Thread(target=drain)
+        reader.start()
+        w.close()
+        reader.join(10)
+    assert got == 4 << 16
+    assert not _writer_threads()

@@ -14,6 +14,10 @@ would make the writer fall behind.
 
 Errors (a full disk) are the writer's OSError, raised in the caller at its next write, flush or
 close: the same error, a little later, as a plain write would have raised.
+
+A fork copies the writer but not its thread (jobs/crew.py forks workers before any store exists, but
+a finalizer may still run in a copy): in the copy, discard() only closes the descriptor, and
+anything else is an error, never a wait for a thread that is not there.
 """
 
 import errno
@@ -42,6 +46,7 @@ class AheadWriter:
         self._thread: threading.Thread | None = None
         self._error: OSError | None = None
         self._dropping = False
+        self._pid = os.getpid()  # the process whose thread this is (see the module's docstring)
         self.closed = False
 
     def write(self, data) -> None:
@@ -60,6 +65,8 @@ class AheadWriter:
     def _send(self) -> None:
         if not self._pending:
             return
+        if self._pid != os.getpid():
+            raise OSError(errno.EBADF, "a record store's writer does not cross a fork")
         if self._thread is None:
             self._queue = queue.Queue(DEPTH)
             self._thread = threading.Thread(target=self._run, name="dsrdiag-aheadwrite", daemon=True)
@@ -83,6 +90,8 @@ class AheadWriter:
 
     def flush(self) -> None:
         """Wait until everything handed over is in the file (before it is read back)."""
+        if self._pid != os.getpid():
+            raise OSError(errno.EBADF, "a record store's writer does not cross a fork")
         self._send()
         if self._queue is not None:
             self._queue.join()
@@ -112,8 +121,9 @@ class AheadWriter:
     def _stop(self) -> None:
         self.closed = True
         if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
+            if self._pid == os.getpid():  # in a forked copy there is no thread to stop
+                self._queue.put(None)
+                self._thread.join()
             self._thread = None
         os.close(self._fd)
 
