@@ -208,3 +208,85 @@ def test_a_forked_copy_of_a_busy_writer_discards_without_waiting_and_refuses_to_
         reader.join(10)
     assert got == 4 << 16
     assert not _writer_threads()
+
+
+def test_a_failed_write_keeps_failing_at_every_later_call_and_close_still_closes(tmp_path, monkeypatch):
+    def full(fd, bufs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(aheadwrite.os, "writev", full)
+    monkeypatch.setattr(aheadwrite, "CHUNK", 16)
+    fd = _open(tmp_path / "f")
+    w = AheadWriter(fd)
+    w.write(b"x" * 32)
+    for call in (w.flush, lambda: w.write(b"y" * 32), w.flush, w.close):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.ENOSPC
+    assert w.closed and not _writer_threads()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed: no descriptor left behind
+    w.close()  # closed already: nothing
+
+
+def test_writing_to_a_closed_writer_is_an_error_and_never_reaches_a_reused_descriptor(tmp_path):
+    w = AheadWriter(_open(tmp_path / "a"))
+    w.write(b"a")
+    w.close()
+    fd = _open(tmp_path / "b")  # likely the same descriptor number
+    try:
+        with pytest.raises(ValueError):
+            w.write(b"STALE" * 1000)
+        with pytest.raises(ValueError):
+            w.flush()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "b").read_bytes() == b"" and not _writer_threads()
+
+
+def test_an_error_that_is_not_an_oserror_in_the_thread_reaches_the_caller_instead_of_a_hang(tmp_path, monkeypatch):
+    monkeypatch.setattr(aheadwrite, "CHUNK", 4)
+    w = AheadWriter(_open(tmp_path / "f"))
+    w.write("text, not bytes")  # writev refuses it with a TypeError in the thread
+    with pytest.raises(TypeError):
+        for _ in range(10):  # bounded: the queue holds DEPTH; a dead thread would block here
+            w.write(b"more bytes")
+        w.flush()
+    with pytest.raises(TypeError):
+        w.close()
+    assert not _writer_threads()
+
+
+def test_discard_run_by_the_writer_thread_itself_neither_raises_nor_leaves_the_descriptor_open(tmp_path, monkeypatch):
+    # a finalizer (the sink's) that the writer thread's own garbage collection happens to run,
+    # while two more chunks wait in the queue
+    real = os.writev
+    queued = threading.Event()
+    seen = {}
+
+    def writev_then_discard(fd, bufs):
+        queued.wait(10)
+        n = real(fd, bufs)
+        if not seen:
+            seen["fd"] = fd
+            try:
+                w.discard()
+            except BaseException as e:  # the failure this test exists for
+                seen["error"] = e
+        return n
+
+    monkeypatch.setattr(aheadwrite.os, "writev", writev_then_discard)
+    monkeypatch.setattr(aheadwrite, "CHUNK", 8)
+    w = AheadWriter(_open(tmp_path / "f"))
+    for i in range(3):  # the thread holds the first (waiting), the queue the other two
+        w.write(b"%08d" % i)
+    queued.set()
+    for _ in range(100):  # bounded: 10 s for the thread to reach its end mark
+        if not _writer_threads():
+            break
+        threading.Event().wait(0.1)
+    assert "error" not in seen and w.closed
+    assert not _writer_threads()
+    assert (tmp_path / "f").read_bytes() == b"00000000"  # the two waiting were dropped
+    with pytest.raises(OSError):
+        os.fstat(seen["fd"])

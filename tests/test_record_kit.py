@@ -102,6 +102,23 @@ def test_repeated_texts_are_one_shared_object_per_value(monkeypatch):
     assert len(recs) > len(by_server)  # several connections to one server: sharing was tested
 
 
+@pytest.mark.parametrize("kit", ["1", "0"])
+def test_last_replies_stay_out_of_the_shared_table_both_ways_and_the_dialogues_texts_go_in(kit, monkeypatch):
+    """smtp.dialogue shares a dialogue's HELO and its tuples through intern's table but not its last
+    reply (often one of a kind: a queue id); the C record maker, which memoises all of them, fills
+    the table the same way."""
+    from dsrdiag.track import intern
+
+    intern._SHARED.clear()
+    recs = [c for p in SAMPLES for c in _records(p, kit, monkeypatch) if c.smtp is not None]
+    lasts = {c.smtp.last_reply for c in recs if c.smtp.last_reply}
+    helos = {c.smtp.helo for c in recs if c.smtp.helo}
+    assert lasts and helos  # the samples have both: the test can fail
+    shared = {v for v in intern._SHARED if type(v) is str}
+    assert not lasts & shared - helos
+    assert helos <= shared
+
+
 def test_a_banner_longer_than_200_characters_is_cut_and_names_its_host_the_same_both_ways():
     from dsrdiag.track.smtp import banner_parts, dialogue
 

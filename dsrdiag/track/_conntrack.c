@@ -1460,8 +1460,9 @@ static PyObject *shared_of(Tracker *t, PyObject *v) { return cached(KIT(t, K_SHC
    value and to the table and filler that gave it, and its key starts with a tag naming the use, so
    a match is what that table and filler gave for these bytes: the fillers are pure functions of
    their keys (track/intern.py) and fill only their own table, as text_of's texts are of their
-   bytes; a kit with another table (or another filler) never sees this one's values; a collision
-   only replaces the entry. */
+   bytes (MEMO_LAST's entries hold the text itself, not the table's: smtp_text is as pure); a kit
+   with another table (or another filler) never sees this one's values; a collision only replaces
+   the entry. */
 #define MEMO 1024
 #define MEMO_MAX 62
 enum { MEMO_IP = 1, MEMO_HIST, MEMO_L2, MEMO_BANNER, MEMO_HELO, MEMO_CODES, MEMO_CMDS, MEMO_LAST };
@@ -1570,11 +1571,13 @@ static PyObject *bool_ref(int v) { return PyBool_FromLong(v); }
 /* A dialogue's texts and tuples repeat from session to session (one banner, one HELO, the same
    replies and commands): each is looked up in the memo by the bytes it is made from, and made (and
    shared through the kit's table, as the reference shares it) only when the memo misses. */
-static PyObject *dialogue_text(Tracker *t, int tag, const sbuf_t *b) {
+static PyObject *dialogue_text(Tracker *t, int tag, const sbuf_t *b, int share) {
     struct memo_entry *slot;
     PyObject *cache = KIT(t, K_SHC), *fn = KIT(t, K_SHF);
     PyObject *v = memo_get(cache, fn, tag, b->p, (int)b->len, &slot);
-    return v ? v : memo_put(slot, cache, fn, tag, b->p, (int)b->len, shared_of(t, smtp_text(b, 1)));
+    if (v) return v;
+    v = smtp_text(b, 1);
+    return memo_put(slot, cache, fn, tag, b->p, (int)b->len, share ? shared_of(t, v) : v);
 }
 
 static PyObject *dialogue_codes(Tracker *t, const smtp_t *s) {
@@ -1647,7 +1650,7 @@ static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
         for (int i = 0; i < 5; i++) v[i] = none_ref();
     }
     for (int i = 0; i < 5; i++) if (!v[i]) goto fail;
-    v[5] = s->has_helo ? dialogue_text(t, MEMO_HELO, &s->helo) : none_ref();
+    v[5] = s->has_helo ? dialogue_text(t, MEMO_HELO, &s->helo, 1) : none_ref();
     if (!v[5]) goto fail;
     if (!(v[6] = dialogue_codes(t, s))) goto fail;
     if (!(v[7] = dialogue_cmds(t, s))) goto fail;
@@ -1656,7 +1659,9 @@ static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
     v[12] = s->has_xclient ? PyLong_FromUnsignedLongLong(s->xc_frame) : none_ref();
     v[13] = s->has_xclient ? PyLong_FromLongLong(s->xc_ts) : none_ref();
     v[14] = none_ref();
-    v[15] = s->has_last ? dialogue_text(t, MEMO_LAST, &s->last) : none_ref();  /* shared: an equal text, as the store reads it back */
+    /* the last reply is not shared through the kit's table, as smtp.dialogue does not share it (it is
+       often one of a kind: a queue id, a refused address); the memo only gives a repeated one again */
+    v[15] = s->has_last ? dialogue_text(t, MEMO_LAST, &s->last, 0) : none_ref();
     for (int i = 0; i < 16; i++) if (!v[i]) goto fail;
     if (!(d = tp->tp_alloc(tp, 16))) goto fail;      /* no Python code runs while it has NULL items */
     for (int i = 0; i < 16; i++) {
