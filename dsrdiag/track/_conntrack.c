@@ -1567,7 +1567,6 @@ static PyObject *note_block(Tracker *t, PyObject *pair) {
 static PyObject *none_ref(void) { Py_RETURN_NONE; }
 static PyObject *bool_ref(int v) { return PyBool_FromLong(v); }
 
-/* smtp.dialogue(*smtp_state(s)), made here */
 /* A dialogue's texts and tuples repeat from session to session (one banner, one HELO, the same
    replies and commands): each is looked up in the memo by the bytes it is made from, and made (and
    shared through the kit's table, as the reference shares it) only when the memo misses. */
@@ -1620,6 +1619,7 @@ static PyObject *dialogue_cmds(Tracker *t, const smtp_t *s) {
     return memo_put(slot, cache, fn, MEMO_CMDS, raw, len, cmds ? shared_of(t, cmds) : NULL);
 }
 
+/* smtp.dialogue(*smtp_state(s)), made here */
 static PyObject *conn_dialogue(Tracker *t, const smtp_t *s) {
     if (s->proxy) {                                   /* rare: smtp.dialogue makes its ProxyHeader */
         PyObject *state = smtp_state(s);

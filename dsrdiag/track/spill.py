@@ -36,9 +36,9 @@ import shutil
 import tempfile
 import weakref
 
-from dsrdiag.track.aheadwrite import AheadWriter
 from dsrdiag.core.errors import DsrdiagError
 from dsrdiag.track import lone, packed
+from dsrdiag.track.aheadwrite import AheadWriter
 from dsrdiag.track.packed import pack_batch, unpack_batch
 from dsrdiag.track.records import Connection, flatten_all, unflatten_all
 
