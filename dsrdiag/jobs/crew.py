@@ -70,9 +70,15 @@ class _Stopped(BaseException):
     """Raised in a worker by SIGTERM (Crew.close after an error): it unwinds, files removed."""
 
 
+_cleaning = False
+"""Set as the first step of a worker's cleaning up: a stop signal that comes before _ignore() has
+replaced the handlers (the parent's SIGTERM right after a job failed) must not raise inside it."""
+
+
 def _stop(signum, frame) -> None:
     _ignore()  # the first signal stops the worker; later ones (Crew.close's SIGTERM after a
-    raise _Stopped()  # Ctrl-C to the process group) must not cut its cleaning up short
+    if not _cleaning:  # Ctrl-C to the process group) must not cut its cleaning up short
+        raise _Stopped()
 
 
 def _nothing(signum, frame) -> None:
@@ -119,6 +125,8 @@ def _worker(conn, counter, sources, ports, shared, parent_ends=(), parent: int =
     except (_Stopped, KeyboardInterrupt, EOFError, BrokenPipeError, ConnectionResetError):  # stopped, interrupted, or the parent is gone
         pass
     finally:
+        global _cleaning
+        _cleaning = True  # no call before it: a signal's handler runs at calls and loops, not here
         _ignore()  # cleaning up: a late signal must not cut it short
         # records not handed over remove their spill files (a capture abandoned halfway: its
         # RecordSink does); the records themselves are not freed one by one (the process ends:
