@@ -508,7 +508,7 @@ flattened and rebuilt in C, record_kit and flatten_all): no report. (This
     from tests import _asan
 
     sanitized = _asan.build(tmp_path, {"dsrdiag.capture._fastpcap": ["dsrdiag/capture/_fastpcap.c"],
-                                       "dsrdiag.track._conntrack": ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c", "dsrdiag/track/_storepack.c"]})
+                                       "dsrdiag.track._conntrack": _asan.CONNTRACK})
     root = _asan.ROOT
     wrpcap(str(tmp_path / "seq-2-31.pcap"), _smtp_2_31_packets())
     rng = random.Random(7)

@@ -371,5 +371,5 @@ def test_record_maker_and_flatten_under_the_sanitizer_pass_this_module_cleanly(t
     from tests import _asan
 
     sanitized = _asan.build(tmp_path, {"dsrdiag.capture._fastpcap": ["dsrdiag/capture/_fastpcap.c"],
-                                       "dsrdiag.track._conntrack": ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c", "dsrdiag/track/_storepack.c"]})
+                                       "dsrdiag.track._conntrack": _asan.CONNTRACK})
     _asan.run_module_tests(sanitized, str(Path(__file__)), tmp_path / "t", timeout=900, malloc=True)

@@ -386,8 +386,7 @@ def test_store_codec_under_the_sanitizer_passes_this_module_cleanly(tmp_path):
     from tests import _asan
 
     sanitized = _asan.build(tmp_path, {"dsrdiag.capture._fastpcap": ["dsrdiag/capture/_fastpcap.c"],
-                                       "dsrdiag.track._conntrack": ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c",
-                                                                    "dsrdiag/track/_storepack.c"]})
+                                       "dsrdiag.track._conntrack": _asan.CONNTRACK})
     _asan.run_module_tests(sanitized, str(Path(__file__)), tmp_path / "t", timeout=1500, malloc=True)
 
 

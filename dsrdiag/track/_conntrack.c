@@ -21,6 +21,7 @@
 #include "_smtpfollow.h"
 #include "_lonerow.h"
 #include "_storepack.h"
+#include "_factsobserve.h"
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -2440,6 +2441,7 @@ static PyMethodDef module_methods[] = {
     {"unflatten_all", ct_unflatten_all, METH_VARARGS, "unflatten_all(flat, (Connection, NoteBlock, SmtpDialogue)): records.unflatten of each"},
     {"pack_batch", sp_pack_batch, METH_VARARGS, "pack_batch(records, (Connection, NoteBlock, SmtpDialogue)): track/packed.py's packed batch, or None"},
     {"unpack_batch", sp_unpack_batch, METH_VARARGS, "unpack_batch(data, (Connection, NoteBlock, SmtpDialogue)): the records of a packed batch"},
+    {"facts_observe", fo_facts_observe, METH_VARARGS, "facts_observe(facts, records, facts._native_env()): Facts.observe of each record"},
     {"follow", ct_follow, METH_VARARGS, "follow(chunks, parse_proxy): the C SMTP follower's state after these chunks (tests)"},
     {NULL}
 };

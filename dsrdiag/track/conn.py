@@ -633,7 +633,7 @@ class ConnTracker:
         self.capture, self.vantage, self.ports = capture, vantage, ports
         self.table: dict[tuple, ConnState] = {}
         self.facts = Facts()
-        self.done = RecordSink(observe=self.facts.observe, observe_rows=self.facts.observe_rows, capture=capture,
+        self.done = RecordSink(observe_all=self.facts.observe_all, observe_rows=self.facts.observe_rows, capture=capture,
                                vantage=vantage)
         self.lane = lone.enabled()
         """Lone SYNs go to the record store as packed rows (track/lone.py), not as records."""
@@ -687,17 +687,15 @@ class ConnTracker:
             self.done.add_rows(rows)
 
     def _take_batch(self, finished: list) -> None:
-        add = self.done.add
         if self.native.kit is not None:  # records made in C (record_kit)
-            for rec in finished:
-                add(rec)
+            self.done.add_all(finished)
             return
         capture, vantage = self.capture, self.vantage
-        for (num, c_ip, c_port, s_ip, s_port, first, last, history, state, o, r, syn_seq, synack_ack,
-             notes, syns, fwd, smtp, tunnel) in finished:
-            add(connection_record(capture, vantage, f"{vantage}:C{num}", c_ip, c_port, s_ip, s_port, first, last, history,
-                                  state, o, r, syn_seq, synack_ack, NoteBlock(*notes), NoteBlock(*syns), NoteBlock(*fwd),
-                                  dialogue(*smtp), tunnel))
+        self.done.add_all([connection_record(capture, vantage, f"{vantage}:C{num}", c_ip, c_port, s_ip, s_port, first, last,
+                                             history, state, o, r, syn_seq, synack_ack, NoteBlock(*notes), NoteBlock(*syns),
+                                             NoteBlock(*fwd), dialogue(*smtp), tunnel)
+                           for (num, c_ip, c_port, s_ip, s_port, first, last, history, state, o, r, syn_seq, synack_ack,
+                                notes, syns, fwd, smtp, tunnel) in finished])
 
     def first_last(self) -> tuple | None:
         """((frame, ts_ns), (frame, ts_ns)) of the first and last packet the C tracker took (it sees

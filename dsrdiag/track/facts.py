@@ -21,6 +21,7 @@ from itertools import groupby
 from dsrdiag.track.history import DONE_AFTER_SYNACK, DONE_NO_SYNACK, FLAGS, OPENED, REFUSED, SAW_SYN, SYNACK
 from dsrdiag.track.intern import ip_text, l2_text
 from dsrdiag.track.lone import address_text
+from dsrdiag.track.records import Connection, SmtpDialogue, _record_native
 
 INITIAL_TTLS = frozenset((32, 60, 64, 128, 255))
 """TTLs a host starts with: a reply arriving with one was sent on this segment, not routed."""
@@ -67,6 +68,12 @@ def forwarders(c) -> set[str]:
         return set()
     dsts = {d for _, d in c.orig_l2 if d}
     return {s for s, _ in c.orig_l2 if s in dsts}
+
+
+def _forwarding_of(c) -> tuple[str, ...]:
+    """forwarders(c) sorted (a set's order varies by run): the forwarding MACs of a record's L2
+    path, which observe() keeps once per distinct path."""
+    return tuple(sorted(forwarders(c)))
 
 
 def handshake_done(history: str, resp_pkts: int) -> bool:
@@ -157,6 +164,20 @@ def _attempt(v: Attempts, facts, c, f: int) -> None:
         t[1] = (note.ts_ns, note.frame, c.uid, src, c.client_port, c.server_port, c.server_ip)
     if len(t[0]) < SCAN_TARGETS_MAX:
         t[0].add((c.server_ip, c.server_port))
+
+
+def _native_env() -> tuple:
+    """What the C observer (track/_factsobserve.c) is given with each batch: the constants, the
+    steps it calls back, the record types and their field positions, all named here once (read at
+    each call: tests change SYN_SRC_MAX)."""
+    return (FLAGS, HOPS, INITIAL_TTLS, SYN_SRC_MAX, (SAW_SYN, OPENED, SYNACK, DONE_AFTER_SYNACK, DONE_NO_SYNACK),
+            Attempts, _attempt, _forwarding_of, Connection, SmtpDialogue, _RECORD_AT, _DIALOGUE_AT)
+
+
+_RECORD_AT = tuple(Connection._fields.index(n) for n in (
+    "uid", "client_ip", "client_port", "server_ip", "server_port", "first_ts_ns", "history", "orig_pkts", "resp_pkts",
+    "orig_forwarded", "orig_l2", "resp_l2", "orig_ttl", "resp_ttl", "synack_ack", "smtp"))
+_DIALOGUE_AT = tuple(SmtpDialogue._fields.index(n) for n in ("banner_host", "xclient", "proxy"))
 
 
 def _seen_n(table: dict, key, first, n: int) -> None:
@@ -322,10 +343,24 @@ class Facts:
                 self.answered_forwarded = True
             fw = self._fw.get(o_l2)
             if fw is None:
-                fw = self._fw[o_l2] = tuple(sorted(forwarders(c)))  # sorted: a set's order varies by run
+                fw = self._fw[o_l2] = _forwarding_of(c)
         if s and not self.carried and (s.proxy is not None or s.xclient):
             self.carried = True
         _seen_n(self.paths, (ip, o_l2, fw, c.resp_l2, resp_ttl in INITIAL_TTLS, host), first, 1)
+
+    def observe_all(self, records) -> None:
+        """observe() of each record of a batch, in order: in C when built (_conntrack.facts_observe,
+        track/_factsobserve.c, its peer: the same steps on the same tables, calling back here for a
+        failed attempt's details and a new L2 path's forwarding MACs), else observe() one by one;
+        DSRDIAG_TRACKER=python runs the reference. Why: observe() runs for every record as it is
+        made, and in Python it was the largest step of tracking short sessions (docs/performance.md)."""
+        native = _record_native()
+        if native is None:
+            observe = self.observe
+            for c in records:
+                observe(c)
+        else:
+            native.facts_observe(self, records, _native_env())
 
     def observe_rows(self, block) -> None:
         """observe() of every record of a block of lone SYNs (track/lone.py), without making the

@@ -168,11 +168,12 @@ class RecordSink:
     last packet), so a capture of any size is one run, written once; only a connection that outlives
     `spill_at` later ones starts another run. Cost: one heap step per record, O(n log spill_at)."""
 
-    def __init__(self, spill_at: int | None = None, observe=None, observe_rows=None, capture: str = "", vantage: str = ""):
-        """`observe(record)`, if given, sees each record as it is added (track/facts.py);
-        `observe_rows(block)` each block of lone-SYN rows (track/lone.py) added to the lane."""
+    def __init__(self, spill_at: int | None = None, observe_all=None, observe_rows=None, capture: str = "", vantage: str = ""):
+        """`observe_all(records)`, if given, sees each batch of records as it is added, before they
+        are (track/facts.py Facts.observe_all); `observe_rows(block)` each block of lone-SYN rows
+        (track/lone.py) added to the lane."""
         # DSRDIAG_SPILL_AT: a tuning knob (and how the tests make small captures spill)
-        self.observe = observe
+        self.observe_all = observe_all
         self.spill_at = spill_at or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
         self.heap: list[int] = []  # first packet times of the records held for the current run
         self._held: dict = {}  # first packet time -> record (of the current run)
@@ -216,12 +217,21 @@ class RecordSink:
             self.observe_rows(block)
         lane.append(block.data, block.key(n - 1))
 
+    def add_all(self, records) -> None:
+        """Records, in the order they finished: observed as a batch (one call into C), then each held."""
+        if self.observe_all is not None:
+            self.observe_all(records)
+        add = self._add
+        for rec in records:
+            add(rec)
+
     def add(self, rec) -> None:
+        self.add_all((rec,))
+
+    def _add(self, rec) -> None:
         """The heap holds first packet times (ints: an int compares in a step, a (time, uid) tuple
         in three), `_held` maps each to its record; records of one time (rare) wait in `_ties` and
         leave in uid order. The order written is exactly (first packet time, uid)'s."""
-        if self.observe is not None:
-            self.observe(rec)
         self.count += 1
         ts = rec.first_ts_ns
         heap, held = self.heap, self._held
