@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNTRACK = ["dsrdiag/track/_conntrack.c", "dsrdiag/track/_smtpfollow.c", "dsrdiag/track/_storepack.c",
-             "dsrdiag/track/_factsobserve.c"]
+             "dsrdiag/track/_factsobserve.c", "dsrdiag/track/_selection.c"]
 """The sources of the _conntrack extension (setup.py's list): the tests that rebuild it name these."""
 
 FLAGS = ("-shared", "-fPIC", "-std=c99", "-O1", "-g", "-fno-omit-frame-pointer",

@@ -22,6 +22,7 @@
 #include "_lonerow.h"
 #include "_storepack.h"
 #include "_factsobserve.h"
+#include "_selection.h"
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -2451,11 +2452,13 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_conntrack",
                                     -1, module_methods};
 
 PyMODINIT_FUNC PyInit__conntrack(void) {
-    if (PyType_Ready(&TrackerType) < 0) return NULL;
+    if (PyType_Ready(&TrackerType) < 0 || PyType_Ready(&SelectionType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
     Py_INCREF(&TrackerType);
     if (PyModule_AddObject(m, "Tracker", (PyObject *)&TrackerType) < 0) { Py_DECREF(&TrackerType); Py_DECREF(m); return NULL; }
+    Py_INCREF(&SelectionType);
+    if (PyModule_AddObject(m, "Selection", (PyObject *)&SelectionType) < 0) { Py_DECREF(&SelectionType); Py_DECREF(m); return NULL; }
     /* the C side of every constant the Python reference (track/conn.py, track/records.py,
        decode/smtp.py, track/smtp.py) defines too: tests/test_native_tracker.py checks they agree */
     PyObject *k = Py_BuildValue("{sKsisisisisLsisLsLsLsLsLsLsLsisisisi}",

@@ -29,7 +29,7 @@ import atexit
 from array import array
 from bisect import bisect_left, bisect_right
 import heapq
-from heapq import heapify, heappop, heappush, heappushpop, heapreplace
+from heapq import heapify, heappop, heapreplace
 import os
 import pickle
 import shutil
@@ -41,6 +41,7 @@ from dsrdiag.track import lone, packed
 from dsrdiag.track.aheadwrite import AheadWriter
 from dsrdiag.track.packed import pack_batch, unpack_batch
 from dsrdiag.track.records import Connection, flatten_all, unflatten_all
+from dsrdiag.track.selection import RUN_END, selection
 
 LANE_MEMORY = 1 << 22
 """Bytes of lone-SYN rows (track/lone.py, 104 bytes each: ~40k rows) held in memory per capture
@@ -50,8 +51,8 @@ LANE_READ = 16384
 address in it (its digest), so fewer, larger blocks cost less per row."""
 
 SPILL_AT = 5000
-"""Records held in memory per capture (the replacement-selection heap, about 1-3 KB each) before
-sorted runs go to the capture's store file."""
+"""Records held in memory per capture (replacement selection's, track/selection.py: about 1-3 KB
+each) before sorted runs go to the capture's store file."""
 
 BATCH = 256
 """Records per batch in a run (track/packed.py): what one reader of that run holds at a time."""
@@ -161,12 +162,10 @@ def _remove(paths: list[str], owned: list[bool]) -> None:
 class RecordSink:
     """Where a tracker puts finished records; `records()` ends it and returns a RecordSeq.
 
-    Replacement selection (Knuth, TAOCP 5.4.1): a heap of `spill_at` records by (first packet
-    time, uid); once it is full, each new record pushes the smallest one out to the current sorted
-    run, and a record that sorts before what was already written waits for the next run. Records
-    finish roughly in the order they started (Zeek's timers end each one a bounded time after its
-    last packet), so a capture of any size is one run, written once; only a connection that outlives
-    `spill_at` later ones starts another run. Cost: one heap step per record, O(n log spill_at)."""
+    Which records leave memory, in what order and in which run, is replacement selection's
+    (track/selection.py, with its C peer): a capture of any size is one run, written once; only a
+    connection that outlives `spill_at` later ones starts another. Here: the writing of what leaves,
+    BATCH records at a time, to the capture's one store file, and the tiered merge of the runs."""
 
     def __init__(self, spill_at: int | None = None, observe_all=None, observe_rows=None, capture: str = "", vantage: str = ""):
         """`observe_all(records)`, if given, sees each batch of records as it is added, before they
@@ -175,18 +174,14 @@ class RecordSink:
         # DSRDIAG_SPILL_AT: a tuning knob (and how the tests make small captures spill)
         self.observe_all = observe_all
         self.spill_at = spill_at or int(os.environ.get("DSRDIAG_SPILL_AT", "0") or 0) or SPILL_AT
-        self.heap: list[int] = []  # first packet times of the records held for the current run
-        self._held: dict = {}  # first packet time -> record (of the current run)
-        self._ties: dict = {}  # first packet time -> its records, when more than one is held
-        self.later: list = []  # records for the next run (they sort before the last one written)
-        self._full = False  # spill_at records held (in the heap and in `later`)
+        self.selection = selection(self.spill_at)
         self.count = 0
         self.files: list[str] = []  # the store: [] until a record is written, then its one path
         self.runs: list[tuple[int, int, int]] = []  # (size class, start offset, end offset)
         self._file = None
         self._batch: list = []
         self._run_start = 0
-        self._last = None  # the record last written to the current run
+        self._in_run = False  # a record was written to the current run
         self._owned = [True]
         # a sink abandoned halfway (an interrupt, a stopped worker) removes its store file too;
         # records() hands it to the RecordSeq
@@ -218,90 +213,45 @@ class RecordSink:
         lane.append(block.data, block.key(n - 1))
 
     def add_all(self, records) -> None:
-        """Records, in the order they finished: observed as a batch (one call into C), then each held."""
+        """Records, in the order they finished: observed as a batch (one call into C), then selected;
+        what leaves memory is written."""
         if self.observe_all is not None:
             self.observe_all(records)
-        add = self._add
-        for rec in records:
-            add(rec)
+        self.count += len(records)
+        out = self.selection.add_all(records)
+        if out:
+            self._write(out)
 
     def add(self, rec) -> None:
         self.add_all((rec,))
 
-    def _add(self, rec) -> None:
-        """The heap holds first packet times (ints: an int compares in a step, a (time, uid) tuple
-        in three), `_held` maps each to its record; records of one time (rare) wait in `_ties` and
-        leave in uid order. The order written is exactly (first packet time, uid)'s."""
-        self.count += 1
-        ts = rec.first_ts_ns
-        heap, held = self.heap, self._held
-        if not self._full:  # len(heap) + len(self.later) < spill_at (full, it stays full: one in, one out)
-            self._hold(rec)
-            heappush(heap, ts)
-            self._full = len(heap) >= self.spill_at
-            return
-        last = self._last
-        if last is not None and (ts < last.first_ts_ns or ts == last.first_ts_ns and rec.uid < last.uid):
-            self.later.append(rec)  # after the current run: it sorts before what it holds
-            out = heappop(heap)
-        else:
-            if ts in held:  # self._hold(rec), inline: once per record
-                self._tie(ts, rec)
-            else:
-                held[ts] = rec
-            out = heappushpop(heap, ts)
-        ties = self._ties
-        rec = held.pop(out) if not ties or out not in ties else self._untie(out)
+    def _write(self, out: list) -> None:
+        """Records leaving memory, in order, RUN_END where a run ends: BATCH at a time to the file."""
         f = self._file
         if f is None:
             f = self._open()
-        self._last = rec
         batch = self._batch
-        batch.append(rec)
-        if len(batch) >= BATCH:
-            _dump(batch, f)
-            batch.clear()
-        if not heap:  # everything in memory waits for the next run
-            self._end_run()
-            later, self.later = self.later, []
-            for r in later:
-                self._hold(r)
-            self.heap = [r.first_ts_ns for r in later]
-            heapify(self.heap)
-
-    def _hold(self, rec) -> None:
-        ts = rec.first_ts_ns
-        if ts in self._held:
-            self._tie(ts, rec)
-        else:
-            self._held[ts] = rec
-
-    def _tie(self, ts: int, rec) -> None:
-        """A second record of a held time: the time's records wait in a list (`_held` keeps the
-        first one, a mark that the time is held, until the list is down to one)."""
-        same = self._ties.get(ts)
-        if same is None:
-            self._ties[ts] = [self._held[ts], rec]
-        else:
-            same.append(rec)
-
-    def _untie(self, ts: int):
-        """The record of time `ts` that sorts first by uid (the heap gives `ts` once per record)."""
-        same = self._ties[ts]
-        i = min(range(len(same)), key=lambda j: same[j].uid)
-        rec = same.pop(i)
-        if len(same) == 1:
-            del self._ties[ts]
-            self._held[ts] = same[0]
-        return rec
-
-    def _in_memory(self) -> list:
-        """Every record not written: held (ties once each) and waiting for the next run."""
-        ties = self._ties
-        out = [r for ts, r in self._held.items() if ts not in ties]
-        for same in ties.values():
-            out += same
-        return out + self.later
+        start = 0
+        n = len(out)
+        while start < n:
+            try:
+                end = out.index(RUN_END, start)
+            except ValueError:
+                end = n
+            i = start
+            while i < end:
+                take = min(BATCH - len(batch), end - i)
+                batch += out[i:i + take]
+                i += take
+                if len(batch) >= BATCH:
+                    _dump(batch, f)
+                    batch.clear()
+            if end > start:
+                self._in_run = True
+            if end < n:
+                self._end_run()
+                batch = self._batch
+            start = end + 1
 
     def _open(self):
         fd, path = temp_file(".records")
@@ -311,14 +261,14 @@ class RecordSink:
 
     def _end_run(self) -> None:
         f = self._file
-        if f is None or self._last is None:
+        if f is None or not self._in_run:
             return
         if self._batch:
             _dump(self._batch, f)
             self._batch = []
         end = f.pos
         self.runs.append((0, self._run_start, end))
-        self._run_start, self._last = end, None
+        self._run_start, self._in_run = end, False
         # tiered merge: FAN_IN runs of one size class become one run of the next class
         while len(self.runs) >= FAN_IN and len({k for k, _, _ in self.runs[-FAN_IN:]}) == 1:
             level = self.runs[-1][0]
@@ -332,7 +282,7 @@ class RecordSink:
 
     def records(self) -> "RecordSeq":
         self._end_run()
-        memory = tuple(sorted(self._in_memory(), key=_order))
+        memory = tuple(sorted(self.selection.held(), key=_order))
         if self._file is not None:
             self._file.close()
             self._file = self._handle[0] = None
