@@ -351,7 +351,7 @@ def test_record_types_that_are_not_plain_classes_are_refused():
     from dsrdiag.track.conn import record_kit
 
     flat = [tuple(["u", "c", "v", "1", 1, "2", 25, 4, 0, 0, "S", "S0"] + [0] * 7
-                  + [(), (), None, None, None, None, b"", (), b"", (), b"", (), (1,), None])]
+                  + [(), (), None, None, None, None, b"", (), b"", (), b"", (), None, None])]
     for types in ((records.Connection, records.NoteBlock, os.stat_result), (os.stat_result, records.NoteBlock, records.SmtpDialogue),
                   (records.Connection, type(os.stat(".")), records.SmtpDialogue)):
         with pytest.raises(TypeError):
@@ -362,6 +362,33 @@ def test_record_types_that_are_not_plain_classes_are_refused():
     with pytest.raises(TypeError):
         t.kit = tuple(kit)
     assert _native.unflatten_all(flat, records._TYPES)[0].uid == "u"  # the real types still work
+
+
+def test_a_flattened_record_or_dialogue_of_the_wrong_length_is_refused_by_both_unflattens():
+    """Record fields are read by member descriptors that do not check the tuple's length
+    (records._fields_as_members): neither unflatten may make a record or dialogue that is short."""
+    from dsrdiag.track import records
+
+    good = tuple(["u", "c", "v", "1", 1, "2", 25, 4, 0, 0, "S", "S0"] + [0] * 7
+                 + [(), (), None, None, None, None, b"", (), b"", (), b"", (), tuple(records.SmtpDialogue()), None])
+    assert records.unflatten(good) == _native.unflatten_all([good], records._TYPES)[0]
+    for bad in (good[:32], good + (None,), good[:31] + ((1,),) + good[32:], good[:31] + (tuple(range(17)),) + good[32:]):
+        with pytest.raises(ValueError):
+            records.unflatten(bad)
+        with pytest.raises(ValueError):
+            _native.unflatten_all([bad], records._TYPES)
+
+
+def test_record_fields_read_as_members_give_each_item_and_cannot_be_set():
+    from dsrdiag.track import records
+
+    assert type(records.Connection.uid).__name__ == "member_descriptor"
+    assert type(records.SmtpDialogue.helo).__name__ == "member_descriptor"
+    d = records.SmtpDialogue(banner_code=220, helo="c.example.org", reply_codes=(220, 250))
+    assert [getattr(d, f) for f in d._fields] == list(d)
+    with pytest.raises(AttributeError):
+        d.helo = "x"
+    assert d._replace(helo="y").helo == "y" and records.SmtpDialogue._make(list(d)) == d
 
 
 def test_record_maker_and_flatten_under_the_sanitizer_pass_this_module_cleanly(tmp_path):

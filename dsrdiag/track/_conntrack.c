@@ -2400,6 +2400,7 @@ static PyObject *unflatten_one(PyObject *f, const rtypes_t *ty) {
     else {
         if (!PyTuple_Check(sm)) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a dialogue is a tuple"); return drop(v, 5); }
         Py_ssize_t m = PyTuple_GET_SIZE(sm);
+        if (m != 16) { PyErr_SetString(PyExc_ValueError, "unflatten_all: a dialogue has 16 values"); return drop(v, 5); }
         if (!(v[3] = ty->dlg->tp_alloc(ty->dlg, m))) return drop(v, 5);
         for (Py_ssize_t k = 0; k < m; k++) { PyObject *x = PyTuple_GET_ITEM(sm, k); Py_INCREF(x); PyTuple_SET_ITEM(v[3], k, x); }
     }
@@ -2437,11 +2438,49 @@ static PyObject *map_records(PyObject *args, PyObject *(*one)(PyObject *, const 
 static PyObject *ct_flatten_all(PyObject *mod, PyObject *args) { return map_records(args, flatten_one); }
 static PyObject *ct_unflatten_all(PyObject *mod, PyObject *args) { return map_records(args, unflatten_one); }
 
+/* fields_as_members(cls): each field of a NamedTuple read through a member descriptor at its
+   item's place in the tuple (records.py _fields_as_members says why). A member reads the item
+   without checking the tuple's length, so the class must be one whose instances always have all
+   its fields: every way records.py's types are made gives them all (their __new__, the record
+   makers and codecs here, unflatten, which checks the length). */
+static PyObject *ct_fields_as_members(PyObject *mod, PyObject *cls) {
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)
+        || ((PyTypeObject *)cls)->tp_itemsize != sizeof(PyObject *)) {
+        PyErr_SetString(PyExc_TypeError, "fields_as_members: a tuple subclass");
+        return NULL;
+    }
+    PyObject *fields = PyObject_GetAttrString(cls, "_fields");
+    if (!fields) return NULL;
+    if (!PyTuple_Check(fields)) { Py_DECREF(fields); PyErr_SetString(PyExc_TypeError, "fields_as_members: _fields is a tuple"); return NULL; }
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    /* the definitions live as long as the descriptors: for the life of the process (one per field of a few classes) */
+    PyMemberDef *defs = PyMem_RawCalloc((size_t)n + 1, sizeof(PyMemberDef));
+    if (!defs) { Py_DECREF(fields); return PyErr_NoMemory(); }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(fields, i);
+        const char *u = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        char *copy = u ? PyMem_RawMalloc(strlen(u) + 1) : NULL;
+        if (!copy) { if (u) PyErr_NoMemory(); else if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "fields_as_members: a field name is a str"); Py_DECREF(fields); return NULL; }
+        strcpy(copy, u);
+        defs[i].name = copy;
+        defs[i].type = T_OBJECT_EX;
+        defs[i].offset = (Py_ssize_t)(offsetof(PyTupleObject, ob_item) + (size_t)i * sizeof(PyObject *));
+        defs[i].flags = READONLY;
+        PyObject *d = PyDescr_NewMember((PyTypeObject *)cls, &defs[i]);
+        int r = d ? PyObject_SetAttr(cls, name, d) : -1;
+        Py_XDECREF(d);
+        if (r < 0) { Py_DECREF(fields); return NULL; }
+    }
+    Py_DECREF(fields);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"flatten_all", ct_flatten_all, METH_VARARGS, "flatten_all(records, (Connection, NoteBlock, SmtpDialogue)): records.flatten of each"},
     {"unflatten_all", ct_unflatten_all, METH_VARARGS, "unflatten_all(flat, (Connection, NoteBlock, SmtpDialogue)): records.unflatten of each"},
     {"pack_batch", sp_pack_batch, METH_VARARGS, "pack_batch(records, (Connection, NoteBlock, SmtpDialogue)): track/packed.py's packed batch, or None"},
     {"unpack_batch", sp_unpack_batch, METH_VARARGS, "unpack_batch(data, (Connection, NoteBlock, SmtpDialogue)): the records of a packed batch"},
+    {"fields_as_members", ct_fields_as_members, METH_O, "fields_as_members(cls): a NamedTuple's fields read by member descriptors (records.py)"},
     {"facts_observe", fo_facts_observe, METH_VARARGS, "facts_observe(facts, records, facts._native_env()): Facts.observe of each record"},
     {"follow", ct_follow, METH_VARARGS, "follow(chunks, parse_proxy): the C SMTP follower's state after these chunks (tests)"},
     {NULL}

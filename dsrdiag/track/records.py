@@ -273,6 +273,26 @@ class Connection(NamedTuple):
 _new = tuple.__new__
 
 
+def _fields_as_members(*types) -> None:
+    """Each field of these NamedTuples read by a member descriptor at its item's place, when the C
+    extension is built (_conntrack.fields_as_members): the interpreter specializes reading a
+    member (LOAD_ATTR_SLOT, a load at an offset) but not a NamedTuple's field property, which is a
+    generic attribute lookup and a call (~2x as long, measured). Records are read field by field
+    by every pass (the rules, the tallies, the JSON list): ~50 reads a record. The values, the
+    order and the errors are the same (a field cannot be set either way). A member does not
+    check the tuple's length: these types are only ever made with all their fields (their
+    __new__, the C record maker and codecs, and unflatten, which checks)."""
+    try:
+        from dsrdiag.track import _conntrack
+    except ImportError:  # not built: the properties NamedTuple made
+        return
+    for t in types:
+        _conntrack.fields_as_members(t)
+
+
+_fields_as_members(Connection, SmtpDialogue)
+
+
 def flatten(c: Connection) -> tuple:
     """A record as plain values (its note blocks as their bytes and strings, its dialogue as a
     tuple): what the record store pickles when a batch does not pack (track/packed.py: a PROXY
@@ -285,10 +305,16 @@ def flatten(c: Connection) -> tuple:
 
 
 def unflatten(t: tuple) -> Connection:
-    """flatten's inverse: the equal record."""
+    """flatten's inverse: the equal record (ValueError for a tuple that is not a flattened record)."""
+    if len(t) != _FLAT_N or t[31] is not None and len(t[31]) != _DIALOGUE_N:
+        raise ValueError(f"unflatten: a flattened record has {_FLAT_N} values and a dialogue {_DIALOGUE_N}")
     s = t[31]
     return _new(Connection, t[:25] + (NoteBlock(t[25], t[26]), NoteBlock(t[27], t[28]), NoteBlock(t[29], t[30]),
                                       None if s is None else _new(SmtpDialogue, s), t[32]))
+
+
+_FLAT_N = 33
+_DIALOGUE_N = len(SmtpDialogue._fields)
 
 
 def flatten_all(batch: list) -> list:
