@@ -45,7 +45,7 @@ def _run(path: Path, ports: tuple[int, ...], lane: int, sweep_every: int | None 
     native.lane = lane
     records: list = []
     rows: list[bytes] = []
-    shim = SimpleNamespace(capture=str(path), vantage="v", native=native, done=SimpleNamespace(add=records.append))
+    shim = SimpleNamespace(capture=str(path), vantage="v", native=native, done=SimpleNamespace(add_all=records.extend))
     peak = [0]
 
     def take(batch):
