@@ -1566,8 +1566,8 @@ static PyObject *note_block_of(PyTypeObject *tp, PyObject *data, PyObject *strs)
    selection holds (and their notes and dialogues) each time: ~30 ms a collection on 200k sessions.
    Nothing here is mutable, so no cycle can form through it later. */
 static int settle(PyObject *o) {
-    if (!PyObject_GC_IsTracked(o)) return 1;
     PyTypeObject *tp = Py_TYPE(o);
+    if (!PyType_IS_GC(tp) || !PyObject_GC_IsTracked(o)) return 1;  /* a text or a number: a flag test */
     if (!PyTuple_Check(o) || tp->tp_dictoffset != 0) return 0;
     int all = 1;
     for (Py_ssize_t i = 0, n = PyTuple_GET_SIZE(o); i < n; i++)
@@ -1823,8 +1823,11 @@ static PyObject *conn_record(Tracker *t, const conn_t *c) {
     PyObject *r = tp->tp_alloc(tp, 30);              /* no Python code runs while it has NULL items */
     if (!r) goto fail;
     for (int i = 0; i < 30; i++) PyTuple_SET_ITEM(r, i, v[i]);
-    int all = 1;                                      /* settle(r), its NoteBlocks taken as they are */
-    for (int i = 0; i < 30; i++) if (!settle(v[i])) all = 0;
+    /* settle(r), its NoteBlocks taken as they are; items 0-18 and 21-24 are the texts and numbers
+       made above (never tracked), so only the containers are looked at */
+    static const int parts[] = {19, 20, 25, 26, 27, 28, 29};
+    int all = 1;
+    for (int i = 0; i < 7; i++) if (!settle(v[parts[i]])) all = 0;
     if (all) PyObject_GC_UnTrack(r);
     return r;
 fail:
