@@ -245,6 +245,88 @@ def test_the_document_writes_a_declined_record_in_its_place_among_batched_ones(j
     assert orjson.loads(b"[" + written(True) + b"]")[5]["missed_bytes"] == 2 ** 63
 
 
+# ---- connections_by(): the back-ends looked up in the writer -----------------------------------
+
+def _key_of(c):
+    """What Context.backend_of reads of a record (the key connections_by caches by identity)."""
+    return (id(c.orig_l2), id(c.resp_l2), c.orig_forwarded > 0, id(c.server_ip), id(c.smtp.banner_host if c.smtp else None))
+
+
+def test_a_run_with_its_backends_looked_up_in_the_writer_is_connections_of_each_lookup(jr, tmp_path):
+    """connections_by(run, item_of) is connections(run, [item_of(c) for c in run]) on real records of
+    several back-ends and vantages, for runs of every size from 0 up; item_of is asked once per
+    distinct key in the run (records of one store batch share their L2 paths and texts as objects),
+    never once per record."""
+    pairs = _records([("lan", str(CAPTURES / "healthy.pcap")), ("be1", str(_gen(tmp_path / "s.pcap", "sessions", 300)))])
+    recs = [c for c, _ in pairs]
+    assert len(recs) >= 300
+    names = {}
+
+    def item_of(c):
+        asked.append(c)
+        return _backend_bytes(BACKENDS[names.setdefault(_key_of(c), len(names)) % len(BACKENDS)])
+    for n in (0, 1, 2, 7, len(recs)):
+        asked = []
+        got = jr.connections_by(recs[:n], item_of)
+        assert len(asked) == len({_key_of(c) for c in recs[:n]})
+        assert got == jr.connections(recs[:n], [item_of(c) for c in recs[:n]])
+    assert len({_key_of(c) for c in recs}) < len(recs) // 10  # the shapes share keys: the case the cache is for
+    assert jr.connections_by(tuple(recs[:7]), item_of) == jr.connections(recs[:7], [item_of(c) for c in recs[:7]])
+
+
+def test_more_distinct_backends_in_a_run_than_the_writer_caches_still_get_each_their_own(jr, base):
+    """A run whose records alternate between more back-end keys than the cache holds (8): every record
+    is written with its own back-end's item (an evicted key is asked again, never mixed up)."""
+    c, _ = base
+    kinds = [c._replace(orig_l2=((f"02:00:00:00:01:{i:02x}", "02:00:00:00:00:11"),), uid=f"lan:C{i}") for i in range(11)]
+    run = [kinds[(i * 7) % 11] for i in range(60)]
+    item = {id(k.orig_l2): orjson.dumps({"name": k.orig_l2[0][0]}) for k in kinds}
+    got = jr.connections_by(run, lambda r: item[id(r.orig_l2)])
+    assert got == jr.connections(run, [item[id(r.orig_l2)] for r in run])
+    assert [o["backend"]["name"] for o in orjson.loads(b"[" + got + b"]")] == [r.orig_l2[0][0] for r in run]
+
+
+def test_a_run_is_declined_when_a_record_is_or_its_backend_has_no_item(jr, base):
+    """None (the caller writes the run one record at a time) when item_of returns None for any record,
+    or when a record is one the C writer leaves to Python; an item that is not bytes, or an error
+    item_of raises, is an error; a run that is neither a list nor a tuple is a TypeError."""
+    c, _ = base
+    other = c._replace(server_ip="192.0.2.99")
+    assert jr.connections_by([c, c, other], lambda r: None if r.server_ip == "192.0.2.99" else b"null") is None
+    assert jr.connections_by([c, other], lambda r: b"null") is not None
+    for case, make in _none_cases():
+        assert jr.connections_by([c, make(c), c], lambda r: b"null") is None, case
+    with pytest.raises(TypeError):
+        jr.connections_by([c], lambda r: "null")
+    with pytest.raises(ZeroDivisionError):
+        jr.connections_by([c], lambda r: 1 / 0)
+    with pytest.raises(TypeError):
+        jr.connections_by(iter([c]), lambda r: b"null")
+
+
+def test_the_document_written_a_run_at_a_time_is_the_document_written_a_record_at_a_time(jr, tmp_path, monkeypatch):
+    """ConnectionItems.add_chunk (the runs the record stores give, back-ends looked up in C) writes
+    the bytes add() of each record writes, on a capture that spills to several sorted runs."""
+    path = _gen(tmp_path / "s.pcap", "sessions", 700)
+    monkeypatch.setenv("DSRDIAG_SPILL_AT", "60")  # a store of several runs and a part in memory
+    r = analyze([("lan", str(path))], Topology(ports=(25,)), jobs=1)
+    assert r.connections.records[0].connections.runs > 1
+
+    def written(by_run: bool) -> bytes:
+        out = []
+        items = jsondoc.ConnectionItems(out.append)
+        if by_run:
+            for run, backend_of in r.connections.chunks():
+                items.add_chunk(run, backend_of)
+        else:
+            for c, b in r.connections:
+                items.add(c, b)
+        return b"".join(out)
+    assert jsondoc.ConnectionItems(lambda d: None).keyed is jr.connections_by
+    assert written(True) == written(False)
+    assert written(True).count(b'"uid":') == 700
+
+
 # ---- crafted records: every branch -------------------------------------------------------------
 
 @pytest.fixture(scope="module")

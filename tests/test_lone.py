@@ -150,6 +150,10 @@ def test_store_parts_are_the_records_in_order_with_lone_syns_as_blocks(tmp_path,
     assert keys == sorted(keys)
     monkeypatch.setenv("DSRDIAG_LONE", "0")
     assert list(track_capture(str(cap), "v", (25,)).connections) == flat
+    chunks = list(r.connections.chunks())  # a run at a time: the same blocks, the records between them in runs
+    assert [c for ch in chunks for c in ch] == flat
+    assert [len(ch) for ch in chunks if type(ch) is Block] == [len(b) for b in blocks]
+    assert all(type(ch) is Block or (isinstance(ch, list) and all(type(c) is not Block for c in ch)) for ch in chunks)
 
 
 def test_a_row_that_sorts_before_the_lane_becomes_a_record_in_its_place():

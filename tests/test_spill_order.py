@@ -54,6 +54,26 @@ def test_records_with_many_ties_in_time_come_back_in_time_then_uid_order_spilled
         assert len(seq) == n
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_the_store_read_a_run_at_a_time_gives_the_same_records_in_the_same_order(folder, seed):
+    """RecordSeq.chunks() (what the judge and the JSON list read): sequences whose records, joined, are
+    iterating's, spilled to many runs or not; when records finished out of turn the runs interleave
+    and a batch comes in pieces (more chunks than batches)."""
+    rng = random.Random(seed)
+    n = rng.choice([300, 2000])
+    recs = [Rec(rng.randrange(10**6), f"v:C{i}") for i in range(n)]
+    recs.sort(key=lambda r: r.first_ts_ns + rng.randrange(400_000))  # out of turn, as sessions of many lengths end
+    for spill_at in (1, 50, n + 1):
+        seq = _sink(recs, spill_at).records()
+        chunks = list(seq.chunks())
+        assert all(isinstance(ch, (list, tuple)) and len(ch) for ch in chunks)
+        assert [r for ch in chunks for r in ch] == list(seq) == sorted(recs, key=_key)
+        if spill_at < n:  # spilled: runs (and the part in memory) interleave, batches come in pieces
+            assert seq.runs >= 1 and len(chunks) > -(-n // spill.BATCH)
+        else:
+            assert seq.runs == 0 and len(chunks) == 1
+
+
 def test_a_record_of_the_time_at_the_heaps_top_goes_out_in_uid_order_not_in_turn(folder):
     # the heap's smallest time is 5, held by "v:C2" and "v:C3"; then "v:C1" of time 5 comes: it
     # sorts first (before both held), "v:C4" of time 5 after them: one run, in uid order

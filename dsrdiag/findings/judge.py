@@ -49,24 +49,26 @@ def judge(r: CaptureRecords, topology: Topology, riders=None) -> list[Finding]:
             out.extend(kind.check(ctx))
     every_obs += riders(ctx) if riders is not None else []
     ports = ctx.ports
-    parts = getattr(r.connections, "parts", None)
+    chunks = getattr(r.connections, "chunks", None)
     claim_lone = getattr(claim, "lone", None)
     any_source = getattr(claim, "any_source", True)  # False: lone SYNs are claimed by their service alone
-    for c in parts() if parts is not None else r.connections:
-        if type(c) is Block:  # consecutive lone SYNs (track/lone.py)
+    # a run of records at a time (track/spill.py: no generator step per record)
+    for run in chunks() if chunks is not None else (r.connections,):
+        if type(run) is Block:  # consecutive lone SYNs (track/lone.py)
             if claim is None or claim_lone is not None:
-                _judge_rows(c, claim_lone, ports, service_obs, every_obs, any_source)
+                _judge_rows(run, claim_lone, ports, service_obs, every_obs, any_source)
                 continue
-            for one in c:  # a claim that cannot read rows: each record, as below
+            for one in run:  # a claim that cannot read rows: each record, as below
                 _judge_one(one, claim, ports, service_obs, every_obs)
             continue
-        if c.server_port in ports and (claim is None or not claim(c)):  # ctx.service_conns(), inline
-            for observe in service_obs:
-                if observe(c):  # it can find nothing more
-                    service_obs = [o for o in service_obs if o is not observe]
-        for observe in every_obs:
-            if observe(c):
-                every_obs = [o for o in every_obs if o is not observe]
+        for c in run:
+            if c.server_port in ports and (claim is None or not claim(c)):  # ctx.service_conns(), inline
+                for observe in service_obs:
+                    if observe(c):  # it can find nothing more
+                        service_obs = [o for o in service_obs if o is not observe]
+            for observe in every_obs:
+                if observe(c):
+                    every_obs = [o for o in every_obs if o is not observe]
     for col in collectors:
         out.extend(col.findings())
     out.sort(key=Finding.sort_key)

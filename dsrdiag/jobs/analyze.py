@@ -211,21 +211,21 @@ class ConnectionsView:
         for c in r.connections:
             yield c, backend_of(c)
 
-    def parts(self):
-        """As iterating, but a run of lone SYNs (track/lone.py) comes as (Block, backend_of): a
-        presenter that writes rows at once (report/jsondoc.py) looks their back-ends up by L2 path."""
+    def chunks(self):
+        """Every capture's records a sequence at a time (track/spill.py's RecordSeq.chunks: a run of
+        consecutive records, or a Block of lone SYNs), each with that capture's backend_of: the JSON
+        list's C writer looks the back-ends up itself, once per distinct L2 path in a run."""
         for i, r in enumerate(self.records):
             ctx = self._contexts.get(i)
             if ctx is None:
                 ctx = self._contexts[i] = Context(r, self.topology)
-            backend_of = ctx.backend_of
-            parts = getattr(r.connections, "parts", None)
-            if parts is None:
-                for c in r.connections:
-                    yield c, backend_of(c)
+            chunks = getattr(r.connections, "chunks", None)
+            if chunks is None:
+                yield tuple(r.connections), ctx.backend_of
                 continue
-            for c in parts():
-                yield (c, backend_of) if type(c) is Block else (c, backend_of(c))
+            backend_of = ctx.backend_of
+            for chunk in chunks():
+                yield chunk, backend_of
 
     def __len__(self) -> int:
         return sum(len(r.connections) for r in self.records)

@@ -1066,6 +1066,92 @@ static PyObject *connections(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* connections_by(records, item_of) -> bytes | None: connections(records, [item_of(c) for c in
+   records]), asking item_of only once per distinct back-end key in the call. The key is what
+   Context.backend_of reads of a record (orig_l2, resp_l2, orig_forwarded > 0, server_ip,
+   smtp.banner_host), compared by identity: records unpacked from one store batch share each
+   distinct value as one object, so identical parts mean an equal key and the same back-end (equal
+   values in different objects only cost another call). The cache holds its key objects and items
+   until the call returns, so an address is never reused under it. item_of(c) returns the encoded
+   back-end (bytes) or None: then None is returned (the caller writes the records one at a time).
+   Why: a Python step per record to look its back-end up cost as much as writing its item. */
+#define BY_KEYS 8
+typedef struct { PyObject *o_l2, *r_l2, *sip, *host, *item; int fwd; } by_key;
+
+static void by_clear(by_key *k, int n) {
+    for (int i = 0; i < n; i++) {
+        Py_XDECREF(k[i].o_l2); Py_XDECREF(k[i].r_l2); Py_XDECREF(k[i].sip); Py_XDECREF(k[i].host); Py_XDECREF(k[i].item);
+    }
+}
+
+static PyObject *connections_by(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *recs, *item_of;
+    if (!PyArg_ParseTuple(args, "OO:connections_by", &recs, &item_of)) return NULL;
+    if (!PyList_CheckExact(recs) && !PyTuple_CheckExact(recs)) {
+        PyErr_SetString(PyExc_TypeError, "connections_by(): records must be a list or a tuple");
+        return NULL;
+    }
+    Py_INCREF(recs);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(recs);
+    size_t cap = (size_t)(n ? n : 1) * 1200;
+    obuf o = {PyMem_Malloc(cap), 0, cap, 1};
+    if (!o.p) { Py_DECREF(recs); return PyErr_NoMemory(); }
+    by_key keys[BY_KEYS];
+    int nkeys = 0, next = 0, r = OK;
+    for (Py_ssize_t k = 0; k < n && r == OK; k++) {
+        if (PySequence_Fast_GET_SIZE(recs) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "connections_by(): the list changed while it was written");
+            r = ERR;
+            break;
+        }
+        PyObject *c = PySequence_Fast_GET_ITEM(recs, k);
+        if (!PyTuple_Check(c) || PyTuple_CheckExact(c) || PyTuple_GET_SIZE(c) != C_NFIELDS) { r = DECLINE; break; }
+        Py_INCREF(c);
+        PyObject *s = PyTuple_GET_ITEM(c, C_SMTP), *host = Py_None;
+        if (s != Py_None) {
+            if (!PyTuple_Check(s) || PyTuple_CheckExact(s) || PyTuple_GET_SIZE(s) != S_NFIELDS) { Py_DECREF(c); r = DECLINE; break; }
+            host = PyTuple_GET_ITEM(s, S_HOST);
+        }
+        int64_t fwd;
+        if ((r = as_i64(PyTuple_GET_ITEM(c, C_ORIG_FWD), &fwd))) { Py_DECREF(c); break; }
+        PyObject *o_l2 = PyTuple_GET_ITEM(c, C_ORIG_L2), *r_l2 = PyTuple_GET_ITEM(c, C_RESP_L2),
+                 *sip = PyTuple_GET_ITEM(c, C_SERVER_IP), *item = NULL;
+        for (int i = 0; i < nkeys; i++) {
+            by_key *e = &keys[i];
+            if (e->o_l2 == o_l2 && e->r_l2 == r_l2 && e->sip == sip && e->host == host && e->fwd == (fwd > 0)) { item = e->item; break; }
+        }
+        if (!item) {
+            item = PyObject_CallOneArg(item_of, c);
+            if (!item) { Py_DECREF(c); r = ERR; break; }
+            if (item == Py_None) { Py_DECREF(item); Py_DECREF(c); r = DECLINE; break; }
+            if (!PyBytes_Check(item)) {
+                PyErr_Format(PyExc_TypeError, "item_of() must return bytes or None, not %.100s", Py_TYPE(item)->tp_name);
+                Py_DECREF(item); Py_DECREF(c); r = ERR; break;
+            }
+            by_key *e;
+            if (nkeys < BY_KEYS) e = &keys[nkeys++];
+            else {  /* full: the oldest entry goes */
+                e = &keys[next];
+                by_clear(e, 1);
+                next = (next + 1) % BY_KEYS;
+            }
+            Py_INCREF(o_l2); Py_INCREF(r_l2); Py_INCREF(sip); Py_INCREF(host);
+            *e = (by_key){o_l2, r_l2, sip, host, item, fwd > 0};  /* the cache owns the item's reference */
+        }
+        if (k) r = W_LIT(&o, ",");
+        if (r == OK) r = put_connection(&o, c, item);
+        Py_DECREF(c);
+    }
+    by_clear(keys, nkeys);
+    Py_DECREF(recs);
+    PyObject *out = NULL;
+    if (r == OK) out = PyBytes_FromStringAndSize(o.p, (Py_ssize_t)o.n);
+    else if (r == DECLINE) { out = Py_None; Py_INCREF(out); }
+    PyMem_Free(o.p);
+    return out;
+}
+
 /* The tests' hooks: a double as connection() writes it (put_double), and round(D/div, nd) */
 static PyObject *fmt_double(PyObject *self, PyObject *arg) {
     (void)self;
@@ -1103,6 +1189,10 @@ static PyMethodDef methods[] = {
     {"connections", connections, METH_VARARGS,
      "connections(records, backends) -> bytes | None: b','.join(connection(c, b) for each pair), or None "
      "where connection() declines any record of the batch"},
+    {"connections_by", connections_by, METH_VARARGS,
+     "connections_by(records, item_of) -> bytes | None: connections(records, [item_of(c) for c in records]), "
+     "item_of asked once per distinct back-end key (by identity) in the call; None where any record declines "
+     "or item_of returns None"},
     {"_double", fmt_double, METH_O, "_double(x) -> bytes | None: a float as connection() writes it (the tests' hook)"},
     {"_rounded", fmt_rounded, METH_VARARGS,
      "_rounded(d_ns, ms=False) -> bytes | None: round(d/1e9, 6) (ms: round(d/1e6, 3)) as connection() writes it"},

@@ -427,6 +427,7 @@ class ConnectionItems:
         self.first = True
         self.writer = _record_writer()
         self.many = None if self.writer is None else getattr(_jsonrows, "connections", None)
+        self.keyed = None if self.writer is None else getattr(_jsonrows, "connections_by", None)
         self.backends: dict[int, tuple] = {}  # id(back-end) -> (it, orjson's bytes of its item or None)
 
     def _backend_item(self, b) -> bytes | None:
@@ -467,6 +468,21 @@ class ConnectionItems:
                     return
         for c, b in zip(recs, backends):
             self.add(c, b)
+
+    def add_chunk(self, recs, backend_of) -> None:
+        """add(c, backend_of(c)) of each record of a run (a list or tuple), in one call to the C
+        writer (_jsonrows.connections_by), which asks for a back-end's item only once per distinct
+        back-end key (what backend_of reads) in the run; where it declines, as add_many."""
+        if not recs:
+            return
+        keyed = self.keyed
+        if keyed is not None:
+            item = self._backend_item
+            data = keyed(recs, lambda c: item(backend_of(c)))
+            if data is not None:
+                self._put(json_bytes(data))
+                return
+        self.add_many(list(recs), [backend_of(c) for c in recs])
 
     def add(self, c, b) -> None:
         data = None
@@ -512,23 +528,24 @@ def write(r: Report, out, pretty: bool = False) -> None:
         def emit(data: bytes) -> None:
             out.write(decoder.decode(data))
     items = ConnectionItems(emit)
-    parts = getattr(r.connections, "parts", None)
-    recs: list = []
-    backends: list = []
-    for c, b in parts() if parts is not None else r.connections:  # streamed from each capture's record store
-        if type(c) is Block:  # lone SYNs: b is the capture's backend_of (track/lone.py)
-            if recs:
-                items.add_many(recs, backends)
-                recs, backends = [], []
-            items.add_rows(c, b)
-        else:
+    chunks = getattr(r.connections, "chunks", None)
+    if chunks is not None:  # streamed from each capture's record store, a run of records at a time
+        for run, backend_of in chunks():
+            if type(run) is Block:  # lone SYNs (track/lone.py)
+                items.add_rows(run, backend_of)
+            else:
+                items.add_chunk(run, backend_of)
+    else:
+        recs: list = []
+        backends: list = []
+        for c, b in r.connections:
             recs.append(c)
             backends.append(b)
             if len(recs) == ITEMS_BATCH:
                 items.add_many(recs, backends)
                 recs, backends = [], []
-    if recs:
-        items.add_many(recs, backends)
+        if recs:
+            items.add_many(recs, backends)
     if buf is not None:
         buf.flush()
     out.write(head[cut:])
