@@ -120,3 +120,32 @@ def test_the_merge_hands_on_a_batch_that_sorts_before_the_other_streams_without_
     got = list(spill._merge([_batches(first, 256), _batches(tail, 256)]))
     assert got == sorted(first + tail, key=_key)
     assert len(keys) < 1_000  # heapq.merge takes a key of each of the 20,300 records
+
+
+@pytest.mark.parametrize("tracker", ["c", "python"])
+def test_short_sessions_go_to_the_store_as_one_sorted_run_whatever_the_close_timer_held_at_the_end(tmp_path, tracker,
+                                                                                                   monkeypatch):
+    """The sessions Zeek's close timer still holds when the capture ends (its last 5 s: here all of
+    them, 18 times what the selection holds) are handed over in the order they began, so the store
+    is one run: no pass merges interleaved runs a record at a time (in the table's random order
+    they made 9 runs). Both trackers."""
+    import subprocess
+    import sys
+
+    from dsrdiag.track.pipeline import track_capture
+    from tests.conftest import ROOT
+
+    if tracker == "c":
+        pytest.importorskip("dsrdiag.track._conntrack", reason="the C extension was not built")
+    path = tmp_path / "s.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gen.py"), str(path), "--shape", "sessions", "--count", "9000"],
+                   check=True, capture_output=True, timeout=300)
+    monkeypatch.setenv("DSRDIAG_SPILL_AT", "500")
+    r = track_capture(str(path), "v", (25,), tracker=tracker)
+    seq = r.connections
+    assert len(seq) == 9000
+    assert seq.runs == 1
+    chunks = list(seq.chunks())
+    assert len(chunks) <= 9000 // spill.BATCH + 6  # the run's batches and the part in memory, in few pieces
+    keys = [(c.first_ts_ns, c.uid) for ch in chunks for c in ch]
+    assert keys == sorted(keys)

@@ -298,6 +298,31 @@ def test_one_sweep_hands_its_ended_connections_over_in_table_slot_order(tmp_path
     assert seen.ended >= 1000 and seen.multi >= 20, seen
 
 
+def test_finish_all_hands_the_connections_still_open_over_in_the_order_they_began(tmp_path):
+    """At the capture's end the connections Zeek's timers still hold (a flood's attempts, the last
+    5 s of sessions under the close timer, frozen or not) are handed over by number, the order
+    they began, as the reference's table hands them: the store sorts by first packet, and a random
+    table order would split it into runs interleaved record by record."""
+    path = _mixed(tmp_path / "mixed.pcap")
+    native = _drive(path, 400, 0, lambda n: _drain(n.sweep(TAKE_N), n))
+    held = native.slots()
+    assert len(held) >= 500 and held != sorted(held)  # the table's order is not the numbers' (random key)
+    assert native.frozen >= 100  # frozen entries are numbered and sorted like the others
+    ended = _drain(native.finish_all(TAKE_N), native)
+    assert ended == sorted(held)
+
+
+def _drain(batch, native) -> list[int]:
+    out = []
+    while batch:
+        out += [t[0] for t in batch]
+        batch = native.more(TAKE_N)
+    return out
+
+
+TAKE_N = 64
+
+
 @pytest.mark.parametrize("every", [1, 9, 100])
 def test_each_sweep_ends_exactly_the_connections_the_python_sweep_ends(every, tmp_path):
     """Records alone cannot show it (a packet of a connection whose timer has passed ends it anyway,

@@ -550,12 +550,19 @@ typedef struct {
     char *p;
     size_t n, cap;
     int heap;
+    PyObject *bytes;           /* non-NULL: p is this bytes object's buffer (obuf_bytes), grown in place */
 } obuf;
 
 static int grow_slow(obuf *o, size_t need) {
     if (need > (size_t)PY_SSIZE_T_MAX / 2 - o->n) { PyErr_NoMemory(); return ERR; }
     size_t cap = o->cap * 2;
     if (cap < o->n + need) cap = o->n + need;
+    if (o->bytes) {
+        if (_PyBytes_Resize(&o->bytes, (Py_ssize_t)cap) < 0) return ERR;   /* it freed the object */
+        o->p = PyBytes_AS_STRING(o->bytes);
+        o->cap = cap;
+        return OK;
+    }
     char *q = o->heap ? PyMem_Realloc(o->p, cap) : PyMem_Malloc(cap);
     if (!q) { PyErr_NoMemory(); return ERR; }
     if (!o->heap) memcpy(q, o->p, o->n);
@@ -563,6 +570,28 @@ static int grow_slow(obuf *o, size_t need) {
     o->cap = cap;
     o->heap = 1;
     return OK;
+}
+
+/* An output written straight into a bytes object of cap bytes (a run's items are ~280 KiB: no
+   copy of them into a bytes object at the end) */
+static int obuf_bytes(obuf *o, size_t cap) {
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(cap ? cap : 1));
+    if (!b) return ERR;
+    *o = (obuf){PyBytes_AS_STRING(b), 0, cap ? cap : 1, 1, b};
+    return OK;
+}
+
+/* obuf_bytes' result: the bytes written (OK), None (DECLINE) or NULL (ERR, an error set) */
+static PyObject *obuf_result(obuf *o, int r) {
+    PyObject *b = o->bytes;
+    o->bytes = NULL;
+    if (r == OK) {
+        if (b && _PyBytes_Resize(&b, (Py_ssize_t)o->n) < 0) return NULL;
+        return b;
+    }
+    Py_XDECREF(b);
+    if (r == DECLINE) Py_RETURN_NONE;
+    return NULL;
 }
 
 /* Room for need more bytes */
@@ -1036,9 +1065,8 @@ static PyObject *connections(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "connections(): records and backends differ in length");
         return NULL;
     }
-    size_t cap = (size_t)(n ? n : 1) * 1200;    /* a record's item is ~1.1 KiB: one allocation, usually */
-    obuf o = {PyMem_Malloc(cap), 0, cap, 1};
-    if (!o.p) return PyErr_NoMemory();
+    obuf o;
+    if (obuf_bytes(&o, (size_t)(n ? n : 1) * 1200) < 0) return NULL;   /* ~1.1 KiB an item: one allocation, usually */
     int r = OK;
     for (Py_ssize_t k = 0; k < n && r == OK; k++) {
         if (PyList_GET_SIZE(recs) != n || PyList_GET_SIZE(backs) != n) {
@@ -1059,11 +1087,7 @@ static PyObject *connections(PyObject *self, PyObject *args) {
         Py_DECREF(c);
         Py_DECREF(b);
     }
-    PyObject *out = NULL;
-    if (r == OK) out = PyBytes_FromStringAndSize(o.p, (Py_ssize_t)o.n);
-    else if (r == DECLINE) { out = Py_None; Py_INCREF(out); }
-    PyMem_Free(o.p);
-    return out;
+    return obuf_result(&o, r);
 }
 
 /* connections_by(records, item_of) -> bytes | None: connections(records, [item_of(c) for c in
@@ -1092,11 +1116,10 @@ static PyObject *connections_by(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "connections_by(): records must be a list or a tuple");
         return NULL;
     }
-    Py_INCREF(recs);
     Py_ssize_t n = PySequence_Fast_GET_SIZE(recs);
-    size_t cap = (size_t)(n ? n : 1) * 1200;
-    obuf o = {PyMem_Malloc(cap), 0, cap, 1};
-    if (!o.p) { Py_DECREF(recs); return PyErr_NoMemory(); }
+    obuf o;
+    if (obuf_bytes(&o, (size_t)(n ? n : 1) * 1200) < 0) return NULL;   /* a record's item is ~1.1 KiB */
+    Py_INCREF(recs);
     by_key keys[BY_KEYS];
     int nkeys = 0, next = 0, r = OK;
     for (Py_ssize_t k = 0; k < n && r == OK; k++) {
@@ -1145,11 +1168,7 @@ static PyObject *connections_by(PyObject *self, PyObject *args) {
     }
     by_clear(keys, nkeys);
     Py_DECREF(recs);
-    PyObject *out = NULL;
-    if (r == OK) out = PyBytes_FromStringAndSize(o.p, (Py_ssize_t)o.n);
-    else if (r == DECLINE) { out = Py_None; Py_INCREF(out); }
-    PyMem_Free(o.p);
-    return out;
+    return obuf_result(&o, r);
 }
 
 /* The tests' hooks: a double as connection() writes it (put_double), and round(D/div, nd) */
