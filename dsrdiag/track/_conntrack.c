@@ -13,8 +13,8 @@
  * (drain(), lone()): a SYN flood's millions of one-packet attempts never become Python objects.
  * sweep() does not scan the table: entries a packet touched since the last sweep (the dirty list)
  * are computed anew, the others wait in a min-heap under their removal time (Zeek's timers, kept
- * lazily), and one sweep's ended entries are handed over in slot order, as a scan met them
- * (tests/test_sweep_native.py). A lone SYN attempt open across a sweep is frozen as ~100 bytes.
+ * lazily), and one sweep's ended entries are handed over in the order they began (their numbers),
+ * as the reference's table hands them (tests/test_sweep_native.py). A lone SYN attempt open across a sweep is frozen as ~100 bytes.
  */
 #include "_conntrack.h"
 #include "structmember.h"          /* PyMemberDef: NoteBlock's slots by offset */
@@ -157,7 +157,7 @@ typedef struct {
     size_t nheap, capheap;
     conn_t **dirty;            /* NULL where one left the table since */
     size_t ndirty, capdirty;
-    struct expired { size_t slot; conn_t *c; } *exp;   /* one sweep's ended entries, to sort by slot */
+    struct expired { size_t slot; conn_t *c; } *exp;   /* one sweep's ended entries, to sort by number */
     size_t capexp;
     size_t frozen_bytes;       /* the allocated size of the frozen entries in the table */
     PyObject *kit_held;        /* drain()'s own reference to kit, for the batch */
@@ -2074,10 +2074,6 @@ out:
     return res;
 }
 
-static int by_slot(const void *a, const void *b) {
-    size_t x = ((const struct expired *)a)->slot, y = ((const struct expired *)b)->slot;
-    return x < y ? -1 : x > y;
-}
 
 /* by the entry's number (ENTRY_HEAD: a frozen entry's too) */
 static int by_num(const void *a, const void *b) {
@@ -2139,7 +2135,8 @@ static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
             self->exp[nexp++].c = c;
         }
         for (size_t k = 0; k < nexp; k++) self->exp[k].slot = slot_of(self, self->exp[k].c);
-        if (nexp > 1) qsort(self->exp, nexp, sizeof *self->exp, by_slot);
+        /* in the order they began, as the reference hands them (finish_all() says why) */
+        if (nexp > 1) qsort(self->exp, nexp, sizeof *self->exp, by_num);
         for (size_t k = 0; k < nexp; k++)
             if (finish_at(self, self->exp[k].c, self->exp[k].slot) < 0) return NULL;   /* a frozen one thaws in drain() */
     }
@@ -2191,8 +2188,7 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *args) {
     return drain(self, (size_t)limit);
 }
 
-/* slots() -> the open connections' numbers in table-slot order: the order a sweep hands over the
-   ones it ends (tests/test_sweep_native.py checks it) */
+/* slots() -> the open connections' numbers in table-slot order (the tests' view of the table) */
 static PyObject *Tracker_slots(Tracker *self, PyObject *unused) {
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
@@ -2309,7 +2305,7 @@ static PyMethodDef Tracker_methods[] = {
     {"sweep", (PyCFunction)Tracker_sweep, METH_VARARGS, "sweep([limit]): the connections Zeek's timers have ended (the first limit; more() the rest)"},
     {"finish_all", (PyCFunction)Tracker_finish_all, METH_VARARGS, "finish_all([limit]): every connection left (the first limit; more() the rest)"},
     {"more", (PyCFunction)Tracker_more, METH_VARARGS, "more([limit]): the next finished connections sweep() or finish_all() left"},
-    {"slots", (PyCFunction)Tracker_slots, METH_NOARGS, "slots(): the open connections' numbers in table-slot order (the order a sweep ends them in)"},
+    {"slots", (PyCFunction)Tracker_slots, METH_NOARGS, "slots(): the open connections' numbers in table-slot order (the tests' view of the table)"},
     {"lone", (PyCFunction)Tracker_lone, METH_NOARGS, "lone(): the lone-SYN rows (track/lone.py ROW) written since the last call, as bytes"},
     {NULL}
 };

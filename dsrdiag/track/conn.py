@@ -672,7 +672,8 @@ class ConnTracker:
         batch; the tracker hands the rest over with more()): a sweep that ends half a million
         attempts of a flood never holds them all as Python objects at once. Its lone SYNs come as
         rows (104 bytes each, track/lone.py), handed to the store together: a sweep ends them in
-        table order, and only the whole sweep's rows, sorted, follow the rows before them."""
+        the order they began, not that of their last packets, and only the whole sweep's rows,
+        sorted, follow the rows before them."""
         rows = bytearray()  # every drain's rows of this sweep: the lane takes them sorted together (RecordSink.add_rows)
         while True:
             if finished:

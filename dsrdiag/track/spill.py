@@ -584,10 +584,10 @@ def _merge_chunks(streams):
     """_merge's records as consecutive sequences: whole batches, or slices of one (what comes before
     another stream's next record).
 
-    Why by batch: a capture's runs overlap only where records ended out of turn (at its end,
-    finish_all ends the connections still open in table order: ~25,000 of 2M short sessions), so
-    most batches sort whole before every other stream's next record and are handed on for one
-    compare, not a key and a heap step per record (~1 us a record, on each of the passes)."""
+    Why by batch: a capture's runs overlap only where records ended out of turn (connections of
+    very different lengths; the part still in memory at the end), so most batches sort whole
+    before every other stream's next record and are handed on for one compare, not a key and a
+    heap step per record (~1 us a record, on each of the passes)."""
     heap = []
     for i, stream in enumerate(streams):
         it = iter(stream)
