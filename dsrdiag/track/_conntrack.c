@@ -157,7 +157,7 @@ typedef struct {
     size_t nheap, capheap;
     conn_t **dirty;            /* NULL where one left the table since */
     size_t ndirty, capdirty;
-    struct expired { size_t slot; conn_t *c; } *exp;   /* one sweep's ended entries, to sort by number */
+    struct expired { unsigned long long num; size_t slot; conn_t *c; } *exp;   /* one sweep's ended entries, to sort by number */
     size_t capexp;
     size_t frozen_bytes;       /* the allocated size of the frozen entries in the table */
     PyObject *kit_held;        /* drain()'s own reference to kit, for the batch */
@@ -2077,7 +2077,7 @@ out:
 
 /* by the entry's number (ENTRY_HEAD: a frozen entry's too) */
 static int by_num(const void *a, const void *b) {
-    unsigned long long x = ((const struct expired *)a)->c->num, y = ((const struct expired *)b)->c->num;
+    unsigned long long x = ((const struct expired *)a)->num, y = ((const struct expired *)b)->num;   /* copied: no entry read per compare */
     return x < y ? -1 : x > y;
 }
 
@@ -2134,7 +2134,10 @@ static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
             if (exp_room(self, nexp + 1) < 0) return NULL;
             self->exp[nexp++].c = c;
         }
-        for (size_t k = 0; k < nexp; k++) self->exp[k].slot = slot_of(self, self->exp[k].c);
+        for (size_t k = 0; k < nexp; k++) {
+            self->exp[k].slot = slot_of(self, self->exp[k].c);
+            self->exp[k].num = self->exp[k].c->num;
+        }
         /* in the order they began, as the reference hands them (finish_all() says why) */
         if (nexp > 1) qsort(self->exp, nexp, sizeof *self->exp, by_num);
         for (size_t k = 0; k < nexp; k++)
@@ -2174,6 +2177,7 @@ static PyObject *Tracker_finish_all(Tracker *self, PyObject *args) {
         if (!c || c == TOMB) continue;
         if (exp_room(self, nexp + 1) < 0) return NULL;
         self->exp[nexp].slot = i;
+        self->exp[nexp].num = c->num;
         self->exp[nexp++].c = c;
     }
     if (nexp > 1) qsort(self->exp, nexp, sizeof *self->exp, by_num);
