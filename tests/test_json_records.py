@@ -313,10 +313,14 @@ def test_the_document_written_a_run_at_a_time_is_the_document_written_a_record_a
     r = analyze([("lan", str(path))], Topology(ports=(25,)), jobs=1)
     assert r.connections.records[0].connections.runs >= 1 and len(list(r.connections.chunks())) > 3
 
+    written_by_c = []
+
     def written(by_run: bool) -> bytes:
         out = []
         items = jsondoc.ConnectionItems(out.append)
         if by_run:
+            keyed = items.keyed
+            items.keyed = lambda recs, item_of: written_by_c.append(keyed(recs, item_of)) or written_by_c[-1]
             for run, backend_of in r.connections.chunks():
                 items.add_chunk(run, backend_of)
         else:
@@ -326,6 +330,11 @@ def test_the_document_written_a_run_at_a_time_is_the_document_written_a_record_a
     assert jsondoc.ConnectionItems(lambda d: None).keyed is jr.connections_by
     assert written(True) == written(False)
     assert written(True).count(b'"uid":') == 700
+    assert written_by_c and None not in written_by_c  # the C writer wrote every run (no fallback hid it)
+    monkeypatch.setattr(jsondoc, "RUN_ITEMS", 7)  # a run longer than one call writes: in pieces, the same bytes
+    written_by_c.clear()
+    assert written(True) == written(False)
+    assert len(written_by_c) > 700 // 7
 
 
 # ---- crafted records: every branch -------------------------------------------------------------

@@ -473,16 +473,24 @@ class ConnectionItems:
         """add(c, backend_of(c)) of each record of a run (a list or tuple), in one call to the C
         writer (_jsonrows.connections_by), which asks for a back-end's item only once per distinct
         back-end key (what backend_of reads) in the run; where it declines, as add_many."""
-        if not recs:
-            return
         keyed = self.keyed
-        if keyed is not None:
-            item = self._backend_item
-            data = keyed(recs, lambda c: item(backend_of(c)))
+        if keyed is None:
+            for i in range(0, len(recs), ITEMS_BATCH):
+                part = list(recs[i:i + ITEMS_BATCH])
+                self.add_many(part, [backend_of(c) for c in part])
+            return
+        item = self._backend_item
+
+        def item_of(c):
+            return item(backend_of(c))
+        for i in range(0, len(recs), RUN_ITEMS):  # a run may be the part in memory: its items in bounded pieces
+            part = recs if len(recs) <= RUN_ITEMS else recs[i:i + RUN_ITEMS]
+            data = keyed(part, item_of)
             if data is not None:
                 self._put(json_bytes(data))
-                return
-        self.add_many(list(recs), [backend_of(c) for c in recs])
+            else:
+                part = list(part)
+                self.add_many(part, [backend_of(c) for c in part])
 
     def add(self, c, b) -> None:
         data = None
@@ -502,6 +510,9 @@ class ConnectionItems:
 
 ITEMS_BATCH = 256
 """Records written by one call of the C writer (ConnectionItems.add_many): ~280 KiB of JSON."""
+RUN_ITEMS = 1024
+"""Records of a run written by one call of connections_by (ConnectionItems.add_chunk): ~1.1 MiB of
+JSON at most, whatever a run holds (the store's part in memory is one run of up to SPILL_AT)."""
 
 
 def write(r: Report, out, pretty: bool = False) -> None:

@@ -2093,12 +2093,11 @@ static int exp_room(Tracker *t, size_t n) {
 }
 
 /* sweep() -> [connections Zeek's timers have ended by the capture clock] (ConnTracker.sweep).
-   The same connections as a scan of the whole table would end, in the same (slot) order, and the
-   same ones frozen: the entries touched since the last sweep (the dirty list: the only ones not
-   frozen already, but for those too big to freeze, whose fields and so whose removal time no
-   packet has changed since) are computed anew, ended or filed and frozen; then the heap gives the
-   filed ones whose time has come. One sweep's ended entries are sorted by slot, as the scan met
-   them: track/facts.py sees records in that order. */
+   The same connections as a scan of the whole table would end, and the same ones frozen: the
+   entries touched since the last sweep (the dirty list: the only ones not frozen already, but for
+   those too big to freeze, whose fields and so whose removal time no packet has changed since) are
+   computed anew, ended or filed and frozen; then the heap gives the filed ones whose time has
+   come. One sweep's ended entries are sorted by number, the order they began (finish_all says why). */
 static PyObject *Tracker_sweep(Tracker *self, PyObject *args) {
     Py_ssize_t limit;
     if (batch_arg(args, &limit) < 0) return NULL;

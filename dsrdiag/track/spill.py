@@ -419,7 +419,7 @@ class RecordSeq:
             return iter((self._memory,) if self._memory else ())
         streams = [_read_batches(self._path, a, b) for a, b in self._runs]
         if len(streams) == 1 and not self._memory:
-            return streams[0]
+            return (b for b in streams[0] if len(b))
         return _merge_chunks([(self._memory,), *streams])
 
     def __iter__(self):
@@ -634,7 +634,7 @@ def _merge_chunks(streams):
     if heap:
         _, _, batch, pos, it = heap[0]
         yield batch[pos:] if pos else batch
-        yield from it
+        yield from (b for b in it if len(b))
 
 
 BAG_CHUNK = 1 << 15
