@@ -244,6 +244,12 @@ def test_the_document_writes_a_declined_record_in_its_place_among_batched_ones(j
     assert written(True) == written(False)
     assert orjson.loads(b"[" + written(True) + b"]")[5]["missed_bytes"] == 2 ** 63
 
+    run = []  # add_chunk: the run the C writer declines goes one record at a time, in its place
+    items = jsondoc.ConnectionItems(run.append)
+    items.add_chunk(recs[:4], lambda r: b)
+    items.add_chunk(tuple(recs[4:]), lambda r: b)
+    assert b"".join(run) == written(False)
+
 
 # ---- connections_by(): the back-ends looked up in the writer -----------------------------------
 

@@ -452,5 +452,5 @@ def test_a_damaged_body_length_in_a_store_file_is_a_store_error_and_no_allocatio
     path.write_bytes(packed.HEADER.pack(packed.MAGIC, packed.VERSION, packed.FORM_PACKED, 0, 1, length) + bytes(16))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(spill.StoreError):
-        list(spill._read_run(str(path), 0, path.stat().st_size))
+        list(spill._read_batches(str(path), 0, path.stat().st_size))
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: no buffer of the length

@@ -470,27 +470,23 @@ class ConnectionItems:
             self.add(c, b)
 
     def add_chunk(self, recs, backend_of) -> None:
-        """add(c, backend_of(c)) of each record of a run (a list or tuple), in one call to the C
-        writer (_jsonrows.connections_by), which asks for a back-end's item only once per distinct
-        back-end key (what backend_of reads) in the run; where it declines, as add_many."""
+        """add(c, backend_of(c)) of each record of a run (a list or tuple), RUN_ITEMS at a time in
+        one call to the C writer (_jsonrows.connections_by), which asks for a back-end's item only
+        once per distinct back-end key (what backend_of reads) in the call; where it declines (a
+        record, or a back-end's item, that only the Python path writes), one record at a time."""
         keyed = self.keyed
-        if keyed is None:
-            for i in range(0, len(recs), ITEMS_BATCH):
-                part = list(recs[i:i + ITEMS_BATCH])
-                self.add_many(part, [backend_of(c) for c in part])
-            return
         item = self._backend_item
 
         def item_of(c):
             return item(backend_of(c))
         for i in range(0, len(recs), RUN_ITEMS):  # a run may be the part in memory: its items in bounded pieces
             part = recs if len(recs) <= RUN_ITEMS else recs[i:i + RUN_ITEMS]
-            data = keyed(part, item_of)
+            data = None if keyed is None else keyed(part, item_of)
             if data is not None:
                 self._put(json_bytes(data))
-            else:
-                part = list(part)
-                self.add_many(part, [backend_of(c) for c in part])
+                continue
+            for c in part:
+                self.add(c, backend_of(c))
 
     def add(self, c, b) -> None:
         data = None

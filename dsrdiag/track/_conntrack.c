@@ -14,7 +14,8 @@
  * sweep() does not scan the table: entries a packet touched since the last sweep (the dirty list)
  * are computed anew, the others wait in a min-heap under their removal time (Zeek's timers, kept
  * lazily), and one sweep's ended entries are handed over in the order they began (their numbers),
- * as the reference's table hands them (tests/test_sweep_native.py). A lone SYN attempt open across a sweep is frozen as ~100 bytes.
+ * as the reference's table hands them (tests/test_sweep_native.py). A lone SYN attempt open across
+ * a sweep is frozen as ~100 bytes.
  */
 #include "_conntrack.h"
 #include "structmember.h"          /* PyMemberDef: NoteBlock's slots by offset */
@@ -2073,7 +2074,6 @@ out:
     PyBuffer_Release(&src); PyBuffer_Release(&dst); PyBuffer_Release(&payload);
     return res;
 }
-
 
 /* by the entry's number (ENTRY_HEAD: a frozen entry's too) */
 static int by_num(const void *a, const void *b) {

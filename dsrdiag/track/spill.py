@@ -530,12 +530,6 @@ class StoreError(DsrdiagError):
     """A store file that does not read back as it was written (changed or cut while the run used it)."""
 
 
-def _read_run(path: str, start: int, end: int):
-    """The records of one sorted run, in order."""
-    for batch in _read_batches(path, start, end):
-        yield from batch
-
-
 def _read_batches(path: str, start: int, end: int):
     """The batches (lists of records) of one sorted run, in order."""
     size = packed.HEADER.size
